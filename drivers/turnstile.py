@@ -1,0 +1,431 @@
+"""Turnstile controller over Modbus (RTU on a serial line, or TCP), driven by a controller profile.
+
+The register and coil layout of a controller model lives in a TOML profile
+(`config/controllers/<model>.toml`, like an EdgeX device profile); where the controller is (port or
+host, unit id) is given to `Turnstile`. A new controller model needs a file, not code.
+
+All calls are synchronous and thread-safe (one lock per controller). Transport failures come out as
+`drivers.errors` exceptions carrying the port: `DeviceTimeout` (no answer after the retries),
+`FrameError` (bytes came back but no valid frame: CRC error, garbage), `DeviceDisconnected` (port or
+socket cannot be opened), `DeviceFault` (the controller answered with a Modbus exception). After any
+of them the next call tries again from scratch (reopening the port or socket if needed), so a
+controller that stops answering and comes back never wedges the gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from drivers.errors import DeviceDisconnected, DeviceFault, DeviceTimeout, DriverError, FrameError
+
+log = logging.getLogger(__name__)
+
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "config" / "controllers"
+Direction = Literal["in", "out"]
+Mode = Literal["normal", "free", "locked"]
+MODES: tuple[str, ...] = ("normal", "free", "locked")
+BIT_TABLES = ("coil", "discrete")
+REGISTER_TABLES = ("holding", "input")
+
+
+class ProfileError(ValueError):
+    """A controller profile is missing a key or has a wrong value; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class PointSet:
+    """Named bits: one coil/discrete input per name, or bit n of one register (a bitfield)."""
+
+    table: str
+    points: Mapping[str, int]
+    address: int | None = None  # the register, for a bitfield in "holding" or "input"
+
+    @property
+    def is_bitfield(self) -> bool:
+        return self.table in REGISTER_TABLES
+
+    def decode(self, values: list[int] | list[bool], base: int) -> frozenset[str]:
+        """Names whose bit is set, from values read starting at address `base`."""
+        if self.is_bitfield:
+            word = int(values[0])
+            return frozenset(n for n, bit in self.points.items() if word >> bit & 1)
+        return frozenset(n for n, addr in self.points.items() if values[addr - base])
+
+    def span(self) -> tuple[int, int]:
+        """(first address, count) to read in one request."""
+        if self.is_bitfield:
+            return int(self.address or 0), 1
+        lo, hi = min(self.points.values()), max(self.points.values())
+        return lo, hi - lo + 1
+
+
+@dataclass(frozen=True)
+class ControllerProfile:
+    """The register and coil layout of one turnstile controller model."""
+
+    model: str
+    description: str
+    source: str
+    open_type: Literal["coil", "register"]
+    open_in: int  # coil address ("coil") or command value ("register")
+    open_out: int
+    open_address: int | None  # command register for "register"
+    mode_table: str
+    mode_address: int
+    mode_values: Mapping[str, int]
+    counter_table: str
+    entries_address: int
+    exits_address: int
+    counter_words: int = 1
+    word_order: Literal["big", "little"] = "big"
+    alarms: PointSet = field(default_factory=lambda: PointSet("discrete", MappingProxyType({})))
+    sensors: PointSet | None = None
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> ControllerProfile:
+        """Load a profile by model name (from `config/controllers/`) or by file path."""
+        path = Path(name_or_path)
+        if not (path.suffix == ".toml" or path.exists()):
+            path = PROFILE_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
+            raise ProfileError(f"controller profile {name_or_path!r} not found (known models: {known})")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str = "<dict>") -> ControllerProfile:
+        """Validate a parsed profile; every error names the file and the key."""
+
+        def get(section: str, key: str, kind: type = int, default=...):
+            sect = data.get(section)
+            if not isinstance(sect, Mapping):
+                if default is not ...:
+                    return default
+                raise ProfileError(f"{source}: missing section [{section}]")
+            if key not in sect:
+                if default is not ...:
+                    return default
+                raise ProfileError(f"{source}: missing key {section}.{key}")
+            value = sect[key]
+            bad_int = not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF
+            if kind is int and bad_int:
+                raise ProfileError(f"{source}: {section}.{key} must be an integer 0..65535, not {value!r}")
+            if kind is not int and not isinstance(value, kind):
+                raise ProfileError(f"{source}: {section}.{key} must be a {kind.__name__}, not {value!r}")
+            return value
+
+        def choice(section: str, key: str, allowed: tuple[str, ...], default=...) -> str:
+            value = get(section, key, str, default)
+            if value not in allowed:
+                raise ProfileError(f"{source}: {section}.{key} must be one of {allowed}, not {value!r}")
+            return value
+
+        def points(section: str) -> PointSet | None:
+            if section not in data:
+                return None
+            table = choice(section, "table", BIT_TABLES + REGISTER_TABLES)
+            raw = get(section, "points", dict)
+            for name, value in raw.items():
+                limit = 15 if table in REGISTER_TABLES else 0xFFFF
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+                    raise ProfileError(f"{source}: {section}.points.{name} must be an integer 0..{limit}")
+            if table in BIT_TABLES and raw and max(raw.values()) - min(raw.values()) > 1000:
+                raise ProfileError(f"{source}: {section}.points spread over more than 1000 addresses")
+            address = get(section, "address") if table in REGISTER_TABLES else None
+            return PointSet(table, MappingProxyType(dict(raw)), address)
+
+        open_type = choice("open", "type", ("coil", "register"))
+        mode_values = get("mode", "values", dict)
+        for mode in MODES:
+            if not isinstance(mode_values.get(mode), int):
+                raise ProfileError(f"{source}: mode.values.{mode} must be an integer")
+        words = get("counters", "words", int, 1)
+        if words not in (1, 2):
+            raise ProfileError(f"{source}: counters.words must be 1 or 2, not {words!r}")
+        alarms = points("alarms") or PointSet("discrete", MappingProxyType({}))
+        return cls(
+            model=get("controller", "model", str),
+            description=get("controller", "description", str, ""),
+            source=source,
+            open_type=open_type,
+            open_in=get("open", "in"),
+            open_out=get("open", "out"),
+            open_address=get("open", "address") if open_type == "register" else None,
+            mode_table=choice("mode", "table", ("holding",)),
+            mode_address=get("mode", "address"),
+            mode_values=MappingProxyType({m: mode_values[m] for m in MODES}),
+            counter_table=choice("counters", "table", REGISTER_TABLES),
+            entries_address=get("counters", "entries"),
+            exits_address=get("counters", "exits"),
+            counter_words=words,
+            word_order=choice("counters", "word_order", ("big", "little"), "big"),
+            alarms=alarms,
+            sensors=points("sensors"),
+        )
+
+    def counter_value(self, regs: list[int]) -> int:
+        """One counter from its registers."""
+        if self.counter_words == 1:
+            return regs[0]
+        hi, lo = (regs[0], regs[1]) if self.word_order == "big" else (regs[1], regs[0])
+        return hi << 16 | lo
+
+    def counter_registers(self, value: int) -> list[int]:
+        """The registers holding `value` (used by the simulator)."""
+        if self.counter_words == 1:
+            return [value & 0xFFFF]
+        hi, lo = value >> 16 & 0xFFFF, value & 0xFFFF
+        return [hi, lo] if self.word_order == "big" else [lo, hi]
+
+    @property
+    def counter_modulus(self) -> int:
+        return 1 << (16 * self.counter_words)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Passage counters as the controller reports them (they wrap at 2**16 or 2**32)."""
+
+    entries: int
+    exits: int
+
+    def get(self, direction: Direction) -> int:
+        return self.entries if direction == "in" else self.exits
+
+
+class Turnstile:
+    """One turnstile controller: open once per direction, set the mode, read counters, alarms, sensors."""
+
+    def __init__(
+        self,
+        profile: ControllerProfile | str | Path,
+        *,
+        tcp: tuple[str, int] | None = None,
+        serial: str | None = None,
+        baudrate: int = 9600,
+        parity: str = "N",
+        unit_id: int = 1,
+        timeout: float = 0.3,
+        retries: int = 2,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        if (tcp is None) == (serial is None):
+            raise ValueError("give exactly one of tcp=(host, port) or serial='/dev/...'")
+        self.profile = profile if isinstance(profile, ControllerProfile) else ControllerProfile.load(profile)
+        self.tcp = tcp
+        self.serial = serial
+        self.baudrate = baudrate
+        self.parity = parity
+        self.unit_id = unit_id
+        self.timeout = timeout
+        self.retries = retries
+        self.poll_interval_s = poll_interval_s
+        self.port = f"tcp:{tcp[0]}:{tcp[1]}" if tcp else str(serial)
+        self._client = None
+        self._lock = threading.RLock()
+        self._rx_bytes = 0
+        self._healthy = False
+        self.last_error: DriverError | None = None
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _make_client(self):
+        from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+        from pymodbus.framer import FramerType
+
+        common = dict(timeout=self.timeout, retries=self.retries, trace_packet=self._trace_packet)
+        if self.tcp:
+            return ModbusTcpClient(self.tcp[0], port=self.tcp[1], reconnect_delay=0, **common)
+        return ModbusSerialClient(
+            self.serial, framer=FramerType.RTU, baudrate=self.baudrate, parity=self.parity,
+            reconnect_delay=0, **common,
+        )
+
+    def connect(self) -> None:
+        """Open the port or socket; raises DeviceDisconnected if it cannot be opened."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            try:
+                ok = self._client.connect()
+            except Exception as exc:  # pyserial raises from open(); pymodbus usually returns False
+                ok, why = False, exc
+            else:
+                why = "connection refused or port missing"
+            if not ok:
+                self._fail(DeviceDisconnected(self.port, f"cannot open: {why}"))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # closing a dead port must not fail the caller
+                    log.debug("%s: error on close", self.port, exc_info=True)
+                self._client = None
+            self._healthy = False
+
+    def __enter__(self) -> Turnstile:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def healthy(self) -> bool:
+        """True while the last exchange with the controller succeeded."""
+        return self._healthy
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._rx_bytes += len(data)
+        return data
+
+    def _fail(self, err: DriverError):
+        self._healthy = False
+        self.last_error = err
+        raise err
+
+    def _call(self, what: str, method: str, *args, **kwargs):
+        from pymodbus.exceptions import ConnectionException, ModbusException
+
+        with self._lock:
+            if self._client is None:
+                self.connect()
+            self._rx_bytes = 0
+            try:
+                response = getattr(self._client, method)(*args, device_id=self.unit_id, **kwargs)
+            except ConnectionException as exc:
+                self.close()
+                self._fail(DeviceDisconnected(self.port, f"{what}: connection lost ({exc})"))
+            except ModbusException:
+                if self._rx_bytes:
+                    self._fail(FrameError(self.port, f"{what}: no valid response frame (bad CRC or garbage, "
+                                                     f"{self._rx_bytes} bytes dropped)"))
+                self._fail(DeviceTimeout(self.port, f"{what}: no answer from unit {self.unit_id} "
+                                                    f"after {self.retries + 1} tries of {self.timeout}s"))
+            except (OSError, ValueError) as exc:  # pyserial errors are OSError subclasses
+                self.close()
+                self._fail(DeviceDisconnected(self.port, f"{what}: {exc}"))
+            if response.isError():
+                code = getattr(response, "exception_code", None)
+                msg = f"{what}: controller answered Modbus exception {code}"
+                self._fail(DeviceFault(self.port, msg, code))
+            self._healthy = True
+            self.last_error = None
+            return response
+
+    def _read(self, table: str, address: int, count: int, what: str) -> list:
+        method = {
+            "coil": "read_coils",
+            "discrete": "read_discrete_inputs",
+            "holding": "read_holding_registers",
+            "input": "read_input_registers",
+        }[table]
+        response = self._call(what, method, address, count=count)
+        values = response.bits if table in BIT_TABLES else response.registers
+        if len(values) < count:
+            self._fail(FrameError(self.port, f"{what}: short answer ({len(values)} of {count} values)"))
+        return list(values[:count])
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def open_once(self, direction: Direction) -> None:
+        """Release the arm for one passage in `direction` ("in" or "out")."""
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+        p = self.profile
+        value = p.open_in if direction == "in" else p.open_out
+        if p.open_type == "coil":
+            self._call(f"open {direction}", "write_coil", value, True)
+        else:
+            self._call(f"open {direction}", "write_register", p.open_address, value)
+
+    def set_mode(self, mode: Mode) -> None:
+        """Switch the controller to "normal", "free" (also the emergency mode) or "locked"."""
+        if mode == "emergency":
+            mode = "free"
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        p = self.profile
+        self._call(f"set mode {mode}", "write_register", p.mode_address, p.mode_values[mode])
+
+    def read_mode(self) -> str:
+        """The mode the controller reports ("unknown:<n>" for a value the profile does not name)."""
+        p = self.profile
+        (value,) = self._read(p.mode_table, p.mode_address, 1, "read mode")
+        for name, v in p.mode_values.items():
+            if v == value:
+                return name
+        return f"unknown:{value}"
+
+    def read_counters(self) -> Counters:
+        """The passage counters (entries, exits)."""
+        p = self.profile
+        w = p.counter_words
+        lo = min(p.entries_address, p.exits_address)
+        hi = max(p.entries_address, p.exits_address) + w
+        if hi - lo <= 16:  # one request when the counters sit together
+            regs = self._read(p.counter_table, lo, hi - lo, "read counters")
+            e = regs[p.entries_address - lo : p.entries_address - lo + w]
+            x = regs[p.exits_address - lo : p.exits_address - lo + w]
+        else:
+            e = self._read(p.counter_table, p.entries_address, w, "read entries")
+            x = self._read(p.counter_table, p.exits_address, w, "read exits")
+        return Counters(p.counter_value(e), p.counter_value(x))
+
+    def _read_points(self, points: PointSet | None, what: str) -> frozenset[str]:
+        if points is None or not points.points:
+            return frozenset()
+        base, count = points.span()
+        return points.decode(self._read(points.table, base, count, what), base)
+
+    def read_alarms(self) -> frozenset[str]:
+        """Names of the alarms the controller has raised (as named in the profile)."""
+        return self._read_points(self.profile.alarms, "read alarms")
+
+    def read_sensors(self) -> frozenset[str]:
+        """Names of the sensor bits that are set (e.g. "arm_unlocked", "passage_in")."""
+        return self._read_points(self.profile.sensors, "read sensors")
+
+    def wait_passage(self, direction: Direction, timeout_s: float, since: Counters) -> bool:
+        """True once the `direction` counter moves past `since`; False at timeout (the visitor walked away).
+
+        Transient errors while polling are retried until the deadline; if the controller never
+        answered during the whole wait, the last error is raised.
+        """
+        deadline = time.monotonic() + timeout_s
+        before = since.get(direction)
+        answered = False
+        last: DriverError | None = None
+        while True:
+            try:
+                now = self.read_counters().get(direction)
+                answered = True
+                if now != before:  # != rather than >: counters wrap
+                    return True
+            except DriverError as exc:
+                last = exc
+                log.warning("%s: polling passage counter: %s", self.port, exc.message)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if not answered and last is not None:
+                    raise last
+                return False
+            time.sleep(min(self.poll_interval_s, remaining))  # Modbus is polled: the master must ask
+
+
+__all__ = ["ControllerProfile", "Counters", "PointSet", "ProfileError", "Turnstile"]
