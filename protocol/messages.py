@@ -1,0 +1,318 @@
+"""Message schemas for every topic in `protocol.topics`, and their strict decoders.
+
+Every message is a msgspec Struct encoded as JSON with a version field `v`. `decode(kind, payload)`
+refuses a payload that is oversized, not JSON, of another version, or whose fields do not match,
+with a `MessageError` naming the field (`$.headcount`). Unknown extra fields are ignored, so a newer
+sender may add optional fields without breaking older readers; a breaking change bumps `v` and the
+topic root.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+
+from protocol.errors import MessageError
+
+V = 1
+Direction = Literal["in", "out"]
+Mode = Literal["normal", "free", "locked", "emergency"]
+CredentialKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint", "none"]
+Decision = Literal["granted", "refused"]
+Ref = Annotated[str, msgspec.Meta(max_length=128)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Headcount = Annotated[int, msgspec.Meta(ge=0, le=255)]
+Short = Annotated[str, msgspec.Meta(max_length=256)]
+At = Annotated[datetime, msgspec.Meta(tz=True)]  # naive times are refused: gates span time zones
+
+
+class _Msg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
+    v: int = V
+
+
+class PassageEvent(_Msg, frozen=True):
+    """Every decision at a gate: granted or refused, passed or not. Forced at the central: the
+    entry happened, so it is recorded, never rejected; `id` makes a retry idempotent."""
+
+    id: Annotated[str, msgspec.Meta(min_length=8, max_length=64)]
+    site: Name
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    at: At
+    direction: Direction
+    credential_kind: CredentialKind
+    credential_ref: Ref = ""
+    decision: Decision = "granted"
+    reason: Short = "ok"
+    passed: bool = False
+    headcount: Headcount = 1
+    offline: bool = False
+    mode: Mode = "normal"
+    ticket_type: int | None = None
+    claim_id: Ref | None = None
+    # A face template bound at first entry (same-person re-entry), shared with the site's gates.
+    binding: Annotated[bytes, msgspec.Meta(max_length=1024)] | None = None
+    face_distance: float | None = None
+
+
+class ReaderHealth(msgspec.Struct, frozen=True):
+    name: Short
+    ok: bool
+    detail: Short = ""
+
+
+class GateStatus(_Msg, frozen=True):
+    site: Name
+    gate: Name
+    online: bool
+    at: At
+    mode: Mode = "normal"
+    config_version: Count = 0
+    store_seq: Count = 0
+    outbox: Count = 0
+    readers: list[ReaderHealth] = []
+    controller_ok: bool = True
+    alarms: list[Short] = []
+    agent_version: Short = ""
+
+
+class OpeningHours(msgspec.Struct, frozen=True):
+    opens: Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d$")] = "00:00"
+    closes: Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d$")] = "24:00"
+
+
+class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
+    """A ticket type's entry rules, as the central defines them and gates apply them."""
+
+    id: Annotated[int, msgspec.Meta(ge=0, lt=65536)]
+    name: Short = ""
+    entries: Annotated[int, msgspec.Meta(ge=1)] | None = 1  # None: unlimited within validity
+    same_person: bool = False
+    anti_passback: bool = False
+    min_gap_s: Count = 0
+    zones: list[Annotated[int, msgspec.Meta(ge=1, le=32)]] = []  # empty: every zone
+    weekdays: list[Annotated[int, msgspec.Meta(ge=0, le=6)]] = []  # Monday 0; empty: every day
+    slot_grace_min: Count = 15
+
+
+class PublicKeyInfo(msgspec.Struct, frozen=True):
+    key_id: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    public: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    retired_at: At | None = None
+    grace_s: Count = 0
+
+
+class HardwareParams(msgspec.Struct, frozen=True, kw_only=True):
+    """What a technician may change from the central without touching the box."""
+
+    controller_profile: Short = ""
+    unit_id: Annotated[int, msgspec.Meta(ge=0, le=247)] = 1
+    passage_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    repeat_scan_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.5
+
+
+class GateConfig(_Msg, frozen=True, kw_only=True):
+    """The retained config message; the gate validates, applies and acknowledges `version`."""
+
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    site: Name
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=1, le=32)]
+    direction: Literal["in", "out", "both"] = "both"
+    mode: Mode = "normal"
+    claim: Literal["local", "central"] = "local"
+    claim_deadline_ms: Annotated[int, msgspec.Meta(ge=10, le=10000)] = 300
+    timezone: Short = "Asia/Shanghai"
+    language: Literal["zh", "en"] = "zh"
+    opening: OpeningHours = OpeningHours()
+    face_threshold: Annotated[float, msgspec.Meta(gt=0, lt=2)] | None = None
+    pass_biometric: Literal["none", "face", "fingerprint", "either"] = "face"
+    ticket_types: list[TicketTypeRules] = []
+    keys: list[PublicKeyInfo] = []
+    id_salt: Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)] = b"\x00" * 16
+    hardware: HardwareParams = HardwareParams()
+
+
+class ConfigAck(_Msg, frozen=True):
+    gate: Name
+    version: Count
+    applied: bool
+    error: Short | None = None
+
+
+class Command(_Msg, frozen=True, kw_only=True):
+    id: Ref
+    kind: Literal["open_once", "set_mode", "resync", "test_devices"]
+    direction: Direction = "in"
+    mode: Mode | None = None
+    at: At | None = None
+
+
+class CommandAck(_Msg, frozen=True):
+    id: Ref
+    gate: Name
+    ok: bool
+    error: Short | None = None
+
+
+class ClaimRequest(_Msg, frozen=True, kw_only=True):
+    """A gate asks the central for the right to admit before it opens (site policy claim=central)."""
+
+    id: Ref
+    site: Name
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    credential_kind: CredentialKind
+    credential_ref: Ref
+    ticket_type: int | None = None
+    headcount: Headcount = 1
+    allowed: Headcount = 1
+    at: At
+    deadline_ms: Count = 300
+
+
+class ClaimReply(_Msg, frozen=True, kw_only=True):
+    id: Ref
+    granted: bool
+    reason: Short = "ok"
+    passages: Headcount = 0
+
+
+# --- central -> gates: the credential cache, as sequence-numbered changes ---------------------
+
+
+class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
+    """A ticket the gate must know beyond its code: real-name bookings, revocations, status."""
+
+    ticket_id: Annotated[int, msgspec.Meta(ge=0)]
+    ticket_type: int
+    status: Literal["valid", "used", "refunded", "revoked", "expired"] = "valid"
+    valid_from: At | None = None
+    valid_to: At | None = None
+    slot_start: At | None = None
+    slot_end: At | None = None
+    headcount: Headcount = 1
+    zones: list[int] = []
+    id_digest: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class PassChange(msgspec.Struct, frozen=True, tag="pass", kw_only=True):
+    pass_id: Annotated[int, msgspec.Meta(ge=0)]
+    holder_id: Ref
+    card_uid: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-F]{0,32}$")] = ""
+    status: Literal["active", "suspended", "lost", "expired"] = "active"
+    valid_from: At | None = None
+    valid_to: At | None = None
+    zones: list[int] = []
+
+
+class TemplateChange(msgspec.Struct, frozen=True, tag="template", kw_only=True):
+    holder_id: Ref
+    kind: Literal["face", "fingerprint"]
+    data: Annotated[bytes, msgspec.Meta(max_length=4096)]
+    version: Count = 1
+    finger: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+
+
+class HolderForget(msgspec.Struct, frozen=True, tag="forget", kw_only=True):
+    """Drop every template and binding of a holder (deletion on request, pass ended)."""
+
+    holder_id: Ref
+
+
+Change = TicketChange | PassChange | TemplateChange | HolderForget
+
+
+class Delta(_Msg, frozen=True, kw_only=True):
+    site: Name
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    at: At
+    changes: Annotated[list[Change], msgspec.Meta(max_length=10000)]
+
+
+class SnapshotRequest(_Msg, frozen=True):
+    gate: Name
+    have_seq: Count = 0
+    reason: Short = ""
+
+
+class SnapshotChunk(_Msg, frozen=True, kw_only=True):
+    """Part `index` of a full snapshot; the gate applies all parts, then deltas after `seq`."""
+
+    site: Name
+    gate: Name
+    snapshot_id: Ref
+    index: Count
+    last: bool
+    seq: Count
+    changes: Annotated[list[Change], msgspec.Meta(max_length=50000)]
+
+
+class ZoneCount(msgspec.Struct, frozen=True, kw_only=True):
+    zone: Annotated[int, msgspec.Meta(ge=1, le=32)]
+    name: Short = ""
+    inside: int
+    entries_today: Count = 0
+    exits_today: Count = 0
+    peak: Count = 0
+    capacity: Count | None = None
+
+
+class Occupancy(_Msg, frozen=True, kw_only=True):
+    site: Name
+    at: At
+    zones: list[ZoneCount]
+
+
+# --- encoding and strict decoding -------------------------------------------------------------
+
+MAX_BYTES: dict[type, int] = {
+    PassageEvent: 8 * 1024,
+    GateStatus: 16 * 1024,
+    GateConfig: 256 * 1024,
+    ConfigAck: 2 * 1024,
+    Command: 2 * 1024,
+    CommandAck: 2 * 1024,
+    ClaimRequest: 2 * 1024,
+    ClaimReply: 2 * 1024,
+    Delta: 8 * 1024 * 1024,
+    SnapshotRequest: 2 * 1024,
+    SnapshotChunk: 32 * 1024 * 1024,
+    Occupancy: 64 * 1024,
+}
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
+_FIELD = re.compile(r"at `(\$[^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]*)`")
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(kind: type[T], payload: bytes | bytearray | memoryview) -> T:
+    """Decode `payload` as a `kind` message, or raise MessageError naming the field."""
+    limit = MAX_BYTES[kind]
+    if len(payload) > limit:
+        raise MessageError("oversized", f"{len(payload)} bytes, limit {limit}")
+    try:
+        message = _decoders[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _FIELD.search(text)
+        missing = _MISSING.search(text)
+        field = match.group(1) if match else None
+        if missing:
+            field = f"{field or '$'}.{missing.group(1)}"
+        raise MessageError("invalid", text, field=field) from None
+    except msgspec.DecodeError as exc:
+        raise MessageError("malformed", str(exc)) from None
+    if message.v != V:
+        raise MessageError("version", f"version {message.v}, this side speaks {V}", field="$.v")
+    return message

@@ -1,0 +1,143 @@
+"""The MQTT topic tree, versioned under `gates/v1`.
+
+    gates/v1/{site}/gate/{gate}/event          gate -> central, QoS 1: every decision (PassageEvent);
+                                               the site's other gates read it to share usage
+    gates/v1/{site}/gate/{gate}/status         gate -> all, retained; the Last Will marks it offline
+    gates/v1/{site}/gate/{gate}/config         central -> gate, retained, versioned (GateConfig)
+    gates/v1/{site}/gate/{gate}/config/ack     gate -> central (ConfigAck)
+    gates/v1/{site}/gate/{gate}/cmd            central -> gate (Command)
+    gates/v1/{site}/gate/{gate}/cmd/ack        gate -> central (CommandAck)
+    gates/v1/{site}/gate/{gate}/claim          gate -> central (ClaimRequest)
+    gates/v1/{site}/gate/{gate}/claim/reply    central -> gate (ClaimReply)
+    gates/v1/{site}/gate/{gate}/sync/request   gate -> central (SnapshotRequest)
+    gates/v1/{site}/gate/{gate}/sync           central -> gate (SnapshotChunk)
+    gates/v1/{site}/deltas                     central -> gates, QoS 1, sequence-numbered (Delta)
+    gates/v1/{site}/cmd                        central -> every gate of the site (Command: emergency)
+    gates/v1/{site}/occupancy                  central -> all, retained (Occupancy)
+
+A gate publishes only below its own `gate/{gate}/` prefix; the ACL the central writes for Mosquitto
+(`acl_for_gate`) says exactly that, and lets it read its own config, commands, replies and sync, and
+the site's shared topics.
+"""
+
+from __future__ import annotations
+
+import re
+
+ROOT = "gates/v1"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Site and gate ids become topic levels: no wildcards, separators or empty levels."""
+    if not _NAME.match(value):
+        raise ValueError(f"{kind} id {value!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def gate_prefix(site: str, gate: str) -> str:
+    return f"{ROOT}/{check_name('site', site)}/gate/{check_name('gate', gate)}"
+
+
+def event(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/event"
+
+
+def status(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/status"
+
+
+def config(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/config"
+
+
+def config_ack(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/config/ack"
+
+
+def command(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/cmd"
+
+
+def command_ack(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/cmd/ack"
+
+
+def claim(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/claim"
+
+
+def claim_reply(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/claim/reply"
+
+
+def sync_request(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/sync/request"
+
+
+def sync(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/sync"
+
+
+def deltas(site: str) -> str:
+    return f"{ROOT}/{check_name('site', site)}/deltas"
+
+
+def site_command(site: str) -> str:
+    return f"{ROOT}/{check_name('site', site)}/cmd"
+
+
+def occupancy(site: str) -> str:
+    return f"{ROOT}/{check_name('site', site)}/occupancy"
+
+
+# Subscriptions with wildcards, for the central and for gates sharing usage.
+def all_events(site: str = "+") -> str:
+    return f"{ROOT}/{site}/gate/+/event"
+
+
+def all_of_kind(suffix: str, site: str = "+") -> str:
+    """e.g. all_of_kind('status') -> gates/v1/+/gate/+/status"""
+    return f"{ROOT}/{site}/gate/+/{suffix}"
+
+
+def shared(group: str, topic: str) -> str:
+    """An MQTT 5 shared subscription: workers in one group split the messages of `topic`."""
+    return f"$share/{group}/{topic}"
+
+
+def parse_gate_topic(topic: str) -> tuple[str, str, str]:
+    """Split `gates/v1/{site}/gate/{gate}/{rest}` into (site, gate, rest); ValueError otherwise."""
+    parts = topic.split("/", 5)
+    if len(parts) < 6 or f"{parts[0]}/{parts[1]}" != ROOT or parts[3] != "gate":
+        raise ValueError(f"not a gate topic: {topic!r}")
+    return parts[2], parts[4], parts[5]
+
+
+def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
+    """The Mosquitto ACL block for one gate's MQTT user."""
+    p = gate_prefix(site, gate)
+    user = username or f"gate-{site}-{gate}"
+    return "\n".join([
+        f"user {user}",
+        f"topic write {p}/event",
+        f"topic write {p}/status",
+        f"topic write {p}/config/ack",
+        f"topic write {p}/cmd/ack",
+        f"topic write {p}/claim",
+        f"topic write {p}/sync/request",
+        f"topic read {p}/config",
+        f"topic read {p}/cmd",
+        f"topic read {p}/claim/reply",
+        f"topic read {p}/sync",
+        f"topic read {ROOT}/{site}/gate/+/event",
+        f"topic read {ROOT}/{site}/gate/+/status",
+        f"topic read {deltas(site)}",
+        f"topic read {site_command(site)}",
+        f"topic read {occupancy(site)}",
+        "",
+    ])
+
+
+def acl_for_central(username: str = "central") -> str:
+    return f"user {username}\ntopic readwrite {ROOT}/#\ntopic read $share/#\n"

@@ -1,0 +1,88 @@
+"""Fixtures for real services: a fresh database per test (SQLite, or PostgreSQL when the test is
+marked `postgres` or GATES_TEST_DB=postgres), a Mosquitto broker of the session's own, the shared
+face photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import (
+    Mosquitto,
+    create_pg_database,
+    drop_pg_database,
+    have_mosquitto,
+    need,
+    pg_admin_url,
+    pg_reachable,
+)
+
+FACES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "faces"
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> str:
+    url = pg_admin_url()
+    need(pg_reachable(url), f"PostgreSQL not reachable at {url} (set GATES_TEST_PG)")
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_admin: str):
+    """A new, empty PostgreSQL database for this test, dropped afterwards."""
+    url, name = create_pg_database(pg_admin)
+    yield url
+    drop_pg_database(pg_admin, name)
+
+
+@pytest.fixture
+def db_url(request, tmp_path):
+    """The central's database for one test: SQLite by default, PostgreSQL when asked."""
+    wants_pg = request.node.get_closest_marker("postgres") or os.environ.get("GATES_TEST_DB") == "postgres"
+    if wants_pg:
+        yield request.getfixturevalue("pg_url")
+    else:
+        yield f"sqlite:///{tmp_path / 'central.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_url(request, tmp_path):
+    """Runs the test on both stores the central supports."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("pg_url")
+    else:
+        yield f"sqlite:///{tmp_path / 'central.db'}"
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory) -> Mosquitto:
+    """A real Mosquitto for the whole session, on a free port, anonymous access."""
+    need(have_mosquitto(), "the mosquitto binary is not installed (apt-get install mosquitto)")
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start brokers of the test's own (ACLs, restarts, bridges); all stopped afterwards."""
+    need(have_mosquitto(), "the mosquitto binary is not installed (apt-get install mosquitto)")
+    started: list[Mosquitto] = []
+
+    def make(**kwargs) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"broker{len(started)}", **kwargs).start()
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not FACES_DIR.is_dir():
+        pytest.skip(f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
+    return FACES_DIR
