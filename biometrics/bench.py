@@ -92,8 +92,7 @@ def bench_faces(faces: Path) -> None:
         for _ in range(runs):
             found = encode_frame(frame, upsample=upsample)
         print(
-            f"640x480 frame, upsample={upsample}: {(time.perf_counter() - t) / runs * 1000:.0f} ms "
-            f"({len(found)} face)"
+            f"640x480 frame, upsample={upsample}: {(time.perf_counter() - t) / runs * 1000:.0f} ms ({len(found)} face)"
         )
 
 

@@ -293,9 +293,7 @@ def enrol_face(
     rgb = _load_rgb(image)
     boxes = _detect(rgb, upsample=1)
     if not boxes:
-        raise EnrolmentRefused(
-            "no_face", "no face found in the photo: the face must be visible, upright and well lit"
-        )
+        raise EnrolmentRefused("no_face", "no face found in the photo: the face must be visible, upright and well lit")
     if len(boxes) > 1:
         raise EnrolmentRefused(
             "several_faces",
