@@ -211,3 +211,84 @@ class SerialRfidReaderSim(LineDeviceSim):
 
     def present(self, uid: bytes) -> None:
         self.pty.write(uid.hex().upper().encode("ascii") + self.terminator)
+
+
+class RequestResponseSim:
+    """Base for simulators that answer the host's frames: a thread reads the pty and calls `handle`.
+
+    Subclasses implement `split(buf) -> (frame | None, consumed)` and `handle(frame) -> bytes`.
+    While `silent`, requests are read and ignored (a module that hung).
+    """
+
+    name = "sim"
+
+    def __init__(self, device_path: str | None = None) -> None:
+        self.pty = PtyPair(device_path)
+        self.silent = False
+        self.requests = 0
+        self._buf = bytearray()
+        self._stop = False
+        self._lock = threading.RLock()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    @property
+    def device_path(self) -> str:
+        return self.pty.device_path
+
+    def split(self, buf: bytes) -> tuple[bytes | None, int]:
+        raise NotImplementedError
+
+    def handle(self, frame: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop:
+            if not self.pty.plugged:
+                self._buf.clear()
+                self.pty.read(0.05)  # returns on wake; unplugged: nothing to read
+                continue
+            data = self.pty.read(None)
+            if not data:
+                continue
+            self._buf += data
+            while True:
+                try:
+                    frame, used = self.split(bytes(self._buf))
+                except Exception:  # a bad length: drop a byte and resynchronise
+                    frame, used = None, 1
+                del self._buf[:used]
+                if frame is None:
+                    break
+                self.requests += 1
+                if self.silent:
+                    continue
+                with self._lock:
+                    try:
+                        answer = self.handle(frame)
+                    except Exception:  # a simulator bug must show, not hang the test silently
+                        import logging
+
+                        logging.getLogger(__name__).exception("%s: handler failed", self.name)
+                        answer = b""
+                if answer:
+                    self.pty.write(answer)
+
+    def unplug(self) -> None:
+        self.pty.unplug()
+
+    def replug(self) -> None:
+        self.pty.replug()
+        self.pty.wake()
+
+    def close(self) -> None:
+        self._stop = True
+        self.pty.wake()
+        self._thread.join(2)
+        self.pty.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
