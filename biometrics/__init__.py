@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 __all__ = [
     "DEFAULT_THRESHOLD",
     "Delete",
+    "DetectedFace",
     "EnrolmentRefused",
     "FaceIndex",
     "FaceSupportMissing",
@@ -39,6 +40,7 @@ __all__ = [
     "TemplateCipher",
     "TemplateDecryptError",
     "apply_operations",
+    "detect_faces",
     "encode_frame",
     "enrol_face",
     "forget_holder",
@@ -49,7 +51,9 @@ __all__ = [
 
 _WHERE = {
     "DEFAULT_THRESHOLD": "face",
+    "DetectedFace": "face",
     "EnrolmentRefused": "face",
+    "detect_faces": "face",
     "FaceIndex": "face",
     "FaceSupportMissing": "face",
     "FaceTemplate": "face",
@@ -77,11 +81,13 @@ if TYPE_CHECKING:
     from .erasure import Forgotten, forget_holder
     from .face import (
         DEFAULT_THRESHOLD,
+        DetectedFace,
         EnrolmentRefused,
         FaceIndex,
         FaceSupportMissing,
         FaceTemplate,
         Match,
+        detect_faces,
         encode_frame,
         enrol_face,
         verify,
