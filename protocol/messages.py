@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -23,7 +25,9 @@ Mode = Literal["normal", "free", "locked", "emergency"]
 CredentialKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint", "none"]
 Decision = Literal["granted", "refused"]
 Ref = Annotated[str, msgspec.Meta(max_length=128)]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# `$(?!\n)`: Python's `$` also matches before a final newline, which would let "g1\n" into a topic
+# level or an ACL line; the lookahead closes that and reads the same in JSON Schema (ECMA) regexes.
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$(?!\n)")]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Headcount = Annotated[int, msgspec.Meta(ge=0, le=255)]
 Short = Annotated[str, msgspec.Meta(max_length=256)]
@@ -80,9 +84,14 @@ class GateStatus(_Msg, frozen=True):
     agent_version: Short = ""
 
 
+# A wall-clock time the rules can read: 00:00-23:59, or 24:00 for "until midnight". `\d` would also
+# take "99:99" and non-ASCII digits, which then crash every `decide()` at the gate.
+Clock = Annotated[str, msgspec.Meta(pattern=r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$(?!\n)|^24:00$(?!\n)")]
+
+
 class OpeningHours(msgspec.Struct, frozen=True):
-    opens: Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d$")] = "00:00"
-    closes: Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d$")] = "24:00"
+    opens: Clock = "00:00"
+    closes: Clock = "24:00"
 
 
 class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,6 +144,11 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
     keys: list[PublicKeyInfo] = []
     id_salt: Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)] = b"\x00" * 16
     hardware: HardwareParams = HardwareParams()
+
+    def __post_init__(self) -> None:
+        # An unknown zone would make every decide() at the gate raise; refuse it with the config.
+        if not _known_timezone(self.timezone):
+            raise ValueError(f"unknown time zone {self.timezone!r} - at `$.timezone`")
 
 
 class ConfigAck(_Msg, frozen=True):
@@ -203,7 +217,7 @@ class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
 class PassChange(msgspec.Struct, frozen=True, tag="pass", kw_only=True):
     pass_id: Annotated[int, msgspec.Meta(ge=0)]
     holder_id: Ref
-    card_uid: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-F]{0,32}$")] = ""
+    card_uid: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-F]{0,32}$(?!\n)")] = ""
     status: Literal["active", "suspended", "lost", "expired"] = "active"
     valid_from: At | None = None
     valid_to: At | None = None
@@ -286,24 +300,50 @@ MAX_BYTES: dict[type, int] = {
 }
 
 T = TypeVar("T")
+
+
+class _Version(msgspec.Struct):
+    """Just the version field, to name a wrong `v` before the fields of another version's schema."""
+
+    v: object = None
+
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type, msgspec.json.Decoder] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
 _FIELD = re.compile(r"at `(\$[^`]*)`")
 _MISSING = re.compile(r"missing required field `([^`]*)`")
+_version_decoder = msgspec.json.Decoder(_Version)
+
+
+@lru_cache(maxsize=64)
+def _known_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # ValueError: a path-like or empty key
+        return False
+    return True
 
 
 def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
-def decode(kind: type[T], payload: bytes | bytearray | memoryview) -> T:
+def decode(kind: type[T], payload: bytes | bytearray | memoryview | str) -> T:
     """Decode `payload` as a `kind` message, or raise MessageError naming the field."""
     limit = MAX_BYTES[kind]
+    if isinstance(payload, str):
+        # The limit is on bytes on the wire, not characters; a lone surrogate cannot be JSON text.
+        if len(payload) > limit:
+            raise MessageError("oversized", f"{len(payload)} characters, limit {limit} bytes")
+        try:
+            payload = payload.encode()
+        except UnicodeEncodeError:
+            raise MessageError("malformed", "text is not valid UTF-8") from None
     if len(payload) > limit:
         raise MessageError("oversized", f"{len(payload)} bytes, limit {limit}")
     try:
         message = _decoders[kind].decode(payload)
     except msgspec.ValidationError as exc:
+        _check_version(payload)
         text = str(exc)
         match = _FIELD.search(text)
         missing = _MISSING.search(text)
@@ -313,6 +353,19 @@ def decode(kind: type[T], payload: bytes | bytearray | memoryview) -> T:
         raise MessageError("invalid", text, field=field) from None
     except msgspec.DecodeError as exc:
         raise MessageError("malformed", str(exc)) from None
+    except RecursionError:
+        # msgspec skips unknown fields recursively; a few KB of `[[[[...` exhausts the stack.
+        raise MessageError("malformed", "nested too deeply") from None
     if message.v != V:
         raise MessageError("version", f"version {message.v}, this side speaks {V}", field="$.v")
     return message
+
+
+def _check_version(payload: bytes | bytearray | memoryview) -> None:
+    """A message of another version fails on its fields; say it is the version that differs."""
+    try:
+        v = _version_decoder.decode(payload).v
+    except (msgspec.MsgspecError, RecursionError):
+        return
+    if v is not None and (type(v) is not int or v != V):
+        raise MessageError("version", f"version {v!r}, this side speaks {V}", field="$.v")

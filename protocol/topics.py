@@ -25,12 +25,13 @@ from __future__ import annotations
 import re
 
 ROOT = "gates/v1"
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_name(kind: str, value: str) -> str:
     """Site and gate ids become topic levels: no wildcards, separators or empty levels."""
-    if not _NAME.match(value):
+    # fullmatch, not match: `$` would accept "g1\n" and so a newline inside a Mosquitto ACL line.
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(f"{kind} id {value!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
 
@@ -111,6 +112,8 @@ def parse_gate_topic(topic: str) -> tuple[str, str, str]:
     parts = topic.split("/", 5)
     if len(parts) < 6 or f"{parts[0]}/{parts[1]}" != ROOT or parts[3] != "gate":
         raise ValueError(f"not a gate topic: {topic!r}")
+    check_name("site", parts[2])
+    check_name("gate", parts[4])
     return parts[2], parts[4], parts[5]
 
 
@@ -118,6 +121,8 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
     """The Mosquitto ACL block for one gate's MQTT user."""
     p = gate_prefix(site, gate)
     user = username or f"gate-{site}-{gate}"
+    if not user.isprintable() or any(c.isspace() for c in user):
+        raise ValueError(f"MQTT user name {user!r} must be one printable word (it is a line of the ACL file)")
     return "\n".join([
         f"user {user}",
         f"topic write {p}/event",
