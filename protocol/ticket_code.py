@@ -97,7 +97,13 @@ def encode_body(claims: TicketClaims) -> bytes:
         if claims.slot_end is None or claims.slot_end <= claims.slot_start:
             raise ValueError("a time slot needs an end after its start")
         slot_start = _minutes(claims.slot_start)
-        slot_len = min(int((claims.slot_end - claims.slot_start).total_seconds() // 60), 2**16 - 1)
+        slot_len = _minutes(claims.slot_end) - slot_start
+        # Refuse what the layout cannot say rather than sign something else: 0 means "no slot", and
+        # a slot silently cut to 45 days or to nothing would admit at times the central never sold.
+        if slot_start == 0:
+            raise ValueError("a time slot cannot start at the code's epoch (0 means no slot)")
+        if not 1 <= slot_len < 2**16:
+            raise ValueError("a time slot must last 1 to 65535 whole minutes")
     if claims.valid_to < claims.valid_from:
         raise ValueError("valid_to before valid_from")
     return _BODY.pack(VERSION, claims.key_id, claims.ticket_id, claims.ticket_type,
@@ -106,17 +112,23 @@ def encode_body(claims: TicketClaims) -> bytes:
 
 
 def decode_body(body: bytes) -> TicketClaims:
+    """The claims of a code body (no signature check: `KeyRing.verify` does that first)."""
+    if len(body) != _BODY.size:
+        raise CodeError(Reason.NOT_A_CODE, f"body of {len(body)} bytes, expected {_BODY.size}")
     version, key_id, ticket_id, ticket_type, vf, vt, slot, slot_len, headcount, mask = _BODY.unpack(body)
     if version != VERSION:
         raise CodeError(Reason.NOT_A_CODE, f"unsupported code version {version}")
-    if headcount == 0 or vt < vf:
+    if headcount == 0 or vt < vf or (slot and not slot_len):
         raise CodeError(Reason.NOT_A_CODE, "inconsistent fields")
     zones = frozenset(n + 1 for n in range(MAX_ZONE) if mask >> n & 1)
-    return TicketClaims(
-        ticket_id=ticket_id, ticket_type=ticket_type, valid_from=_at(vf), valid_to=_at(vt),
-        slot_start=_at(slot) if slot else None, slot_end=_at(slot + slot_len) if slot else None,
-        headcount=headcount, zones=zones, key_id=key_id,
-    )
+    try:
+        return TicketClaims(
+            ticket_id=ticket_id, ticket_type=ticket_type, valid_from=_at(vf), valid_to=_at(vt),
+            slot_start=_at(slot) if slot else None, slot_end=_at(slot + slot_len) if slot else None,
+            headcount=headcount, zones=zones, key_id=key_id,
+        )
+    except OverflowError:  # minutes past year 9999
+        raise CodeError(Reason.NOT_A_CODE, "time outside the calendar") from None
 
 
 class TicketSigner:
