@@ -99,6 +99,7 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     reasons: tuple[Reason, ...] = ()  # every reason that applied, first the one named
 
 
+_WAITS = frozenset({Reason.TOO_EARLY, Reason.CLOSED, Reason.TOO_SOON})
 UNLIMITED_TICKET = TicketTypeRules(id=0, name="unlimited", entries=None)
 
 
@@ -118,6 +119,9 @@ def decide(*, credential: Credential | None, rules: TicketTypeRules | None, usag
            direction: Direction, now: datetime, site: SitePolicy, mode: Mode = "normal",
            biometric: Biometric | None = None) -> Verdict:
     """Decide one attempt at a gate. Pure: same facts, same verdict, at the gate and the central."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        # A naive `now` would be read in the host's time zone: gate and central could disagree.
+        raise ValueError("decide() needs a timezone-aware `now`")
     headcount = credential.headcount if credential else 1
     if mode == "emergency":
         return Verdict(granted=True, reason=Reason.EMERGENCY, passages=headcount)
@@ -184,7 +188,9 @@ def decide(*, credential: Credential | None, rules: TicketTypeRules | None, usag
     step = biometric_step(credential, rules, usage, site)
     if step is not None:
         binding_first_entry = not credential.holder_bound and not usage.bound
-        if biometric is None or biometric.matched is None:
+        # A face match does not satisfy a fingerprint policy, nor the reverse.
+        captured = biometric is not None and biometric.matched is not None and step in ("either", biometric.kind)
+        if not captured:
             found.append((Reason.FINGER_NEEDED if step == "fingerprint" else Reason.LOOK_AT_CAMERA, None))
         elif binding_first_entry:
             bind = True  # the first entry binds whoever is at the camera now
@@ -194,7 +200,12 @@ def decide(*, credential: Credential | None, rules: TicketTypeRules | None, usag
     if found:
         found.sort(key=lambda item: rank(item[0]))
         reason, retry_at = found[0]
-        return Verdict(granted=False, reason=reason, retry_at=retry_at, reasons=tuple(r for r, _ in found))
+        if retry_at is not None:
+            # "Come back at" must clear every wait at once: a slot at 14:00 in a park that opens at
+            # 08:00 means 14:00, and a ticket valid from midnight in a park closed until 08:00 means 08:00.
+            retry_at = max(at for r, at in found if at is not None and r in _WAITS)
+        reasons = tuple(dict.fromkeys(r for r, _ in found))
+        return Verdict(granted=False, reason=reason, retry_at=retry_at, reasons=reasons)
     return Verdict(granted=True, reason=Reason.OK, passages=max(1, allowed), bind=bind, reasons=(Reason.OK,))
 
 
