@@ -1,0 +1,186 @@
+"""The central's configuration: one TOML file, validated once, with environment overrides.
+
+    database_url = "sqlite:///var/central/central.db"   # or postgresql+psycopg://user@host/db
+    site = "park1"                                      # the default site for CLI commands
+
+    [mqtt]     host, port, username, password, tls_ca, client_id
+    [keys]     signing_key_file, signing_key_id, template_key
+    [web]      secret_key, host, port
+    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
+
+Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
+PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
+PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY.
+
+A fault raises `ConfigError` naming the key and the file (`central.toml: mqtt.port must be ...`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from protocol.topics import check_name
+
+DEFAULT_DB = "sqlite:///var/central/central.db"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    client_id: str = "central"
+    keepalive: int = 30
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    signing_key_file: str = "var/central/signing.key"
+    signing_key_id: int = 1
+    template_key: str | None = None  # base64url, 32 bytes (biometrics.protect.load_key)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    secret_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    heartbeat_timeout_s: int = 60
+    template_retention_days: int = 30
+    snapshot_interval_s: int = 3600
+    publish_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    batch_size: int = 500
+    batch_ms: int = 50
+    group: str = "central-ingest"
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    database_url: str = DEFAULT_DB
+    site: str = "park1"
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    source: str = "<defaults>"
+
+    def with_overrides(self, **changes: Any) -> CentralConfig:
+        return replace(self, **changes)
+
+
+_SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig}
+_ENV = {
+    "PARK_CENTRAL_DB": ("", "database_url"),
+    "PARK_CENTRAL_SITE": ("", "site"),
+    "PARK_CENTRAL_MQTT_HOST": ("mqtt", "host"),
+    "PARK_CENTRAL_MQTT_PORT": ("mqtt", "port"),
+    "PARK_CENTRAL_MQTT_USERNAME": ("mqtt", "username"),
+    "PARK_CENTRAL_MQTT_PASSWORD": ("mqtt", "password"),
+    "PARK_CENTRAL_TEMPLATE_KEY": ("keys", "template_key"),
+    "PARK_CENTRAL_SECRET_KEY": ("web", "secret_key"),
+}
+
+
+def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
+    want = type(default) if default is not None else str
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    if want is int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{source}: {key} must not be negative")
+        return number
+    if want is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: {key} must be text, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for key, value in data.items():
+        if key not in known or key == "source" or key in _SECTIONS:
+            raise ConfigError(f"{source}: unknown key {prefix}{key}")
+        values[key] = _coerce(source, prefix + key, value, getattr(defaults, key))
+    return replace(defaults, **values)
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> CentralConfig:
+    """Read and validate the configuration; `path` None means defaults plus the environment."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    for var, (section, key) in _ENV.items():
+        if var in env and env[var] != "":
+            target = raw.setdefault(section, {}) if section else raw
+            if not isinstance(target, dict):
+                raise ConfigError(f"{source}: [{section}] must be a table")
+            target[key] = env[var]
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        data = raw.pop(name, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        sections[name] = _build(cls, data, source, f"{name}.")
+    top = _build(CentralConfig, raw, source, "")
+    config = replace(top, source=source, **sections)
+    _validate(config)
+    return config
+
+
+def _validate(config: CentralConfig) -> None:
+    src = config.source
+    if not (config.database_url.startswith("sqlite") or config.database_url.startswith("postgresql")):
+        raise ConfigError(f"{src}: database_url must be a sqlite:/// or postgresql+psycopg:// URL")
+    try:
+        check_name("site", config.site)
+    except ValueError as exc:
+        raise ConfigError(f"{src}: site: {exc}") from None
+    if not 0 < config.mqtt.port < 65536:
+        raise ConfigError(f"{src}: mqtt.port must be 1-65535")
+    if not 0 <= config.keys.signing_key_id <= 255:
+        raise ConfigError(f"{src}: keys.signing_key_id must be 0-255")
+    if config.jobs.heartbeat_timeout_s < 1:
+        raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
+    if config.ingest.batch_size < 1:
+        raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
+    if config.mqtt.tls_ca and not Path(config.mqtt.tls_ca).is_file():
+        raise ConfigError(f"{src}: mqtt.tls_ca file {config.mqtt.tls_ca} not found")
