@@ -67,12 +67,10 @@ def load_key(value: str | None, setting: str = "biometrics.template_key") -> byt
     text = str(value).strip()
     padded = text + "=" * (-len(text) % 4)
     try:
+        # base64url as generate_key writes it; standard base64 (+ and /) is accepted too.
         raw = base64.b64decode(padded, altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        hint = (
-            " (it looks like standard base64: use - and _ instead of + and /)" if any(c in text for c in "+/") else ""
-        )
-        raise KeyConfigError(f"{setting} is not base64url text{hint}") from None
+        raise KeyConfigError(f"{setting} is not base64url text (A-Z, a-z, 0-9, - and _)") from None
     if len(raw) != KEY_BYTES:
         raise KeyConfigError(f"{setting} decodes to {len(raw)} bytes, a template key is {KEY_BYTES} bytes")
     return raw
