@@ -104,11 +104,13 @@ def encode_body(claims: TicketClaims) -> bytes:
             raise ValueError("a time slot cannot start at the code's epoch (0 means no slot)")
         if not 1 <= slot_len < 2**16:
             raise ValueError("a time slot must last 1 to 65535 whole minutes")
-    if claims.valid_to < claims.valid_from:
+    if not 0 <= claims.key_id <= 255:
+        raise ValueError("key id must be 0-255")
+    valid_from, valid_to = _minutes(claims.valid_from), _minutes(claims.valid_to)  # refuses naive times
+    if valid_to < valid_from:
         raise ValueError("valid_to before valid_from")
-    return _BODY.pack(VERSION, claims.key_id, claims.ticket_id, claims.ticket_type,
-                      _minutes(claims.valid_from), _minutes(claims.valid_to), slot_start, slot_len,
-                      claims.headcount, mask)
+    return _BODY.pack(VERSION, claims.key_id, claims.ticket_id, claims.ticket_type, valid_from, valid_to,
+                      slot_start, slot_len, claims.headcount, mask)
 
 
 def decode_body(body: bytes) -> TicketClaims:
