@@ -149,8 +149,11 @@ class ControllerProfile:
         open_type = choice("open", "type", ("coil", "register"))
         mode_values = get("mode", "values", dict)
         for mode in MODES:
-            if not isinstance(mode_values.get(mode), int):
-                raise ProfileError(f"{source}: mode.values.{mode} must be an integer")
+            v = mode_values.get(mode)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
+                raise ProfileError(f"{source}: mode.values.{mode} must be an integer 0..65535, not {v!r}")
+        if len({mode_values[m] for m in MODES}) != len(MODES):
+            raise ProfileError(f"{source}: mode.values must give each mode its own value")
         words = get("counters", "words", int, 1)
         if words not in (1, 2):
             raise ProfileError(f"{source}: counters.words must be 1 or 2, not {words!r}")
