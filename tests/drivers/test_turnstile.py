@@ -134,7 +134,8 @@ def test_silent_controller_times_out_within_retries_and_recovers(coil_rig):
 
 def test_controller_silent_for_long_does_not_wedge_the_gate(coil_rig):
     # pymodbus drops a TCP connection after retries+3 unanswered requests; the driver reconnects.
-    sim, _ = coil_rig
+    sim, shared = coil_rig
+    shared.close()  # a serial port is opened exclusively: one driver at a time
     gate = _driver(sim)
     gate.timeout, gate.retries = 0.1, 0
     sim.silent = True
@@ -144,6 +145,7 @@ def test_controller_silent_for_long_does_not_wedge_the_gate(coil_rig):
     sim.silent = False
     gate.open_once("in")
     assert gate.wait_passage("in", 2.0, since=Counters(0, 0))
+    gate.close()
 
 
 def test_crc_error_on_rtu_is_reported_as_frame_error_not_a_hang():
