@@ -38,6 +38,7 @@ class FingerprintModuleSim(RequestResponseSim):
         self._downloading: int | None = None  # char buffer receiving data packets
         self._download = bytearray()
         self._corrupt = 0
+        self._visitor: str | None = None
         super().__init__(device_path)
 
     def place_finger(self, template: bytes) -> None:
@@ -47,6 +48,14 @@ class FingerprintModuleSim(RequestResponseSim):
     def lift_finger(self) -> None:
         with self._lock:
             self.finger = None
+            self._visitor = None
+
+    def enrolment_visitor(self, template: bytes) -> None:
+        """A visitor at the enrolment desk: lays the finger, lifts it after the first capture
+        (once the module has seen the sensor empty, lays it again), as the module asks."""
+        with self._lock:
+            self.finger = template
+            self._visitor = "first"
 
     def corrupt_next_packet(self, count: int = 1) -> None:
         with self._lock:
@@ -91,8 +100,12 @@ class FingerprintModuleSim(RequestResponseSim):
             return self._ack(p.OK if ok else p.WRONG_PASSWORD)
         if code == p.GEN_IMG:
             if self.finger is None:
+                if self._visitor == "lifted":
+                    self.finger, self._visitor = self._image, None  # lays the finger again
                 return self._ack(p.NO_FINGER)
             self._image = self.finger
+            if self._visitor == "first":
+                self.finger, self._visitor = None, "lifted"
             return self._ack(p.OK)
         if code == p.IMG2TZ:
             if self._image is None or not args or args[0] not in (1, 2):
