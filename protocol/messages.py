@@ -353,6 +353,9 @@ def decode(kind: type[T], payload: bytes | bytearray | memoryview | str) -> T:
         raise MessageError("invalid", text, field=field) from None
     except msgspec.DecodeError as exc:
         raise MessageError("malformed", str(exc)) from None
+    except UnicodeDecodeError:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a JSON string.
+        raise MessageError("malformed", "a string is not valid UTF-8") from None
     except RecursionError:
         # msgspec skips unknown fields recursively; a few KB of `[[[[...` exhausts the stack.
         raise MessageError("malformed", "nested too deeply") from None
@@ -365,7 +368,7 @@ def _check_version(payload: bytes | bytearray | memoryview) -> None:
     """A message of another version fails on its fields; say it is the version that differs."""
     try:
         v = _version_decoder.decode(payload).v
-    except (msgspec.MsgspecError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
         return
     if v is not None and (type(v) is not int or v != V):
         raise MessageError("version", f"version {v!r}, this side speaks {V}", field="$.v")
