@@ -325,3 +325,10 @@ def test_a_gate_status_is_what_the_last_will_says() -> None:
     """The Last Will a gate registers is an ordinary GateStatus with online False."""
     will = GateStatus(site="lijiang", gate="north-1", online=False, at=datetime(2025, 5, 1, tzinfo=UTC))
     assert decode(GateStatus, encode(will)).online is False
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=ids)
+def test_invalid_utf8_inside_a_string_is_malformed_not_a_unicode_error(kind: type) -> None:
+    """msgspec raises UnicodeDecodeError (not DecodeError) for this; found by test_fuzz."""
+    payload = encode(SAMPLES[kind]).replace(b'"v":1', b'"v":1,"note":"\x80"')
+    assert _refused(kind, payload).reason == "malformed"
