@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,16 @@ class VirtualContactlessCard:
         """Connect to vpcd: the reader sees a card."""
         if self._sock is not None:
             return
-        self._sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._sock = socket.create_connection((self.host, self.port), timeout=timeout)
+                break
+            except ConnectionRefusedError:
+                # vpcd accepts one card at a time and takes a moment to listen again after a removal
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
         self._sock.settimeout(None)
         self._thread = threading.Thread(target=self._serve, args=(self._sock,), name="virtual-card", daemon=True)
         self._thread.start()

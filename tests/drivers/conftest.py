@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from tests.support.services import need
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-VPCD_PORT = 35963
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 
 
@@ -32,11 +30,13 @@ def _quiet_pymodbus():
     yield
 
 
-def _vpcd_listening() -> bool:
+def _vpcd_reader_listed() -> bool:
+    # Ask pcscd for its readers; never probe vpcd's TCP port, a connection there is a card insertion.
     try:
-        with socket.create_connection(("127.0.0.1", VPCD_PORT), timeout=0.2):
-            return True
-    except OSError:
+        from smartcard.System import readers
+
+        return any(str(r).startswith("Virtual PCD") for r in readers())
+    except Exception:
         return False
 
 
@@ -57,15 +57,15 @@ def pcscd():
         log = open(os.environ.get("PCSCD_LOG", "/tmp/pcscd-tests.log"), "ab")  # noqa: SIM115
         proc = subprocess.Popen(["pcscd", "-f"], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (_vpcd_listening() and PCSCD_SOCKET.exists()):
+        while time.monotonic() < deadline and not (PCSCD_SOCKET.exists() and _vpcd_reader_listed()):
             if proc.poll() is not None:
                 break
             time.sleep(0.05)  # the daemon gives no readiness signal: wait for its sockets
-    ready = _vpcd_listening() and PCSCD_SOCKET.exists()
+    ready = PCSCD_SOCKET.exists() and _vpcd_reader_listed()
     if not ready and proc is not None:
         proc.terminate()
         proc.wait(5)
-    need(ready, "pcscd with vpcd is not answering (vpcd listens on 127.0.0.1:35963)")
+    need(ready, "pcscd is not running with the vpcd reader (Virtual PCD 00 00)")
     yield
     if proc is not None:
         proc.terminate()
