@@ -1,0 +1,110 @@
+"""`gate-agent`: run the gate, and the technician's local commands.
+
+    gate-agent run --config gate.toml           the service (systemd runs this)
+    gate-agent status --config gate.toml        the running agent's status (or the store's, if it is not running)
+    gate-agent outbox --config gate.toml        events waiting to be sent
+    gate-agent store-info --config gate.toml    what the local store holds
+    gate-agent test-device NAME --config ...    turnstile (opens the arm once), qr, idcard, rfid, ...
+    gate-agent resync --config gate.toml        ask the central for a full snapshot
+    gate-agent set-mode MODE --config gate.toml normal, free, locked, emergency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from protocol import messages as m
+
+from . import config as gate_config
+from .control import request
+from .store import Store
+
+
+def _print(value) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _run(cfg: gate_config.GateFileConfig) -> int:
+    from .agent import GateAgent
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent = GateAgent(cfg).start()
+    try:
+        stop.wait()
+    finally:
+        agent.stop()
+    return 0
+
+
+def _ask(cfg: gate_config.GateFileConfig, payload: dict) -> dict | None:
+    try:
+        return request(cfg.control_socket, payload)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gate-agent", description="The gate agent at a turnstile.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "status", "outbox", "store-info", "resync"):
+        sub.add_parser(name).add_argument("--config", required=True)
+    test = sub.add_parser("test-device")
+    test.add_argument("name", nargs="?", help="turnstile, qr, idcard, rfid, fingerprint, camera (default: all)")
+    test.add_argument("--config", required=True)
+    mode = sub.add_parser("set-mode")
+    mode.add_argument("mode", choices=["normal", "free", "locked", "emergency"])
+    mode.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = gate_config.load(args.config)
+    except gate_config.ConfigError as exc:
+        print(f"gate-agent: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "run":
+        return _run(cfg)
+    if args.command in ("outbox", "store-info") or (args.command == "status" and not cfg.control_socket.exists()):
+        store = Store(cfg.store_path)
+        try:
+            if args.command == "outbox":
+                rows = store.outbox_after(0, 1000)
+                _print({"depth": store.outbox_depth(), "events": [
+                    {"seq": r.seq, "event_id": r.event_id, **_summary(r.payload)} for r in rows]})
+            else:
+                _print({"running": False, **store.info()} if args.command == "status" else store.info())
+        finally:
+            store.close()
+        return 0
+    payload = {"status": {"cmd": "status"}, "resync": {"cmd": "resync"},
+               "test-device": {"cmd": "test-device", "name": getattr(args, "name", None)},
+               "set-mode": {"cmd": "set-mode", "mode": getattr(args, "mode", None)}}[args.command]
+    answer = _ask(cfg, payload)
+    if answer is None:
+        print("gate-agent: the agent is not running (no control socket)", file=sys.stderr)
+        return 1
+    _print(answer)
+    return 0 if answer.get("ok") else 1
+
+
+def _summary(payload: bytes) -> dict:
+    """An outbox row for a technician: no binding template, the rest as sent."""
+    try:
+        event = m.decode(m.PassageEvent, payload)
+    except Exception:
+        return {"undecodable": True}
+    return {"at": event.at.isoformat(), "direction": event.direction, "kind": event.credential_kind,
+            "ref": event.credential_ref, "decision": event.decision, "reason": event.reason, "passed": event.passed}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The gate's MQTT link: paho-mqtt v2, MQTT 5, a persistent session, and the outbox drainer.
+
+* The session survives reconnects (`clean_start=False` with a session expiry), so QoS 1 messages for
+  the gate (deltas, commands, the site's events) wait at the broker while it is away.
+* The Last Will is a retained `GateStatus(online=False)`: the broker marks the gate offline for it.
+* The drainer publishes outbox rows in order at QoS 1 and deletes a row only when its PUBACK came
+  back with a success reason code. paho keeps an unacknowledged message in memory and resends it
+  after a reconnect; a process that dies forgets it, and the row, still in the outbox, is sent again by
+  the next process. A repeat is harmless (the central dedups by event id); a loss is not possible.
+
+paho calls `on_publish` holding its own lock, so acknowledgements travel to the drainer through a
+queue rather than a lock of ours (publish() takes paho's lock too: the other order would deadlock).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from protocol import messages as m
+from protocol import topics
+
+from .config import GateFileConfig
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], None]
+HOLD_ENV = "GATE_AGENT_TEST_HOLD_PUBLISH"  # test hook: decide and queue, but never publish the outbox
+
+
+class Link:
+    """One MQTT connection for one gate."""
+
+    def __init__(self, cfg: GateFileConfig, store: Store, *, window: int = 50,
+                 on_connect: Callable[[bool], None] | None = None,
+                 on_disconnect: Callable[[], None] | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.window = window
+        self.on_connect_cb = on_connect
+        self.on_disconnect_cb = on_disconnect
+        self.hold = os.environ.get(HOLD_ENV) == "1"
+        self.site, self.gate = cfg.site, cfg.gate_id
+        self._handlers: list[tuple[str, int, Handler]] = []
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._acks: queue.SimpleQueue[tuple[int, bool, str]] = queue.SimpleQueue()
+        self._pending: dict[int, int] = {}  # mid -> outbox seq
+        self._failed: list[int] = []
+        self._cursor = 0
+        self.published = 0  # outbox rows acknowledged by the broker (this process)
+        self.last_will_status = m.GateStatus(site=self.site, gate=self.gate, online=False, at=datetime.now(UTC))
+        self.client = self._make_client()
+        self._drainer = threading.Thread(target=self._drain_loop, name=f"outbox-{self.gate}", daemon=True)
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        b = self.cfg.broker
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gate-{self.site}-{self.gate}",
+                             protocol=mqtt.MQTTv5)
+        if b.username:
+            client.username_pw_set(b.username, b.password)
+        if b.tls_ca or b.tls_cert:
+            client.tls_set(ca_certs=b.tls_ca, certfile=b.tls_cert, keyfile=b.tls_key,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.will_set(topics.status(self.site, self.gate), m.encode(self.last_will_status), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+        client.max_inflight_messages_set(self.window)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Register before `start()`; subscriptions are renewed at every connect."""
+        self._handlers.append((topic_filter, qos, handler))
+
+    def start(self) -> None:
+        b = self.cfg.broker
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = b.session_expiry_s
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._drainer.start()
+
+    def stop(self, *, publish_offline: m.GateStatus | None = None, timeout: float = 2.0) -> None:
+        """Leave cleanly: mark the gate offline (retained), then disconnect."""
+        if publish_offline is not None and self.connected:
+            info = self.client.publish(topics.status(self.site, self.gate), m.encode(publish_offline), qos=1,
+                                       retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self._stop.set()
+        self._wake.set()
+        if self._drainer.is_alive():
+            self._drainer.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def wake(self) -> None:
+        """There is something new in the outbox."""
+        self._wake.set()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """Publish a message that is not a passage (status, acks, requests); False when offline."""
+        if not self.connected:
+            return False
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        for topic_filter, qos, _ in self._handlers:
+            client.subscribe(topic_filter, qos=qos)
+        self._connected.set()
+        log.info("connected to %s:%s (session present: %s)", self.cfg.broker.host, self.cfg.broker.port,
+                 flags.session_present)
+        if self.on_connect_cb:
+            try:
+                self.on_connect_cb(flags.session_present)
+            except Exception:
+                log.exception("on_connect handler failed")
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self._connected.clear()
+        if was:
+            log.warning("disconnected from the broker: %s", reason_code)
+            if self.on_disconnect_cb:
+                try:
+                    self.on_disconnect_cb()
+                except Exception:
+                    log.exception("on_disconnect handler failed")
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._acks.put((mid, not reason_code.is_failure, str(reason_code)))
+        self._wake.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        for topic_filter, _, handler in self._handlers:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg.topic, msg.payload)
+                except Exception:
+                    log.exception("handler for %s failed", msg.topic)
+
+    # -- the drainer ---------------------------------------------------------------------------
+
+    def _take_acks(self) -> None:
+        done: list[int] = []
+        while True:
+            try:
+                mid, ok, why = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            seq = self._pending.pop(mid, None)
+            if seq is None:
+                continue  # not an outbox row (status, acks)
+            if ok:
+                done.append(seq)
+            else:
+                log.warning("broker refused outbox row %s: %s; it stays queued", seq, why)
+                self._failed.append(seq)
+        if done:
+            self.store.outbox_delete(done)
+            self.published += len(done)
+
+    def _drain_loop(self) -> None:
+        retry_at = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._take_acks()
+                if self._failed and not self._pending and time.monotonic() >= retry_at:
+                    self._cursor = min(self._failed) - 1
+                    self._failed.clear()
+                    retry_at = time.monotonic() + 5
+                if self.hold or not self.connected:
+                    continue
+                room = self.window - len(self._pending)
+                if room <= 0:
+                    continue
+                for row in self.store.outbox_after(self._cursor, room):
+                    info = self.client.publish(row.topic, row.payload, qos=1)
+                    if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                        break  # paho refused it outright (queue full): try again later
+                    # NO_CONN: paho holds it and sends it after the reconnect, in order.
+                    self._pending[info.mid] = row.seq
+                    self._cursor = row.seq
+                    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                        break
+            except Exception:
+                log.exception("outbox drainer")
+                time.sleep(0.5)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+__all__ = ["HOLD_ENV", "Link"]

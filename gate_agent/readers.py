@@ -1,0 +1,255 @@
+"""Credential readers: one small adapter per device kind, each run in its own loop thread.
+
+An adapter turns a driver's blocking read into `Attempt`s and its errors into health. The drivers
+are imported when a reader is configured, so a gate without a camera never loads dlib, and a driver
+that has not been installed shows as an unhealthy reader rather than a crash.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import threading
+from collections.abc import Callable
+
+from protocol.messages import ReaderHealth
+
+from .config import Devices
+from .decider import Attempt
+
+log = logging.getLogger(__name__)
+
+
+class Reader:
+    """One reader: `read(timeout)` returns the raw value or None; `health()` says how it is."""
+
+    kind = ""
+
+    def __init__(self, name: str, direction: str = "in") -> None:
+        self.name = name
+        self.direction = direction
+        self.ok = False
+        self.detail = "not started"
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def read(self, timeout: float) -> object | None:
+        raise NotImplementedError
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def health(self) -> ReaderHealth:
+        return ReaderHealth(name=self.name, ok=self.ok, detail=self.detail[:200])
+
+    def _status(self, err) -> None:
+        """The serial drivers' on_status callback: an error when the port went, None when it is back."""
+        self.ok = err is None
+        self.detail = "" if err is None else str(err)
+
+
+class QrReader(Reader):
+    kind = "qr"
+
+    def __init__(self, port: str, baudrate: int, direction: str) -> None:
+        super().__init__("qr", direction)
+        from drivers.qr_scanner import QrScanner
+
+        self.driver = QrScanner(port, baudrate, on_status=self._status)
+
+    def open(self) -> None:
+        self.ok = self.driver.open()
+        self.detail = "" if self.ok else str(self.driver.last_error or "port not open")
+
+    def read(self, timeout: float) -> str | None:
+        code = self.driver.read_code(timeout)
+        self.ok = self.driver.connected
+        return code
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+class IdCardReader(Reader):
+    kind = "id_card"
+
+    def __init__(self, port: str, baudrate: int, direction: str) -> None:
+        super().__init__("idcard", direction)
+        from drivers.idcard import IdCardReader as Driver
+
+        try:
+            self.driver = Driver(port, baudrate, on_status=self._status)
+        except TypeError:
+            self.driver = Driver(port)
+
+    def read(self, timeout: float) -> str | None:
+        card = self.driver.read_card(timeout)
+        self.ok = bool(getattr(self.driver, "connected", True))
+        self.detail = "" if self.ok else str(getattr(self.driver, "last_error", "") or "")
+        return card.id_number if card is not None else None  # only the number travels on, never logged
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+class RfidReader(Reader):
+    kind = "annual_pass"
+
+    def __init__(self, pcsc_reader: str | None, port: str | None, baudrate: int, direction: str) -> None:
+        super().__init__("rfid", direction)
+        import drivers.rfid as rfid
+
+        if port is not None:
+            try:
+                self.driver = rfid.SerialRfidReader(port, baudrate, on_status=self._status)
+            except TypeError:
+                self.driver = rfid.SerialRfidReader(port)
+            self._read = self.driver.read_uid
+        else:
+            self.driver = rfid.PcscRfidReader(pcsc_reader)
+            self._read = self.driver.wait_card
+
+    def read(self, timeout: float) -> str | None:
+        uid = self._read(timeout)
+        self.ok = bool(getattr(self.driver, "connected", True))
+        if isinstance(uid, bytes):
+            uid = uid.hex()
+        return uid.upper() if uid else None
+
+    def close(self) -> None:
+        close = getattr(self.driver, "close", None)
+        if close:
+            close()
+
+
+class FingerprintReader(Reader):
+    """A module that matches on itself: yields the holder of the matched slot."""
+
+    kind = "fingerprint"
+
+    def __init__(self, port: str, baudrate: int, direction: str, slot_holder: Callable[[int], str | None]) -> None:
+        super().__init__("fingerprint", direction)
+        from drivers.fingerprint import FingerprintModule
+
+        self.driver = FingerprintModule(port, baudrate)
+        self.slot_holder = slot_holder
+
+    def read(self, timeout: float) -> str | None:
+        hit = self.driver.capture_and_search(timeout)
+        self.ok = True
+        if hit is None:
+            return None
+        return self.slot_holder(hit.slot) or f"slot:{hit.slot}"
+
+    def close(self) -> None:
+        close = getattr(self.driver, "close", None)
+        if close:
+            close()
+
+
+class Camera:
+    """Frames for the face step (1:1) and, if asked, face-only entry (1:N)."""
+
+    def __init__(self, files: str | None, source: str | None, fps: float) -> None:
+        from drivers.camera import ImageFileCamera
+
+        paths = sorted(glob.glob(files)) if files else [source]
+        self.driver = ImageFileCamera(paths, fps)
+        self.lock = threading.Lock()
+
+    def probe(self, timeout: float = 2.0):
+        """One frame, encoded: the first face template found, or None."""
+        from biometrics.face import encode_frame
+
+        with self.lock:
+            frame = self.driver.read_frame(timeout)
+        if frame is None:
+            return None
+        faces = encode_frame(frame)
+        return faces[0] if faces else None
+
+
+class FaceReader(Reader):
+    """Face-only entry: every frame with a face becomes an attempt (1:N in the decider)."""
+
+    kind = "face"
+
+    def __init__(self, camera: Camera, direction: str) -> None:
+        super().__init__("camera", direction)
+        self.camera = camera
+
+    def read(self, timeout: float):
+        probe = self.camera.probe(timeout)
+        self.ok = True
+        return probe
+
+
+def build_readers(devices: Devices, slot_holder: Callable[[int], str | None]) -> tuple[list[Reader], Camera | None,
+                                                                                           list[ReaderHealth]]:
+    """The configured readers; a reader whose driver is missing is reported, not fatal."""
+    readers: list[Reader] = []
+    broken: list[ReaderHealth] = []
+    camera = None
+
+    def attempt(name: str, make: Callable[[], Reader | None]) -> None:
+        try:
+            reader = make()
+        except (ImportError, AttributeError) as exc:
+            log.error("reader %s: driver not available: %s", name, exc)
+            broken.append(ReaderHealth(name=name, ok=False, detail=f"driver not available: {exc}"[:200]))
+            return
+        if reader is not None:
+            readers.append(reader)
+
+    d = devices
+    if d.qr:
+        attempt("qr", lambda: QrReader(d.qr.port, d.qr.baudrate, d.qr.direction))
+    if d.idcard:
+        attempt("idcard", lambda: IdCardReader(d.idcard.port, d.idcard.baudrate, d.idcard.direction))
+    if d.rfid:
+        attempt("rfid", lambda: RfidReader(d.rfid.pcsc_reader, d.rfid.port, d.rfid.baudrate, d.rfid.direction))
+    if d.fingerprint:
+        attempt("fingerprint", lambda: FingerprintReader(d.fingerprint.port, d.fingerprint.baudrate,
+                                                         d.fingerprint.direction, slot_holder))
+    if d.camera:
+        try:
+            camera = Camera(d.camera.files, d.camera.source, d.camera.fps)
+        except (ImportError, AttributeError) as exc:
+            broken.append(ReaderHealth(name="camera", ok=False, detail=f"driver not available: {exc}"[:200]))
+        else:
+            if d.camera.identify:
+                readers.append(FaceReader(camera, d.camera.direction))
+    return readers, camera, broken
+
+
+def run_reader(reader: Reader, submit: Callable[[Attempt], None], stop: threading.Event) -> None:
+    """The loop of one reader thread: read, submit, survive every failure of the device."""
+    try:
+        reader.open()
+    except Exception as exc:
+        reader.ok, reader.detail = False, str(exc)
+    backoff = 0.2
+    while not stop.is_set():
+        try:
+            value = reader.read(0.5)
+        except Exception as exc:  # a driver error, or a driver bug: the gate keeps going
+            if reader.ok or reader.detail != str(exc):
+                log.warning("reader %s: %s", reader.name, exc)
+            reader.ok, reader.detail = False, str(exc)[:200]
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
+        backoff = 0.2
+        if reader.detail and reader.ok:
+            reader.detail = ""
+        if value is None:
+            continue
+        submit(Attempt(reader.kind, value, reader.direction, reader.name))
+    try:
+        reader.close()
+    except Exception:
+        log.debug("closing reader %s", reader.name, exc_info=True)
+
+
+__all__ = ["Camera", "Reader", "build_readers", "run_reader"]

@@ -1,0 +1,358 @@
+"""The gate's local store: one SQLite file in WAL mode.
+
+It holds the credential cache (tickets the gate must know beyond their code, annual passes, holder
+templates), usage per credential, the event ids of other gates' passages already applied, the outbox
+of passage events and a few meta values (applied config, delta sequence, snapshot id).
+
+Durability: every connection runs with `synchronous=FULL`. In WAL mode NORMAL may lose the last
+commits on power loss (the WAL is not synced at commit), and the outbox is the one place where a lost
+commit is a lost passage; a gate commits a handful of times per passage, so one fsync each is cheap
+next to the arm's seconds. Bulk loads (a snapshot) commit once per chunk.
+
+Each thread gets its own connection (WAL lets readers go on while one thread writes); writers take
+`BEGIN IMMEDIATE` and wait up to `busy_timeout` for each other. Lookups are by primary key or an
+index, so a decision stays well under a millisecond with a million cached tickets.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from protocol import messages as m
+from protocol.rules import Usage
+
+_CACHE_TABLES = {
+    "tickets": "ticket_id INTEGER PRIMARY KEY, ticket_type INTEGER NOT NULL, status TEXT NOT NULL, "
+               "valid_from REAL, valid_to REAL, slot_start REAL, slot_end REAL, "
+               "headcount INTEGER NOT NULL DEFAULT 1, zones TEXT NOT NULL DEFAULT '', id_digest TEXT",
+    "passes": "pass_id INTEGER PRIMARY KEY, holder_id TEXT NOT NULL, card_uid TEXT NOT NULL DEFAULT '', "
+              "status TEXT NOT NULL, valid_from REAL, valid_to REAL, zones TEXT NOT NULL DEFAULT ''",
+    "templates": "holder_id TEXT NOT NULL, kind TEXT NOT NULL, finger INTEGER NOT NULL DEFAULT 0, "
+                 "version INTEGER NOT NULL DEFAULT 1, data BLOB NOT NULL, PRIMARY KEY (holder_id, kind, finger)",
+}
+SCHEMA = "".join(
+    f"CREATE TABLE IF NOT EXISTS {prefix}{name} ({cols});\n"
+    for name, cols in _CACHE_TABLES.items() for prefix in ("", "snap_")
+) + """
+CREATE INDEX IF NOT EXISTS tickets_id_digest ON tickets(id_digest) WHERE id_digest IS NOT NULL;
+CREATE INDEX IF NOT EXISTS passes_card_uid ON passes(card_uid) WHERE card_uid != '';
+CREATE INDEX IF NOT EXISTS passes_holder ON passes(holder_id);
+CREATE TABLE IF NOT EXISTS usage (
+    credential_ref TEXT PRIMARY KEY, entries INTEGER NOT NULL DEFAULT 0, exits INTEGER NOT NULL DEFAULT 0,
+    last_entry_at REAL, binding BLOB);
+CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, applied_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS applied_events_at ON applied_events(applied_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+APPLIED_EVENTS_KEEP_S = 2 * 24 * 3600
+
+
+def ts(at: datetime | None) -> float | None:
+    return at.timestamp() if at is not None else None
+
+
+def dt(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _zones(text: str) -> frozenset[int]:
+    return frozenset(int(z) for z in text.split(",") if z)
+
+
+def _zones_text(zones: Iterable[int]) -> str:
+    return ",".join(str(z) for z in sorted(set(zones)))
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    ticket_id: int
+    ticket_type: int
+    status: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+    slot_start: datetime | None
+    slot_end: datetime | None
+    headcount: int
+    zones: frozenset[int]
+    id_digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PassRow:
+    pass_id: int
+    holder_id: str
+    card_uid: str
+    status: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+    zones: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    topic: str
+    payload: bytes
+
+
+def _ticket(row) -> TicketRow:
+    return TicketRow(row[0], row[1], row[2], dt(row[3]), dt(row[4]), dt(row[5]), dt(row[6]), row[7],
+                     _zones(row[8]), row[9])
+
+
+def _pass(row) -> PassRow:
+    return PassRow(row[0], row[1], row[2], row[3], dt(row[4]), dt(row[5]), _zones(row[6]))
+
+
+class Store:
+    """The gate's SQLite file; safe to use from several threads (one connection each)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self.db.executescript(SCHEMA)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("PRAGMA cache_size=-16000")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all or nothing."""
+        conn = self.db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | None, conn: sqlite3.Connection | None = None) -> None:
+        if conn is None:
+            with self.write() as c:
+                self.set_meta(key, value, c)
+            return
+        conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (key, value))
+
+    @property
+    def seq(self) -> int:
+        return int(self.meta("delta_seq", "0") or 0)
+
+    def save_config(self, payload: bytes, version: int) -> None:
+        with self.write() as c:
+            self.set_meta("config", payload.decode(), c)
+            self.set_meta("config_version", str(version), c)
+
+    def saved_config(self) -> bytes | None:
+        text = self.meta("config")
+        return text.encode() if text else None
+
+    # -- credential cache ----------------------------------------------------------------------
+
+    def ticket(self, ticket_id: int) -> TicketRow | None:
+        row = self.db.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+        return _ticket(row) if row else None
+
+    def tickets_by_digest(self, digest: str) -> list[TicketRow]:
+        rows = self.db.execute("SELECT * FROM tickets WHERE id_digest = ?", (digest,)).fetchall()
+        return [_ticket(r) for r in rows]
+
+    def pass_by_uid(self, card_uid: str) -> PassRow | None:
+        row = self.db.execute("SELECT * FROM passes WHERE card_uid = ? ORDER BY status = 'active' DESC LIMIT 1",
+                              (card_uid,)).fetchone()
+        return _pass(row) if row else None
+
+    def passes_of(self, holder_id: str) -> list[PassRow]:
+        rows = self.db.execute("SELECT * FROM passes WHERE holder_id = ? ORDER BY status = 'active' DESC, pass_id",
+                               (holder_id,)).fetchall()
+        return [_pass(r) for r in rows]
+
+    def templates(self, holder_id: str, kind: str) -> list[bytes]:
+        rows = self.db.execute("SELECT data FROM templates WHERE holder_id = ? AND kind = ? ORDER BY finger",
+                               (holder_id, kind)).fetchall()
+        return [r[0] for r in rows]
+
+    def all_templates(self, kind: str) -> list[tuple[str, int, bytes]]:
+        return self.db.execute("SELECT holder_id, finger, data FROM templates WHERE kind = ?", (kind,)).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        db = self.db
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("tickets", "passes", "templates", "usage", "outbox", "applied_events")}
+
+    # -- changes from the central --------------------------------------------------------------
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, changes: Iterable[m.Change], prefix: str = "") -> None:
+        tickets, passes, templates = f"{prefix}tickets", f"{prefix}passes", f"{prefix}templates"
+        for ch in changes:
+            if isinstance(ch, m.TicketChange):
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {tickets} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ch.ticket_id, ch.ticket_type, ch.status, ts(ch.valid_from), ts(ch.valid_to), ts(ch.slot_start),
+                     ts(ch.slot_end), ch.headcount, _zones_text(ch.zones), ch.id_digest))
+            elif isinstance(ch, m.PassChange):
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {passes} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (ch.pass_id, ch.holder_id, ch.card_uid, ch.status, ts(ch.valid_from), ts(ch.valid_to),
+                     _zones_text(ch.zones)))
+            elif isinstance(ch, m.TemplateChange):
+                conn.execute(f"INSERT OR REPLACE INTO {templates} VALUES (?, ?, ?, ?, ?)",
+                             (ch.holder_id, ch.kind, ch.finger, ch.version, ch.data))
+            elif isinstance(ch, m.HolderForget):
+                conn.execute(f"DELETE FROM {templates} WHERE holder_id = ?", (ch.holder_id,))
+                refs = [f"P{r[0]}" for r in
+                        conn.execute(f"SELECT pass_id FROM {passes} WHERE holder_id = ?", (ch.holder_id,))]
+                conn.executemany("UPDATE usage SET binding = NULL WHERE credential_ref = ?", [(r,) for r in refs])
+
+    def apply_delta(self, delta: m.Delta) -> None:
+        """Apply one delta and move the sequence to its `seq`, in one transaction."""
+        with self.write() as c:
+            self._apply(c, delta.changes)
+            self.set_meta("delta_seq", str(delta.seq), c)
+
+    def snapshot_chunk(self, chunk: m.SnapshotChunk) -> None:
+        """Stage one chunk; the first clears the staging tables, the last swaps them in atomically."""
+        with self.write() as c:
+            if chunk.index == 0:
+                for t in ("snap_tickets", "snap_passes", "snap_templates"):
+                    c.execute(f"DELETE FROM {t}")
+            self._apply(c, chunk.changes, prefix="snap_")
+            self.set_meta("snapshot_staging", f"{chunk.snapshot_id}:{chunk.index}", c)
+            if chunk.last:
+                for t in ("tickets", "passes", "templates"):
+                    c.execute(f"DELETE FROM {t}")
+                    c.execute(f"INSERT INTO {t} SELECT * FROM snap_{t}")
+                    c.execute(f"DELETE FROM snap_{t}")
+                self.set_meta("snapshot_id", chunk.snapshot_id, c)
+                self.set_meta("snapshot_at", str(time.time()), c)
+                self.set_meta("delta_seq", str(chunk.seq), c)
+                self.set_meta("snapshot_staging", None, c)
+
+    # -- usage ---------------------------------------------------------------------------------
+
+    def usage(self, ref: str) -> tuple[Usage, bytes | None]:
+        row = self.db.execute("SELECT entries, exits, last_entry_at, binding FROM usage WHERE credential_ref = ?",
+                              (ref,)).fetchone()
+        if row is None:
+            return Usage(), None
+        return Usage(entries=row[0], exits=row[1], last_entry_at=dt(row[2]), bound=row[3] is not None), row[3]
+
+    @staticmethod
+    def _count(conn: sqlite3.Connection, event: m.PassageEvent) -> None:
+        ref = event.credential_ref
+        if not ref or not event.passed:
+            return
+        at = ts(event.at)
+        n = event.headcount
+        if event.direction == "in":
+            conn.execute(
+                "INSERT INTO usage(credential_ref, entries, exits, last_entry_at, binding) VALUES (?, ?, 0, ?, ?) "
+                "ON CONFLICT(credential_ref) DO UPDATE SET entries = entries + excluded.entries, "
+                "last_entry_at = max(coalesce(last_entry_at, 0), excluded.last_entry_at), "
+                "binding = coalesce(binding, excluded.binding)",
+                (ref, n, at, event.binding))
+        else:
+            # An exit never takes the count below zero inside: anti-passback stays meaningful.
+            conn.execute("UPDATE usage SET exits = min(entries, exits + ?) WHERE credential_ref = ?", (n, ref))
+
+    def record(self, event: m.PassageEvent, topic: str) -> int:
+        """Usage (for a confirmed passage) and the outbox row in ONE transaction; returns the outbox seq."""
+        payload = m.encode(event)
+        with self.write() as c:
+            self._count(c, event)
+            cur = c.execute("INSERT INTO outbox(event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
+                            (event.id, topic, payload, time.time()))
+            return cur.lastrowid
+
+    def apply_remote(self, event: m.PassageEvent) -> bool:
+        """Count another gate's confirmed passage once (dedup by event id); True if it was new."""
+        with self.write() as c:
+            cur = c.execute("INSERT OR IGNORE INTO applied_events(event_id, applied_at) VALUES (?, ?)",
+                            (event.id, time.time()))
+            if cur.rowcount == 0:
+                return False
+            self._count(c, event)
+            return True
+
+    def prune_applied(self, keep_s: float = APPLIED_EVENTS_KEEP_S) -> int:
+        with self.write() as c:
+            return c.execute("DELETE FROM applied_events WHERE applied_at < ?", (time.time() - keep_s,)).rowcount
+
+    # -- outbox --------------------------------------------------------------------------------
+
+    def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxRow]:
+        rows = self.db.execute("SELECT seq, event_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (seq, limit)).fetchall()
+        return [OutboxRow(*r) for r in rows]
+
+    def outbox_delete(self, seqs: Iterable[int]) -> None:
+        with self.write() as c:
+            c.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def outbox_depth(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def info(self) -> dict:
+        return {
+            "path": str(self.path),
+            "counts": self.counts(),
+            "delta_seq": self.seq,
+            "snapshot_id": self.meta("snapshot_id"),
+            "config_version": int(self.meta("config_version", "0") or 0),
+            "mode_override": self.meta("mode_override"),
+        }
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=str)
+
+
+__all__ = ["OutboxRow", "PassRow", "Store", "TicketRow"]
