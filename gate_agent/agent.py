@@ -188,23 +188,26 @@ class GateAgent:
             if cfg.version < current:
                 return m.ConfigAck(self.gate, cfg.version, False, f"$.version: older than the applied {current}")
             changed = self.active is None or self.active.payload != payload
-            self.active = ActiveConfig(cfg, payload)
+            active = ActiveConfig(cfg, payload)
+            if changed:
+                self._rebuild_turnstile(cfg.hardware)  # before the worker can see the new config
+            self.active = active
             if changed:
                 self.store.save_config(payload, cfg.version)
                 if cfg.version != current:
                     self.store.set_meta("mode_override", None)  # a new config sets the mode afresh
         if changed:
             log.info("config version %s applied (mode %s)", cfg.version, cfg.mode)
-            self._rebuild_turnstile()
             self._apply_mode()
             self._status_dirty.set()
         return m.ConfigAck(self.gate, cfg.version, True, None)
 
-    def _rebuild_turnstile(self) -> None:
+    def _rebuild_turnstile(self, hw: m.HardwareParams | None = None) -> None:
         t = self.file_cfg.devices.turnstile
         if t is None:
             return
-        hw = self.active.cfg.hardware if self.active else m.HardwareParams()
+        if hw is None:
+            hw = self.active.cfg.hardware if self.active else m.HardwareParams()
         profile = t.profile or hw.controller_profile
         unit_id = t.unit_id if t.unit_id is not None else hw.unit_id
         key = (profile, unit_id)
@@ -319,8 +322,11 @@ class GateAgent:
         direction = attempt.direction
         timeout = active.cfg.hardware.passage_timeout_s
         for turn in range(verdict.passages):
-            if self.turnstile is None:
+            if self.file_cfg.devices.turnstile is None:
                 passed = True  # a check point without an arm: the decision is the passage
+            elif self.turnstile is None:  # no controller profile known yet
+                self._tell_staff()
+                passed = False
             else:
                 try:
                     passed = self.turnstile.pass_once(direction, timeout).passed
