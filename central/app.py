@@ -1,0 +1,63 @@
+"""The Flask app factory: `create_app(config)` builds the app, its shared context and blueprints.
+
+Blueprints: `central.api` at /api/v1 (machines and the web UI's scripts), `/healthz`, and the browser
+pages of `central.web` when that package exists (it provides `register(app)`). Views stay thin:
+they call `central.services` and commit; the shared `CentralContext` is `current_context()`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import secrets
+
+from flask import Flask, current_app, jsonify
+from sqlalchemy import text
+
+from central.config import CentralConfig
+from central.context import CentralContext
+
+log = logging.getLogger(__name__)
+EXTENSION = "central"
+
+
+def create_app(config: CentralConfig, *, context: CentralContext | None = None, mqtt: bool = True) -> Flask:
+    """Build the central's web app; pass `context` to share one with the ingest and scheduler."""
+    app = Flask("central", static_folder=None)
+    app.config["SECRET_KEY"] = config.web.secret_key or secrets.token_hex(32)
+    if not config.web.secret_key:
+        log.warning("web.secret_key is not set: sessions end when the process restarts")
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["CENTRAL_CONFIG"] = config
+    app.extensions[EXTENSION] = context or CentralContext.create(config, mqtt=mqtt)
+
+    from central.api import api
+
+    app.register_blueprint(api)
+
+    @app.get("/healthz")
+    def healthz():
+        ctx = current_context()
+        db_ok = True
+        try:
+            with ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            db_ok = False
+        mqtt_ok = ctx.link is not None and ctx.link.connected
+        status = 200 if db_ok else 503
+        return jsonify({"ok": db_ok, "database": db_ok, "mqtt": mqtt_ok}), status
+
+    # The web UI (a separate package) plugs its blueprints in here.
+    if importlib.util.find_spec("central.web") is not None:
+        web = importlib.import_module("central.web")
+        if hasattr(web, "register"):
+            web.register(app)
+    return app
+
+
+def current_context() -> CentralContext:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,257 @@
+"""The ingest worker: gate messages from MQTT into the database, in batches, acknowledged after commit.
+
+    broker --(QoS 1, MQTT 5 shared subscription, persistent session)--> on_message -> queue
+    queue --(N messages or M ms)--> one transaction: events, statuses, acks, parked messages
+    commit --> PUBACK every message of the batch --> occupancy (retained), snapshots, deltas
+
+Messages are acknowledged only after their batch is committed (paho `manual_ack`), so a worker killed
+at any point loses nothing: the broker redelivers what was not acknowledged, and the event id makes
+the redelivery harmless. A message that cannot be decoded, or whose batch fails to store, is parked
+in `parked_messages` with the error (one transaction per message on the retry path), so one bad
+message neither crashes the worker nor holds back the events behind it. Several workers with the
+same group split the load through the shared subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from central.config import CentralConfig
+from central.models import ParkedMessage, utcnow
+from central.mqtt import MqttLink
+from central.publisher import Publisher
+from central.services.gates import record_command_ack, record_config_ack, record_status
+from central.services.ingest import ingest_batch
+from protocol import topics
+from protocol.errors import MessageError
+from protocol.messages import CommandAck, ConfigAck, GateStatus, PassageEvent, SnapshotRequest, decode
+
+log = logging.getLogger(__name__)
+KINDS = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck, "cmd/ack": CommandAck,
+         "sync/request": SnapshotRequest}
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    conflicts: int = 0
+    batches: int = 0
+    retries: int = 0
+    busy_s: float = 0.0
+
+
+class _Parked(Exception):
+    pass
+
+
+@dataclass
+class _Item:
+    msg: mqtt.MQTTMessage
+    kind: str = ""
+    site: str = ""
+    gate: str = ""
+    message: object = None
+
+
+class IngestWorker:
+    """Consumes gate messages; `start()` runs it in background threads, `stop()` ends it cleanly."""
+
+    def __init__(self, config: CentralConfig, sessions, publisher_link: MqttLink | None = None, *,
+                 worker_id: str = "1", cipher=None, occupancy_interval: float = 0.25) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.stats = IngestStats()
+        self.batch_size = config.ingest.batch_size
+        self.batch_s = config.ingest.batch_ms / 1000
+        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._occupancy_interval = occupancy_interval
+        self._dirty_sites: set[str] = set()
+        self._need_flush = False
+        self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-ingest-{worker_id}", persistent=True,
+                             manual_ack=True, receive_maximum=min(65535, max(100, self.batch_size * 2)))
+        self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
+        group = config.ingest.group
+        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request"):
+            topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
+            self.link.subscribe(topics.shared(group, topic), self._queue.put, qos=1)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, wait: float = 10.0) -> IngestWorker:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._thread.start()
+        self.link.start(wait=wait)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(30)
+        self.link.stop()
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    def wait_idle(self, timeout: float = 30.0, quiet: float = 0.3) -> bool:
+        """True once no message arrived for `quiet` seconds and all were processed (for tests)."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            seen = self.stats.received
+            if seen != last or not self._queue.empty() or not self._idle.is_set():
+                last, stable_since = seen, time.monotonic()
+            elif time.monotonic() - stable_since >= quiet:
+                return True
+            time.sleep(0.05)
+        return False
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                self._idle.set()
+                self._publish_occupancy(force=True)
+                continue
+            self._idle.clear()
+            batch = [first]
+            deadline = time.monotonic() + self.batch_s
+            while len(batch) < self.batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            started = time.perf_counter()
+            try:
+                self._process(batch)
+            except Exception:  # never die: the messages stay unacknowledged and come back
+                log.exception("ingest batch failed; its messages will be redelivered")
+                time.sleep(1.0)
+                continue
+            self.stats.busy_s += time.perf_counter() - started
+            self._publish_occupancy(force=self._queue.empty())
+
+    def _classify(self, msg: mqtt.MQTTMessage) -> _Item:
+        item = _Item(msg)
+        try:
+            item.site, item.gate, item.kind = topics.parse_gate_topic(msg.topic)
+        except ValueError as exc:
+            raise _Parked(str(exc)) from None
+        kind = KINDS.get(item.kind)
+        if kind is None:
+            raise _Parked(f"no handler for {item.kind}")
+        try:
+            item.message = decode(kind, msg.payload)
+        except MessageError as exc:
+            raise _Parked(f"{exc.reason} {exc.field or ''}: {exc.detail}"[:2000]) from None
+        for attr, expected in (("site", item.site), ("gate", item.gate)):
+            value = getattr(item.message, attr, expected)
+            if value != expected:
+                raise _Parked(f"payload {attr} {value!r} does not match the topic's {expected!r}")
+        return item
+
+    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+        self.stats.received += len(batch)
+        items: list[_Item] = []
+        parked: list[tuple[mqtt.MQTTMessage, str]] = []
+        for msg in batch:
+            try:
+                items.append(self._classify(msg))
+            except _Parked as exc:
+                parked.append((msg, str(exc)))
+        try:
+            self._store(items, parked)
+        except (OperationalError, DBAPIError) as exc:
+            if _transient(exc):
+                self.stats.retries += 1
+                log.warning("ingest batch hit a transient database error, retrying: %s", exc.__class__.__name__)
+                time.sleep(0.2)
+                self._store(items, parked)
+            else:
+                self._store_one_by_one(items, parked)
+        except Exception:
+            log.exception("ingest batch failed; storing its messages one by one")
+            self._store_one_by_one(items, parked)
+        for msg in batch:
+            self.link.ack(msg.mid, msg.qos)
+        self._after_commit(items)
+
+    def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
+        now = utcnow()
+        with self.sessions.begin() as session:
+            events = [i.message for i in items if i.kind == "event"]
+            if events:
+                result = ingest_batch(session, events, now)
+                self.stats.stored += result.new
+                self.stats.duplicates += result.duplicates
+                self.stats.conflicts += len(result.conflicts)
+                self._dirty_sites |= result.sites
+                self._need_flush = self._need_flush or bool(result.used_up)
+            for item in items:
+                if item.kind == "status":
+                    record_status(session, item.message, item.message.at if item.msg.retain else now)
+                elif item.kind == "config/ack":
+                    record_config_ack(session, item.site, item.message)
+                elif item.kind == "cmd/ack":
+                    record_command_ack(session, item.message)
+            for msg, error in parked:
+                session.add(ParkedMessage(topic=msg.topic[:512], payload=bytes(msg.payload), error=error,
+                                          received_at=now))
+        self.stats.parked += len(parked)
+        self.stats.batches += 1
+
+    def _store_one_by_one(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
+        for msg, error in parked:
+            self._store([], [(msg, error)])
+        for item in items:
+            try:
+                self._store([item], [])
+            except Exception as exc:  # this one message cannot be stored: park it, go on
+                log.warning("parking a message on %s: %s", item.msg.topic, exc.__class__.__name__)
+                self._store([], [(item.msg, f"store failed: {exc}"[:2000])])
+
+    def _after_commit(self, items: list[_Item]) -> None:
+        for item in items:
+            if item.kind == "sync/request":
+                try:
+                    self.publisher.send_snapshot(item.site, item.gate)
+                except Exception:
+                    log.exception("snapshot for %s/%s failed", item.site, item.gate)
+        if self._need_flush or any(i.kind == "config/ack" for i in items):
+            self._need_flush = False
+            self.publisher.flush()
+
+    def _publish_occupancy(self, force: bool) -> None:
+        if not self._dirty_sites:
+            return
+        interval = 0.0 if force else self._occupancy_interval
+        try:
+            self._dirty_sites -= self.publisher.publish_occupancy(list(self._dirty_sites), min_interval=interval)
+        except Exception:
+            log.exception("occupancy publish failed")
+
+
+def _transient(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(word in text for word in ("deadlock", "could not serialize", "database is locked", "connection"))

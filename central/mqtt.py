@@ -1,0 +1,126 @@
+"""A small paho-mqtt wrapper for the central: MQTT 5, credentials and TLS from configuration, QoS 1.
+
+`MqttLink` connects in the background and reconnects by itself; `publish(..., wait=True)` returns
+only once the broker acknowledged the message (PUBACK) or raises `PublishError` after the timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from central.config import MqttConfig
+
+log = logging.getLogger(__name__)
+Handler = Callable[[mqtt.MQTTMessage], None]
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class PublishError(RuntimeError):
+    """A message was not acknowledged by the broker in time (or the link is down)."""
+
+
+class MqttLink:
+    """One MQTT 5 connection; subscriptions are renewed on every (re)connect."""
+
+    def __init__(self, cfg: MqttConfig, *, client_id: str | None = None, persistent: bool = False,
+                 manual_ack: bool = False, receive_maximum: int | None = None) -> None:
+        self.cfg = cfg
+        self.client_id = client_id or cfg.client_id
+        self._persistent = persistent
+        self._receive_maximum = receive_maximum
+        self._subs: list[tuple[str, int, Handler]] = []
+        self._connected = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                   protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+        self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(1000)
+        if cfg.username:
+            self._client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls_ca:
+            self._client.tls_set(ca_certs=cfg.tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(0.2, 5)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, wait: float | None = 10.0) -> MqttLink:
+        props = Properties(PacketTypes.CONNECT)
+        if self._persistent:
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+        if self._receive_maximum:
+            props.ReceiveMaximum = self._receive_maximum
+        self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
+                                   clean_start=not self._persistent, properties=props)
+        self._client.loop_start()
+        if wait and not self._connected.wait(wait):
+            log.warning("MQTT broker %s:%s not reachable yet; retrying in the background",
+                        self.cfg.host, self.cfg.port)
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+            self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    # --- subscribe / publish -----------------------------------------------------------------
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
+        """Subscribe now (if connected) and again after every reconnect."""
+        self._subs.append((topic, qos, handler))
+        match = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
+        self._client.message_callback_add(match, lambda _c, _u, msg: handler(msg))
+        if self.connected:
+            self._client.subscribe(topic, qos)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                wait: bool = True, timeout: float = 10.0) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) and not wait:
+            raise PublishError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        if wait:
+            if info.rc == mqtt.MQTT_ERR_NO_CONN and not self._connected.wait(timeout):
+                raise PublishError(f"not connected to {self.cfg.host}:{self.cfg.port}")
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                raise PublishError(f"publish to {topic} failed: {exc}") from None
+            if not info.is_published():
+                raise PublishError(f"no acknowledgement for {topic} within {timeout}s")
+
+    def ack(self, mid: int, qos: int) -> None:
+        self._client.ack(mid, qos)
+
+    # --- callbacks ---------------------------------------------------------------------------
+    def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        for topic, qos, _handler in self._subs:
+            client.subscribe(topic, qos)
+        self._connected.set()
+        log.info("MQTT connected to %s:%s as %s", self.cfg.host, self.cfg.port, self.client_id)
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
+        self._connected.clear()
+        if reason_code != 0:
+            log.warning("MQTT disconnected: %s", reason_code)
+
+    def _on_message(self, _client, _userdata, msg) -> None:
+        log.debug("unrouted message on %s", msg.topic)

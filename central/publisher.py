@@ -1,0 +1,131 @@
+"""Sends what the database says gates must know, after it is committed: deltas, configs, occupancy,
+snapshots, commands. Safe to call from several threads; a broker that is away only delays it (the
+scheduler calls `flush()` every few seconds)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.models import CommandRecord, Gate, SyncChange, utcnow
+from central.mqtt import MqttLink, PublishError
+from central.services import gates as gate_service
+from central.services import sync
+from central.services.occupancy import occupancy
+from protocol import topics
+from protocol.ids import new_event_id
+from protocol.messages import Delta, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(self, sessions: sessionmaker[Session], link: MqttLink | None, cipher=None) -> None:
+        self.sessions = sessions
+        self.link = link
+        self.cipher = cipher
+        self._lock = threading.Lock()
+        self._occupancy_at: dict[str, float] = {}
+
+    # --- deltas and configs -------------------------------------------------------------------
+    def flush(self) -> int:
+        """Publish every delta and gate config not yet published; returns how many were sent."""
+        if self.link is None:
+            return 0
+        sent = 0
+        with self._lock:
+            try:
+                sent += self._flush_deltas()
+                sent += self._flush_configs()
+            except PublishError as exc:
+                log.warning("publishing paused: %s", exc)
+        return sent
+
+    def _flush_deltas(self) -> int:
+        sent = 0
+        while True:
+            with self.sessions.begin() as session:
+                rows = list(session.scalars(select(SyncChange).where(SyncChange.published_at.is_(None))
+                                            .order_by(SyncChange.site_id, SyncChange.seq).limit(200)))
+                if not rows:
+                    return sent
+                for row in rows:
+                    payload = row.payload
+                    if "template" in row.kinds:
+                        delta = decode(Delta, payload)
+                        changes = sync.decrypt_templates(delta.changes, self.cipher)
+                        payload = encode(Delta(site=delta.site, seq=delta.seq, at=delta.at, changes=changes))
+                    try:
+                        self.link.publish(topics.deltas(row.site_id), payload, qos=1)
+                    except PublishError:
+                        session.commit()
+                        raise
+                    row.published_at = utcnow()
+                    sent += 1
+
+    def _flush_configs(self) -> int:
+        sent = 0
+        with self.sessions.begin() as session:
+            pending = list(session.scalars(select(Gate).where(Gate.config_published < Gate.config_version)))
+            for gate in pending:
+                message = gate_service.build_gate_config(session, gate)
+                try:
+                    self.link.publish(topics.config(gate.site_id, gate.name), encode(message), qos=1, retain=True)
+                except PublishError:
+                    session.commit()
+                    raise
+                gate.config_published = message.version
+                sent += 1
+        return sent
+
+    # --- occupancy ----------------------------------------------------------------------------
+    def publish_occupancy(self, site_ids, min_interval: float = 0.0) -> set[str]:
+        """Publish, retained, the occupancy of each site (at most once per `min_interval` seconds);
+        returns the sites published."""
+        if self.link is None:
+            return set()
+        now = time.monotonic()
+        due = [s for s in site_ids if now - self._occupancy_at.get(s, 0.0) >= min_interval]
+        done: set[str] = set()
+        if not due:
+            return done
+        with self.sessions() as session:
+            messages = [occupancy(session, s) for s in due]
+        for message in messages:
+            try:
+                self.link.publish(topics.occupancy(message.site), encode(message), qos=1, retain=True, wait=False)
+                self._occupancy_at[message.site] = now
+                done.add(message.site)
+            except PublishError as exc:
+                log.warning("occupancy not published: %s", exc)
+        return done
+
+    # --- snapshots and commands ---------------------------------------------------------------
+    def send_snapshot(self, site_id: str, gate: str) -> tuple[str, int]:
+        """Send the full state to one gate as SnapshotChunks; returns (snapshot id, chunk count)."""
+        if self.link is None:
+            raise PublishError("no MQTT link")
+        snapshot_id = new_event_id()
+        with self.sessions() as session:
+            snap = sync.snapshot(session, site_id)
+        snap = sync.Snapshot(site=snap.site, seq=snap.seq, changes=sync.decrypt_templates(snap.changes, self.cipher))
+        count = 0
+        for part in sync.chunk(snap, gate, snapshot_id):
+            self.link.publish(topics.sync(site_id, gate), encode(part), qos=1)
+            count += 1
+        log.info("snapshot %s for %s/%s: %d changes in %d chunks at seq %d", snapshot_id, site_id, gate,
+                 len(snap.changes), count, snap.seq)
+        return snapshot_id, count
+
+    def send_command(self, command_id: str) -> None:
+        if self.link is None:
+            raise PublishError("no MQTT link")
+        with self.sessions.begin() as session:
+            record = session.get(CommandRecord, command_id)
+            topic = topics.command(record.site_id, record.gate) if record.gate else topics.site_command(record.site_id)
+            self.link.publish(topic, record.payload, qos=1)
+            record.sent_at = utcnow()

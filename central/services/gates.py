@@ -1,0 +1,296 @@
+"""Sites, zones and gates: registration, the versioned GateConfig, status, acknowledgements, commands.
+
+A gate's config version is bumped on every change it must learn (its own settings, the site's,
+ticket types, signing keys); `Publisher.flush()` publishes, retained, every config whose version is
+newer than the one last published.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from central.models import (
+    CommandRecord,
+    Gate,
+    GateStatusRecord,
+    SigningKey,
+    Site,
+    TicketType,
+    Zone,
+    utcnow,
+)
+from central.services import Invalid, NotFound, Refused
+from central.services.audit import audit
+from protocol import topics
+from protocol.ids import new_event_id
+from protocol.messages import (
+    Command,
+    CommandAck,
+    ConfigAck,
+    GateConfig,
+    GateStatus,
+    HardwareParams,
+    OpeningHours,
+    PublicKeyInfo,
+    TicketTypeRules,
+    encode,
+)
+
+MODES = ("normal", "free", "locked", "emergency")
+DIRECTIONS = ("in", "out", "both")
+
+
+# --- sites and zones ---------------------------------------------------------------------------
+
+
+def ensure_site(session: Session, site_id: str, *, name: str = "", timezone: str = "Asia/Shanghai",
+                **settings) -> Site:
+    """The site `site_id`, created with a fresh ID salt when missing."""
+    topics.check_name("site", site_id)
+    site = session.get(Site, site_id)
+    if site is None:
+        site = Site(id=site_id, name=name or site_id, timezone=timezone, id_salt=os.urandom(32), **settings)
+        session.add(site)
+        session.flush()
+    return site
+
+
+def get_site(session: Session, site_id: str) -> Site:
+    site = session.get(Site, site_id)
+    if site is None:
+        raise NotFound("no_site", f"no site {site_id}")
+    return site
+
+
+def update_site(session: Session, site_id: str, actor: str | None = None, **settings) -> Site:
+    """Change site settings gates apply (opening hours, time zone, language, policies)."""
+    site = get_site(session, site_id)
+    allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold"}
+    for key, value in settings.items():
+        if key not in allowed:
+            raise Invalid("bad_field", f"unknown site setting {key}")
+        setattr(site, key, value)
+    bump_site_configs(session, site_id)
+    audit(session, actor, "site.update", site_id, fields=sorted(settings))
+    return site
+
+
+def ensure_zone(session: Session, site_id: str, number: int, *, name: str = "",
+                capacity: int | None = None) -> Zone:
+    if not 1 <= number <= 32:
+        raise Invalid("bad_zone", "zone numbers are 1-32")
+    zone = session.scalar(select(Zone).where(Zone.site_id == site_id, Zone.number == number))
+    if zone is None:
+        zone = Zone(site_id=site_id, number=number, name=name or f"Zone {number}", capacity=capacity)
+        session.add(zone)
+        session.flush()
+    return zone
+
+
+def set_zone_capacity(session: Session, site_id: str, number: int, capacity: int | None,
+                      actor: str | None = None) -> Zone:
+    zone = session.scalar(select(Zone).where(Zone.site_id == site_id, Zone.number == number))
+    if zone is None:
+        raise NotFound("no_zone", f"no zone {number} at {site_id}")
+    if capacity is not None and capacity < 0:
+        raise Invalid("bad_capacity", "capacity must not be negative")
+    zone.capacity = capacity
+    audit(session, actor, "zone.capacity", f"{site_id}/{number}", capacity=capacity)
+    return zone
+
+
+# --- gates -------------------------------------------------------------------------------------
+
+
+def get_gate(session: Session, site_id: str, name: str) -> Gate:
+    gate = session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name))
+    if gate is None:
+        raise NotFound("no_gate", f"no gate {name} at {site_id}")
+    return gate
+
+
+@dataclass(frozen=True)
+class GateCredentials:
+    username: str
+    password: str
+
+
+def register_gate(session: Session, site_id: str, name: str, zone: int, *, direction: str = "both",
+                  hardware: dict | None = None, actor: str | None = None) -> tuple[Gate, GateCredentials]:
+    """Register a gate and make its MQTT credentials (the password is returned once)."""
+    topics.check_name("gate", name)
+    get_site(session, site_id)
+    if direction not in DIRECTIONS:
+        raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
+    if session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name)):
+        raise Refused("gate_exists", f"gate {name} exists at {site_id}")
+    ensure_zone(session, site_id, zone)
+    hardware = _check_hardware(hardware or {})
+    username = f"gate-{site_id}-{name}"
+    password = secrets.token_urlsafe(18)
+    from central.services.users import hash_password
+
+    gate = Gate(site_id=site_id, name=name, zone_number=zone, direction=direction, hardware=hardware,
+                mqtt_username=username, mqtt_password_hash=hash_password(password), config_version=1)
+    session.add(gate)
+    audit(session, actor, "gate.register", f"{site_id}/{name}", zone=zone, direction=direction)
+    session.flush()
+    return gate, GateCredentials(username, password)
+
+
+def _check_hardware(hardware: dict) -> dict:
+    import msgspec
+
+    try:
+        msgspec.convert(hardware, HardwareParams)
+    except msgspec.ValidationError as exc:
+        raise Invalid("bad_hardware", str(exc)) from None
+    return dict(hardware)
+
+
+def update_gate(session: Session, site_id: str, name: str, *, zone: int | None = None,
+                direction: str | None = None, hardware: dict | None = None, mode: str | None = None,
+                actor: str | None = None) -> Gate:
+    gate = get_gate(session, site_id, name)
+    if zone is not None:
+        ensure_zone(session, site_id, zone)
+        gate.zone_number = zone
+    if direction is not None:
+        if direction not in DIRECTIONS:
+            raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
+        gate.direction = direction
+    if hardware is not None:
+        gate.hardware = _check_hardware(hardware)
+    if mode is not None:
+        if mode not in MODES:
+            raise Invalid("bad_mode", f"mode must be one of {MODES}")
+        gate.mode = mode
+    gate.config_version += 1
+    audit(session, actor, "gate.update", f"{site_id}/{name}", zone=zone, direction=direction, mode=mode,
+          hardware=hardware is not None)
+    return gate
+
+
+def set_gate_mode(session: Session, site_id: str, name: str, mode: str, actor: str | None = None) -> Gate:
+    return update_gate(session, site_id, name, mode=mode, actor=actor)
+
+
+def bump_site_configs(session: Session, site_id: str | None = None) -> None:
+    """Every gate (of the site) must learn a new config version."""
+    stmt = update(Gate).values(config_version=Gate.config_version + 1)
+    if site_id is not None:
+        stmt = stmt.where(Gate.site_id == site_id)
+    session.execute(stmt)
+
+
+def ticket_type_rules(tt: TicketType) -> TicketTypeRules:
+    return TicketTypeRules(id=tt.id, name=tt.name[:256], entries=tt.entries, same_person=tt.same_person,
+                           anti_passback=tt.anti_passback, min_gap_s=tt.min_gap_s, zones=list(tt.zones or []),
+                           weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min)
+
+
+def build_gate_config(session: Session, gate: Gate) -> GateConfig:
+    site = get_site(session, gate.site_id)
+    types = session.scalars(select(TicketType).where(TicketType.site_id == gate.site_id, TicketType.active.is_(True))
+                            .order_by(TicketType.id))
+    keys = session.scalars(select(SigningKey).order_by(SigningKey.key_id))
+    return GateConfig(
+        version=gate.config_version, site=gate.site_id, gate=gate.name, zone=gate.zone_number,
+        direction=gate.direction, mode=gate.mode, claim=site.claim_policy, timezone=site.timezone,
+        language=site.language, opening=OpeningHours(opens=site.opens, closes=site.closes),
+        face_threshold=site.face_threshold, pass_biometric=site.pass_biometric,
+        ticket_types=[ticket_type_rules(t) for t in types],
+        keys=[PublicKeyInfo(key_id=k.key_id, public=k.public, retired_at=k.retired_at, grace_s=k.grace_s)
+              for k in keys],
+        id_salt=site.id_salt, hardware=HardwareParams(**(gate.hardware or {})),
+    )
+
+
+def record_config_ack(session: Session, site_id: str, ack: ConfigAck) -> None:
+    gate = session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == ack.gate))
+    if gate is None:
+        return
+    if ack.applied:
+        gate.config_acked = max(gate.config_acked, ack.version)
+        gate.config_error = None
+    else:
+        gate.config_error = (ack.error or "refused")[:256]
+
+
+# --- status and heartbeat ---------------------------------------------------------------------
+
+
+def record_status(session: Session, status: GateStatus, received_at: datetime | None = None) -> None:
+    """Store a gate's status into its history and its current row (the heartbeat)."""
+    received_at = received_at or utcnow()
+    gate = session.scalar(select(Gate).where(Gate.site_id == status.site, Gate.name == status.gate))
+    session.add(GateStatusRecord(
+        site_id=status.site, gate=status.gate, at=status.at, online=status.online, mode=status.mode,
+        detail={"outbox": status.outbox, "store_seq": status.store_seq, "config_version": status.config_version,
+                "controller_ok": status.controller_ok, "alarms": list(status.alarms),
+                "readers": [{"name": r.name, "ok": r.ok, "detail": r.detail} for r in status.readers]},
+    ))
+    if gate is None:
+        return
+    gate.last_seen_at = received_at
+    if gate.online != status.online:
+        gate.offline_since = None if status.online else received_at
+    gate.online = status.online
+    gate.store_seq = status.store_seq
+    gate.outbox = status.outbox
+    gate.alarms = list(status.alarms)
+    gate.agent_version = status.agent_version
+
+
+def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | None = None) -> list[Gate]:
+    """Gates online with no heartbeat for `timeout_s` seconds: marked offline, recorded, returned."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=timeout_s)
+    stale = list(session.scalars(select(Gate).where(
+        Gate.online.is_(True), (Gate.last_seen_at.is_(None)) | (Gate.last_seen_at < cutoff))))
+    for gate in stale:
+        gate.online = False
+        gate.offline_since = now
+        session.add(GateStatusRecord(site_id=gate.site_id, gate=gate.name, at=now, online=False, mode=gate.mode,
+                                     source="heartbeat", detail={"last_seen_at": str(gate.last_seen_at)}))
+        audit(session, None, "gate.offline", f"{gate.site_id}/{gate.name}", timeout_s=timeout_s)
+    return stale
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def create_command(session: Session, site_id: str, gate: str | None, kind: str, *, mode: str | None = None,
+                   direction: str = "in", actor: str | None = None) -> tuple[CommandRecord, Command, str]:
+    """A command for one gate, or for the whole site when `gate` is None; returns (record, message, topic)."""
+    get_site(session, site_id)
+    if gate is not None:
+        get_gate(session, site_id, gate)
+    if kind not in ("open_once", "set_mode", "resync", "test_devices"):
+        raise Invalid("bad_command", f"unknown command {kind}")
+    if kind == "set_mode" and mode not in MODES:
+        raise Invalid("bad_mode", f"mode must be one of {MODES}")
+    if direction not in ("in", "out"):
+        raise Invalid("bad_direction", "direction must be in or out")
+    message = Command(id=new_event_id(), kind=kind, direction=direction, mode=mode, at=utcnow())
+    record = CommandRecord(id=message.id, site_id=site_id, gate=gate, kind=kind, payload=encode(message),
+                           issued_by=actor)
+    session.add(record)
+    audit(session, actor, f"command.{kind}", f"{site_id}/{gate or '*'}", mode=mode)
+    topic = topics.command(site_id, gate) if gate else topics.site_command(site_id)
+    return record, message, topic
+
+
+def record_command_ack(session: Session, ack: CommandAck) -> None:
+    record = session.get(CommandRecord, ack.id)
+    if record is None:
+        return
+    acks = dict(record.acks or {})
+    acks[ack.gate] = {"ok": ack.ok, "error": ack.error, "at": utcnow().isoformat()}
+    record.acks = acks

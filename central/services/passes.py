@@ -1,0 +1,244 @@
+"""Persons and annual passes: create, bind a card and biometric templates, suspend, report lost, renew.
+
+A pass is bound to one person (`H{person_id}`); its card UID is what the reader yields. Reporting a
+card lost ends that pass for good (`status lost`: every gate refuses the old card with `pass_lost`);
+`replace_card` then issues a new pass for the same person and validity with the new card.
+Templates are stored encrypted with `biometrics.protect.TemplateCipher` and reach gates as
+TemplateChange deltas; `purge_templates` deletes them when the retention period after a pass ends.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from central.models import CHANNELS, AnnualPass, BiometricTemplate, Person, utcnow
+from central.services import Invalid, NotFound, Refused
+from central.services.audit import audit
+from central.services.gates import get_site
+from central.services.sync import forget_change, pass_change, record_delta, template_change
+from central.services.tickets import _money
+
+_UID = re.compile(r"^[0-9A-F]{0,32}$")
+MAX_TEMPLATE = 4096 - 64
+
+
+def normalise_uid(uid: str) -> str:
+    value = uid.replace(":", "").replace(" ", "").upper()
+    if not _UID.match(value):
+        raise Invalid("bad_card_uid", "a card UID is up to 32 hex digits")
+    return value
+
+
+def get_pass(session: Session, pass_id: int, lock: bool = False) -> AnnualPass:
+    annual_pass = session.get(AnnualPass, pass_id, with_for_update=lock)
+    if annual_pass is None:
+        raise NotFound("no_pass", f"no annual pass {pass_id}")
+    return annual_pass
+
+
+def get_person(session: Session, person_id: int) -> Person:
+    person = session.get(Person, person_id)
+    if person is None or person.forgotten_at is not None:
+        raise NotFound("no_person", f"no person {person_id}")
+    return person
+
+
+def create_person(session: Session, site_id: str, name: str, *, phone: str | None = None,
+                  id_last4: str | None = None, actor: str | None = None) -> Person:
+    get_site(session, site_id)
+    if not name or len(name) > 200:
+        raise Invalid("bad_name", "a name is 1-200 characters")
+    person = Person(site_id=site_id, name=name, phone=phone, id_last4=(id_last4 or None) and id_last4[-4:])
+    session.add(person)
+    session.flush()
+    audit(session, actor, "person.create", person.holder_ref)
+    return person
+
+
+def _check_card_free(session: Session, site_id: str, uid: str, except_pass: int | None = None) -> None:
+    if not uid:
+        return
+    clash = session.scalar(select(AnnualPass.id).where(
+        AnnualPass.site_id == site_id, AnnualPass.card_uid == uid,
+        AnnualPass.status.in_(("active", "suspended")), AnnualPass.id != (except_pass or -1)))
+    if clash:
+        raise Refused("card_in_use", f"card is bound to pass {clash}")
+
+
+def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: datetime, valid_to: datetime,
+                card_uid: str = "", zones: list[int] | None = None, channel: str = "box_office", price=0,
+                actor: str | None = None) -> AnnualPass:
+    person = get_person(session, person_id)
+    if person.site_id != site_id:
+        raise Invalid("bad_person", "the person belongs to another site")
+    if valid_from.tzinfo is None or valid_to <= valid_from:
+        raise Invalid("bad_validity", "valid_to must be after valid_from (aware times)")
+    if channel not in CHANNELS:
+        raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+    uid = normalise_uid(card_uid)
+    _check_card_free(session, site_id, uid)
+    annual_pass = AnnualPass(site_id=site_id, person_id=person.id, card_uid=uid, status="active",
+                             valid_from=valid_from, valid_to=valid_to, zones=sorted(set(zones or [])),
+                             channel=channel, price=_money(price))
+    annual_pass.person = person
+    session.add(annual_pass)
+    session.flush()
+    record_delta(session, site_id, [pass_change(annual_pass)])
+    audit(session, actor, "pass.create", annual_pass.ref, holder=person.holder_ref)
+    return annual_pass
+
+
+def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None = None) -> AnnualPass:
+    annual_pass = get_pass(session, pass_id, lock=True)
+    if annual_pass.status not in ("active", "suspended"):
+        raise Refused(f"pass_{annual_pass.status}", f"pass {pass_id} is {annual_pass.status}")
+    uid = normalise_uid(card_uid)
+    _check_card_free(session, annual_pass.site_id, uid, except_pass=pass_id)
+    annual_pass.card_uid = uid
+    record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])
+    audit(session, actor, "pass.bind_card", annual_pass.ref)
+    return annual_pass
+
+
+def _set_status(session: Session, pass_id: int, status: str, allowed: tuple[str, ...], actor: str | None) -> AnnualPass:
+    annual_pass = get_pass(session, pass_id, lock=True)
+    if annual_pass.status not in allowed:
+        raise Refused(f"pass_{annual_pass.status}", f"pass {pass_id} is {annual_pass.status}")
+    annual_pass.status = status
+    annual_pass.status_changed_at = utcnow()
+    record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])
+    audit(session, actor, f"pass.{status}", annual_pass.ref)
+    return annual_pass
+
+
+def suspend_pass(session: Session, pass_id: int, actor: str | None = None) -> AnnualPass:
+    return _set_status(session, pass_id, "suspended", ("active",), actor)
+
+
+def resume_pass(session: Session, pass_id: int, actor: str | None = None) -> AnnualPass:
+    return _set_status(session, pass_id, "active", ("suspended",), actor)
+
+
+def report_lost(session: Session, pass_id: int, actor: str | None = None) -> AnnualPass:
+    """The card is lost: the pass ends for good and every gate refuses the old card (`pass_lost`)."""
+    return _set_status(session, pass_id, "lost", ("active", "suspended"), actor)
+
+
+def replace_card(session: Session, pass_id: int, new_card_uid: str, actor: str | None = None) -> AnnualPass:
+    """A new pass with a new card for the holder of a lost pass, same validity and zones."""
+    old = get_pass(session, pass_id)
+    if old.status != "lost":
+        raise Refused(f"pass_{old.status}", "report the old card lost first")
+    return create_pass(session, old.site_id, person_id=old.person_id, valid_from=old.valid_from,
+                       valid_to=old.valid_to, card_uid=new_card_uid, zones=list(old.zones or []),
+                       channel=old.channel, price=0, actor=actor)
+
+
+def renew_pass(session: Session, pass_id: int, valid_to: datetime, *, price=None,
+               actor: str | None = None) -> AnnualPass:
+    annual_pass = get_pass(session, pass_id, lock=True)
+    if annual_pass.status == "lost":
+        raise Refused("pass_lost", "a lost pass cannot be renewed: replace the card")
+    if valid_to.tzinfo is None or valid_to <= annual_pass.valid_from:
+        raise Invalid("bad_validity", "the new end must be after the pass's start")
+    annual_pass.valid_to = valid_to
+    if annual_pass.status == "expired":
+        annual_pass.status = "active"
+    if price is not None:
+        annual_pass.price = _money(price)
+    annual_pass.status_changed_at = utcnow()
+    record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])
+    audit(session, actor, "pass.renew", annual_pass.ref, valid_to=valid_to.isoformat())
+    return annual_pass
+
+
+def bind_template(session: Session, cipher, person_id: int, kind: str, template: bytes, *, finger: int = 0,
+                  actor: str | None = None) -> BiometricTemplate:
+    """Store (encrypted) a face or fingerprint template for a person and send it to the site's gates."""
+    if cipher is None:
+        raise Refused("no_template_key", "keys.template_key is not configured")
+    if kind not in ("face", "fingerprint"):
+        raise Invalid("bad_kind", "kind is face or fingerprint")
+    if not template or len(template) > MAX_TEMPLATE:
+        raise Invalid("bad_template", f"a template is 1-{MAX_TEMPLATE} bytes")
+    if kind == "face" and len(template) != 512:
+        raise Invalid("bad_template", "a face template is 128 float32 values (512 bytes)")
+    if not 0 <= finger <= 10:
+        raise Invalid("bad_finger", "finger is 0-10")
+    person = get_person(session, person_id)
+    holder = person.holder_ref
+    row = session.scalar(select(BiometricTemplate).where(
+        BiometricTemplate.person_id == person_id, BiometricTemplate.kind == kind, BiometricTemplate.finger == finger))
+    record = cipher.encrypt(bytes(template), holder, kind)
+    if row is None:
+        row = BiometricTemplate(person_id=person_id, kind=kind, finger=finger, version=1, record=record)
+        session.add(row)
+    else:
+        row.record = record
+        row.version += 1
+    session.flush()
+    record_delta(session, person.site_id, [template_change(row)])
+    audit(session, actor, "template.bind", holder, kind=kind, finger=finger)
+    return row
+
+
+def forget_person(session: Session, person_id: int, actor: str | None = None) -> None:
+    """Delete a person's templates and tell every gate to forget them (deletion on request)."""
+    person = get_person(session, person_id)
+    session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id == person_id))
+    person.forgotten_at = utcnow()
+    person.name = ""
+    person.phone = None
+    person.id_last4 = None
+    record_delta(session, person.site_id, [forget_change(person_id)])
+    audit(session, actor, "person.forget", person.holder_ref)
+
+
+def expire_passes(session: Session, now: datetime | None = None) -> list[AnnualPass]:
+    """Passes past their end become expired; gates learn it (they refuse by date anyway)."""
+    now = now or utcnow()
+    ended = list(session.scalars(select(AnnualPass).where(
+        AnnualPass.status.in_(("active", "suspended")), AnnualPass.valid_to < now)))
+    by_site: dict[str, list] = {}
+    for annual_pass in ended:
+        annual_pass.status = "expired"
+        annual_pass.status_changed_at = now
+        by_site.setdefault(annual_pass.site_id, []).append(pass_change(annual_pass))
+    for site_id, changes in by_site.items():
+        record_delta(session, site_id, changes)
+    return ended
+
+
+def purge_templates(session: Session, retention_days: int, now: datetime | None = None) -> list[int]:
+    """Delete the templates of persons whose every pass ended more than `retention_days` ago."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=retention_days)
+    with_templates = set(session.scalars(select(BiometricTemplate.person_id).distinct()))
+    if not with_templates:
+        return []
+    still_needed = set(session.scalars(select(AnnualPass.person_id).where(
+        AnnualPass.person_id.in_(with_templates),
+        AnnualPass.valid_to >= cutoff,
+        AnnualPass.status.in_(("active", "suspended", "expired")),
+    )))
+    # A lost pass ends when it was reported lost.
+    still_needed |= set(session.scalars(select(AnnualPass.person_id).where(
+        AnnualPass.person_id.in_(with_templates), AnnualPass.status == "lost",
+        AnnualPass.status_changed_at >= cutoff)))
+    purge = sorted(with_templates - still_needed)
+    if not purge:
+        return []
+    session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id.in_(purge)))
+    persons = session.scalars(select(Person).where(Person.id.in_(purge)))
+    by_site: dict[str, list] = {}
+    for person in persons:
+        by_site.setdefault(person.site_id, []).append(forget_change(person.id))
+    for site_id, changes in by_site.items():
+        record_delta(session, site_id, changes)
+    audit(session, None, "template.purge", "", persons=len(purge), retention_days=retention_days)
+    return purge
+

@@ -1,0 +1,277 @@
+"""Ticket types and tickets: define, issue (singly, in bulk), sign, refund, revoke, expire, render as QR.
+
+A ticket's code is not stored: it is the signed encoding of the ticket row (`ticket_code`), so the
+database never holds something a thief could print. Each ticket records its sales channel and price
+for settlement per channel. Changes gates must know (real-name tickets, refunds, revocations) are
+written as deltas in the same transaction (`central.services.sync`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from central.models import CHANNELS, SlotQuota, Ticket, TicketType, utcnow
+from central.services import Invalid, NotFound, Refused
+from central.services.audit import audit
+from central.services.gates import bump_site_configs, get_site
+from central.services.sync import record_delta, ticket_change
+from protocol.ids import id_number_digest, normalise_id_number
+from protocol.ticket_code import TicketClaims, TicketSigner
+
+MAX_BULK = 10_000
+
+
+@dataclass(frozen=True)
+class TicketTypeSpec:
+    name: str
+    id: int | None = None
+    entries: int | None = 1
+    same_person: bool = False
+    anti_passback: bool = False
+    min_gap_s: int = 0
+    zones: list[int] = field(default_factory=list)
+    weekdays: list[int] = field(default_factory=list)
+    slot_grace_min: int = 15
+    real_name: bool = False
+    validity_days: int = 1
+    price: Decimal | str | int = 0
+
+
+def _money(value) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise Invalid("bad_price", f"price {value!r} is not a number") from None
+    if amount < 0 or amount.as_tuple().exponent < -2:
+        raise Invalid("bad_price", "price must be non-negative with at most 2 decimals")
+    return amount
+
+
+def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, actor: str | None = None) -> TicketType:
+    """Create a ticket type, or change the rules of an existing one (gates learn it with their config)."""
+    get_site(session, site_id)
+    if spec.entries is not None and spec.entries < 1:
+        raise Invalid("bad_entries", "entries must be at least 1, or null for unlimited")
+    if any(not 1 <= z <= 32 for z in spec.zones):
+        raise Invalid("bad_zone", "zones are 1-32")
+    if any(not 0 <= d <= 6 for d in spec.weekdays):
+        raise Invalid("bad_weekday", "weekdays are 0 (Monday) to 6")
+    if spec.validity_days < 1 or spec.min_gap_s < 0 or spec.slot_grace_min < 0:
+        raise Invalid("bad_rules", "validity_days >= 1, min_gap_s and slot_grace_min >= 0")
+    type_id = spec.id
+    if type_id is None:
+        type_id = (session.scalar(select(func.max(TicketType.id))) or 0) + 1
+    if not 0 <= type_id < 65536:
+        raise Invalid("bad_type_id", "ticket type ids are 0-65535")
+    tt = session.get(TicketType, type_id)
+    if tt is not None and tt.site_id != site_id:
+        raise Refused("type_exists", f"ticket type {type_id} belongs to another site")
+    if tt is None:
+        tt = TicketType(id=type_id, site_id=site_id)
+        session.add(tt)
+    tt.name = spec.name
+    tt.entries = spec.entries
+    tt.same_person = spec.same_person
+    tt.anti_passback = spec.anti_passback
+    tt.min_gap_s = spec.min_gap_s
+    tt.zones = sorted(set(spec.zones))
+    tt.weekdays = sorted(set(spec.weekdays))
+    tt.slot_grace_min = spec.slot_grace_min
+    tt.real_name = spec.real_name
+    tt.validity_days = spec.validity_days
+    tt.price = _money(spec.price)
+    tt.active = True
+    bump_site_configs(session, site_id)
+    audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
+    session.flush()
+    return tt
+
+
+def get_ticket_type(session: Session, type_id: int) -> TicketType:
+    tt = session.get(TicketType, type_id)
+    if tt is None:
+        raise NotFound("no_ticket_type", f"no ticket type {type_id}")
+    return tt
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFound("no_ticket", f"no ticket {ticket_id}")
+    return ticket
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """One sale: the type, the day of the visit (or an explicit window), who sold it and for how much."""
+
+    ticket_type: int
+    visit_date: date | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    headcount: int = 1
+    holder_name: str | None = None
+    id_number: str | None = None  # digested at once, never stored
+    channel: str = "box_office"
+    channel_ref: str | None = None
+    price: Decimal | str | int | None = None
+    zones: list[int] = field(default_factory=list)
+    slot_start: datetime | None = None
+    slot_end: datetime | None = None
+
+
+def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, datetime]:
+    """Local midnight of `day` to local midnight `days` later, as aware datetimes."""
+    tz = ZoneInfo(tz_name)
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=days), time(0), tzinfo=tz)
+    return start, end
+
+
+def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketType, tz: str, salt: bytes,
+                actor: str | None) -> Ticket:
+    if tt.site_id != site_id:
+        raise Invalid("bad_ticket_type", f"ticket type {tt.id} belongs to another site")
+    if not tt.active:
+        raise Refused("type_inactive", f"ticket type {tt.id} is not on sale")
+    if not 1 <= req.headcount <= 255:
+        raise Invalid("bad_headcount", "headcount must be 1-255")
+    if req.channel not in CHANNELS:
+        raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+    if any(not 1 <= z <= 32 for z in req.zones):
+        raise Invalid("bad_zone", "zones are 1-32")
+    if req.valid_from is not None or req.valid_to is not None:
+        if req.valid_from is None or req.valid_to is None:
+            raise Invalid("bad_validity", "give both valid_from and valid_to, or a visit_date")
+        if req.valid_from.tzinfo is None or req.valid_to.tzinfo is None:
+            raise Invalid("bad_validity", "times need a UTC offset")
+        valid_from, valid_to = req.valid_from, req.valid_to
+    else:
+        day = req.visit_date or utcnow().astimezone(ZoneInfo(tz)).date()
+        valid_from, valid_to = day_window(tz, day, tt.validity_days)
+    if valid_to <= valid_from:
+        raise Invalid("bad_validity", "valid_to must be after valid_from")
+    if (req.slot_start is None) != (req.slot_end is None) or (req.slot_start and req.slot_end <= req.slot_start):
+        raise Invalid("bad_slot", "a time slot needs a start and a later end")
+    digest = last4 = None
+    if req.id_number:
+        number = normalise_id_number(req.id_number)
+        if not 6 <= len(number) <= 32:
+            raise Invalid("bad_id_number", "an ID number is 6-32 characters")
+        digest, last4 = id_number_digest(salt, number), number[-4:]
+    elif tt.real_name:
+        raise Invalid("id_number_required", f"ticket type {tt.name} is real-name: give the visitor's ID number")
+    ticket = Ticket(
+        site_id=site_id, ticket_type_id=tt.id, status="valid", valid_from=valid_from, valid_to=valid_to,
+        slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount, zones=sorted(set(req.zones)),
+        holder_name=req.holder_name, id_digest=digest, id_last4=last4, channel=req.channel,
+        channel_ref=req.channel_ref, price=_money(tt.price if req.price is None else req.price), issued_by=actor,
+    )
+    ticket.ticket_type = tt
+    session.add(ticket)
+    return ticket
+
+
+def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
+                  actor: str | None = None) -> list[Ticket]:
+    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none."""
+    if not requests:
+        return []
+    if len(requests) > MAX_BULK:
+        raise Invalid("too_many", f"at most {MAX_BULK} tickets per request")
+    site = get_site(session, site_id)
+    types: dict[int, TicketType] = {}
+    tickets = []
+    for req in requests:
+        tt = types.get(req.ticket_type) or types.setdefault(req.ticket_type, get_ticket_type(session, req.ticket_type))
+        tickets.append(_new_ticket(session, site_id, req, tt, site.timezone, site.id_salt, actor))
+    session.flush()
+    real_name = [ticket_change(t) for t in tickets if t.id_digest]
+    record_delta(session, site_id, real_name)
+    channels = sorted({t.channel for t in tickets})
+    audit(session, actor, "ticket.issue", f"{tickets[0].id}..{tickets[-1].id}", count=len(tickets), channels=channels)
+    return tickets
+
+
+def issue_ticket(session: Session, site_id: str, request: IssueRequest, actor: str | None = None) -> Ticket:
+    return issue_tickets(session, site_id, [request], actor)[0]
+
+
+def ticket_claims(ticket: Ticket) -> TicketClaims:
+    return TicketClaims(ticket_id=ticket.id, ticket_type=ticket.ticket_type_id, valid_from=ticket.valid_from,
+                        valid_to=ticket.valid_to, slot_start=ticket.slot_start, slot_end=ticket.slot_end,
+                        headcount=ticket.headcount, zones=frozenset(ticket.zones or ()))
+
+
+def ticket_code(ticket: Ticket, signer: TicketSigner) -> str:
+    """The signed code printed in the ticket's QR (Ed25519 is deterministic: the same every time)."""
+    return signer.sign(ticket_claims(ticket))
+
+
+def _release_quota(session: Session, ticket: Ticket) -> None:
+    if ticket.quota_id is not None:
+        session.execute(update(SlotQuota).where(SlotQuota.id == ticket.quota_id)
+                        .values(booked=case((SlotQuota.booked > ticket.headcount, SlotQuota.booked - ticket.headcount),
+                                            else_=0)))
+
+
+def _end_ticket(session: Session, ticket_id: int, status: str, allowed: tuple[str, ...], actor: str | None,
+                reason: str | None) -> Ticket:
+    ticket = session.get(Ticket, ticket_id, with_for_update=True)
+    if ticket is None:
+        raise NotFound("no_ticket", f"no ticket {ticket_id}")
+    if ticket.status not in allowed:
+        raise Refused(f"ticket_{ticket.status}", f"ticket {ticket_id} is {ticket.status}")
+    ticket.status = status
+    ticket.status_changed_at = utcnow()
+    _release_quota(session, ticket)
+    record_delta(session, ticket.site_id, [ticket_change(ticket)])
+    audit(session, actor, f"ticket.{status}", ticket.ref, reason=reason)
+    return ticket
+
+
+def refund_ticket(session: Session, ticket_id: int, actor: str | None = None, reason: str | None = None) -> Ticket:
+    """Refund an unused ticket; every gate refuses its code within seconds (a Delta)."""
+    from central.models import CredentialUsage
+
+    ticket = get_ticket(session, ticket_id)
+    used = session.get(CredentialUsage, (ticket.site_id, ticket.ref))
+    if used is not None and used.entries > 0:
+        raise Refused("ticket_used", f"ticket {ticket_id} was already used: revoke it instead")
+    return _end_ticket(session, ticket_id, "refunded", ("valid",), actor, reason)
+
+
+def revoke_ticket(session: Session, ticket_id: int, actor: str | None = None, reason: str | None = None) -> Ticket:
+    """Cancel a ticket whatever its use (fraud, a cancelled group); gates refuse it within seconds."""
+    return _end_ticket(session, ticket_id, "revoked", ("valid", "used", "expired"), actor, reason)
+
+
+def expire_tickets(session: Session, now: datetime | None = None) -> int:
+    """Mark tickets past their validity as expired (gates refuse them by date anyway: no delta)."""
+    now = now or utcnow()
+    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used")), Ticket.valid_to < now)
+                             .values(status="expired", status_changed_at=now))
+    return result.rowcount or 0
+
+
+def qr_png(code: str, scale: int = 8) -> bytes:
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(code, error="m", micro=False).save(buf, kind="png", scale=scale, border=4)
+    return buf.getvalue()
+
+
+def qr_svg(code: str, scale: int = 4) -> bytes:
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(code, error="m", micro=False).save(buf, kind="svg", scale=scale, border=4, xmldecl=False)
+    return buf.getvalue()
