@@ -229,6 +229,8 @@ class GateAgent:
         try:
             self.turnstile.set_mode(mode)
             self._controller_mode = mode
+            # Free passage: from now on the controller's counters say who passes.
+            self._counters_seen = self.turnstile.counters() if mode in ("free", "emergency") else None
         except TurnstileUnavailable:
             self._controller_mode = None  # the monitor tries again
 

@@ -53,7 +53,7 @@ class Attempt:
             value = value.strip().upper()
         elif not isinstance(value, int | bytes):
             value = id(value)  # a face probe is never "the same scan"
-        return self.kind, value
+        return self.kind, self.direction, value
 
 
 @dataclass

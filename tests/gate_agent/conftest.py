@@ -112,7 +112,8 @@ class Probe:
 
     def of(self, suffix: str, kind: type | None = None, gate: str | None = None) -> list:
         with self._cond:
-            found = [(t, p) for t, p in self.messages if t.endswith("/" + suffix) and (gate is None or f"/gate/{gate}/" in t)]
+            found = [(t, p) for t, p in self.messages
+                     if t.endswith("/" + suffix) and (gate is None or f"/gate/{gate}/" in t)]
         return [m.decode(kind, p) for _, p in found] if kind else found
 
     def events(self, gate: str | None = None) -> list[m.PassageEvent]:

@@ -1,0 +1,130 @@
+"""Scenarios across gates of one site, and with the broker gone."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from gate_agent.config import from_dict
+from protocol import messages as m
+from protocol import topics
+from tests.gate_agent.conftest import Probe, gate_config_for, ticket
+
+
+def test_entry_at_gate_a_is_refused_at_gate_b_with_exit_first_within_a_second(gate_factory, probe, signer):
+    a, _ = gate_factory("g1")
+    b, _ = gate_factory("g2")
+    code = ticket(signer, 2001, ticket_type=2)  # three entries, anti-passback
+
+    assert a.present("qr", code).passed == 1
+    started = time.monotonic()
+    probe.wait(lambda: b.store.usage("T2001")[0].entries == 1, timeout=1.0)
+    shared_after = time.monotonic() - started
+
+    assert b.present("qr", code).reason == "exit_first"
+    assert shared_after < 1.0
+    # The visitor leaves through gate B; the next entry at A is granted again.
+    assert b.present("qr", code, "out").passed == 1
+    probe.wait(lambda: a.store.usage("T2001")[0].exits == 1, timeout=1.0)
+    a._recent.clear()
+    assert a.present("qr", code).passed == 1
+
+
+def test_single_entry_ticket_used_at_one_gate_is_refused_at_another(gate_factory, probe, signer):
+    a, _ = gate_factory("g1")
+    b, _ = gate_factory("g2")
+    code = ticket(signer, 2002)
+    assert a.present("qr", code).passed == 1
+    probe.wait(lambda: b.store.usage("T2002")[0].entries == 1, timeout=1.0)
+    assert b.present("qr", code).reason == "used_up"
+
+
+def test_offline_gate_decides_queues_and_drains_in_order_once(tmp_path, mosquitto_factory, site, signer,
+                                                             turnstile_factory):
+    from gate_agent.agent import GateAgent
+    from gate_agent.display import ConsoleDisplay
+    from tests.gate_agent.conftest import file_config
+
+    # Run as root, Mosquitto drops to its own user and cannot write its persistence file in the test's
+    # folder; it must keep the central's session across the restart.
+    broker = mosquitto_factory(persistence=True, extra_config="user root\n" if os.geteuid() == 0 else "")
+    central = Probe(broker.host, broker.port, site, client_id=f"central-{site}")
+    central.publish(topics.config(site, "g1"), gate_config_for(signer, site, "g1"), retain=True)
+    sim = turnstile_factory()
+    import io
+
+    agent = GateAgent(file_config(tmp_path, broker, site, "g1", turnstile=sim),
+                      display=ConsoleDisplay("g1", stream=io.StringIO())).start()
+    try:
+        central.wait(lambda: agent.active is not None and agent.link.connected)
+        broker.stop()
+        central.wait(lambda: not agent.link.connected)
+
+        handled = [agent.present("qr", ticket(signer, 3000 + i)) for i in range(20)]
+
+        assert all(h.passed == 1 for h in handled)
+        assert all(h.events[0].offline for h in handled)
+        assert agent.store.outbox_depth() == 20
+        sent = [h.events[0].id for h in handled]
+        broker.start()
+        central.wait(lambda: len(central.events("g1")) >= 20, timeout=20)
+        central.wait(lambda: agent.store.outbox_depth() == 0)
+        time.sleep(0.3)  # a duplicate would arrive now, if there were one
+        received = [e.id for e in central.events("g1")]
+        assert received == sent
+    finally:
+        agent.stop()
+        central.close()
+
+
+def test_config_update_is_applied_and_acked_and_a_bad_one_refused_keeping_the_last_good(gate_factory, probe,
+                                                                                          signer, site):
+    agent, sim = gate_factory("g1")
+    probe.wait(lambda: [a for a in probe.of("config/ack", m.ConfigAck) if a.version == 1 and a.applied])
+
+    probe.publish(topics.config(site, "g1"), gate_config_for(signer, site, "g1", version=2, mode="locked"),
+                  retain=True)
+    probe.wait(lambda: [a for a in probe.of("config/ack", m.ConfigAck) if a.version == 2 and a.applied])
+    probe.wait(lambda: sim.mode == "locked")
+    assert agent.present("qr", ticket(signer, 4001)).reason == "gate_locked"
+
+    good = m.encode(gate_config_for(signer, site, "g1", version=3, mode="normal"))
+    bad = good.replace(b'"Asia/Shanghai"', b'"Mars/Olympus_Mons"')
+    probe.publish(topics.config(site, "g1"), bad, retain=True)
+    ack = probe.wait(lambda: [a for a in probe.of("config/ack", m.ConfigAck) if a.version == 3])[0]
+    assert not ack.applied and "timezone" in ack.error
+    assert agent.active.cfg.version == 2 and agent.mode == "locked"
+    assert agent.store.meta("config_version") == "2"
+
+    probe.publish(topics.config(site, "g1"), b'{"v": 1, "version": 4, "site": "x"}', retain=True)
+    ack = probe.wait(lambda: [a for a in probe.of("config/ack", m.ConfigAck) if a.version == 4])[0]
+    assert not ack.applied and ack.error.startswith("invalid")
+
+    probe.publish(topics.config(site, "g1"), gate_config_for(signer, site, "g1", version=5, mode="emergency"),
+                  retain=True)
+    probe.wait(lambda: sim.mode == "free" and agent._counters_seen is not None)
+    assert agent.present("qr", ticket(signer, 4002)).reason == "emergency"
+    sim.walk_through("out")  # people leave through the open gate: counting goes on
+    event = probe.wait(lambda: [e for e in probe.events("g1") if e.credential_kind == "none"])[0]
+    assert (event.direction, event.passed, event.mode) == ("out", True, "emergency")
+
+
+def test_controller_alarm_becomes_a_status_event(gate_factory, probe):
+    agent, sim = gate_factory("g1")
+    sim.raise_alarm("tailgating")
+    status = probe.wait(lambda: [s for s in probe.of("status", m.GateStatus, "g1") if "tailgating" in s.alarms])[0]
+    assert status.online and status.config_version == 1
+
+
+def test_file_config_errors_name_the_key_and_file():
+    import pytest
+
+    from gate_agent.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"gate.toml: .*devices.turnstile"):
+        from_dict({"gate": {"id": "g1", "site": "s1"}, "devices": {"turnstile": {"profile": "x"}}},
+                  source="gate.toml")
+    with pytest.raises(ConfigError, match=r"gate.toml: .*gate.id"):
+        from_dict({"gate": {"id": "g/1", "site": "s1"}}, source="gate.toml")
+    with pytest.raises(ConfigError, match=r"broker.port"):
+        from_dict({"gate": {"id": "g1", "site": "s1"}, "broker": {"port": "x"}}, source="gate.toml")
