@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 EXTENSION = "central"
 
 
-def create_app(config: CentralConfig, *, context: CentralContext | None = None, mqtt: bool = True) -> Flask:
-    """Build the central's web app; pass `context` to share one with the ingest and scheduler."""
+def create_app(config: CentralConfig, *, context: CentralContext | None = None, mqtt: bool = True,
+               web: bool = True) -> Flask:
+    """Build the central's web app; pass `context` to share one with the ingest and scheduler;
+    `web=False` leaves out the browser pages (API-only processes, API tests)."""
     app = Flask("central", static_folder=None)
     app.config["SECRET_KEY"] = config.web.secret_key or secrets.token_hex(32)
     if not config.web.secret_key:
@@ -52,7 +54,7 @@ def create_app(config: CentralConfig, *, context: CentralContext | None = None, 
         return jsonify({"ok": db_ok, "database": db_ok, "mqtt": mqtt_ok}), status
 
     # The web UI (a separate package) plugs its blueprints in here.
-    if importlib.util.find_spec("central.web") is not None:
+    if web and importlib.util.find_spec("central.web") is not None:
         web = importlib.import_module("central.web")
         if hasattr(web, "register"):
             web.register(app)

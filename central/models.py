@@ -224,7 +224,7 @@ class Ticket(Base):
     issued_by: Mapped[str | None] = mapped_column(String(128))
     status_changed_at: Mapped[datetime | None]
 
-    ticket_type: Mapped[TicketType] = relationship(lazy="joined")
+    ticket_type: Mapped[TicketType] = relationship(lazy="selectin")
 
     @property
     def ref(self) -> str:
@@ -284,7 +284,7 @@ class AnnualPass(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status_changed_at: Mapped[datetime | None]
 
-    person: Mapped[Person] = relationship(lazy="joined")
+    person: Mapped[Person] = relationship(lazy="selectin")
 
     @property
     def ref(self) -> str:

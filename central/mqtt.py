@@ -38,6 +38,8 @@ class MqttLink:
         self._receive_maximum = receive_maximum
         self._subs: list[tuple[str, int, Handler]] = []
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_subs = 0
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=mqtt.MQTTv5, manual_ack=manual_ack)
         self._client.max_queued_messages_set(0)
@@ -49,6 +51,7 @@ class MqttLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(0.2, 5)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -64,6 +67,8 @@ class MqttLink:
         if wait and not self._connected.wait(wait):
             log.warning("MQTT broker %s:%s not reachable yet; retrying in the background",
                         self.cfg.host, self.cfg.port)
+        elif wait and self._subs:
+            self._subscribed.wait(wait)
         return self
 
     def stop(self) -> None:
@@ -112,10 +117,19 @@ class MqttLink:
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
-        for topic, qos, _handler in self._subs:
-            client.subscribe(topic, qos)
+        self._subscribed.clear()
+        if self._subs:
+            self._pending_subs = 1
+            client.subscribe([(topic, qos) for topic, qos, _handler in self._subs])
         self._connected.set()
         log.info("MQTT connected to %s:%s as %s", self.cfg.host, self.cfg.port, self.client_id)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                log.error("MQTT subscription refused: %s", code)
+        self._pending_subs = 0
+        self._subscribed.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
         self._connected.clear()

@@ -51,7 +51,7 @@ def _money(value) -> Decimal:
         raise Invalid("bad_price", f"price {value!r} is not a number") from None
     if amount < 0 or amount.as_tuple().exponent < -2:
         raise Invalid("bad_price", "price must be non-negative with at most 2 decimals")
-    return amount
+    return amount.quantize(Decimal("0.01"))
 
 
 def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, actor: str | None = None) -> TicketType:

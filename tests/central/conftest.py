@@ -69,7 +69,7 @@ def live_ctx(live_config):
 def _client_for(app_ctx):
     from central.app import create_app
 
-    app = create_app(app_ctx.config, context=app_ctx)
+    app = create_app(app_ctx.config, context=app_ctx, web=False)
     with app_ctx.sessions.begin() as db:
         _token, plaintext = create_token(db, "tests", "admin")
     client = app.test_client()
