@@ -209,7 +209,7 @@ class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
     valid_to: At | None = None
     slot_start: At | None = None
     slot_end: At | None = None
-    headcount: Headcount = 1
+    headcount: Annotated[int, msgspec.Meta(ge=1, le=255)] = 1
     zones: list[int] = []
     id_digest: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 

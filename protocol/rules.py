@@ -153,7 +153,10 @@ def decide(*, credential: Credential | None, rules: TicketTypeRules | None, usag
     if not opens <= local.time().replace(tzinfo=None) < closes:
         found.append((Reason.CLOSED, _next_opening(local, opens, closes)))
 
-    if credential.slot_start and credential.slot_end:
+    # The slot governs arrival: a visitor already admitted once may re-enter after it (re-entry
+    # rules still apply), as parks with time-slot booking do.
+    first_entry = usage.entries < headcount
+    if credential.slot_start and credential.slot_end and first_entry:
         grace = timedelta(minutes=rules.slot_grace_min)
         if now < credential.slot_start - grace:
             found.append((Reason.TOO_EARLY, credential.slot_start - grace))

@@ -78,6 +78,10 @@ SCENARIOS = [
       cred={"slot_start": at("08:00"), "slot_end": at("09:00")}),
     S("a ticket type with no grace is strict about the slot", Reason.SLOT_MISSED, rules={"slot_grace_min": 0},
       cred={"slot_start": at("09:00"), "slot_end": at("09:59")}),
+    S("the morning slot governs arrival: re-entry after an exit passes in the afternoon", Reason.OK,
+      now="15:00", rules={"entries": 2, "anti_passback": True},
+      usage={"entries": 1, "exits": 1, "last_entry_at": at("08:30")},
+      cred={"slot_start": at("08:00"), "slot_end": at("09:00")}),
     # zones
     S("a ticket for another zone is refused", Reason.WRONG_ZONE, cred={"zones": frozenset({2, 3})}),
     S("a ticket type valid in other zones is refused", Reason.WRONG_ZONE, rules={"zones": [2]}),
