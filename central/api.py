@@ -180,7 +180,8 @@ def pass_json(p: AnnualPass) -> dict:
 
 def gate_json(gate: Gate) -> dict:
     return {"site": gate.site_id, "name": gate.name, "zone": gate.zone_number, "direction": gate.direction,
-            "mode": gate.mode, "hardware": gate.hardware, "online": gate.online, "last_seen_at": _iso(gate.last_seen_at),
+            "mode": gate.mode, "hardware": gate.hardware, "online": gate.online,
+            "last_seen_at": _iso(gate.last_seen_at),
             "config_version": gate.config_version, "config_acked": gate.config_acked, "config_error": gate.config_error,
             "outbox": gate.outbox, "alarms": gate.alarms, "mqtt_username": gate.mqtt_username}
 

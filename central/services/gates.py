@@ -134,10 +134,10 @@ def register_gate(session: Session, site_id: str, name: str, zone: int, *, direc
     hardware = _check_hardware(hardware or {})
     username = f"gate-{site_id}-{name}"
     password = secrets.token_urlsafe(18)
-    from central.services.users import hash_password
+    from central.services.mosquitto import mosquitto_hash
 
     gate = Gate(site_id=site_id, name=name, zone_number=zone, direction=direction, hardware=hardware,
-                mqtt_username=username, mqtt_password_hash=hash_password(password), config_version=1)
+                mqtt_username=username, mqtt_password_hash=mosquitto_hash(password), config_version=1)
     session.add(gate)
     audit(session, actor, "gate.register", f"{site_id}/{name}", zone=zone, direction=direction)
     session.flush()

@@ -1,0 +1,333 @@
+"""`park-central`: run and administer the central.
+
+    park-central [--config FILE] db upgrade            migrate the database to the newest schema
+    park-central serve                                 the web UI and API (waitress)
+    park-central ingest [--worker-id N]                an ingest worker (MQTT -> database)
+    park-central scheduler                             the scheduled jobs
+    park-central run                                   web + ingest + scheduler in one process
+    park-central keys generate|show                    the ticket signing key (and a template key)
+    park-central user create NAME --role R             a staff user; prints a generated password
+    park-central token create NAME --role R            a machine token for the API; printed once
+    park-central site create SITE [--timezone TZ]      a site (with its ID salt) and zones
+    park-central provision-gate SITE GATE --zone N     register a gate; prints its starting gate TOML
+    park-central acl --passwords FILE --acl FILE       Mosquitto password and ACL files for every gate
+    park-central demo                                  (another issue fills this in)
+
+The configuration file comes from --config or PARK_CENTRAL_CONFIG; without one, defaults and the
+PARK_CENTRAL_* environment variables apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from central.config import CentralConfig, ConfigError, load_config
+
+log = logging.getLogger("central")
+
+
+def _config(args) -> CentralConfig:
+    return load_config(args.config or os.environ.get("PARK_CENTRAL_CONFIG"))
+
+
+def _context(config: CentralConfig, mqtt: bool = True, suffix: str = "cli"):
+    from central.context import CentralContext
+
+    return CentralContext.create(config, mqtt=mqtt, client_suffix=suffix)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_db(args) -> int:
+    from central.migrate import current, upgrade
+
+    config = _config(args)
+    if args.action == "upgrade":
+        upgrade(config.database_url)
+    print(f"database at revision {current(config.database_url)}")
+    return 0
+
+
+def _start_ingest(config, ctx, worker_id: str):
+    from central.ingest import IngestWorker
+
+    return IngestWorker(config, ctx.sessions, ctx.link, worker_id=worker_id, cipher=ctx.cipher).start()
+
+
+def cmd_ingest(args) -> int:
+    config = _config(args)
+    ctx = _context(config, suffix=f"ingest-pub-{args.worker_id}")
+    worker = _start_ingest(config, ctx, args.worker_id)
+    log.info("ingest worker %s running", args.worker_id)
+    try:
+        _wait_for_signal()
+    finally:
+        worker.stop()
+        ctx.close()
+    return 0
+
+
+def cmd_scheduler(args) -> int:
+    from central.services.jobs import build_scheduler
+
+    config = _config(args)
+    ctx = _context(config, suffix="scheduler")
+    scheduler = build_scheduler(ctx)
+    scheduler.start()
+    log.info("scheduler running")
+    try:
+        _wait_for_signal()
+    finally:
+        scheduler.shutdown(wait=False)
+        ctx.close()
+    return 0
+
+
+def _serve(config, ctx) -> None:
+    from waitress import serve
+
+    from central.app import create_app
+
+    app = create_app(config, context=ctx)
+    serve(app, host=config.web.host, port=config.web.port, threads=8)
+
+
+def cmd_serve(args) -> int:
+    config = _config(args)
+    ctx = _context(config, suffix="web")
+    try:
+        _serve(config, ctx)
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_run(args) -> int:
+    from central.migrate import upgrade
+    from central.services.jobs import build_scheduler
+
+    config = _config(args)
+    upgrade(config.database_url)
+    ctx = _context(config, suffix="run")
+    worker = _start_ingest(config, ctx, args.worker_id)
+    scheduler = build_scheduler(ctx)
+    scheduler.start()
+    try:
+        _serve(config, ctx)
+    finally:
+        scheduler.shutdown(wait=False)
+        worker.stop()
+        ctx.close()
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from central.keys import load_or_create_seed
+    from protocol.ticket_code import TicketSigner
+
+    config = _config(args)
+    path = Path(config.keys.signing_key_file)
+    if args.action == "generate" and path.exists():
+        print(f"{path} exists already; keys rotate by giving keys.signing_key_id a new id and a new file",
+              file=sys.stderr)
+        return 1
+    signer = TicketSigner.from_seed(config.keys.signing_key_id, load_or_create_seed(path))
+    print(f"signing key id {signer.key_id}, file {path}")
+    print(f"public key (hex): {signer.public_key_bytes().hex()}")
+    if args.action == "generate":
+        from biometrics.protect import generate_key
+
+        print(f"a new template key for keys.template_key: {generate_key()}")
+    return 0
+
+
+def cmd_user(args) -> int:
+    from central.services.users import create_user
+
+    ctx = _context(_config(args), mqtt=False)
+    try:
+        with ctx.sessions.begin() as db:
+            user, password = create_user(db, args.name, args.role, actor="cli")
+        print(f"user {user.username} ({user.role}) password: {password}")
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_token(args) -> int:
+    from central.services.users import create_token
+
+    ctx = _context(_config(args), mqtt=False)
+    try:
+        with ctx.sessions.begin() as db:
+            token, plaintext = create_token(db, args.name, args.role, actor="cli")
+        print(f"token {token.name} ({token.role}): {plaintext}")
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_site(args) -> int:
+    from central.services.gates import ensure_site, ensure_zone
+
+    ctx = _context(_config(args), mqtt=False)
+    try:
+        with ctx.sessions.begin() as db:
+            ensure_site(db, args.site, name=args.name or args.site, timezone=args.timezone)
+            for spec in args.zone or []:
+                number, _, capacity = spec.partition(":")
+                ensure_zone(db, args.site, int(number), capacity=int(capacity) if capacity else None)
+        print(f"site {args.site} ready")
+    finally:
+        ctx.close()
+    return 0
+
+
+def gate_toml(config: CentralConfig, site: str, gate: str, username: str, password: str) -> str:
+    """The starting configuration of a provisioned gate (`gate_agent.config`)."""
+    tls = f'tls_ca = "{config.mqtt.tls_ca}"\n' if config.mqtt.tls_ca else ""
+    return (
+        f"# Gate {gate} of site {site}: provisioned by park-central. Keep this file private (0600).\n"
+        f"[gate]\nid = \"{gate}\"\nsite = \"{site}\"\n\n"
+        f"[broker]\nhost = \"{config.mqtt.host}\"\nport = {config.mqtt.port}\n"
+        f"username = \"{username}\"\npassword = \"{password}\"\n{tls}\n"
+        f"[store]\npath = \"var/gate-{gate}.db\"\n"
+    )
+
+
+def cmd_provision_gate(args) -> int:
+    from central.services.gates import ensure_site, register_gate
+
+    config = _config(args)
+    ctx = _context(config, suffix="cli")
+    try:
+        with ctx.sessions.begin() as db:
+            ensure_site(db, args.site)
+            _gate, creds = register_gate(db, args.site, args.gate, args.zone, direction=args.direction,
+                                         actor="cli")
+        ctx.publisher.flush()
+        text = gate_toml(config, args.site, args.gate, creds.username, creds.password)
+        if args.output:
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            print(f"wrote {args.output}; run `park-central acl` to let the gate onto the broker")
+        else:
+            print(text)
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_acl(args) -> int:
+    from central.services.mosquitto import write_mosquitto_files
+
+    config = _config(args)
+    ctx = _context(config, mqtt=False)
+    try:
+        with ctx.sessions() as db:
+            count = write_mosquitto_files(db, config, Path(args.passwords), Path(args.acl))
+        print(f"wrote {args.passwords} and {args.acl} for {count} gates and the central; "
+              "reload Mosquitto (kill -HUP) to apply")
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_demo(_args) -> int:
+    print("not yet: the demo comes with its own issue")
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from central.models import ROLES
+
+    parser = argparse.ArgumentParser(prog="park-central", description="The scenic-area gate central.")
+    parser.add_argument("--config", help="the central's TOML file (default: $PARK_CENTRAL_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db", help="database migrations")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.set_defaults(func=cmd_db)
+    sub.add_parser("serve", help="the web UI and API").set_defaults(func=cmd_serve)
+    p = sub.add_parser("ingest", help="an ingest worker")
+    p.add_argument("--worker-id", default="1", help="stable per worker: it names the persistent MQTT session")
+    p.set_defaults(func=cmd_ingest)
+    sub.add_parser("scheduler", help="the scheduled jobs").set_defaults(func=cmd_scheduler)
+    p = sub.add_parser("run", help="web + ingest + scheduler in one process")
+    p.add_argument("--worker-id", default="1")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("keys", help="the ticket signing key")
+    p.add_argument("action", choices=["generate", "show"])
+    p.set_defaults(func=cmd_keys)
+    p = sub.add_parser("user", help="staff users")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.set_defaults(func=cmd_user)
+    p = sub.add_parser("token", help="machine tokens for the API")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.set_defaults(func=cmd_token)
+    p = sub.add_parser("site", help="sites and zones")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("site")
+    p.add_argument("--name")
+    p.add_argument("--timezone", default="Asia/Shanghai")
+    p.add_argument("--zone", action="append", help="NUMBER[:CAPACITY], repeatable")
+    p.set_defaults(func=cmd_site)
+    p = sub.add_parser("provision-gate", help="register a gate and print its starting TOML")
+    p.add_argument("site")
+    p.add_argument("gate")
+    p.add_argument("--zone", type=int, required=True)
+    p.add_argument("--direction", default="both", choices=["in", "out", "both"])
+    p.add_argument("--output", "-o", help="write the TOML here (0600) instead of printing it")
+    p.set_defaults(func=cmd_provision_gate)
+    p = sub.add_parser("acl", help="write Mosquitto password and ACL files")
+    p.add_argument("--passwords", default="var/mosquitto/passwd")
+    p.add_argument("--acl", default="var/mosquitto/acl")
+    p.set_defaults(func=cmd_acl)
+    sub.add_parser("demo", help="the demo (not yet)").set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from central.services import ServiceError
+
+        if isinstance(exc, ServiceError):
+            print(f"{exc.code}: {exc.detail}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
