@@ -152,10 +152,14 @@ class Camera:
     """Frames for the face step (1:1) and, if asked, face-only entry (1:N)."""
 
     def __init__(self, files: str | None, source: str | None, fps: float) -> None:
-        from drivers.camera import ImageFileCamera
+        if files is not None:
+            from drivers.camera import ImageFileCamera
 
-        paths = sorted(glob.glob(files)) if files else [source]
-        self.driver = ImageFileCamera(paths, fps)
+            self.driver = ImageFileCamera(sorted(glob.glob(files)), fps)
+        else:
+            from drivers.camera import OpenCvCamera
+
+            self.driver = OpenCvCamera(int(source) if str(source).isdigit() else source, fps)
         self.lock = threading.Lock()
 
     def probe(self, timeout: float = 2.0):
