@@ -63,7 +63,8 @@ def test_annual_pass_by_rfid_card_is_granted_and_a_suspended_one_refused(gate_fa
     try:
         agent, sim = gate_factory(devices={"rfid": {"port": reader.device_path}})
         probe.wait(lambda: agent.store.meta("snapshot_id"))
-        probe.delta(m.PassChange(pass_id=77, holder_id="h77", card_uid="04A1B2C3", valid_to=now() + timedelta(days=300)),
+        probe.delta(m.PassChange(pass_id=77, holder_id="h77", card_uid="04A1B2C3",
+                                 valid_to=now() + timedelta(days=300)),
                     m.PassChange(pass_id=78, holder_id="h78", card_uid="04A1B2C4", status="suspended"))
         probe.wait(lambda: agent.store.seq == probe.seq)
 
