@@ -112,6 +112,7 @@ class GateAgent:
     def start(self) -> GateAgent:
         self.readers, self.camera, self._broken_readers = build_readers(self.file_cfg.devices, self._slot_holder)
         self._rebuild_turnstile()
+        self.load_faces()
         self._spawn("decide", self._worker)
         for reader in self.readers:
             self._spawn(f"reader-{reader.name}", run_reader, reader, self.submit, self._stop)
@@ -404,6 +405,22 @@ class GateAgent:
             return Biometric(kind="face", matched=best.ok, distance=best.distance), probe.to_bytes()
         return None, None
 
+    def load_faces(self) -> None:
+        """Face-only entry: the 1:N index of enrolled holders, rebuilt from the store's templates."""
+        camera = self.file_cfg.devices.camera
+        if camera is None or not camera.identify:
+            return
+        from biometrics.face import DEFAULT_THRESHOLD, FaceIndex, FaceTemplate
+
+        threshold = (self.active.cfg.face_threshold if self.active else None) or DEFAULT_THRESHOLD
+        index = FaceIndex(threshold)
+        for holder_id, _finger, data in self.store.all_templates("face"):
+            try:
+                index.add(holder_id, FaceTemplate.from_bytes(data))
+            except ValueError:
+                log.warning("a stored face template of the wrong size was skipped")
+        self.decider.faces = index
+
     def _slot_holder(self, slot: int) -> str | None:
         return self.store.meta(f"fp_slot:{slot}")
 
@@ -484,6 +501,8 @@ class GateAgent:
             if delta.seq == last + 1:
                 self.store.apply_delta(delta)
                 self._apply_buffered()
+                if any(isinstance(c, m.TemplateChange | m.HolderForget) for c in delta.changes):
+                    self.load_faces()
                 return
             self._buffered[delta.seq] = delta
         self.resync(f"gap: have {last}, got {delta.seq}")
@@ -521,6 +540,7 @@ class GateAgent:
                     self._snap_next = 0
                     log.info("snapshot %s applied at seq %s", chunk.snapshot_id, chunk.seq)
                     self._apply_buffered()
+                    self.load_faces()
                     self._status_dirty.set()
         if retry:
             self.resync("snapshot chunk out of order")
