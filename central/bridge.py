@@ -1,0 +1,43 @@
+"""The Mosquitto bridge of an on-site server: the park's broker forwards its gates' traffic to head
+office over a slow link and queues it (persistence on, QoS 1) while the link is down.
+
+`park-central bridge-config` prints this for a site; `config/mosquitto/bridge-to-head-office.conf`
+is its commented example. Events may cross twice when the link drops before an acknowledgement:
+the central's unique event id keeps every passage once.
+"""
+
+from __future__ import annotations
+
+from protocol import topics
+
+# Gate traffic that head office needs: passages, status, acknowledgements.
+OUTBOUND = ("event", "status", "config/ack", "cmd/ack")
+# What head office sends the park when it, not an on-site central, manages the gates.
+INBOUND = ("config", "cmd", "claim/reply", "sync")
+
+
+def bridge_config(site: str, remote_host: str, remote_port: int, *, username: str | None = None,
+                  password: str | None = None, cafile: str | None = None, manage_from_head_office: bool = False,
+                  restart_timeout: tuple[int, int] = (5, 60)) -> str:
+    """The `connection` block for the park's mosquitto.conf."""
+    topics.check_name("site", site)
+    lines = [
+        f"connection head-office-{site}",
+        f"address {remote_host}:{remote_port}",
+        f"remote_clientid bridge-{site}",
+        "cleansession false",
+        "bridge_protocol_version mqttv311",
+        "try_private true",
+        "start_type automatic",
+        f"restart_timeout {restart_timeout[0]} {restart_timeout[1]}",
+    ]
+    if username:
+        lines += [f"remote_username {username}", f"remote_password {password or ''}"]
+    if cafile:
+        lines.append(f"bridge_cafile {cafile}")
+    prefix = f"{topics.ROOT}/{site}"
+    lines += [f"topic {prefix}/gate/+/{suffix} out 1" for suffix in OUTBOUND]
+    if manage_from_head_office:
+        lines += [f"topic {prefix}/gate/+/{suffix} in 1" for suffix in INBOUND]
+        lines += [f"topic {prefix}/deltas in 1", f"topic {prefix}/cmd in 1", f"topic {prefix}/occupancy in 1"]
+    return "\n".join(lines) + "\n"
