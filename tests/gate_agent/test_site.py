@@ -128,3 +128,42 @@ def test_file_config_errors_name_the_key_and_file():
         from_dict({"gate": {"id": "g/1", "site": "s1"}}, source="gate.toml")
     with pytest.raises(ConfigError, match=r"broker.port"):
         from_dict({"gate": {"id": "g1", "site": "s1"}, "broker": {"port": "x"}}, source="gate.toml")
+
+
+def test_a_gap_in_the_delta_sequence_triggers_a_resync(gate_factory, probe, signer):
+    agent, _ = gate_factory("g1")
+    probe.wait(lambda: agent.store.meta("snapshot_id"))
+    first = len(probe.sync_requests)
+    probe.delta(m.TicketChange(ticket_id=8001, ticket_type=1, status="revoked"))
+    probe.seq += 1  # a delta the gate never sees
+    probe.snapshot.append(m.TicketChange(ticket_id=8002, ticket_type=1, status="refunded"))
+    probe.delta(m.TicketChange(ticket_id=8003, ticket_type=1, status="revoked"))
+
+    probe.wait(lambda: len(probe.sync_requests) > first and agent.store.seq == probe.seq and not agent._resyncing)
+    assert probe.sync_requests[-1].have_seq == probe.seq - 2
+    assert agent.present("qr", ticket(signer, 8002)).reason == "refunded"
+    assert agent.present("qr", ticket(signer, 8003)).reason == "revoked"
+
+
+def test_central_commands_open_the_arm_and_switch_the_mode(gate_factory, probe, site):
+    agent, sim = gate_factory("g1")
+    probe.publish(topics.command(site, "g1"), m.Command(id="c1", kind="open_once", direction="in"))
+    ack = probe.wait(lambda: [a for a in probe.of("cmd/ack", m.CommandAck) if a.id == "c1"])[0]
+    assert ack.ok
+    probe.wait(lambda: sim.counters == (1, 0))  # the simulated visitor walked through the opened arm
+
+    probe.publish(topics.site_command(site), m.Command(id="c2", kind="set_mode", mode="emergency"))
+    probe.wait(lambda: [a for a in probe.of("cmd/ack", m.CommandAck) if a.id == "c2" and a.ok])
+    probe.wait(lambda: sim.mode == "free")
+    status = probe.wait(lambda: [s for s in probe.of("status", m.GateStatus, "g1") if s.mode == "emergency"])[0]
+    assert status.online
+
+
+def test_the_example_gate_config_is_valid():
+    import tomllib
+    from pathlib import Path
+
+    data = tomllib.loads((Path(__file__).resolve().parents[2] / "config" / "gate.example.toml").read_text())
+    data["broker"].pop("tls_ca")  # a file that exists only on a real box
+    cfg = from_dict(data, source="gate.example.toml")
+    assert cfg.devices.turnstile.serial == "/dev/ttyUSB0" and cfg.devices.rfid.pcsc_reader
