@@ -1,0 +1,41 @@
+"""Back up and restore a gate's store (one SQLite file in WAL mode).
+
+The copy goes through SQLite's online backup API, so it is consistent while the agent runs. A restored
+store brings back the credential cache, usage and the outbox: queued passages are sent after restore
+(the central drops any it already has, by event id). Stop the agent before `restore`.
+
+    gate-agent backup --config /etc/gate-agent/gate.toml --out /var/backups/gate.db
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def backup(store_path: str | Path, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _copy(Path(store_path), out)
+    out.chmod(0o600)
+    return out
+
+
+def restore(backup_path: str | Path, store_path: str | Path) -> None:
+    source, target = Path(backup_path), Path(store_path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no backup file at {source}")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    _copy(source, target)
+
+
+def _copy(source: Path, target: Path) -> None:
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target)
+    try:
+        with dst:
+            src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
