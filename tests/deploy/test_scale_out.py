@@ -1,0 +1,40 @@
+"""Past one machine: two ingest workers split the passage stream through an MQTT 5 shared
+subscription, and the database's unique event id keeps every passage exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from central.ingest import IngestWorker
+from central.models import PassageEventRecord, Zone
+from tests.central.conftest import make_config, prepare
+from tests.deploy.helpers import publish_passages, wait_rows
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.mosquitto
+def test_two_ingest_workers_share_the_load_and_count_each_passage_once(pg_url, tmp_path, mosquitto):
+    config = make_config(pg_url, tmp_path, mosquitto)
+    ctx = prepare(config, mqtt_on=False)
+    workers = [IngestWorker(config, ctx.sessions, worker_id=f"w{i}").start() for i in (1, 2)]
+    try:
+        sent = []
+        for gate in ("east1", "east2", "west1", "west2"):
+            sent += publish_passages(mosquitto, config.site, gate, 500)
+        assert wait_rows(ctx, config.site, len(sent)) == len(sent)
+        for worker in workers:
+            assert worker.wait_idle(timeout=30, quiet=0.5)
+        received = [w.stats.received for w in workers]
+        assert all(r > 0 for r in received), f"one worker got nothing: {received}"
+        assert sum(received) == len(sent)  # split, not copied: a shared subscription
+        with ctx.sessions() as db:
+            assert db.scalar(select(func.count()).select_from(PassageEventRecord)
+                             .where(PassageEventRecord.site_id == config.site)) == len(sent)
+            zone = db.scalar(select(Zone).where(Zone.site_id == config.site, Zone.number == 1))
+        assert zone.entries_today == len(sent)
+    finally:
+        for worker in workers:
+            worker.stop()
+        ctx.close()
