@@ -69,10 +69,17 @@ def period(session: Session, site_id: str, start: date | None = None, end: date 
     return Period(site_id, tz, start, end)
 
 
+def _epoch(session: Session, column):
+    """Whole seconds since the epoch of a stored UTC time, on either backend."""
+    if session.get_bind().dialect.name == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(func.extract("epoch", column)), Integer)
+
+
 def _bucket(session: Session, column, seconds: int):
     """The UTC bucket number of `column` (seconds since the epoch // `seconds`), on either backend."""
     if session.get_bind().dialect.name == "sqlite":
-        return cast(func.strftime("%s", column), Integer) / seconds
+        return _epoch(session, column) / seconds
     return cast(func.floor(func.extract("epoch", column) / seconds), Integer)
 
 
@@ -310,12 +317,12 @@ class TwoGates:
 def two_gates_apart(session: Session, p: Period, within_min: int = 10, limit: int = 200) -> list[TwoGates]:
     """A pass (or its holder's face or finger) entering at two gates minutes apart: a shared card."""
     a, b = aliased(P), aliased(P)
-    window = timedelta(minutes=within_min)
+    window_s = within_min * 60
     entered = lambda e: and_(e.direction == "in", e.passed.is_(True), e.credential_kind.in_(PASS_KINDS))  # noqa: E731
     rows = session.execute(
         select(a.credential_ref, a.gate, a.at, b.gate, b.at)
         .join(b, and_(b.site_id == a.site_id, b.credential_ref == a.credential_ref, b.gate != a.gate,
-                      b.at > a.at, b.at <= a.at + window))
+                      b.at > a.at, _epoch(session, b.at) - _epoch(session, a.at) <= window_s))
         .where(a.site_id == p.site_id, a.at >= p.utc_from, a.at < p.utc_to, a.credential_ref != "",
                entered(a), entered(b))
         .order_by(a.at).limit(limit)).all()

@@ -28,7 +28,7 @@ HOME = {"admin": "dashboard.index", "manager": "dashboard.index", "staff": "desk
 def current_user() -> StaffUser | None:
     if "user" not in g:
         user = None
-        uid = session.get("uid")
+        uid = session.get("user_id")
         if uid is not None:
             user = db().get(StaffUser, uid)
             if user is None or not user.active:
@@ -85,7 +85,7 @@ def login():
             user = result.user
             # A new session on login: whatever the visitor carried before (a planted cookie) is gone.
             session.clear()
-            session["uid"] = user.id
+            session["user_id"] = user.id
             session["sid"] = secrets.token_urlsafe(16)
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")) or url_for(HOME.get(user.role, "auth.login")))

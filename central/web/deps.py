@@ -1,48 +1,25 @@
-"""What the web views need from the running central: the configuration, a database session per
-request, the ticket signer, the template cipher and the MQTT link, found once on the Flask app.
+"""What the web views need from the running central, found on the Flask app.
 
-`init_app` in `central.web` stores a `WebContext` on `app.extensions["central_web"]`; the views reach
-it through the small functions below, so none of them knows how the app was built.
+The app factory (`central.app.create_app`) keeps a `CentralContext` (configuration, session factory,
+ticket signer, template cipher, MQTT link, publisher); `central.web.register` adds the live hub. The
+views reach both through the small functions below and a session per request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
-
 from flask import current_app, g
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
+from central.context import CentralContext
+
+HUB = "central_web_hub"
 
 
-@dataclass
-class WebContext:
-    config: CentralConfig
-    sessions: sessionmaker[Session]
-    mqtt: Any = None  # central.mqtt.MqttLink, or None when the web runs without a broker
-    hub: Any = None  # central.web.live.LiveHub
-    extra: dict[str, Any] = field(default_factory=dict)
+def ctx() -> CentralContext:
+    from central.app import current_context
 
-    @cached_property
-    def signer(self):
-        from central.keys import signer_from_config
-
-        return signer_from_config(self.config)
-
-    @cached_property
-    def cipher(self):
-        """The template cipher, or None when keys.template_key is not configured."""
-        if not self.config.keys.template_key:
-            return None
-        from biometrics.protect import TemplateCipher, load_key
-
-        return TemplateCipher(load_key(self.config.keys.template_key, "keys.template_key"))
-
-
-def ctx() -> WebContext:
-    return current_app.extensions["central_web"]
+    return current_context()
 
 
 def config() -> CentralConfig:
@@ -51,6 +28,10 @@ def config() -> CentralConfig:
 
 def site_id() -> str:
     return ctx().config.site
+
+
+def live_hub():
+    return current_app.extensions.get(HUB)
 
 
 def db() -> Session:

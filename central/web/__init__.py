@@ -1,0 +1,120 @@
+"""The central's web UI: server-rendered pages for managers, staff, technicians and admins.
+
+    auth       /login /logout                     everyone
+    dashboard  /dashboard                          manager   live occupancy, passages per minute, gates
+    live       /live/stream (server-sent events)   manager   fed by the LiveHub's MQTT subscription
+    desk       /desk/...                           staff     tickets, look-ups, refunds, persons, passes, enrolment
+    gates      /gates/...                          technician register, hardware, push config, modes, health
+    reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
+    admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs
+
+`register(app)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
+CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
+`Authorization: Bearer` are exempt, staff calls to /api/v1 with the session cookie are not.
+Front-end pieces (htmx, uPlot) are served from `static/vendor/`, never from a CDN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+from flask import Blueprint, Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from protocol.reasons import TEXTS, Reason
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+assets = Blueprint("web", __name__, static_folder="static", static_url_path="/static",
+                   template_folder="templates")
+
+CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+       "connect-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+
+
+def reason_text(reason: str) -> str:
+    try:
+        return TEXTS[Reason(reason)].en.replace(" {at}", "").replace("{at}", "")
+    except ValueError:
+        return reason
+
+
+def register(app: Flask) -> None:
+    """Plug the web UI into the central's app: blueprints, CSRF, cookies, headers, the live hub."""
+    from central.web import admin, auth, dashboard, desk, gates, live, reporting
+    from central.web.deps import HUB, close_db
+
+    context = app.extensions["central"]  # the CentralContext create_app made
+    config = context.config
+    secure = bool(getattr(config.web, "secure_cookies", False)) or os.environ.get("PARK_CENTRAL_SECURE_COOKIES") == "1"
+    app.config["SESSION_COOKIE_SECURE"] = app.config.get("SESSION_COOKIE_SECURE") or secure
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so machine API calls can be exempt
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 12 * 3600)
+    app.config.setdefault("MAX_PHOTO_BYTES", 8 * 1024 * 1024)
+    csrf.init_app(app)
+
+    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp):
+        app.register_blueprint(bp)
+    app.teardown_appcontext(close_db)
+
+    @app.before_request
+    def _check_csrf():
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return None
+        if request.blueprint == "api" and request.headers.get("Authorization", "").startswith("Bearer "):
+            return None  # a machine with a token: no cookie, so no cross-site request to forge
+        csrf.protect()
+        return None
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def _page(status: int, title: str, text: str):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": title.lower().replace(" ", "_"), "detail": text}), status
+        return render_template("error.html", status=status, title=title, text=text), status
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        return _page(400, "Form expired", "The form was missing its security token or it expired: "
+                     "go back, reload the page and try again.")
+
+    @app.errorhandler(403)
+    def _forbidden(_exc):
+        return _page(403, "Forbidden", "Your role does not allow this page.")
+
+    @app.errorhandler(404)
+    def _not_found(_exc):
+        return _page(404, "Not found", "There is no such page.")
+
+    @app.errorhandler(401)
+    def _unauthorised(_exc):
+        return _page(401, "Login required", "Please log in.")
+
+    @app.errorhandler(413)
+    def _too_large(_exc):
+        return _page(413, "Too large", "The upload is too large.")
+
+    app.jinja_env.globals.update(current_user=auth.current_user, has_role=auth.has_role, reason_text=reason_text)
+
+    if app.config.get("LIVE_HUB", True) and context.link is not None:
+        try:
+            app.extensions[HUB] = live.start_hub(app, config.mqtt, context.sessions)
+        except Exception:  # the pages work without it; the dashboard then says "not live"
+            log.exception("live hub not started")
+
+
+__all__ = ["register"]

@@ -1,0 +1,400 @@
+"""The staff desk: sell and look up tickets, refund, enrol annual-pass holders (photo or camera,
+card, fingerprint), suspend, report lost, renew, and delete a person's data on request."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+
+from central.models import CHANNELS
+from central.services import ServiceError
+from central.services import passes as pass_service
+from central.services import tickets as ticket_service
+from central.services.gates import get_site
+from central.web import queries
+from central.web.auth import current_user, require
+from central.web.deps import ctx, db, site_id
+from protocol.errors import CodeError
+from protocol.ticket_code import KeyRing, PublicKey
+
+bp = Blueprint("desk", __name__, url_prefix="/desk")
+
+# The checks `biometrics.enrol_face` makes, in its order, and the refusal reason each one gives.
+FACE_CHECKS = [
+    ("unreadable_image", "The file is a readable photo"),
+    ("no_face", "A face is found"),
+    ("several_faces", "Only one face is in the photo"),
+    ("face_too_small", "The face is large enough"),
+    ("too_blurred", "The face is sharp enough"),
+]
+
+
+def _actor() -> str:
+    return current_user().username
+
+
+def _fail(exc: ServiceError) -> None:
+    flash(exc.detail or exc.code, "error")
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _site_tz() -> ZoneInfo:
+    return ZoneInfo(get_site(db(), site_id()).timezone)
+
+
+# --- tickets -----------------------------------------------------------------------------------
+
+
+@bp.route("/")
+@require("staff")
+def index():
+    session = db()
+    return render_template("desk/index.html", types=queries.ticket_types(session, site_id()), channels=CHANNELS,
+                           recent=queries.recent_tickets(session, site_id()), today=date.today().isoformat(),
+                           zones=queries.zones(session, site_id()))
+
+
+@bp.post("/tickets")
+@require("staff")
+def issue():
+    form = request.form
+    type_id = _int(form.get("ticket_type"))
+    if type_id is None:
+        flash("Choose a ticket type.", "error")
+        return redirect(url_for(".index"))
+    req = ticket_service.IssueRequest(
+        ticket_type=type_id, visit_date=_day(form.get("visit_date")), headcount=_int(form.get("headcount"), 1),
+        holder_name=form.get("holder_name") or None, id_number=form.get("id_number") or None,
+        channel=form.get("channel") or "box_office", channel_ref=form.get("channel_ref") or None,
+        price=form.get("price") or None)
+    quantity = _int(form.get("quantity"), 1)
+    if not 1 <= quantity <= 500:
+        flash("Sell 1 to 500 tickets at once.", "error")
+        return redirect(url_for(".index"))
+    try:
+        tickets = ticket_service.issue_tickets(db(), site_id(), [req] * quantity, actor=_actor())
+        db().commit()
+    except ServiceError as exc:
+        db().rollback()
+        _fail(exc)
+        return redirect(url_for(".index"))
+    ctx().publisher.flush()
+    if len(tickets) == 1:
+        flash(f"Ticket {tickets[0].ref} issued.")
+        return redirect(url_for(".ticket", ticket_id=tickets[0].id))
+    flash(f"{len(tickets)} tickets issued: {tickets[0].ref} to {tickets[-1].ref}.")
+    return redirect(url_for(".index"))
+
+
+def _ticket_id_from_code(text: str) -> int | None:
+    from sqlalchemy import select
+
+    from central.models import SigningKey
+
+    keys = [PublicKey(k.key_id, k.public) for k in db().scalars(select(SigningKey))]
+    try:
+        return KeyRing(keys).verify(text).ticket_id
+    except CodeError:
+        return None
+
+
+@bp.route("/lookup")
+@require("staff")
+def lookup():
+    by = request.args.get("by", "code")
+    q = (request.args.get("q") or "").strip()
+    tickets, message = [], None
+    if q:
+        if by == "id_number":
+            tickets = queries.tickets_for_id_number(db(), site_id(), q)
+        else:
+            number = _int(q[1:] if q[:1] in "Tt" else q) if by == "ticket" else _ticket_id_from_code(q)
+            if number is not None:
+                try:
+                    ticket = ticket_service.get_ticket(db(), number)
+                    if ticket.site_id == site_id():
+                        tickets = [ticket]
+                except ServiceError:
+                    pass
+            elif by == "code":
+                message = "This is not a valid ticket code of this park."
+        if not tickets and message is None:
+            message = "No ticket found."
+    template = "desk/_results.html" if request.headers.get("HX-Request") else "desk/lookup.html"
+    return render_template(template, tickets=tickets, q=q, by=by, message=message)
+
+
+@bp.route("/tickets/<int:ticket_id>")
+@require("staff")
+def ticket(ticket_id: int):
+    try:
+        t = ticket_service.get_ticket(db(), ticket_id)
+    except ServiceError:
+        abort(404)
+    if t.site_id != site_id():
+        abort(404)
+    return render_template("desk/ticket.html", t=t)
+
+
+@bp.route("/tickets/<int:ticket_id>/qr.svg")
+@require("staff")
+def ticket_qr(ticket_id: int):
+    try:
+        t = ticket_service.get_ticket(db(), ticket_id)
+    except ServiceError:
+        abort(404)
+    if t.site_id != site_id() or t.status not in ("valid", "used"):
+        abort(404)
+    svg = ticket_service.qr_svg(ticket_service.ticket_code(t, ctx().signer))
+    return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/tickets/<int:ticket_id>/<any(refund, revoke):action>")
+@require("staff")
+def end_ticket(ticket_id: int, action: str):
+    fn = ticket_service.refund_ticket if action == "refund" else ticket_service.revoke_ticket
+    try:
+        fn(db(), ticket_id, actor=_actor(), reason=request.form.get("reason") or None)
+        db().commit()
+        flash(f"Ticket T{ticket_id} {action}ed: gates refuse it within seconds." if action == "refund"
+              else f"Ticket T{ticket_id} revoked: gates refuse it within seconds.")
+    except ServiceError as exc:
+        db().rollback()
+        _fail(exc)
+    ctx().publisher.flush()
+    return redirect(url_for(".ticket", ticket_id=ticket_id))
+
+
+# --- persons and annual passes -----------------------------------------------------------------
+
+
+@bp.route("/persons")
+@require("staff")
+def persons():
+    q = request.args.get("q", "")
+    uid = request.args.get("card", "").strip()
+    found = queries.search_persons(db(), site_id(), q)
+    by_card = []
+    if uid:
+        try:
+            by_card = queries.passes_by_card(db(), site_id(), pass_service.normalise_uid(uid))
+        except ServiceError as exc:
+            _fail(exc)
+    today = date.today()
+    return render_template("desk/persons.html", persons=found, q=q, card=uid, by_card=by_card,
+                           channels=CHANNELS, today=today.isoformat(),
+                           next_year=(today + timedelta(days=365)).isoformat())
+
+
+def _local_midnight(day: date | None) -> datetime | None:
+    return datetime.combine(day, time(0), tzinfo=_site_tz()) if day else None
+
+
+@bp.post("/persons")
+@require("staff")
+def create_person():
+    form = request.form
+    session = db()
+    try:
+        person = pass_service.create_person(session, site_id(), (form.get("name") or "").strip(),
+                                            phone=form.get("phone") or None, id_last4=form.get("id_last4") or None,
+                                            actor=_actor())
+        valid_from = _local_midnight(_day(form.get("valid_from")))
+        valid_to = _local_midnight(_day(form.get("valid_to")))
+        if valid_from and valid_to:
+            pass_service.create_pass(session, site_id(), person_id=person.id, valid_from=valid_from,
+                                     valid_to=valid_to, card_uid=form.get("card_uid") or "",
+                                     channel=form.get("channel") or "box_office", price=form.get("price") or 0,
+                                     actor=_actor())
+        session.commit()
+    except ServiceError as exc:
+        session.rollback()
+        _fail(exc)
+        return redirect(url_for(".persons"))
+    ctx().publisher.flush()
+    flash(f"{person.holder_ref} enrolled. Add the face photo or fingerprint below.")
+    return redirect(url_for(".person", person_id=person.id))
+
+
+def _person_or_404(person_id: int):
+    try:
+        person = pass_service.get_person(db(), person_id)
+    except ServiceError:
+        abort(404)
+    if person.site_id != site_id():
+        abort(404)
+    return person
+
+
+@bp.route("/persons/<int:person_id>")
+@require("staff")
+def person(person_id: int):
+    p = _person_or_404(person_id)
+    return render_template("desk/person.html", p=p, passes=queries.passes_of(db(), person_id),
+                           templates=queries.templates_of(db(), person_id), checks=None,
+                           face_ready=ctx().cipher is not None)
+
+
+def _photo_bytes() -> tuple[bytes | None, str | None]:
+    """The uploaded photo, or why it was refused (missing, too large, not an image)."""
+    upload = request.files.get("photo")
+    if upload is None or not upload.filename:
+        return None, "Choose a photo or take one with the camera."
+    data = upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
+    if len(data) > current_app.config["MAX_PHOTO_BYTES"]:
+        return None, f"The photo is larger than {current_app.config['MAX_PHOTO_BYTES'] // (1024 * 1024)} MB."
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("JPEG", "PNG", "WEBP"):
+                return None, "The file is not a JPEG, PNG or WebP photo."
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None, "The file is not a photo that can be read."
+    return data, None
+
+
+@bp.post("/persons/<int:person_id>/face")
+@require("staff")
+def enrol_face(person_id: int):
+    p = _person_or_404(person_id)
+    data, refusal = _photo_bytes()
+    failed, message = None, None
+    if refusal:
+        failed, message = "unreadable_image", refusal
+    else:
+        from biometrics import EnrolmentRefused, FaceSupportMissing
+        from biometrics import enrol_face as enrol
+
+        try:
+            template = enrol(data)
+        except EnrolmentRefused as exc:
+            failed, message = exc.reason, exc.message
+        except FaceSupportMissing as exc:
+            failed, message = "unreadable_image", str(exc)
+        else:
+            try:
+                pass_service.bind_template(db(), ctx().cipher, person_id, "face", template.to_bytes(), actor=_actor())
+                db().commit()
+            except ServiceError as exc:
+                db().rollback()
+                failed, message = "bind", exc.detail or exc.code
+    checks = _checklist(failed)
+    status = 200
+    if failed is None:
+        ctx().publisher.flush()
+        flash(f"Face enrolled for {p.holder_ref}: gates will recognise the holder within seconds.")
+    else:
+        status = 422
+    return render_template("desk/person.html", p=p, passes=queries.passes_of(db(), person_id),
+                           templates=queries.templates_of(db(), person_id), checks=checks, face_error=message,
+                           face_ready=ctx().cipher is not None), status
+
+
+def _checklist(failed: str | None) -> list[tuple[str, str]]:
+    """Each enrolment check as passed, failed or not reached."""
+    out, reached = [], True
+    for reason, label in FACE_CHECKS:
+        if not reached:
+            out.append((label, "skipped"))
+        elif reason == failed:
+            out.append((label, "failed"))
+            reached = False
+        else:
+            out.append((label, "passed"))
+    if failed == "bind":
+        out.append(("The template is stored", "failed"))
+    return out
+
+
+@bp.post("/persons/<int:person_id>/fingerprint")
+@require("staff")
+def enrol_fingerprint(person_id: int):
+    """A fingerprint template captured at an enrolment station (the AS608 module's character file)."""
+    _person_or_404(person_id)
+    upload = request.files.get("template")
+    data = upload.read(4096) if upload else b""
+    finger = _int(request.form.get("finger"), 1)
+    try:
+        pass_service.bind_template(db(), ctx().cipher, person_id, "fingerprint", data, finger=finger or 0,
+                                   actor=_actor())
+        db().commit()
+        flash("Fingerprint enrolled.")
+    except ServiceError as exc:
+        db().rollback()
+        _fail(exc)
+    ctx().publisher.flush()
+    return redirect(url_for(".person", person_id=person_id))
+
+
+@bp.post("/persons/<int:person_id>/forget")
+@require("staff")
+def forget(person_id: int):
+    _person_or_404(person_id)
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm the deletion.", "error")
+        return redirect(url_for(".person", person_id=person_id))
+    try:
+        pass_service.forget_person(db(), person_id, actor=_actor())
+        db().commit()
+    except ServiceError as exc:
+        db().rollback()
+        _fail(exc)
+        return redirect(url_for(".person", person_id=person_id))
+    ctx().publisher.flush()
+    flash(f"H{person_id}: personal data and biometric templates deleted; gates forget them within seconds.")
+    return redirect(url_for(".persons"))
+
+
+@bp.post("/passes/<int:pass_id>/<any(suspend, resume, lost, renew, card, replace):action>")
+@require("staff")
+def pass_action(pass_id: int, action: str):
+    session = db()
+    try:
+        annual_pass = pass_service.get_pass(session, pass_id)
+        if annual_pass.site_id != site_id():
+            abort(404)
+        person_id = annual_pass.person_id
+        if action == "suspend":
+            pass_service.suspend_pass(session, pass_id, actor=_actor())
+        elif action == "resume":
+            pass_service.resume_pass(session, pass_id, actor=_actor())
+        elif action == "lost":
+            pass_service.report_lost(session, pass_id, actor=_actor())
+        elif action == "card":
+            pass_service.bind_card(session, pass_id, request.form.get("card_uid", ""), actor=_actor())
+        elif action == "replace":
+            pass_service.replace_card(session, pass_id, request.form.get("card_uid", ""), actor=_actor())
+        else:
+            until = _local_midnight(_day(request.form.get("valid_to")))
+            if until is None:
+                flash("Give the new end date.", "error")
+                return redirect(url_for(".person", person_id=person_id))
+            pass_service.renew_pass(session, pass_id, until, price=request.form.get("price") or None, actor=_actor())
+        session.commit()
+        flash(f"Pass P{pass_id}: {action} done.")
+    except ServiceError as exc:
+        session.rollback()
+        _fail(exc)
+        annual_pass = pass_service.get_pass(session, pass_id)
+        person_id = annual_pass.person_id
+    ctx().publisher.flush()
+    return redirect(url_for(".person", person_id=person_id))
+

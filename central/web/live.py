@@ -1,0 +1,262 @@
+"""The live stream for the dashboard: one MQTT subscriber per web process, fanned out over
+server-sent events to every open dashboard.
+
+    broker --(occupancy, gate status, passage events, config acks)--> LiveHub --queue--> /live/stream
+
+The hub subscribes to the retained `Occupancy` of every site, every gate's retained status, every
+passage event (for entries and exits per minute and denials) and config/command acknowledgements. A
+browser that connects first gets a snapshot built from the database (and the hub's newer
+occupancy), then each message as it arrives: a passage reaches the page within a second of the gate
+publishing it, with no polling.
+
+Each open stream holds one server thread: waitress must be started with enough threads for the
+dashboards plus the ordinary pages (`threads = dashboards + 8`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, current_app
+from sqlalchemy import select
+
+from central.config import MqttConfig
+from central.models import Gate, Site
+from central.services import occupancy as occupancy_service
+from central.services import reports
+from central.web.auth import require
+from central.web.deps import db, live_hub, site_id
+from protocol import topics
+from protocol.errors import MessageError
+from protocol.messages import CommandAck, ConfigAck, GateStatus, Occupancy, PassageEvent, decode
+
+log = logging.getLogger(__name__)
+bp = Blueprint("live", __name__, url_prefix="/live")
+KEEPALIVE_S = 15.0
+QUEUE_SIZE = 1000
+
+
+def gate_status_json(status: GateStatus) -> dict:
+    return {"type": "gate", "site": status.site, "gate": status.gate, "online": status.online,
+            "mode": status.mode, "alarms": list(status.alarms), "controller_ok": status.controller_ok,
+            "readers": [{"name": r.name, "ok": r.ok} for r in status.readers], "outbox": status.outbox,
+            "config_version": status.config_version, "at": status.at.isoformat()}
+
+
+class LiveHub:
+    """Latest occupancy and gate states, and the listeners (open streams) to fan messages out to."""
+
+    def __init__(self, mqtt_cfg: MqttConfig | None = None, timezones: dict[str, str] | None = None) -> None:
+        self.mqtt_cfg = mqtt_cfg
+        self.timezones = dict(timezones or {})
+        self._lock = threading.Lock()
+        self._listeners: set[queue.Queue] = set()
+        self.occupancy: dict[str, dict] = {}
+        self.gates: dict[tuple[str, str], dict] = {}
+        self.config_acks: dict[tuple[str, str], dict] = {}
+        self.command_acks: dict[str, dict] = {}
+        self._link = None
+
+    # --- MQTT side ---------------------------------------------------------------------------
+    def start(self, wait: float | None = 5.0) -> LiveHub:
+        from central.mqtt import MqttLink
+
+        client_id = f"central-web-{os.getpid()}-{secrets.token_hex(3)}"
+        self._link = MqttLink(self.mqtt_cfg, client_id=client_id)
+        self._link.subscribe(topics.occupancy("+"), self._on_occupancy)
+        self._link.subscribe(topics.all_of_kind("status"), self._on_status)
+        self._link.subscribe(topics.all_events(), self._on_event, qos=0)
+        self._link.subscribe(topics.all_of_kind("config/ack"), self._on_config_ack)
+        self._link.subscribe(topics.all_of_kind("cmd/ack"), self._on_command_ack)
+        self._link.start(wait=wait)
+        return self
+
+    def stop(self) -> None:
+        if self._link is not None:
+            self._link.stop()
+            self._link = None
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None and self._link.connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._link is not None and self._link.wait_connected(timeout)
+
+    def _decode(self, kind, msg):
+        try:
+            return decode(kind, msg.payload)
+        except MessageError as exc:
+            log.debug("live: ignoring %s on %s: %s", kind.__name__, msg.topic, exc)
+            return None
+
+    def _on_occupancy(self, msg) -> None:
+        message = self._decode(Occupancy, msg)
+        if message is not None:
+            self.publish_occupancy(message)
+
+    def publish_occupancy(self, message: Occupancy) -> None:
+        data = {"type": "occupancy", **occupancy_service.as_json(message)}
+        with self._lock:
+            self.occupancy[message.site] = data
+        self.broadcast(data)
+
+    def _on_status(self, msg) -> None:
+        status = self._decode(GateStatus, msg)
+        if status is None:
+            return
+        data = gate_status_json(status)
+        with self._lock:
+            self.gates[(status.site, status.gate)] = data
+        self.broadcast(data)
+
+    def _on_event(self, msg) -> None:
+        event = self._decode(PassageEvent, msg)
+        if event is not None:
+            self.broadcast(self.passage_json(event))
+
+    def passage_json(self, event: PassageEvent) -> dict:
+        tz = ZoneInfo(self.timezones.get(event.site, "UTC"))
+        local = event.at.astimezone(tz)
+        return {"type": "passage", "site": event.site, "gate": event.gate, "zone": event.zone,
+                "at": event.at.isoformat(), "day": local.date().isoformat(),
+                "minute": local.hour * 60 + local.minute, "direction": event.direction,
+                "decision": event.decision, "reason": event.reason, "passed": event.passed,
+                "headcount": event.headcount, "offline": event.offline}
+
+    def _on_config_ack(self, msg) -> None:
+        ack = self._decode(ConfigAck, msg)
+        if ack is None:
+            return
+        try:
+            site, _gate, _rest = topics.parse_gate_topic(msg.topic)
+        except ValueError:
+            return
+        data = {"type": "config_ack", "site": site, "gate": ack.gate, "version": ack.version,
+                "applied": ack.applied, "error": ack.error, "at": datetime.now(UTC).isoformat()}
+        with self._lock:
+            self.config_acks[(site, ack.gate)] = data
+        self.broadcast(data)
+
+    def _on_command_ack(self, msg) -> None:
+        ack = self._decode(CommandAck, msg)
+        if ack is None:
+            return
+        data = {"type": "command_ack", "id": ack.id, "gate": ack.gate, "ok": ack.ok, "error": ack.error}
+        with self._lock:
+            self.command_acks.setdefault(ack.id, {})[ack.gate] = data
+        self.broadcast(data)
+
+    # --- browser side ------------------------------------------------------------------------
+    def listen(self) -> queue.Queue:
+        q: queue.Queue = queue.Queue(QUEUE_SIZE)
+        with self._lock:
+            self._listeners.add(q)
+        return q
+
+    def forget(self, q: queue.Queue) -> None:
+        with self._lock:
+            self._listeners.discard(q)
+
+    @property
+    def listeners(self) -> int:
+        return len(self._listeners)
+
+    def broadcast(self, data: dict) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for q in listeners:
+            try:
+                q.put_nowait(data)
+            except queue.Full:
+                # A stalled browser must not hold up the others: drop it; its EventSource reconnects
+                # and starts again from a fresh snapshot.
+                self.forget(q)
+
+
+def hub() -> LiveHub | None:
+    return live_hub()
+
+
+def snapshot(session, site: str, hub_: LiveHub | None) -> dict:
+    """Everything the dashboard shows, as it stands now: the first message of every stream."""
+    site_row = session.get(Site, site)
+    tz = ZoneInfo(site_row.timezone if site_row else "UTC")
+    if hub_ is not None:
+        hub_.timezones[site] = str(tz)
+    occ = occupancy_service.as_json(occupancy_service.occupancy(session, site))
+    if hub_ is not None and site in hub_.occupancy and hub_.occupancy[site]["at"] >= occ["at"]:
+        occ = {k: v for k, v in hub_.occupancy[site].items() if k != "type"}
+    p = reports.period(session, site)
+    minutes = reports.per_minute(session, p)
+    denials = reports.denials_by_reason(session, p)
+    refused = sum(r.count for r in denials)
+    gates = []
+    for gate in session.scalars(select(Gate).where(Gate.site_id == site).order_by(Gate.name)):
+        row = {"gate": gate.name, "zone": gate.zone_number, "online": gate.online, "mode": gate.mode,
+               "alarms": list(gate.alarms or []), "controller_ok": True, "readers": [],
+               "config_version": gate.config_version, "config_acked": gate.config_acked}
+        live = hub_.gates.get((site, gate.name)) if hub_ else None
+        if live:
+            row.update({k: live[k] for k in ("online", "mode", "alarms", "controller_ok", "readers")})
+        gates.append(row)
+    return {"type": "snapshot", "site": site, "day": p.start.isoformat(), "timezone": str(tz),
+            "occupancy": occ, "minutes": {str(m): list(v) for m, v in sorted(minutes.items())},
+            "denials": {r.reason: r.count for r in denials}, "refused": refused, "gates": gates,
+            "live": bool(hub_ and hub_.connected)}
+
+
+def _sse(data: dict, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@bp.route("/stream")
+@require("manager")
+def stream():
+    site = site_id()
+    hub_ = hub()
+    q = hub_.listen() if hub_ is not None else None
+    first = snapshot(db(), site, hub_)
+    keepalive = current_app.config.get("LIVE_KEEPALIVE_S", KEEPALIVE_S)
+
+    def events():
+        try:
+            yield "retry: 2000\n" + _sse(first)
+            while q is not None:
+                try:
+                    data = q.get(timeout=keepalive)
+                except queue.Empty:
+                    if q not in hub_._listeners:
+                        return
+                    yield ": keepalive\n\n"
+                    continue
+                if data.get("site", site) == site or data["type"] == "command_ack":
+                    yield _sse(data)
+        finally:
+            if q is not None:
+                hub_.forget(q)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(events(), mimetype="text/event-stream", headers=headers)
+
+
+@bp.route("/snapshot")
+@require("manager")
+def snapshot_json():
+    """The same snapshot as JSON: for a page that cannot hold a stream open, and for tests."""
+    return snapshot(db(), site_id(), hub())
+
+
+def start_hub(app, mqtt_cfg: MqttConfig, sessions) -> LiveHub:
+    """Start the process's hub: the site time zones from the database, then the MQTT subscriber."""
+    with sessions() as session:
+        zones = {s.id: s.timezone for s in session.scalars(select(Site))}
+    return LiveHub(mqtt_cfg, zones).start(wait=app.config.get("LIVE_CONNECT_WAIT_S", 5.0))

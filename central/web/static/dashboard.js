@@ -1,0 +1,177 @@
+// The manager's dashboard: a snapshot on connect, then occupancy, passages and gate states as they
+// happen, from the server-sent event stream. Numbers, bar colours and the chart change in place.
+(function () {
+  "use strict";
+  var root = document.getElementById("dashboard");
+  if (!root) return;
+  var site = root.dataset.site;
+  var state = { day: null, entries: new Array(1440).fill(0), exits: new Array(1440).fill(0),
+                denials: {}, refused: 0, gates: {} };
+  var texts = {};
+  document.querySelectorAll("#reason-texts span").forEach(function (el) {
+    texts[el.dataset.reason] = el.textContent;
+  });
+  function $(id) { return document.getElementById(id); }
+  function text(el, value) { if (el.textContent !== String(value)) el.textContent = value; }
+  function el(tag, cls, content) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (content !== undefined) e.textContent = content;
+    return e;
+  }
+
+  // --- occupancy -------------------------------------------------------------------------------
+  function level(inside, capacity) {
+    if (!capacity) return "ok";
+    var share = inside / capacity;
+    return share >= 0.95 ? "full" : share >= 0.8 ? "warn" : "ok";
+  }
+  function renderOccupancy(occ) {
+    text($("t-inside"), occ.inside);
+    text($("t-entries"), occ.entries_today);
+    text($("t-exits"), occ.exits_today);
+    var box = $("zones");
+    occ.zones.forEach(function (z) {
+      var row = document.getElementById("zone-" + z.zone);
+      if (!row) {
+        row = el("div", "zone");
+        row.id = "zone-" + z.zone;
+        row.dataset.zone = z.zone;
+        var label = el("div", "label");
+        label.appendChild(el("span", "name"));
+        label.appendChild(el("span", "count"));
+        row.appendChild(label);
+        var bar = el("div", "bar");
+        bar.appendChild(el("span"));
+        row.appendChild(bar);
+        box.appendChild(row);
+      }
+      var lv = level(z.inside, z.capacity);
+      text(row.querySelector(".name"), (z.name || ("Zone " + z.zone)));
+      text(row.querySelector(".count"), z.capacity ? (z.inside + " / " + z.capacity) : String(z.inside));
+      var bar = row.querySelector(".bar");
+      bar.className = "bar level-" + lv;
+      row.dataset.level = lv;
+      row.dataset.inside = z.inside;
+      var pct = z.capacity ? Math.min(100, 100 * z.inside / z.capacity) : (z.inside > 0 ? 100 : 0);
+      bar.firstChild.style.width = pct.toFixed(1) + "%";
+    });
+  }
+
+  // --- denials ---------------------------------------------------------------------------------
+  function renderDenials() {
+    text($("t-refused"), state.refused);
+    var body = $("denials");
+    var reasons = Object.keys(state.denials).sort(function (a, b) { return state.denials[b] - state.denials[a]; });
+    body.textContent = "";
+    if (!reasons.length) {
+      var tr = el("tr"); var td = el("td", "muted", "No refusals today"); td.colSpan = 2;
+      tr.appendChild(td); body.appendChild(tr); return;
+    }
+    reasons.forEach(function (r) {
+      var tr = el("tr");
+      tr.dataset.reason = r;
+      tr.appendChild(el("td", null, texts[r] || r));
+      tr.appendChild(el("td", "num", state.denials[r]));
+      body.appendChild(tr);
+    });
+  }
+
+  // --- chart -----------------------------------------------------------------------------------
+  var xs = []; for (var i = 0; i < 1440; i++) xs.push(i * 60);
+  var chart = null;
+  function hhmm(sec) {
+    var m = Math.round(sec / 60);
+    return String(Math.floor(m / 60)).padStart(2, "0") + ":" + String(m % 60).padStart(2, "0");
+  }
+  function makeChart() {
+    var box = $("chart");
+    var opts = {
+      width: Math.max(300, box.clientWidth - 10), height: 260,
+      scales: { x: { time: false } },
+      axes: [{ values: function (u, splits) { return splits.map(hhmm); }, space: 60 }, {}],
+      series: [{ value: function (u, v) { return v == null ? "" : hhmm(v); } },
+               { label: "Entries", stroke: "#1a7f37", width: 1.5 },
+               { label: "Exits", stroke: "#1565c0", width: 1.5 }],
+    };
+    chart = new uPlot(opts, [xs, state.entries, state.exits], box);
+    window.addEventListener("resize", function () { chart.setSize({ width: Math.max(300, box.clientWidth - 10), height: 260 }); });
+  }
+  var pending = false;
+  function redrawChart() {
+    if (!chart || pending) return;
+    pending = true;
+    requestAnimationFrame(function () { pending = false; chart.setData([xs, state.entries, state.exits]); });
+  }
+
+  // --- gates -----------------------------------------------------------------------------------
+  function renderGate(g) {
+    var id = "gate-" + g.gate;
+    var tile = document.getElementById(id);
+    if (!tile) {
+      tile = el("div", "gate"); tile.id = id; tile.dataset.gate = g.gate;
+      tile.appendChild(el("strong", "gname", g.gate));
+      tile.appendChild(el("div", "gstate"));
+      tile.appendChild(el("div", "gmode muted"));
+      tile.appendChild(el("div", "galarms"));
+      $("gates").appendChild(tile);
+    }
+    var alarms = (g.alarms || []).slice();
+    if (g.controller_ok === false) alarms.push("controller fault");
+    (g.readers || []).forEach(function (r) { if (!r.ok) alarms.push(r.name + " fault"); });
+    tile.className = "gate " + (g.online ? "online" : "offline") + (alarms.length ? " alarm" : "");
+    tile.dataset.online = g.online ? "1" : "0";
+    text(tile.querySelector(".gstate"), g.online ? "online" : "offline");
+    text(tile.querySelector(".gmode"), "mode " + g.mode + (g.zone ? " · zone " + g.zone : ""));
+    text(tile.querySelector(".galarms"), alarms.join(", "));
+  }
+
+  // --- the stream ------------------------------------------------------------------------------
+  function onSnapshot(s) {
+    state.day = s.day;
+    state.entries.fill(0); state.exits.fill(0);
+    Object.keys(s.minutes).forEach(function (m) { state.entries[+m] = s.minutes[m][0]; state.exits[+m] = s.minutes[m][1]; });
+    state.denials = s.denials; state.refused = s.refused;
+    renderOccupancy(s.occupancy);
+    renderDenials();
+    $("gates").textContent = "";
+    s.gates.forEach(function (g) { state.gates[g.gate] = g; renderGate(g); });
+    if (!chart) makeChart(); else redrawChart();
+    root.dataset.ready = "1";
+  }
+  function onPassage(p) {
+    if (p.day !== state.day) return;  // yesterday's late events: the snapshot of a reload shows them
+    if (p.passed) {
+      var arr = p.direction === "in" ? state.entries : state.exits;
+      arr[p.minute] += p.headcount;
+      redrawChart();
+    }
+    if (p.decision === "refused") {
+      state.denials[p.reason] = (state.denials[p.reason] || 0) + 1;
+      state.refused += 1;
+      renderDenials();
+    }
+    root.dataset.passages = String((+root.dataset.passages || 0) + 1);
+  }
+  function onGate(g) {
+    var known = state.gates[g.gate] || { gate: g.gate };
+    ["online", "mode", "alarms", "controller_ok", "readers"].forEach(function (k) { known[k] = g[k]; });
+    state.gates[g.gate] = known;
+    renderGate(known);
+  }
+  function connect() {
+    var source = new EventSource(root.dataset.stream);
+    var badge = $("live-state");
+    source.onopen = function () { badge.textContent = "live"; badge.className = "badge ok live-state"; };
+    source.onerror = function () { badge.textContent = "reconnecting…"; badge.className = "badge warn live-state"; };
+    source.onmessage = function (e) {
+      var data = JSON.parse(e.data);
+      if (data.site && data.site !== site) return;
+      if (data.type === "snapshot") onSnapshot(data);
+      else if (data.type === "occupancy") renderOccupancy(data);
+      else if (data.type === "passage") onPassage(data);
+      else if (data.type === "gate") onGate(data);
+    };
+  }
+  connect();
+})();

@@ -1,0 +1,86 @@
+"""Fixtures for the web UI: a migrated store with one user per role, the app, and a logged-in client."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from central.services.tickets import TicketTypeSpec, define_ticket_type
+from central.services.users import create_user
+from tests.central.conftest import make_config, prepare
+
+ROLES = ("admin", "manager", "staff", "technician")
+_TOKEN = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def password_for(role: str) -> str:
+    return f"pw-{role}-Secret9"
+
+
+def seed(ctx) -> None:
+    with ctx.sessions.begin() as db:
+        for role in ROLES:
+            create_user(db, role, role, password_for(role))
+        define_ticket_type(db, ctx.config.site, TicketTypeSpec(name="Day ticket", id=1, price="80.00"))
+
+
+@pytest.fixture
+def web_ctx(db_url, tmp_path):
+    context = prepare(make_config(db_url, tmp_path), mqtt_on=False)
+    seed(context)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def app(web_ctx):
+    from central.app import create_app
+
+    app = create_app(web_ctx.config, context=web_ctx)
+    app.config["TESTING"] = True
+    return app
+
+
+def csrf_from(html: str) -> str:
+    match = _TOKEN.search(html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+@dataclass
+class Browser:
+    """A Flask test client that knows the page's CSRF token, as a browser would."""
+
+    client: object
+    token: str = ""
+
+    def get(self, url: str, **kw):
+        res = self.client.get(url, **kw)
+        if res.mimetype == "text/html":
+            match = _TOKEN.search(res.get_data(as_text=True))
+            if match:
+                self.token = match.group(1)
+        return res
+
+    def post(self, url: str, data: dict | None = None, **kw):
+        data = dict(data or {})
+        if self.token and "csrf_token" not in data:
+            data["csrf_token"] = self.token
+        return self.client.post(url, data=data, **kw)
+
+
+def login(app, role: str | None) -> Browser:
+    browser = Browser(app.test_client())
+    browser.get("/login")
+    if role is not None:
+        res = browser.post("/login", {"username": role, "password": password_for(role)})
+        assert res.status_code == 302, res.get_data(as_text=True)
+        browser.get("/")
+    return browser
+
+
+@pytest.fixture
+def as_role(app):
+    return lambda role: login(app, role)
