@@ -11,9 +11,11 @@ import pytest
 
 from tests.support.services import (
     Mosquitto,
+    NatsMqtt,
     create_pg_database,
     drop_pg_database,
     have_mosquitto,
+    have_nats,
     need,
     pg_admin_url,
     pg_reachable,
@@ -86,3 +88,12 @@ def faces_dir() -> Path:
     if not FACES_DIR.is_dir():
         pytest.skip(f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
     return FACES_DIR
+
+
+@pytest.fixture
+def nats_mqtt(tmp_path):
+    """A NATS server with its MQTT listener (3.1.1), for tests that must not rely on Mosquitto."""
+    need(have_nats(), "nats-server is not installed (apt-get install nats-server)")
+    server = NatsMqtt(tmp_path / "nats").start()
+    yield server
+    server.stop()

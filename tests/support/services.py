@@ -142,3 +142,52 @@ def drop_pg_database(admin_url: str, name: str) -> None:
 
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class NatsMqtt:
+    """A NATS server of the test's own with its MQTT listener (MQTT 3.1.1, QoS 0/1, needs JetStream):
+    the open, clustered alternative to Mosquitto the project must not be tied to."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def start(self) -> NatsMqtt:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "nats.conf"
+        conf.write_text(
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f'server_name: "gates-test-{self.port}"\n'
+            f'jetstream {{ store_dir: "{self.workdir}/js" }}\n'
+            f'mqtt {{ listen: "127.0.0.1:{self.mqtt_port}" }}\n'
+        )
+        log = open(self.workdir / "nats.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log)
+        if not wait_port(self.host, self.mqtt_port, timeout=20):
+            self.stop()
+            raise RuntimeError(f"nats-server did not open MQTT on {self.mqtt_port}: see {self.workdir}/nats.log")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def nats_server_binary() -> str:
+    return shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def have_nats() -> bool:
+    return Path(nats_server_binary()).exists()
