@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -39,6 +40,7 @@ class MqttLink:
         self._subs: list[tuple[str, int, Handler]] = []
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self._failed = threading.Event()
         self._pending_subs = 0
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=mqtt.MQTTv5, manual_ack=manual_ack)
@@ -52,6 +54,7 @@ class MqttLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect_fail = lambda *_: self._failed.set()
         self._client.reconnect_delay_set(0.2, 5)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -64,7 +67,10 @@ class MqttLink:
         self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
                                    clean_start=not self._persistent, properties=props)
         self._client.loop_start()
-        if wait and not self._connected.wait(wait):
+        deadline = time.monotonic() + (wait or 0)
+        while wait and not self._connected.is_set() and not self._failed.is_set() and time.monotonic() < deadline:
+            self._connected.wait(0.05)
+        if wait and not self._connected.is_set():
             log.warning("MQTT broker %s:%s not reachable yet; retrying in the background",
                         self.cfg.host, self.cfg.port)
         elif wait and self._subs:

@@ -34,8 +34,8 @@ class Publisher:
     # --- deltas and configs -------------------------------------------------------------------
     def flush(self) -> int:
         """Publish every delta and gate config not yet published; returns how many were sent."""
-        if self.link is None:
-            return 0
+        if self.link is None or not self.link.connected:
+            return 0  # the scheduler retries every few seconds
         sent = 0
         with self._lock:
             try:

@@ -32,7 +32,7 @@ def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = I
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)  # group mosquitto may read
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
