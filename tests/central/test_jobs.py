@@ -57,8 +57,9 @@ def test_a_gate_silent_past_the_heartbeat_timeout_is_marked_offline(ctx, config)
     with ctx.sessions.begin() as db:
         register_gate(db, site, "g1", 1)
         register_gate(db, site, "g2", 1)
-        record_status(db, GateStatus(site=site, gate="g1", online=True, at=now), received_at=now - timedelta(seconds=90))
-        record_status(db, GateStatus(site=site, gate="g2", online=True, at=now), received_at=now - timedelta(seconds=5))
+        for gate, silent_s in (("g1", 90), ("g2", 5)):
+            record_status(db, GateStatus(site=site, gate=gate, online=True, at=now),
+                          received_at=now - timedelta(seconds=silent_s))
     with ctx.sessions.begin() as db:
         stale = jobs.heartbeat_check(db, 60, now)
         assert [g.name for g in stale] == ["g1"]
@@ -92,8 +93,9 @@ def test_templates_are_deleted_when_the_retention_period_after_the_pass_has_pass
     now = datetime.now(UTC)
     with ctx.sessions.begin() as db:
         gone, kept = create_person(db, site, "Ended"), create_person(db, site, "Current")
-        create_pass(db, site, person_id=gone.id, valid_from=now - timedelta(days=400), valid_to=now - timedelta(days=31))
-        create_pass(db, site, person_id=kept.id, valid_from=now - timedelta(days=400), valid_to=now - timedelta(days=5))
+        for person, ended_days_ago in ((gone, 31), (kept, 5)):
+            create_pass(db, site, person_id=person.id, valid_from=now - timedelta(days=400),
+                        valid_to=now - timedelta(days=ended_days_ago))
         for person in (gone, kept):
             bind_template(db, ctx.cipher, person.id, "face", b"\x00" * 512)
     with ctx.sessions.begin() as db:
