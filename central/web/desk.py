@@ -369,9 +369,12 @@ def pass_action(pass_id: int, action: str):
     session = db()
     try:
         annual_pass = pass_service.get_pass(session, pass_id)
-        if annual_pass.site_id != site_id():
-            abort(404)
-        person_id = annual_pass.person_id
+    except ServiceError:
+        abort(404)
+    if annual_pass.site_id != site_id():
+        abort(404)
+    person_id = annual_pass.person_id
+    try:
         if action == "suspend":
             pass_service.suspend_pass(session, pass_id, actor=_actor())
         elif action == "resume":
@@ -393,8 +396,6 @@ def pass_action(pass_id: int, action: str):
     except ServiceError as exc:
         session.rollback()
         _fail(exc)
-        annual_pass = pass_service.get_pass(session, pass_id)
-        person_id = annual_pass.person_id
     ctx().publisher.flush()
     return redirect(url_for(".person", person_id=person_id))
 

@@ -77,7 +77,7 @@ def login(app, role: str | None) -> Browser:
     if role is not None:
         res = browser.post("/login", {"username": role, "password": password_for(role)})
         assert res.status_code == 302, res.get_data(as_text=True)
-        browser.get("/")
+        browser.get("/", follow_redirects=True)  # the session is new: so is its CSRF token
     return browser
 
 
