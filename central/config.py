@@ -3,7 +3,7 @@
     database_url = "sqlite:///var/central/central.db"   # or postgresql+psycopg://user@host/db
     site = "park1"                                      # the default site for CLI commands
 
-    [mqtt]     host, port, username, password, tls_ca, client_id
+    [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
     [keys]     signing_key_file, signing_key_id, template_key
     [web]      secret_key, host, port
     [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
@@ -41,6 +41,7 @@ class MqttConfig:
     tls_ca: str | None = None
     client_id: str = "central"
     keepalive: int = 30
+    protocol: str = "5"  # "3.1.1" for brokers without MQTT 5 (the demo's amqtt): no shared subscriptions
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: site: {exc}") from None
     if not 0 < config.mqtt.port < 65536:
         raise ConfigError(f"{src}: mqtt.port must be 1-65535")
+    if config.mqtt.protocol not in ("5", "3.1.1"):
+        raise ConfigError(f"{src}: mqtt.protocol must be \"5\" or \"3.1.1\", got {config.mqtt.protocol!r}")
     if not 0 <= config.keys.signing_key_id <= 255:
         raise ConfigError(f"{src}: keys.signing_key_id must be 0-255")
     if config.jobs.heartbeat_timeout_s < 1:

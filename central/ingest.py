@@ -86,7 +86,9 @@ class IngestWorker:
         group = config.ingest.group
         for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
-            self.link.subscribe(topics.shared(group, topic), self._queue.put, qos=1)
+            # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
+            shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
+            self.link.subscribe(shared, self._queue.put, qos=1)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> IngestWorker:

@@ -1,4 +1,4 @@
-"""A small paho-mqtt wrapper for the central: MQTT 5, credentials and TLS from configuration, QoS 1.
+"""A small paho-mqtt wrapper for the central: MQTT 5 (or 3.1.1, `mqtt.protocol`), credentials and TLS from configuration, QoS 1.
 
 `MqttLink` connects in the background and reconnects by itself; `publish(..., wait=True)` returns
 only once the broker acknowledged the message (PUBACK) or raises `PublishError` after the timeout.
@@ -42,8 +42,12 @@ class MqttLink:
         self._subscribed = threading.Event()
         self._failed = threading.Event()
         self._pending_subs = 0
+        self._v5 = cfg.protocol != "3.1.1"
+        # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False.
+        extra = {} if self._v5 else {"clean_session": not persistent}
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                   protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+                                   protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311, manual_ack=manual_ack,
+                                   **extra)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(1000)
         if cfg.username:
@@ -59,13 +63,16 @@ class MqttLink:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> MqttLink:
-        props = Properties(PacketTypes.CONNECT)
-        if self._persistent:
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
-        if self._receive_maximum:
-            props.ReceiveMaximum = self._receive_maximum
-        self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
-                                   clean_start=not self._persistent, properties=props)
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self._persistent:
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if self._receive_maximum:
+                props.ReceiveMaximum = self._receive_maximum
+            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
+                                       clean_start=not self._persistent, properties=props)
+        else:
+            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self._client.loop_start()
         deadline = time.monotonic() + (wait or 0)
         while wait and not self._connected.is_set() and not self._failed.is_set() and time.monotonic() < deadline:
