@@ -1,4 +1,4 @@
-"""A small paho-mqtt wrapper for the central: MQTT 5 (or 3.1.1, `mqtt.protocol`), credentials and TLS from configuration, QoS 1.
+"""A small paho-mqtt wrapper for the central: MQTT 5 (or 3.1.1), credentials and TLS from configuration, QoS 1.
 
 `MqttLink` connects in the background and reconnects by itself; `publish(..., wait=True)` returns
 only once the broker acknowledged the message (PUBACK) or raises `PublishError` after the timeout.
