@@ -69,8 +69,10 @@ class Link:
 
     def _make_client(self) -> mqtt.Client:
         b = self.cfg.broker
+        # MQTT 3.1.1 (brokers without 5) keeps the session with clean_session=False instead of an expiry.
+        v311 = {"protocol": mqtt.MQTTv311, "clean_session": False} if b.protocol == "3.1.1" else {}
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gate-{self.site}-{self.gate}",
-                             protocol=mqtt.MQTTv5)
+                             **({"protocol": mqtt.MQTTv5} | v311))
         if b.username:
             client.username_pw_set(b.username, b.password)
         if b.tls_ca or b.tls_cert:
@@ -91,9 +93,12 @@ class Link:
 
     def start(self) -> None:
         b = self.cfg.broker
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = b.session_expiry_s
-        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
+        if b.protocol == "3.1.1":
+            self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s)
+        else:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = b.session_expiry_s
+            self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
         self.client.loop_start()
         self._drainer.start()
 
