@@ -56,11 +56,12 @@ def pcscd():
     if not _pcscd_running():
         log = open(os.environ.get("PCSCD_LOG", "/tmp/pcscd-tests.log"), "ab")  # noqa: SIM115
         proc = subprocess.Popen(["pcscd", "-f"], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (PCSCD_SOCKET.exists() and _vpcd_reader_listed()):
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)  # the daemon gives no readiness signal: wait for its sockets
+    # Whoever started it, the daemon gives no readiness signal: wait for its socket and the reader.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (PCSCD_SOCKET.exists() and _vpcd_reader_listed()):
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.05)
     ready = PCSCD_SOCKET.exists() and _vpcd_reader_listed()
     if not ready and proc is not None:
         proc.terminate()
