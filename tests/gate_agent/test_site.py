@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from gate_agent.config import from_dict
@@ -45,9 +44,8 @@ def test_offline_gate_decides_queues_and_drains_in_order_once(tmp_path, mosquitt
     from gate_agent.display import ConsoleDisplay
     from tests.gate_agent.conftest import file_config
 
-    # Run as root, Mosquitto drops to its own user and cannot write its persistence file in the test's
-    # folder; it must keep the central's session across the restart.
-    broker = mosquitto_factory(persistence=True, extra_config="user root\n" if os.geteuid() == 0 else "")
+    # The broker must keep the central's session across the restart (persistence on).
+    broker = mosquitto_factory(persistence=True)
     central = Probe(broker.host, broker.port, site, client_id=f"central-{site}")
     central.publish(topics.config(site, "g1"), gate_config_for(signer, site, "g1"), retain=True)
     sim = turnstile_factory()

@@ -72,6 +72,10 @@ class Mosquitto:
             "log_dest stderr",
             "log_type error",
         ]
+        if os.geteuid() == 0 and "\nuser " not in "\n" + self.extra_config:
+            # Run as root, Mosquitto drops to the "mosquitto" user, which cannot write its
+            # persistence file in the test's folder: sessions would be lost across restart().
+            lines.append("user root")
         if "allow_anonymous" not in self.extra_config and "password_file" not in self.extra_config:
             lines.append("allow_anonymous true")
         return "\n".join(lines) + "\n" + self.extra_config + "\n"
