@@ -11,7 +11,7 @@
     park-central site create SITE [--timezone TZ]      a site (with its ID salt) and zones
     park-central provision-gate SITE GATE --zone N     register a gate; prints its starting gate TOML
     park-central acl --passwords FILE --acl FILE       Mosquitto password and ACL files for every gate
-    park-central demo                                  (another issue fills this in)
+    park-central demo [--port 8000] [--gates N] ...    the whole system with simulated gates (central.demo)
 
 The configuration file comes from --config or PARK_CENTRAL_CONFIG; without one, defaults and the
 PARK_CENTRAL_* environment variables apply.
@@ -249,9 +249,10 @@ def cmd_acl(args) -> int:
     return 0
 
 
-def cmd_demo(_args) -> int:
-    print("not yet: the demo comes with its own issue")
-    return 0
+def cmd_demo(args) -> int:
+    from central.demo import run_demo
+
+    return run_demo(args)
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -307,7 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passwords", default="var/mosquitto/passwd")
     p.add_argument("--acl", default="var/mosquitto/acl")
     p.set_defaults(func=cmd_acl)
-    sub.add_parser("demo", help="the demo (not yet)").set_defaults(func=cmd_demo)
+    from central.demo.options import add_arguments
+
+    p = sub.add_parser("demo", help="the whole system on one machine: broker, central, simulated gates and visitors")
+    add_arguments(p)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -315,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in ("apscheduler", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as exc:
