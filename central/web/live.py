@@ -70,7 +70,7 @@ class LiveHub:
 
         client_id = f"central-web-{os.getpid()}-{secrets.token_hex(3)}"
         self._link = MqttLink(self.mqtt_cfg, client_id=client_id)
-        self._link.subscribe(topics.occupancy("+"), self._on_occupancy)
+        self._link.subscribe(f"{topics.ROOT}/+/occupancy", self._on_occupancy)  # occupancy() refuses "+"
         self._link.subscribe(topics.all_of_kind("status"), self._on_status)
         self._link.subscribe(topics.all_events(), self._on_event, qos=0)
         self._link.subscribe(topics.all_of_kind("config/ack"), self._on_config_ack)
