@@ -12,7 +12,7 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
     [devices.idcard]      port, direction
     [devices.rfid]        pcsc_reader = "name" | port = "/dev/...", baudrate, direction
     [devices.fingerprint] port, baudrate, direction
-    [devices.camera]      files = "glob" | source = "...", fps, identify (1:N face-only entry)
+    [devices.camera]      files = "glob" | source = "..." | templates = "folder", fps, identify (1:N face-only entry)
     [devices.display]     kind = "console", voice
 """
 
@@ -110,6 +110,7 @@ class FingerprintDevice(_Section):
 class CameraDevice(_Section):
     files: str | None = None  # a glob of image files (tests, demo)
     source: str | None = None
+    templates: str | None = None  # a folder of face templates, one taken per look (the demo's camera stand-in)
     fps: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     identify: bool = False  # 1:N face-only entry among enrolled holders
     direction: ReaderDirection = "in"
@@ -215,8 +216,8 @@ def _check(cfg: GateFileConfig, source: str) -> None:
     if r is not None and (r.pcsc_reader is None) == (r.port is None):
         fail("devices.rfid", "give exactly one of pcsc_reader = \"name\" or port = \"/dev/...\"")
     c = cfg.devices.camera
-    if c is not None and (c.files is None) == (c.source is None):
-        fail("devices.camera", "give exactly one of files = \"glob\" or source = \"...\"")
+    if c is not None and [c.files, c.source, c.templates].count(None) != 2:
+        fail("devices.camera", "give exactly one of files = \"glob\", source = \"...\" or templates = \"folder\"")
 
 
 __all__ = ["ConfigError", "GateFileConfig", "from_dict", "load"]

@@ -151,8 +151,11 @@ class FingerprintReader(Reader):
 class Camera:
     """Frames for the face step (1:1) and, if asked, face-only entry (1:N)."""
 
-    def __init__(self, files: str | None, source: str | None, fps: float) -> None:
-        if files is not None:
+    def __init__(self, files: str | None, source: str | None, fps: float, templates: str | None = None) -> None:
+        self.templates = templates
+        if templates is not None:
+            self.driver = None
+        elif files is not None:
             from drivers.camera import ImageFileCamera
 
             self.driver = ImageFileCamera(sorted(glob.glob(files)), fps)
@@ -164,6 +167,8 @@ class Camera:
 
     def probe(self, timeout: float = 2.0):
         """One frame, encoded: the first face template found, or None."""
+        if self.templates is not None:
+            return _take_template(self.templates, timeout)
         from biometrics.face import encode_frame
 
         with self.lock:
@@ -172,6 +177,34 @@ class Camera:
             return None
         faces = encode_frame(frame)
         return faces[0] if faces else None
+
+
+def _take_template(folder: str, timeout: float):
+    """The demo's camera stand-in: the oldest 512-byte face template file in `folder`, taken (deleted).
+    No face detection runs: the template is what a real camera's frame would have been encoded to."""
+    import os
+    import time
+
+    from biometrics.face import FaceTemplate
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".face"))
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                os.unlink(path)
+                return FaceTemplate.from_bytes(data)
+            except (FileNotFoundError, ValueError):
+                continue
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 class FaceReader(Reader):
@@ -218,7 +251,7 @@ def build_readers(devices: Devices, slot_holder: Callable[[int], str | None]) ->
                                                          d.fingerprint.direction, slot_holder))
     if d.camera:
         try:
-            camera = Camera(d.camera.files, d.camera.source, d.camera.fps)
+            camera = Camera(d.camera.files, d.camera.source, d.camera.fps, d.camera.templates)
         except (ImportError, AttributeError) as exc:
             broken.append(ReaderHealth(name="camera", ok=False, detail=f"driver not available: {exc}"[:200]))
         else:
