@@ -7,6 +7,7 @@
     gates      /gates/...                          technician register, hardware, push config, modes, health
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs
+    openapi    /api/v1/openapi.json                anyone    the API's OpenAPI document
 
 `register(app)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
 CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
@@ -44,7 +45,7 @@ def reason_text(reason: str) -> str:
 
 def register(app: Flask) -> None:
     """Plug the web UI into the central's app: blueprints, CSRF, cookies, headers, the live hub."""
-    from central.web import admin, auth, dashboard, desk, gates, live, reporting
+    from central.web import admin, auth, dashboard, desk, gates, live, openapi, reporting
     from central.web.deps import HUB, close_db
 
     context = app.extensions["central"]  # the CentralContext create_app made
@@ -59,7 +60,7 @@ def register(app: Flask) -> None:
     app.config.setdefault("MAX_PHOTO_BYTES", 8 * 1024 * 1024)
     csrf.init_app(app)
 
-    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp):
+    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp, openapi.bp):
         app.register_blueprint(bp)
     app.teardown_appcontext(close_db)
 
