@@ -25,11 +25,15 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+from central import service_manager
 from central.config import CentralConfig, ConfigError, load_config
 
 log = logging.getLogger("central")
+# Waitress threads: each browser on the live dashboard holds one for its event stream.
+WEB_THREADS = 32
 
 
 def _config(args) -> CentralConfig:
@@ -74,6 +78,8 @@ def cmd_ingest(args) -> int:
     ctx = _context(config, suffix=f"ingest-pub-{args.worker_id}")
     worker = _start_ingest(config, ctx, args.worker_id)
     log.info("ingest worker %s running", args.worker_id)
+    service_manager.ready(f"ingest worker {args.worker_id}")
+    service_manager.watchdog(lambda: worker.alive)
     try:
         _wait_for_signal()
     finally:
@@ -90,6 +96,8 @@ def cmd_scheduler(args) -> int:
     scheduler = build_scheduler(ctx)
     scheduler.start()
     log.info("scheduler running")
+    service_manager.ready("scheduler")
+    service_manager.watchdog(lambda: scheduler.running)
     try:
         _wait_for_signal()
     finally:
@@ -98,13 +106,16 @@ def cmd_scheduler(args) -> int:
     return 0
 
 
-def _serve(config, ctx) -> None:
-    from waitress import serve
+def _serve(config, ctx, healthy=lambda: True) -> None:
+    from waitress import create_server
 
     from central.app import create_app
 
     app = create_app(config, context=ctx)
-    serve(app, host=config.web.host, port=config.web.port, threads=8)
+    server = create_server(app, host=config.web.host, port=config.web.port, threads=WEB_THREADS)
+    service_manager.ready(f"serving on {config.web.host}:{config.web.port}")
+    service_manager.watchdog(healthy)
+    server.run()
 
 
 def cmd_serve(args) -> int:
@@ -128,7 +139,7 @@ def cmd_run(args) -> int:
     scheduler = build_scheduler(ctx)
     scheduler.start()
     try:
-        _serve(config, ctx)
+        _serve(config, ctx, healthy=lambda: worker.alive and scheduler.running)
     finally:
         scheduler.shutdown(wait=False)
         worker.stop()
@@ -249,6 +260,33 @@ def cmd_acl(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from central.backup import backup
+
+    config = _config(args)
+    out = args.out or f"var/backups/central-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.dump"
+    print(f"backup written to {backup(config.database_url, out)}")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from central.backup import restore
+
+    config = _config(args)
+    restore(config.database_url, args.file)
+    print(f"restored {args.file}; run `park-central db upgrade` if the backup predates this version")
+    return 0
+
+
+def cmd_bridge_config(args) -> int:
+    from central.bridge import bridge_config
+
+    host, _, port = args.head_office.rpartition(":")
+    print(bridge_config(args.site, host, int(port), username=args.username, password=args.password,
+                        cafile=args.cafile, manage_from_head_office=args.managed_from_head_office), end="")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from central.demo import run_demo
 
@@ -308,6 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passwords", default="var/mosquitto/passwd")
     p.add_argument("--acl", default="var/mosquitto/acl")
     p.set_defaults(func=cmd_acl)
+    p = sub.add_parser("backup", help="back up the database (pg_dump, or SQLite's online backup)")
+    p.add_argument("--out", help="the backup file (default var/backups/central-<time>.dump)")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="replace the database's content with a backup (stop the services first)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_restore)
+    p = sub.add_parser("bridge-config", help="print the Mosquitto bridge block for an on-site server")
+    p.add_argument("site")
+    p.add_argument("head_office", help="HOST:PORT of head office's broker")
+    p.add_argument("--username")
+    p.add_argument("--password")
+    p.add_argument("--cafile")
+    p.add_argument("--managed-from-head-office", action="store_true",
+                   help="also bridge config, commands and deltas in (no central at the park)")
+    p.set_defaults(func=cmd_bridge_config)
     from central.demo.options import add_arguments
 
     p = sub.add_parser("demo", help="the whole system on one machine: broker, central, simulated gates and visitors")

@@ -98,6 +98,11 @@ class IngestWorker:
         self.link.start(wait=wait)
         return self
 
+    @property
+    def alive(self) -> bool:
+        """The processing loop runs (for the systemd watchdog)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
