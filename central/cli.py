@@ -11,6 +11,8 @@
     park-central site create SITE [--timezone TZ]      a site (with its ID salt) and zones
     park-central provision-gate SITE GATE --zone N     register a gate; prints its starting gate TOML
     park-central acl --passwords FILE --acl FILE       Mosquitto password and ACL files for every gate
+    park-central backup [--out FILE] / restore FILE    back up or restore the database
+    park-central bridge-config SITE HOST:PORT          the Mosquitto bridge block of an on-site server
     park-central demo [--port 8000] [--gates N] ...    the whole system with simulated gates (central.demo)
 
 The configuration file comes from --config or PARK_CENTRAL_CONFIG; without one, defaults and the
