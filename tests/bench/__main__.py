@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 import time
@@ -36,10 +37,16 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, object] = {"machine": machine(), "quick": args.quick}
     sections: list[Section] = []
+    skipped: list[str] = []
     started = time.monotonic()
     for name in wanted:
         t0 = time.monotonic()
         print(f"== {name} ...", flush=True)
+        if importlib.util.find_spec(SECTIONS[name]) is None:
+            # A section another issue still has to write (claim): say so, and do not count it as broken.
+            print(f"   {SECTIONS[name]} does not exist yet: skipped", flush=True)
+            skipped.append(name)
+            continue
         try:
             section = importlib.import_module(SECTIONS[name]).run(quick=args.quick)
         except Exception as exc:  # one broken section must not hide the others' figures
@@ -53,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     missed = report(sections)
     results["bars_missed"] = missed
     results["errors"] = [f"{s.name}: {s.error}" for s in sections if s.error]
+    results["skipped"] = skipped
+    if skipped:
+        print(f"  skipped (no module yet): {', '.join(skipped)}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

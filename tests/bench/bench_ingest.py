@@ -12,46 +12,21 @@ but not in passage_events after the drain.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench.centralkit import ROOT, SITE, Central, workdir
+from tests.bench.centralkit import ROOT, SITE, Central, Lines, workdir
 from tests.bench.common import Bar, Section, percentile, process_rss_mb
 
 
-class _Lines:
-    """Collects a child's JSON stdout lines in a thread."""
-
-    def __init__(self, proc) -> None:
-        self.proc = proc
-        self.lines: list[dict] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            self.lines.append(data)
-            if "ready" in data or "start" in data:
-                self.ready.set()
-
-    def last(self, key: str) -> dict | None:
-        return next((d for d in reversed(self.lines) if key in d), None)
-
-
 def _publishers(central: Central, procs: int, gates: int, rate: float, seconds: float, ticket_base: int,
-                tickets_each: int, flat: bool = False) -> list[_Lines]:
+                tickets_each: int, flat: bool = False) -> list[Lines]:
     per = gates // procs
     out = []
     for i in range(procs):
@@ -59,11 +34,11 @@ def _publishers(central: Central, procs: int, gates: int, rate: float, seconds: 
                 str(ticket_base + i * tickets_each)]
         if flat:
             args.append("flat")
-        out.append(_Lines(central.spawn("tests.bench.publisher_process", *args, log_name=f"pub{i}.log")))
+        out.append(Lines(central.spawn("tests.bench.publisher_process", *args, log_name=f"pub{i}.log")))
     return out
 
 
-def _finish(pubs: list[_Lines], timeout: float) -> tuple[float, int, int, float]:
+def _finish(pubs: list[Lines], timeout: float) -> tuple[float, int, int, float]:
     """(first start, sent, acked, publish rate) once every publisher has reported."""
     deadline = time.monotonic() + timeout
     for p in pubs:
@@ -113,7 +88,7 @@ def run(quick: bool) -> Section:
         central.copy_tickets(2, tickets_each * procs, real_name=False)
         central.ctx.link.wait_connected(10)
 
-        observer = _Lines(central.spawn("tests.bench.live_observer", str(central.config_path), "2",
+        observer = Lines(central.spawn("tests.bench.live_observer", str(central.config_path), "2",
                                         log_name="observer.log"))
         # Two workers on a 2-core box: the shared subscription is how the central scales its ingest.
         workers = [central.start_ingest(str(w + 1)) for w in range(1 if quick else 2)]
@@ -210,7 +185,7 @@ def run(quick: bool) -> Section:
         probe.loop_stop()
 
         # The raw limit: the same broker and database, a plain subscriber and COPY, publishers flat out.
-        raw = _Lines(central.spawn("tests.bench.raw_ingest", str(central.broker.port), central.db_url, "3",
+        raw = Lines(central.spawn("tests.bench.raw_ingest", str(central.broker.port), central.db_url, "3",
                                    log_name="raw.log"))
         if not raw.ready.wait(30):
             raise RuntimeError("the raw subscriber did not start (see raw.log)")

@@ -3,11 +3,13 @@ this run (dropped afterwards), the central's TOML, and tickets bulk-loaded with 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -155,6 +157,29 @@ class Central:
             print(f"could not drop {self.db_name}: {exc}", file=sys.stderr)
 
 
+class Lines:
+    """Collects a child's JSON stdout lines in a thread."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+        self.lines: list[dict] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            self.lines.append(data)
+            if "ready" in data or "start" in data:
+                self.ready.set()
+
+    def last(self, key: str) -> dict | None:
+        return next((d for d in reversed(self.lines) if key in d), None)
+
+
 def workdir(name: str) -> Path:
     path = ROOT / "var" / "bench" / "tmp" / f"{name}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
@@ -162,4 +187,4 @@ def workdir(name: str) -> Path:
     return path
 
 
-__all__ = ["Central", "free_port", "workdir"]
+__all__ = ["Central", "Lines", "free_port", "workdir"]
