@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -265,10 +264,11 @@ def _settlement(session: Session, p: Period, *, per_customer: bool) -> list[Sett
                    func.sum(case((refunded, Ticket.price), else_=0)))
             .where(Ticket.site_id == p.site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to))
     if per_customer:
-        stmt = stmt.where(Ticket.channel.in_(GROUP_CHANNELS)).group_by(Ticket.channel, Ticket.channel_ref)
+        stmt = (stmt.where(Ticket.channel.in_(GROUP_CHANNELS)).group_by(Ticket.channel, Ticket.channel_ref)
+                .order_by(Ticket.channel, Ticket.channel_ref))
     else:
-        stmt = stmt.group_by(Ticket.channel)
-    rows = session.execute(stmt.order_by(Ticket.channel, customer)).all()
+        stmt = stmt.group_by(Ticket.channel).order_by(Ticket.channel)
+    rows = session.execute(stmt).all()
     return [SettlementRow(ch, cu or "", int(n), int(v or 0), Decimal(a or 0).quantize(Decimal("0.01")), int(rn or 0),
                           Decimal(ra or 0).quantize(Decimal("0.01"))) for ch, cu, n, v, a, rn, ra in rows]
 
@@ -386,9 +386,3 @@ def _number(text: str) -> bool:
         return False
     return True
 
-
-def counts_by(rows: Iterable, key: str) -> dict:
-    out: dict = defaultdict(int)
-    for row in rows:
-        out[getattr(row, key)] += 1
-    return dict(out)
