@@ -367,6 +367,26 @@ class Conflict(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(128))
 
 
+class Claim(Base):
+    """A gate's claim on a credential's entry (site policy `claim: central`), granted by `central.claims`.
+
+    It holds `passages` entries until the gate's passage events carrying `claim_id = id` arrive (they
+    then count as usage instead) or until `expires_at` (nobody walked through: the entry is released).
+    """
+
+    __tablename__ = "claims"
+    __table_args__ = (Index("ix_claims_site_ref_expires", "site_id", "credential_ref", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the ClaimRequest id
+    site_id: Mapped[str] = mapped_column(String(64))
+    credential_ref: Mapped[str] = mapped_column(String(128))
+    gate: Mapped[str] = mapped_column(String(64))
+    zone: Mapped[int]
+    passages: Mapped[int]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 class DenialCount(Base):
     """Refusals per day, zone and reason."""
 
