@@ -89,6 +89,9 @@ class Site(Base):
     id_salt: Mapped[bytes] = mapped_column(LargeBinary(64))
     sync_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     business_date: Mapped[date | None] = mapped_column(Date)
+    # At the nightly roll-over: "exit_all" counts everyone still inside as gone (pretix's exit_all_at:
+    # without it occupancy drifts with every missed exit); "carry_over" keeps them inside (overnight stays).
+    overnight: Mapped[str] = mapped_column(String(16), default="exit_all", server_default="exit_all")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     zones: Mapped[list[Zone]] = relationship(back_populates="site", order_by="Zone.number")
@@ -411,7 +414,7 @@ class DailyReport(Base):
     exits: Mapped[int] = mapped_column(default=0)
     refused: Mapped[int] = mapped_column(default=0)
     peak: Mapped[int] = mapped_column(default=0)
-    carried_over: Mapped[int] = mapped_column(default=0)  # still inside at midnight
+    carried_over: Mapped[int] = mapped_column(default=0)  # still inside at midnight: carried out or over
     denials: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

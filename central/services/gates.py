@@ -71,7 +71,8 @@ def get_site(session: Session, site_id: str) -> Site:
 def update_site(session: Session, site_id: str, actor: str | None = None, **settings) -> Site:
     """Change site settings gates apply (opening hours, time zone, language, policies)."""
     site = get_site(session, site_id)
-    allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold"}
+    allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold",
+               "overnight"}
     for key, value in settings.items():
         if key not in allowed:
             raise Invalid("bad_field", f"unknown site setting {key}")

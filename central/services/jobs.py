@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def roll_over(session: Session, site_id: str, now: datetime | None = None) -> list[DailyReport]:
-    """Close the site's business day if its local midnight has passed; returns the reports written."""
+    """Close the site's business day if its local midnight has passed; returns the reports written.
+
+    Visitors still inside are reported (`carried_over`) and then, by the site's `overnight` setting,
+    carried out (the count starts the day at zero) or carried over into the new day."""
     now = now or utcnow()
     site = session.get(Site, site_id, with_for_update=True)
     if site is None:
@@ -55,15 +58,15 @@ def roll_over(session: Session, site_id: str, now: datetime | None = None) -> li
                                  carried_over=carried, denials=denials.get(zone.number, {}))
             session.add(report)
             reports.append(report)
-        zone.inside = carried
+        zone.inside = carried if site.overnight == "carry_over" else 0
         zone.entries_today = 0
         zone.exits_today = 0
         zone.refused_today = 0
-        zone.peak = carried
+        zone.peak = zone.inside
         zone.updated_at = now
     site.business_date = today
-    audit(session, None, "day.close", f"{site_id}/{day.isoformat()}",
-          carried_over=sum(r.carried_over for r in reports))
+    audit(session, None, "day.close", f"{site_id}/{day.isoformat()}", overnight=site.overnight,
+          still_inside=sum(r.carried_over for r in reports))
     session.flush()
     return reports
 

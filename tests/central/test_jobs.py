@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from central.models import BiometricTemplate, DailyReport, Gate, GateStatusRecord, Site, Ticket, Zone
@@ -24,9 +25,12 @@ def _passage(site, direction, at, ref="", **kw):
                         credential_kind="qr", credential_ref=ref, passed=True, **kw)
 
 
-def test_the_roll_over_at_local_midnight_closes_the_day_and_carries_visitors_still_inside(ctx, config):
+@pytest.mark.parametrize("overnight, inside_after", [("carry_over", 4), ("exit_all", 0)])
+def test_the_roll_over_at_local_midnight_closes_the_day_and_carries_visitors_still_inside(
+        ctx, config, overnight, inside_after):
     site = config.site
     with ctx.sessions.begin() as db:
+        db.get(Site, site).overnight = overnight
         jobs.roll_over(db, site, EVENING - timedelta(hours=12))  # opens the business day 2031-03-10
         events = [_passage(site, "in", EVENING) for _ in range(7)] + [_passage(site, "out", EVENING)
                                                                      for _ in range(3)]
@@ -44,7 +48,7 @@ def test_the_roll_over_at_local_midnight_closes_the_day_and_carries_visitors_sti
             ("2031-03-10", 7, 3, 7, 4)
         assert report.refused == 1 and report.denials == {"expired": 1}
         zone = db.scalar(select(Zone).where(Zone.site_id == site, Zone.number == 1))
-        assert (zone.inside, zone.entries_today, zone.exits_today, zone.peak) == (4, 0, 0, 4)
+        assert (zone.inside, zone.entries_today, zone.exits_today, zone.peak) == (inside_after, 0, 0, inside_after)
         assert db.get(Site, site).business_date.isoformat() == "2031-03-11"
     with ctx.sessions.begin() as db:  # run again the same night: nothing more happens
         assert jobs.roll_over(db, site, EVENING + timedelta(minutes=45)) == []
