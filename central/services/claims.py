@@ -1,0 +1,187 @@
+"""Central claims: one credential, one decision at a time, across every gate of a site.
+
+`handle_claim` runs in the caller's transaction (one per request):
+
+1. the credential's usage row is locked: PostgreSQL inserts it if missing (ON CONFLICT DO NOTHING)
+   and takes SELECT ... FOR UPDATE; on SQLite every transaction of the central begins IMMEDIATE
+   (`central.db`), which serialises writers. Two claims on one credential therefore queue, and the
+   second sees what the first granted;
+2. a repeated request id answers what was granted for it (a redelivery, or a second claim server
+   without a shared subscription);
+3. usage = confirmed passages (`credential_usage`, kept by the ingest) + the passages of open claims.
+   A claim is open until it expires; the passages the ingest has already counted for it (events
+   carrying its `claim_id`, stored in the same transaction as the usage they add) are taken off, so
+   a passage never counts twice, and a "nobody walked through" event for it releases it at once;
+4. `protocol.rules.decide` runs with that usage, the zone's live count and capacity, and the biometric
+   step assumed done (the gate did it);
+5. granted: a Claim row holds min(allowed, verdict.passages) entries until the turnstile's timeout for
+   each passage plus a margin has passed. Refused: `claimed_elsewhere` when only the open claims stand
+   in the way, otherwise the rules' reason (used_up, revoked, ...).
+
+The caller drops requests whose deadline has passed (the gate has already decided alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from central.models import AnnualPass, Claim, CredentialUsage, Gate, PassageEventRecord, Site, Ticket, TicketType, Zone
+from central.services.gates import ticket_type_rules
+from protocol.messages import ClaimReply, ClaimRequest, HardwareParams, TicketTypeRules
+from protocol.reasons import Reason
+from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, biometric_step, decide
+
+MARGIN_S = 10.0  # beyond the turnstile's timeout: the passage event's way to the central
+_USAGE = CredentialUsage.__table__
+_EVENTS = PassageEventRecord.__table__
+
+
+@dataclass(frozen=True)
+class OpenClaims:
+    """Entries held by other gates' claims that no confirmed passage accounts for yet."""
+
+    passages: int = 0
+    latest_at: datetime | None = None
+
+
+def expired(request: ClaimRequest, now: datetime) -> bool:
+    """The gate stopped waiting at `at + deadline_ms` (by its clock): it has decided alone."""
+    return now > request.at + timedelta(milliseconds=request.deadline_ms)
+
+
+def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> ClaimReply:
+    """Grant or refuse one claim in the caller's transaction (see the module doc)."""
+    site = session.get(Site, request.site)
+    if site is None:
+        return ClaimReply(id=request.id, granted=False, reason=str(Reason.UNKNOWN_CREDENTIAL))
+    usage = _lock_usage(session, request.site, request.credential_ref)
+    earlier = session.get(Claim, request.id)
+    if earlier is not None:
+        return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=earlier.passages)
+    held = open_claims(session, request.site, request.credential_ref, now)
+    credential, rules = _credential(session, request)
+    zone = session.scalar(select(Zone).where(Zone.site_id == request.site, Zone.number == request.zone))
+    zone_state = ZoneState(zone=request.zone, inside=max(0, zone.inside) if zone else 0,
+                           capacity=zone.capacity if zone else None)
+    policy = SitePolicy(timezone=site.timezone, opens=site.opens, closes=site.closes,
+                        pass_biometric=site.pass_biometric)  # type: ignore[arg-type]
+
+    def verdict_with(extra: OpenClaims):
+        last = usage.last_entry_at
+        if extra.latest_at is not None and (last is None or extra.latest_at > last):
+            last = extra.latest_at
+        counted = msgspec.structs.replace(usage, entries=usage.entries + extra.passages, last_entry_at=last)
+        step = biometric_step(credential, rules, counted, policy)
+        done = Biometric(kind="fingerprint" if step == "fingerprint" else "face", matched=True)
+        return decide(credential=credential, rules=rules, usage=counted, zone=zone_state, direction="in", now=now,
+                      site=policy, mode="normal", biometric=done)
+
+    verdict = verdict_with(held)
+    if not verdict.granted:
+        reason = verdict.reason
+        if held.passages and verdict_with(OpenClaims()).granted:
+            reason = Reason.CLAIMED_ELSEWHERE
+        return ClaimReply(id=request.id, granted=False, reason=str(reason))
+    passages = max(1, min(request.allowed, verdict.passages))
+    timeout_s = _passage_timeout(session, request.site, request.gate)
+    session.add(Claim(id=request.id, site_id=request.site, credential_ref=request.credential_ref, gate=request.gate,
+                      zone=request.zone, passages=passages, created_at=now,
+                      expires_at=now + timedelta(seconds=timeout_s * passages + MARGIN_S)))
+    return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=passages)
+
+
+def open_claims(session: Session, site_id: str, ref: str, now: datetime) -> OpenClaims:
+    """Passages held by unexpired claims on `ref`, less those the ingest has confirmed."""
+    claims = list(session.execute(
+        select(Claim.id, Claim.passages, Claim.created_at)
+        .where(Claim.site_id == site_id, Claim.credential_ref == ref, Claim.expires_at > now)))
+    if not claims:
+        return OpenClaims()
+    # By the credential's own index: a credential has few events, a site millions.
+    counted = {
+        row.claim_id: (row.confirmed or 0, row.closed or 0)
+        for row in session.execute(
+            select(_EVENTS.c.claim_id,
+                   func.sum(case((_EVENTS.c.passed, _EVENTS.c.headcount), else_=0)).label("confirmed"),
+                   func.max(case((_EVENTS.c.passed, 0), else_=1)).label("closed"))
+            .where(_EVENTS.c.credential_ref == ref, _EVENTS.c.site_id == site_id,
+                   _EVENTS.c.claim_id.in_([c.id for c in claims]))
+            .group_by(_EVENTS.c.claim_id))
+    }
+    held, latest = 0, None
+    for claim_id, passages, created_at in claims:
+        confirmed, closed = counted.get(claim_id, (0, 0))
+        if closed:
+            continue  # the gate said nobody walked through: released at once
+        left = max(0, passages - confirmed)
+        if left:
+            held += left
+            latest = created_at if latest is None or created_at > latest else latest
+    return OpenClaims(held, latest)
+
+
+def prune_claims(session: Session, before: datetime) -> int:
+    """Forget claims that expired before `before` (their passages live on as usage)."""
+    return session.execute(delete(Claim).where(Claim.expires_at < before)).rowcount or 0
+
+
+def _insert(session: Session, table):
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _lock_usage(session: Session, site_id: str, ref: str) -> Usage:
+    session.execute(_insert(session, _USAGE).on_conflict_do_nothing(index_elements=["site_id", "ref"]),
+                    {"site_id": site_id, "ref": ref, "entries": 0, "exits": 0, "bound": False})
+    row = session.execute(
+        select(_USAGE.c.entries, _USAGE.c.exits, _USAGE.c.last_entry_at, _USAGE.c.bound)
+        .where(_USAGE.c.site_id == site_id, _USAGE.c.ref == ref).with_for_update()).one()
+    return Usage(entries=row.entries, exits=row.exits, last_entry_at=row.last_entry_at, bound=row.bound)
+
+
+def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, TicketTypeRules | None]:
+    """The central's facts for the claimed credential; the gate's, when the central has none."""
+    ref = request.credential_ref
+    kind, number = ref[:1], ref[1:]
+    if kind == "T" and number.isdigit():
+        t = session.get(Ticket, int(number))
+        if t is not None and t.site_id == request.site:
+            tt = session.get(TicketType, t.ticket_type_id)
+            # `used` is the ingest's summary of usage: let the usage (with the open claims) speak.
+            status = "valid" if t.status == "used" else t.status
+            return (Credential(kind=request.credential_kind, ref=ref, ticket_type=t.ticket_type_id, status=status,
+                               valid_from=t.valid_from, valid_to=t.valid_to, slot_start=t.slot_start,
+                               slot_end=t.slot_end, headcount=t.headcount, zones=frozenset(t.zones or ())),
+                    ticket_type_rules(tt) if tt else TicketTypeRules(id=t.ticket_type_id, name="unknown"))
+    if kind in ("P", "H") and number.isdigit():
+        query = select(AnnualPass).where(AnnualPass.site_id == request.site)
+        query = (query.where(AnnualPass.id == int(number)) if kind == "P"
+                 else query.where(AnnualPass.person_id == int(number)).order_by(AnnualPass.valid_to.desc()).limit(1))
+        p = session.scalars(query).first()
+        if p is not None:
+            return (Credential(kind=request.credential_kind, ref=ref, status=p.status, valid_from=p.valid_from,
+                               valid_to=p.valid_to, zones=frozenset(p.zones or ()), holder_bound=True), None)
+    # A code the central cannot place (signed, so genuine): serialise on the gate's facts.
+    rules = None
+    if request.ticket_type is not None:
+        tt = session.get(TicketType, request.ticket_type)
+        rules = ticket_type_rules(tt) if tt else TicketTypeRules(id=request.ticket_type, name="unknown")
+    return Credential(kind=request.credential_kind, ref=ref, ticket_type=request.ticket_type,
+                      headcount=max(1, request.headcount)), rules
+
+
+def _passage_timeout(session: Session, site_id: str, gate_name: str) -> float:
+    hardware = session.scalar(select(Gate.hardware).where(Gate.site_id == site_id, Gate.name == gate_name))
+    try:
+        return msgspec.convert(hardware or {}, HardwareParams).passage_timeout_s
+    except msgspec.ValidationError:
+        return HardwareParams().passage_timeout_s
+
+
+__all__ = ["MARGIN_S", "OpenClaims", "expired", "handle_claim", "open_claims", "prune_claims"]
