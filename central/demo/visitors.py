@@ -1,0 +1,307 @@
+"""The visitor simulator: people walk through the simulated gates over a day's curve, so the dashboard moves.
+
+A simulated day runs from 08:00 to 18:00, `speed` simulated minutes per real second. Parties arrive
+as a Poisson process whose rate follows a morning peak, a midday plateau and a quiet late afternoon;
+each stays a while in its zone and leaves by the zone's exit gate; day-pass and annual-pass holders
+may come back. About one arrival in ten is refused, as at a real gate: a used ticket shown again, a
+ticket for another day, an ID card with no booking, a stranger's face on someone's pass, a forged code,
+an unknown card. Some visitors are let in but walk away from the turnstile (the entry is kept).
+
+The simulator only touches the devices (scanner, card readers, camera, turnstile behaviour): the gate
+agents decide; passages are counted where a real park counts them, at the turnstile's sensor.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from central.demo.gates import DemoGate
+from central.demo.people import fake_card_uid, fake_id_number, random_face
+from central.demo.seed import Carried, Park
+
+log = logging.getLogger(__name__)
+OPENS_MIN, CLOSES_MIN = 8 * 60, 18 * 60
+ZONE_WEIGHTS = {1: 0.55, 2: 0.2, 3: 0.25}
+REFUSAL_SHARE = 0.1
+WALK_AWAY_SHARE = 0.02
+
+
+def day_curve(minute: float) -> float:
+    """Relative arrival rate at `minute` after midnight: morning peak, midday plateau, quiet afternoon."""
+    h = minute / 60
+    if not OPENS_MIN <= minute < CLOSES_MIN:
+        return 0.0
+    return (math.exp(-((h - 10.0) ** 2) / (2 * 1.1 ** 2)) + 0.45 * math.exp(-((h - 13.5) ** 2) / (2 * 1.4 ** 2))
+            + 0.08)
+
+
+_CURVE_AREA = sum(day_curve(m) for m in range(OPENS_MIN, CLOSES_MIN))
+
+
+@dataclass
+class Stats:
+    """What the simulator saw at the turnstiles (the central's own counts are the dashboard's)."""
+
+    attempts: int = 0
+    passages: int = 0
+    refused: int = 0  # attempts after which nobody passed
+    gave_up: int = 0  # arrivals that found a queue too long
+    by_label: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Visit:
+    carried: Carried
+    zone: int
+    direction: str  # "in" / "out"
+    face: bytes | None = None  # the face at the camera (a stranger's, for some refusals)
+    walk_away: bool = False
+    label: str = ""  # what the simulator expects: "arrival", "exit", or the refusal's name
+    ok_expected: bool = True
+
+
+class VisitorSimulator:
+    """`start()` runs the clock and one worker per gate in threads; `stop()` ends them."""
+
+    def __init__(self, park: Park, gates: list[DemoGate], *, speed: float, rng: random.Random,
+                 refill=None) -> None:
+        self.park = park
+        self.gates = gates
+        self.speed = speed
+        self.rng = rng
+        self.refill = refill  # called (in a thread) when the day's tickets run out: the box office sells more
+        self.stats = Stats()
+        self.day = 1
+        self.sim_minute = float(OPENS_MIN)
+        self._entries = {z: [g for g in gates if g.entry and g.spec.zone == z] for z in park.zones}
+        self._exits = {z: [g for g in gates if not g.entry and g.spec.zone == z] for z in park.zones}
+        self._zones = [z for z in park.zones if self._entries[z]]
+        self._queues = {g.name: queue.Queue() for g in gates}
+        self._events: list[tuple[float, int, _Visit]] = []
+        self._used: list[Carried] = []
+        self._seq = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._refilling = False
+        self._lock = threading.Lock()  # the event heap and the used tickets: the clock and gate workers share them
+        self._parties_per_day = max(1, sum(len(p) for k, p in park.pools.items() if k != "wrong_day"))
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> VisitorSimulator:
+        self._spawn("visitor-clock", self._clock)
+        for gate in self.gates:
+            self._spawn(f"visitors-{gate.name}", self._gate_worker, gate)
+        return self
+
+    def _spawn(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    @property
+    def clock_text(self) -> str:
+        minute = int(self.sim_minute)
+        return f"day {self.day} {minute // 60 % 24:02d}:{minute % 60:02d}"
+
+    # -- the clock -----------------------------------------------------------------------------
+
+    def _clock(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            step = (now - last) * self.speed
+            last = now
+            start, self.sim_minute = self.sim_minute, self.sim_minute + step
+            rate = day_curve(start) / _CURVE_AREA * self._parties_per_day  # parties per simulated minute
+            for _ in range(_poisson(self.rng, rate * step)):
+                self._arrive()
+            with self._lock:
+                due = []
+                while self._events and self._events[0][0] <= self.sim_minute:
+                    due.append(heapq.heappop(self._events)[2])
+                if self.sim_minute >= CLOSES_MIN + 60:
+                    due += [visit for _, _, visit in self._events if visit.direction == "out"]  # closing time
+                    self._events.clear()
+                    self._new_day()
+            for visit in due:
+                self._send(visit)
+
+    def _new_day(self) -> None:
+        self.day += 1
+        self.sim_minute = float(OPENS_MIN)
+        log.info("a new simulated day begins (day %d)", self.day)
+
+    def _later(self, minutes: float, visit: _Visit) -> None:
+        with self._lock:
+            self._seq += 1
+            heapq.heappush(self._events, (self.sim_minute + minutes, self._seq, visit))
+
+    def _send(self, visit: _Visit) -> None:
+        gates = (self._entries if visit.direction == "in" else self._exits).get(visit.zone) or []
+        if not gates:
+            return
+        gate = min(gates, key=lambda g: self._queues[g.name].qsize())
+        if visit.direction == "in" and self._queues[gate.name].qsize() > 20:
+            with self.stats.lock:
+                self.stats.gave_up += 1
+            return
+        self._queues[gate.name].put(visit)
+
+    def _take(self, *pools: str) -> Carried | None:
+        choices = [p for p in pools if self.park.pools.get(p)]
+        if not choices:
+            return None
+        weights = [len(self.park.pools[p]) for p in choices]
+        return self.park.pools[self.rng.choices(choices, weights=weights)[0]].pop()
+
+    def _zone_for(self, carried: Carried) -> int:
+        if carried.kind == "id_card" and 3 in self._zones:
+            return 3  # real-name slots are for the Summit Temple
+        zones = self._zones
+        return self.rng.choices(zones, weights=[ZONE_WEIGHTS.get(z, 0.1) for z in zones])[0]
+
+    def _arrive(self) -> None:
+        if self.rng.random() < REFUSAL_SHARE:
+            visit = self._refusal()
+            if visit is not None:
+                self._send(visit)
+                return
+        carried = self._take("single", "day", "group", "booking", "pass")
+        if carried is None:
+            self._ask_refill()
+            return
+        walk_away = self.rng.random() < WALK_AWAY_SHARE
+        self._send(_Visit(carried, self._zone_for(carried), "in", face=carried.face, walk_away=walk_away,
+                          label="arrival"))
+
+    def _refusal(self) -> _Visit | None:
+        zone = self.rng.choice(self._zones)
+        kind = self.rng.choice(("used", "wrong_day", "no_booking", "stranger", "forged", "unknown_card"))
+        if kind == "used" and self._used:
+            return _Visit(self.rng.choice(self._used), zone, "in", label="used ticket shown again",
+                          ok_expected=False)
+        if kind == "wrong_day" and self.park.pools.get("wrong_day"):
+            return _Visit(self.park.pools["wrong_day"].pop(), zone, "in", label="ticket for another day",
+                          ok_expected=False)
+        if kind == "no_booking":
+            return _Visit(Carried("id_card", fake_id_number(self.rng), name="游客"), zone, "in",
+                          label="ID card without a booking", ok_expected=False)
+        if kind == "stranger":
+            holders = [c for c in self.park.pools.get("pass", []) if c.face is not None]
+            if holders:
+                return _Visit(self.rng.choice(holders), zone, "in", face=random_face(self.rng),
+                              label="a stranger's face on a pass", ok_expected=False)
+        if kind == "forged" and self._used:
+            code = self.rng.choice(self._used).value
+            i = self.rng.randrange(len(code) // 2, len(code))
+            forged = code[:i] + ("A" if code[i] != "A" else "B") + code[i + 1:]
+            return _Visit(Carried("qr", forged), zone, "in", label="forged code", ok_expected=False)
+        if kind == "unknown_card":
+            return _Visit(Carried("annual_pass", fake_card_uid(self.rng)), zone, "in", label="unknown card",
+                          ok_expected=False)
+        return None
+
+    def _ask_refill(self) -> None:
+        if self.refill is None or self._refilling:
+            return
+        self._refilling = True
+
+        def run() -> None:
+            try:
+                pools = self.refill()
+                for key, items in pools.items():
+                    self.park.pools.setdefault(key, []).extend(items)
+            except Exception:
+                log.exception("selling more tickets failed")
+            finally:
+                self._refilling = False
+
+        threading.Thread(target=run, name="box-office", daemon=True).start()
+
+    # -- at the gate ---------------------------------------------------------------------------
+
+    def _gate_worker(self, gate: DemoGate) -> None:
+        q = self._queues[gate.name]
+        seq = 0
+        while not self._stop.is_set():
+            try:
+                visit = q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            seq += 1
+            try:
+                passed = self._at_gate(gate, visit, seq)
+            except Exception:
+                log.exception("visitor at %s", gate.name)
+                continue
+            self._after(visit, passed)
+
+    def _at_gate(self, gate: DemoGate, visit: _Visit, seq: int) -> int:
+        carried = visit.carried
+        sim = gate.turnstile
+        counter = "entries" if visit.direction == "in" else "exits"
+        with gate.lock:
+            gate.clear_faces()
+            sim.behaviour = "walk_away" if visit.walk_away else "pass"
+            before = getattr(sim, counter)
+            if visit.direction == "in":
+                gate.show_face(visit.face, seq)
+            gate.present(carried.kind, carried.value, carried.name)
+            want = carried.headcount
+            deadline = time.monotonic() + 1.2 + 0.5 * want
+            passed = 0
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                passed = getattr(sim, counter) - before
+                if passed >= want:
+                    break
+                time.sleep(0.05)
+            gate.take_back(carried.kind)
+            gate.clear_faces()
+            sim.behaviour = "pass"
+        with self.stats.lock:
+            self.stats.attempts += 1
+            self.stats.passages += max(0, passed)
+            if passed <= 0:
+                self.stats.refused += 1
+            self.stats.by_label[(visit.label, passed > 0)] += 1
+        return passed
+
+    def _after(self, visit: _Visit, passed: int) -> None:
+        carried = visit.carried
+        if visit.direction == "in" and passed > 0 and visit.label == "arrival":
+            if carried.label == "single":
+                with self._lock:
+                    self._used.append(carried)
+            stay = self.rng.uniform(40, 200) if visit.zone == 1 else self.rng.uniform(25, 90)
+            self._later(stay, _Visit(carried, visit.zone, "out", label="exit"))
+        elif visit.direction == "out" and carried.reentry and self.rng.random() < 0.5 \
+                and self.sim_minute < CLOSES_MIN - 60:
+            zone = self._zone_for(carried)
+            self._later(self.rng.uniform(15, 60), _Visit(carried, zone, "in", face=carried.face, label="arrival"))
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth's method; the means here are small)."""
+    if mean <= 0:
+        return 0
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
