@@ -30,6 +30,7 @@ from protocol.ids import new_event_id
 from protocol.reasons import Reason, visitor_text
 from protocol.rules import Biometric, refused
 
+from .claims import ClaimClient
 from .config import GateFileConfig
 from .decider import KINDS, ActiveConfig, Attempt, ConfigInvalid, Decider, Outcome, Resolved, ZoneTracker, validate
 from .display import ConsoleDisplay, Display, colour_for, make_display
@@ -104,6 +105,7 @@ class GateAgent:
         self._status_dirty = threading.Event()
         self.link = Link(cfg, self.store, on_connect=self._on_connect)
         self._subscribe()
+        self.claims = ClaimClient(self.link, self.site, self.gate)
         self.control = None
         self._load_saved_config()
 
@@ -310,15 +312,21 @@ class GateAgent:
         now = datetime.now(UTC)
         offline = not self.link.connected
         active, mode = self.active, self.mode
+        claim_id, alone = None, False
         if active is None:
             outcome = Outcome(Resolved(attempt.kind), refused(Reason.GATE_LOCKED))
         else:
             outcome = self.decider.decide(attempt, active, now=now, mode=mode, capture=self._capture)
+            # Site policy claim=central: the central grants the entry first (gate_agent.claims).
+            settled = self.claims.settle(active, attempt, outcome, mode, now)
+            outcome, claim_id, alone = settled.outcome, settled.claim_id, settled.alone
+            offline = offline or alone
         verdict = outcome.verdict
         self._tell(verdict.reason, verdict.retry_at, verdict.passages)
         handled = Handled(attempt, outcome)
         if not verdict.granted:
-            handled.events.append(self._record(attempt, outcome, now=now, passed=False, offline=offline, mode=mode))
+            handled.events.append(self._record(attempt, outcome, now=now, passed=False, offline=offline, mode=mode,
+                                               claim_id=claim_id))
             return handled
         if mode in ("free", "emergency"):
             return handled  # the arm is free: the controller's counters record who passes (monitor)
@@ -341,14 +349,16 @@ class GateAgent:
             handled.passed += 1
             binding = outcome.probe if (verdict.bind and turn == 0) else None
             handled.events.append(self._record(attempt, outcome, now=datetime.now(UTC), passed=True,
-                                               offline=not self.link.connected, mode=mode, binding=binding))
+                                               offline=alone or not self.link.connected, mode=mode, binding=binding,
+                                               claim_id=claim_id))
         if handled.passed == 0:
-            # Granted, but nobody walked through: the entry is kept, the attempt still recorded.
-            handled.events.append(self._record(attempt, outcome, now=now, passed=False, offline=offline, mode=mode))
+            # Granted, but nobody walked through: the entry is kept (a claim is released), the attempt recorded.
+            handled.events.append(self._record(attempt, outcome, now=now, passed=False, offline=offline, mode=mode,
+                                               claim_id=claim_id))
         return handled
 
     def _record(self, attempt: Attempt, outcome: Outcome, *, now: datetime, passed: bool, offline: bool,
-                mode: m.Mode, binding: bytes | None = None) -> m.PassageEvent:
+                mode: m.Mode, binding: bytes | None = None, claim_id: str | None = None) -> m.PassageEvent:
         verdict, resolved = outcome.verdict, outcome.resolved
         credential = resolved.credential
         event = m.PassageEvent(
@@ -357,7 +367,7 @@ class GateAgent:
             decision="granted" if verdict.granted else "refused", reason=str(verdict.reason), passed=passed,
             headcount=1, offline=offline, mode=mode,
             ticket_type=credential.ticket_type if credential else None, binding=binding,
-            face_distance=outcome.biometric.distance if outcome.biometric else None,
+            face_distance=outcome.biometric.distance if outcome.biometric else None, claim_id=claim_id,
         )
         self.store.record(event, topics.event(self.site, self.gate))
         self.zones.passage(event)
