@@ -2,7 +2,7 @@
 
     park-central [--config FILE] db upgrade            migrate the database to the newest schema
     park-central serve                                 the web UI and API (waitress)
-    park-central ingest [--worker-id N]                an ingest worker (MQTT -> database)
+    park-central ingest [--worker-id N]                an ingest worker (MQTT -> database) and claim server
     park-central scheduler                             the scheduled jobs
     park-central run                                   web + ingest + scheduler in one process
     park-central keys generate|show                    the ticket signing key (and a template key)
@@ -75,16 +75,25 @@ def _start_ingest(config, ctx, worker_id: str):
     return IngestWorker(config, ctx.sessions, ctx.link, worker_id=worker_id, cipher=ctx.cipher).start()
 
 
+def _start_claims(config, ctx, worker_id: str):
+    """Central claims (site policy claim=central), answered at once beside the ingest (central.claims)."""
+    from central.claims import ClaimServer
+
+    return ClaimServer(config, ctx.sessions, worker_id=worker_id).start()
+
+
 def cmd_ingest(args) -> int:
     config = _config(args)
     ctx = _context(config, suffix=f"ingest-pub-{args.worker_id}")
     worker = _start_ingest(config, ctx, args.worker_id)
+    claims = _start_claims(config, ctx, args.worker_id)
     log.info("ingest worker %s running", args.worker_id)
     service_manager.ready(f"ingest worker {args.worker_id}")
     service_manager.watchdog(lambda: worker.alive)
     try:
         _wait_for_signal()
     finally:
+        claims.stop()
         worker.stop()
         ctx.close()
     return 0
@@ -138,12 +147,14 @@ def cmd_run(args) -> int:
     upgrade(config.database_url)
     ctx = _context(config, suffix="run")
     worker = _start_ingest(config, ctx, args.worker_id)
+    claims = _start_claims(config, ctx, args.worker_id)
     scheduler = build_scheduler(ctx)
     scheduler.start()
     try:
         _serve(config, ctx, healthy=lambda: worker.alive and scheduler.running)
     finally:
         scheduler.shutdown(wait=False)
+        claims.stop()
         worker.stop()
         ctx.close()
     return 0
