@@ -1,0 +1,142 @@
+"""`park-central demo` end to end: broker, central, gate agents as processes, simulated devices and
+visitors; passages must flow from the simulated turnstiles into the central's live counts, and a
+SIGTERM must leave nothing running."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Browser:
+    """Just enough of a browser for the login form (CSRF token, session cookie) and the JSON API."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with self.opener.open(self.base + path, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def login(self, username: str, password: str) -> int:
+        _status, page = self.get("/login")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        form = urllib.parse.urlencode({"csrf_token": token, "username": username, "password": password}).encode()
+        try:
+            with self.opener.open(self.base + "/login", data=form, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+
+def _wait(what: str, check, timeout: float, proc: subprocess.Popen, output: list[str]):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the demo exited ({proc.returncode}) while waiting for {what}:\n" + "".join(output[-40:]))
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"no {what} within {timeout:.0f} s:\n" + "".join(output[-40:]))
+
+
+def test_demo_moves_live_counts_and_stops_cleanly_on_sigterm(tmp_path):
+    port = free_port()
+    workdir = tmp_path / "demo"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "central.cli", "demo", "--duration", "80", "--speed", "high", "--visitors", "800",
+         "--port", str(port), "--workdir", str(workdir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        browser = Browser(f"http://127.0.0.1:{port}")
+        _wait("/healthz", lambda: browser.get("/healthz")[0] == 200 if _listening(port) else False, 60, proc, output)
+        assert browser.get("/api/v1/occupancy")[0] == 401, "live counts need a login"
+
+        admin = workdir / "admin.txt"
+        _wait("admin.txt", admin.exists, 30, proc, output)
+        assert stat.S_IMODE(admin.stat().st_mode) == 0o600
+        username, password = admin.read_text().split()
+        assert username == "admin" and len(password) >= 12
+        assert any(password in line for line in output), "the login is printed for the user"
+        assert browser.login(username, password) == 200
+
+        def occupancy() -> dict | None:
+            status, body = browser.get("/api/v1/occupancy")
+            return json.loads(body) if status == 200 else None
+
+        first = _wait("a zone with visitors inside",
+                      lambda: (o := occupancy()) and any(z["inside"] > 0 for z in o["zones"]) and o, 60, proc, output)
+        assert {z["name"] for z in first["zones"]} == {"Main Gate Plaza", "Cave Trail", "Summit Temple"}
+        _wait("more entries", lambda: (o := occupancy()) and o["entries_today"] > first["entries_today"], 20,
+              proc, output)
+        print(f"live counts moving {time.monotonic() - started:.1f} s after the start")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
+        reader.join(5)
+    survivors = _group_members(proc.pid)
+    if survivors:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not survivors, f"processes left running after the demo stopped: {survivors}"
+    assert code == 0, "".join(output[-40:])
+    assert any("stopped" in line for line in output)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _group_members(pgid: int) -> list[str]:
+    """Live processes of the demo's process group (zombies count as gone)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
