@@ -48,7 +48,7 @@ class DemoGate:
         self.entry = spec.direction != "out"
         folder.mkdir(parents=True, exist_ok=True)
         self.turnstile = TurnstileSimulator(CONTROLLER_PROFILE, transport="tcp", unit_id=1, port=0).start()
-        self.turnstile.pass_delay_s = 0.15
+        self.turnstile.pass_delay_s = 0.05
         self.qr = QrScannerSim()
         self.rfid = SerialRfidReaderSim()
         self.idcard = IdCardReaderSim()

@@ -15,7 +15,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     gates: int = 6
-    visitors: int = 3000
+    visitors: int = 2000
     speed: float = SPEEDS["normal"]
     duration: float | None = None
     mqtt: tuple[str, int] | None = None  # an external broker (Mosquitto) instead of the embedded one
@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_count(1, 65535), default=8000, help="the dashboard's port (default 8000)")
     parser.add_argument("--gates", type=_count(2, 24), default=6,
                         help="simulated gates, an entry and an exit per zone in turn (default 6)")
-    parser.add_argument("--visitors", type=_count(50, 100_000), default=3000,
-                        help="visitors of the simulated day; tickets and bookings are seeded for them (default 3000)")
+    parser.add_argument("--visitors", type=_count(50, 100_000), default=2000,
+                        help="visitors of the simulated day; tickets and bookings are seeded for them (default 2000)")
     presets = ", ".join(f"{k}={v:g}" for k, v in SPEEDS.items())
     parser.add_argument("--speed", type=_speed, default=SPEEDS["normal"],
                         help=f"simulated minutes per real second, or {presets} (default normal)")

@@ -35,7 +35,10 @@ class DemoError(RuntimeError):
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    try:
+        print(text, flush=True)
+    except (BrokenPipeError, OSError):
+        pass  # the terminal or pipe went away: the demo still stops its processes
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -99,6 +102,7 @@ class Demo:
         self.ingest = None
         self.scheduler = None
         self.server = None
+        self.app = None
         self.gates = []
         self.visitors = None
         self.started = time.monotonic()
@@ -220,7 +224,7 @@ class Demo:
                                    cipher=self.ctx.cipher).start()
         self.scheduler = build_scheduler(self.ctx)
         self.scheduler.start()
-        app = create_app(config, context=self.ctx)
+        app = self.app = create_app(config, context=self.ctx)
         self.server = create_server(app, host=config.web.host, port=config.web.port, threads=8)
         threading.Thread(target=self.server.run, name="web", daemon=True).start()
 
@@ -232,6 +236,7 @@ class Demo:
                             protocol=protocol, password=passwords[spec.name], faces=True)
             self.gates.append(gate)
             gate.start_agent(verbose=self.opts.verbose)
+            time.sleep(0.2)  # amqtt 0.12 can fail a session when many clients connect at the same instant
         _say(f"gates: {len(self.gates)} gate agents started ("
              + ", ".join(f"{g.name} zone {g.spec.zone}" for g in self.gates) + f"); logs in {self.workdir}/gates/")
 
@@ -303,10 +308,20 @@ class Demo:
 
     # -- stop ----------------------------------------------------------------------------------
 
+    def _summary(self) -> None:
+        s = self.visitors.stats
+        _say(f"visitors: {s.attempts} presentations at the gates, {s.passages} turnstile passages, "
+             f"{s.refused} without a passage, {s.gave_up} gave up at a long queue")
+        refusals = sorted((label, n) for (label, passed), n in s.by_label.items() if label not in ("arrival", "exit")
+                          and not passed)
+        if refusals:
+            _say("  refused as intended: " + ", ".join(f"{label} {n}" for label, n in refusals))
+
     def _shutdown(self) -> None:
         _say("stopping ...")
         if self.visitors is not None:
             self.visitors.stop()
+            self._summary()
         for gate in self.gates:
             gate.signal_agent()
         deadline = time.monotonic() + 8
@@ -320,6 +335,12 @@ class Demo:
                 self.server.task_dispatcher.shutdown(timeout=2)
             except Exception:
                 log.debug("web server shutdown", exc_info=True)
+        if self.app is not None:
+            from central.web.deps import HUB
+
+            hub = self.app.extensions.get(HUB)
+            if hub is not None:
+                hub.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if self.ingest is not None:

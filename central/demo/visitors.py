@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from central.demo.gates import DemoGate
 from central.demo.people import fake_card_uid, fake_id_number, random_face
@@ -167,7 +168,21 @@ class VisitorSimulator:
         if not choices:
             return None
         weights = [len(self.park.pools[p]) for p in choices]
-        return self.park.pools[self.rng.choices(choices, weights=weights)[0]].pop()
+        pool = self.park.pools[self.rng.choices(choices, weights=weights)[0]]
+        if pool[-1].slot is None:
+            return pool.pop()
+        # A booked visitor comes in their slot (by the real clock, which the gates go by).
+        now = datetime.now(UTC)
+        for i in range(len(pool) - 1, max(-1, len(pool) - 300), -1):
+            start, end = pool[i].slot
+            if start <= now < end:
+                return pool.pop(i)
+        return None
+
+    def _early_booking(self) -> Carried | None:
+        now = datetime.now(UTC)
+        later = [c for c in self.park.pools.get("booking", [])[-300:] if c.slot and c.slot[0] > now]
+        return self.rng.choice(later) if later else None
 
     def _zone_for(self, carried: Carried) -> int:
         if carried.kind == "id_card" and 3 in self._zones:
@@ -183,7 +198,8 @@ class VisitorSimulator:
                 return
         carried = self._take("single", "day", "group", "booking", "pass")
         if carried is None:
-            self._ask_refill()
+            if not any(self.park.pools.get(p) for p in ("single", "day", "group")):
+                self._ask_refill()
             return
         walk_away = self.rng.random() < WALK_AWAY_SHARE
         self._send(_Visit(carried, self._zone_for(carried), "in", face=carried.face, walk_away=walk_away,
@@ -191,7 +207,9 @@ class VisitorSimulator:
 
     def _refusal(self) -> _Visit | None:
         zone = self.rng.choice(self._zones)
-        kind = self.rng.choice(("used", "wrong_day", "no_booking", "stranger", "forged", "unknown_card"))
+        kind = self.rng.choice(("used", "wrong_day", "no_booking", "stranger", "forged", "unknown_card", "early"))
+        if kind == "early" and (booked := self._early_booking()) is not None:
+            return _Visit(booked, zone, "in", label="booking for a later slot", ok_expected=False)
         if kind == "used" and self._used:
             return _Visit(self.rng.choice(self._used), zone, "in", label="used ticket shown again",
                           ok_expected=False)
@@ -269,7 +287,7 @@ class VisitorSimulator:
                 passed = getattr(sim, counter) - before
                 if passed >= want:
                     break
-                time.sleep(0.05)
+                time.sleep(0.02)
             gate.take_back(carried.kind)
             gate.clear_faces()
             sim.behaviour = "pass"
