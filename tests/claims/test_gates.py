@@ -101,7 +101,8 @@ class Park:
                             f'[broker]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nkeepalive_s = 5\n'
                             f'[store]\npath = "{self.work / name}.db"\n'
                             f'[control]\nsocket = "{self.work / name}.sock"\n'
-                            f'[devices.turnstile]\ntcp = "{host}:{port}"\n[devices.qr]\nport = "{scanner.device_path}"\n')
+                            f'[devices.turnstile]\ntcp = "{host}:{port}"\n'
+                            f'[devices.qr]\nport = "{scanner.device_path}"\n')
             log = (self.work / f"{name}.log").open("ab")
             proc = subprocess.Popen([sys.executable, "-m", "gate_agent.cli", "run", "--config", str(path)], cwd=ROOT,
                                     stdout=log, stderr=subprocess.STDOUT)
