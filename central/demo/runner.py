@@ -360,4 +360,5 @@ def _safe_url(url: str) -> str:
 
 def run(opts: DemoOptions) -> int:
     logging.getLogger().setLevel(logging.DEBUG if opts.verbose else logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "job skipped" lines while stopping are noise
     return Demo(opts).run()
