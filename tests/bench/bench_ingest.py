@@ -60,8 +60,9 @@ def _profile(pid: int, seconds: float, work):
     if os.environ.get("BENCH_PROFILE") != "1" or not shutil.which("py-spy", path=str(Path(sys.executable).parent)):
         return None
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    return subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
-                             "-o", str(PROFILE_OUT)], stdout=subprocess.DEVNULL, stderr=open(work / "pyspy.log", "ab"))
+    return subprocess.Popen([exe, "record", "--nonblocking", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
+                             "-f", "raw", "-o", str(PROFILE_OUT)],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "pyspy.log", "ab"))  # noqa: SIM115
 
 
 def _stored(central: Central) -> int:
@@ -91,7 +92,8 @@ def run(quick: bool) -> Section:
         observer = Lines(central.spawn("tests.bench.live_observer", str(central.config_path), "2",
                                         log_name="observer.log"))
         # Two workers on a 2-core box: the shared subscription is how the central scales its ingest.
-        workers = [central.start_ingest(str(w + 1)) for w in range(1 if quick else 2)]
+        count = int(os.environ.get("BENCH_INGEST_WORKERS", "1" if quick else "2"))
+        workers = [central.start_ingest(str(w + 1)) for w in range(count)]
         ingest = workers[0]
         probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:6]}",
                             protocol=mqtt.MQTTv5)
@@ -106,7 +108,9 @@ def run(quick: bool) -> Section:
         deadline = time.monotonic() + 90
         while not central.sql("SELECT 1 FROM passage_events WHERE gate = 'warmup' LIMIT 1"):
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-                raise RuntimeError("the ingest worker did not start (see var/bench/tmp/ingest-*/ingest-1.log)")
+                parked = central.sql("SELECT error FROM parked_messages ORDER BY id DESC LIMIT 1")
+                why = f": it parked the first event ({parked[0][0][:300]})" if parked else ""
+                raise RuntimeError(f"the ingest worker did not store an event{why} (logs in {work})")
             probe.publish(topics.event(SITE, "warmup"), probe_event(1, "warmup"), qos=1)
             time.sleep(1)
         if not observer.ready.wait(60):

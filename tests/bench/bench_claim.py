@@ -1,0 +1,159 @@
+"""Central claims: the gate's claim round trip (ClaimRequest published -> ClaimReply received) over
+Mosquitto, answered by the claim server inside `park-central ingest` on PostgreSQL, while a background
+load of passage events flows into that same process (the ingest benchmark's load, smaller in quick mode).
+
+    4 gate links (gate_agent.link.Link + gate_agent.claims.ClaimClient, this process)
+        --claim--> Mosquitto --> park-central ingest (ClaimServer + IngestWorker) --> PostgreSQL
+    publishers (processes, QoS 1 passage events at a steady rate) --> the same broker and ingest
+
+Each gate claims a fresh single-entry ticket every ~100 ms; every tenth round all four gates claim
+the same ticket at once (contended: one grant, three refusals). gate_claim_p99_ms is over every
+claim made while the load runs; a claim with no answer within 2 s counts as a timeout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from datetime import UTC, datetime
+
+from tests.bench.centralkit import SITE, Central, workdir
+from tests.bench.common import Bar, Section, percentile
+
+CLAIM_TICKETS = 90_000_000
+GATES = 4
+TIMEOUT_S = 2.0
+
+
+class _Gate:
+    """One gate's MQTT link and claim client, exactly as the agent builds them."""
+
+    def __init__(self, work, port: int, name: str) -> None:
+        from gate_agent import config as gate_config
+        from gate_agent.claims import ClaimClient
+        from gate_agent.link import Link
+        from gate_agent.store import Store
+
+        cfg = gate_config.from_dict({
+            "gate": {"id": name, "site": SITE, "language": "en"},
+            "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 5},
+            "store": {"path": str(work / f"{name}.db")},
+        }, source="bench")
+        self.name = name
+        self.store = Store(cfg.store_path)
+        self.link = Link(cfg, self.store)
+        self.client = ClaimClient(self.link, SITE, name)
+        self.link.start()
+
+    def claim(self, ticket: int) -> tuple[float, object]:
+        from protocol.ids import new_event_id
+        from protocol.messages import ClaimRequest
+
+        request = ClaimRequest(id=new_event_id(), site=SITE, gate=self.name, zone=1, credential_kind="qr",
+                               credential_ref=f"T{ticket}", ticket_type=1, at=datetime.now(UTC),
+                               deadline_ms=int(TIMEOUT_S * 1000))
+        started = time.perf_counter()
+        reply = self.client.claim(request, TIMEOUT_S)
+        return time.perf_counter() - started, reply
+
+    def close(self) -> None:
+        self.link.stop()
+        self.store.close()
+
+
+def _one(gate: _Gate, ticket: int, delay: float, results: list, lock: threading.Lock) -> None:
+    time.sleep(delay)
+    result = gate.claim(ticket)
+    with lock:
+        results.append(result)
+
+
+def _claims(gates: list[_Gate], seconds: float, first_ticket: int) -> tuple[list[float], int, int, int]:
+    """(round trips, timeouts, grants, contended rounds with exactly one grant) over `seconds`."""
+    samples: list[float] = []
+    timeouts = grants = 0
+    contended_ok = 0
+    lock = threading.Lock()
+    ticket = first_ticket
+    end = time.monotonic() + seconds
+    rnd = 0
+    while time.monotonic() < end:
+        rnd += 1
+        contended = rnd % 10 == 0
+        tickets = [ticket] * len(gates) if contended else [ticket + i for i in range(len(gates))]
+        ticket += 1 if contended else len(gates)
+        results: list[tuple[float, object]] = []
+
+        # Uncontended: the gates' claims spread over the round; contended: all at once.
+        threads = [threading.Thread(target=_one, args=(g, t, 0 if contended else i * 0.025, results, lock))
+                   for i, (g, t) in enumerate(zip(gates, tickets, strict=True))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        granted = 0
+        for rtt, reply in results:
+            if reply is None:
+                timeouts += 1
+                continue
+            samples.append(rtt)
+            granted += bool(reply.granted)
+        grants += granted
+        contended_ok += contended and granted == 1
+        time.sleep(max(0.0, 0.1 - 0.025 * len(gates)))
+    return samples, timeouts, grants, contended_ok
+
+
+def run(quick: bool) -> Section:
+    from tests.bench.bench_ingest import _finish, _publishers
+
+    section = Section("claim")
+    f = section.figures
+    gates_bg, procs = (20, 2) if quick else (200, 4)
+    rate, seconds = (2_000, 8) if quick else (12_000, 30)
+    work = workdir("claim")
+    central = Central(work)
+    gates: list[_Gate] = []
+    try:
+        central.prepare_site({1: None, 2: None})
+        tickets_each = int(rate / procs * seconds * 0.9) + 1000
+        central.copy_tickets(2, tickets_each * procs, real_name=False)
+        central.copy_tickets(CLAIM_TICKETS, 100_000, real_name=False)
+        ingest = central.start_ingest("1")
+        gates = [_Gate(work, central.broker.port, f"cg{i}") for i in range(GATES)]
+        for g in gates:
+            g.link.wait_connected(10)
+        # Ready once the claim server answers.
+        deadline = time.monotonic() + 90
+        while gates[0].claim(CLAIM_TICKETS + 99_999)[1] is None:
+            if time.monotonic() > deadline or ingest.poll() is not None:
+                raise RuntimeError("the claim server did not answer (see var/bench/tmp/claim-*/ingest-1.log)")
+
+        idle, idle_timeouts, _, _ = _claims(gates, 3 if quick else 10, CLAIM_TICKETS)
+        f["gate_claim_idle_p50_ms"] = round(percentile(idle, 50) * 1000, 2)
+        f["gate_claim_idle_p99_ms"] = round(percentile(idle, 99) * 1000, 2)
+
+        pubs = _publishers(central, procs, gates_bg, rate, seconds, 2, tickets_each)
+        for p in pubs:
+            p.ready.wait(60)
+        time.sleep(1.0)  # the load is flowing
+        loaded, timeouts, grants, contended_ok = _claims(gates, seconds - 2, CLAIM_TICKETS + 20_000)
+        _first, _sent, acked, pub_rate = _finish(pubs, seconds + 180)
+        f["gate_claim_p99_ms"] = round(percentile(loaded, 99) * 1000, 2)
+        f["gate_claim_p50_ms"] = round(percentile(loaded, 50) * 1000, 2)
+        f["gate_claim_max_ms"] = round(max(loaded, default=float("nan")) * 1000, 2)
+        f["gate_claims"] = len(loaded)
+        f["gate_claim_timeouts"] = timeouts + idle_timeouts
+        f["gate_claim_contended_rounds_one_grant"] = contended_ok
+        f["gate_claim_load_published_per_s"] = round(pub_rate)
+        section.bars += [Bar("gate_claim_p99_ms", 50, note="(with the ingest under load)"),
+                         Bar("gate_claim_timeouts", 0)]
+        section.notes.append(f"{GATES} gates claiming beside {gates_bg} gates' passage events at {rate:,}/s offered "
+                             f"({pub_rate:,.0f}/s published, {acked:,} acknowledged) into the same ingest process")
+    finally:
+        for g in gates:
+            g.close()
+        central.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return section
