@@ -57,7 +57,8 @@ class ClaimServer:
         self._threads: list[threading.Thread] = []
         self._workers = max(1, workers)
         self._next_prune = time.monotonic() + 60
-        self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-claims-{worker_id}-{os.getpid()}")
+        self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-claims-{worker_id}-{os.getpid()}",
+                             no_delay=True)
         topic = topics.all_of_kind("claim")
         # MQTT 3.1.1 has no shared subscriptions: every server sees every request; the request id and
         # the row lock make the answers agree.

@@ -32,8 +32,9 @@ class MqttLink:
     """One MQTT 5 connection; subscriptions are renewed on every (re)connect."""
 
     def __init__(self, cfg: MqttConfig, *, client_id: str | None = None, persistent: bool = False,
-                 manual_ack: bool = False, receive_maximum: int | None = None) -> None:
+                 manual_ack: bool = False, receive_maximum: int | None = None, no_delay: bool = False) -> None:
         self.cfg = cfg
+        self._no_delay = no_delay  # TCP_NODELAY: for request/reply traffic (claims), not bulk ingest
         self.client_id = client_id or cfg.client_id
         self._persistent = persistent
         self._receive_maximum = receive_maximum
@@ -130,6 +131,8 @@ class MqttLink:
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
+        if self._no_delay:
+            _set_no_delay(client.socket())
         self._subscribed.clear()
         if self._subs:
             self._pending_subs = 1
@@ -151,3 +154,14 @@ class MqttLink:
 
     def _on_message(self, _client, _userdata, msg) -> None:
         log.debug("unrouted message on %s", msg.topic)
+
+
+def _set_no_delay(sock) -> None:
+    """Nagle's algorithm holds a small reply until the last packet's delayed ACK (about 40 ms on Linux)."""
+    import socket
+
+    try:
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass

