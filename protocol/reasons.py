@@ -74,6 +74,8 @@ def rank(reason: Reason) -> tuple[int, int]:
 class Text:
     en: str
     zh: str
+    en_no_time: str = ""  # for texts with {at}, when no time is known (a report, a log)
+    zh_no_time: str = ""
 
 
 TEXTS: dict[Reason, Text] = {
@@ -94,10 +96,12 @@ TEXTS: dict[Reason, Text] = {
     Reason.SLOT_MISSED: Text("Your time slot has passed", "您的预约时段已过"),
     Reason.USED_UP: Text("Ticket already used", "门票已使用"),
     Reason.GATE_LOCKED: Text("Gate closed, please use another gate", "本通道已关闭，请走其他通道"),
-    Reason.TOO_EARLY: Text("Please come back at {at}", "请于{at}后再来"),
-    Reason.CLOSED: Text("Closed now, opens at {at}", "现在闭园，{at}开放"),
+    Reason.TOO_EARLY: Text("Please come back at {at}", "请于{at}后再来",
+                           "Too early, please come back later", "时间未到，请稍后再来"),
+    Reason.CLOSED: Text("Closed now, opens at {at}", "现在闭园，{at}开放", "Closed now", "现在闭园"),
     Reason.EXIT_FIRST: Text("Please exit first", "请先出园再入园"),
-    Reason.TOO_SOON: Text("Please wait until {at}", "请于{at}后再入园"),
+    Reason.TOO_SOON: Text("Please wait until {at}", "请于{at}后再入园",
+                          "Too soon after the last entry", "距上次入园时间过短"),
     Reason.ZONE_FULL: Text("Area full, please wait", "区域已满，请稍候"),
     Reason.LOOK_AT_CAMERA: Text("Please look at the camera", "请正对摄像头"),
     Reason.FINGER_NEEDED: Text("Please place your finger", "请按指纹"),
@@ -112,5 +116,8 @@ TEXTS: dict[Reason, Text] = {
 def visitor_text(reason: Reason | str, language: str = "zh", at: datetime | None = None) -> str:
     """The words the gate shows and speaks; `at` fills in 'come back at ...' (site local time)."""
     text = TEXTS[Reason(reason)]
-    words = text.zh if language.startswith("zh") else text.en
+    zh = language.startswith("zh")
+    if at is None and text.en_no_time:
+        return text.zh_no_time if zh else text.en_no_time
+    words = text.zh if zh else text.en
     return words.format(at=at.strftime("%H:%M") if at else "")

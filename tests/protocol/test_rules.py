@@ -379,3 +379,10 @@ def test_granted_entries_never_exceed_entries_times_headcount(f: dict, steps: li
         assert usage.entries <= rules.entries * credential.headcount
         if rules.anti_passback:
             assert usage.inside <= credential.headcount
+
+
+@pytest.mark.parametrize("reason", [r for r in Reason if "{at}" in TEXTS[r].en])
+def test_a_come_back_text_without_a_time_reads_as_a_sentence(reason):
+    for language in ("en", "zh"):
+        text = visitor_text(reason, language)
+        assert text and "{at}" not in text and not text.endswith(("at ", "at", "until ", "于"))
