@@ -34,9 +34,11 @@ from .claims import ClaimClient
 from .config import GateFileConfig
 from .decider import KINDS, ActiveConfig, Attempt, ConfigInvalid, Decider, Outcome, Resolved, ZoneTracker, validate
 from .display import ConsoleDisplay, Display, colour_for, make_display
+from .fingerprints import FingerprintSync
 from .link import Link
 from .readers import Camera, Reader, build_readers, run_reader
 from .store import Store
+from .template_key import load_template_cipher
 from .turnstile import TurnstileControl, TurnstileUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 AGENT_VERSION = "0.1.0"
 QUEUE_LIMIT = 32
 STALE_ATTEMPT_S = 15.0
+FINGER_WAIT_S = 8.0  # card + fingerprint: how long the gate waits for the finger after the card
 
 
 @dataclass
@@ -79,11 +82,14 @@ class GateAgent:
     def __init__(self, cfg: GateFileConfig, *, display: Display | None = None, store: Store | None = None) -> None:
         self.file_cfg = cfg
         self.site, self.gate = cfg.site, cfg.gate_id
-        self.store = store or Store(cfg.store_path)
+        self.store = store or Store(cfg.store_path, cipher=load_template_cipher(cfg))
+        # The module's slots mirror the store's fingerprint templates (synced in the reader's thread).
+        self.fingerprints = FingerprintSync(self.store) if cfg.devices.fingerprint else None
         self.display: Display = display or make_display(cfg.devices.display.kind, self.gate,
                                                         cfg.devices.display.voice)
         self.zones = ZoneTracker()
         self.decider = Decider(self.store, self.zones)
+        self.decider.load_faces = lambda: self.load_faces(force=True)  # 1:N built on the first face attempt
         self.active: ActiveConfig | None = None
         self.turnstile: TurnstileControl | None = None
         self._turnstile_key: tuple | None = None
@@ -92,6 +98,7 @@ class GateAgent:
         self._broken_readers: list[m.ReaderHealth] = []
         self.alarms: frozenset[str] = frozenset()
         self._controller_mode: str | None = None
+        self._mode_lock = threading.RLock()  # held while a locked gate lets one exit through
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
         self._stop = threading.Event()
@@ -112,7 +119,8 @@ class GateAgent:
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> GateAgent:
-        self.readers, self.camera, self._broken_readers = build_readers(self.file_cfg.devices, self._slot_holder)
+        self.readers, self.camera, self._broken_readers = build_readers(self.file_cfg.devices, self._slot_holder,
+                                                                         self.fingerprints)
         self._rebuild_turnstile()
         self.load_faces()
         self._spawn("decide", self._worker)
@@ -228,14 +236,33 @@ class GateAgent:
     def _apply_mode(self) -> None:
         if self.turnstile is None:
             return
-        mode = self.mode
+        if not self._mode_lock.acquire(blocking=False):
+            self._controller_mode = None  # an exit is passing a locked gate: its end applies the mode
+            return
         try:
+            mode = self.mode
             self.turnstile.set_mode(mode)
             self._controller_mode = mode
             # Free passage: from now on the controller's counters say who passes.
             self._counters_seen = self.turnstile.counters() if mode in ("free", "emergency") else None
         except TurnstileUnavailable:
             self._controller_mode = None  # the monitor tries again
+        finally:
+            self._mode_lock.release()
+
+    def _pass_once(self, direction: m.Direction, timeout: float, mode: m.Mode) -> bool:
+        """One turn of the arm. A locked controller ignores open commands, yet exits are never refused
+        (nobody is trapped inside): for an exit the controller goes to normal mode, where the arm stays
+        locked until this one open command, and back to the gate's mode once the visitor is out."""
+        if not (mode == "locked" and direction == "out"):
+            return self.turnstile.pass_once(direction, timeout).passed
+        with self._mode_lock:
+            try:
+                self.turnstile.set_mode("normal")
+                self._controller_mode = "normal"
+                return self.turnstile.pass_once(direction, timeout).passed
+            finally:
+                self._apply_mode()  # locked again, or whatever mode was set meanwhile
 
     def set_mode(self, mode: m.Mode) -> None:
         """A technician's or the central's mode (kept until the next config version)."""
@@ -340,7 +367,7 @@ class GateAgent:
                 passed = False
             else:
                 try:
-                    passed = self.turnstile.pass_once(direction, timeout).passed
+                    passed = self._pass_once(direction, timeout, mode)
                 except TurnstileUnavailable:
                     self._tell_staff()
                     passed = False
@@ -413,13 +440,26 @@ class GateAgent:
             best = min((verify(FaceTemplate.from_bytes(b), probe, active.cfg.face_threshold) for b in bound),
                        key=lambda match: match.distance)
             return Biometric(kind="face", matched=best.ok, distance=best.distance), probe.to_bytes()
+        if step in ("fingerprint", "either") and resolved.holder_id:
+            reader = next((r for r in self.readers if r.kind == "fingerprint"), None)
+            if reader is None:
+                return None, None
+            # The prompt; the decision follows on the display.
+            holder = reader.expect(FINGER_WAIT_S, prompt=lambda: self._tell(Reason.FINGER_NEEDED, None))
+            if holder is None:
+                return None, None  # no finger in time
+            # A finger the module does not know, or another holder's, is not this pass's holder.
+            return Biometric(kind="fingerprint", matched=holder == resolved.holder_id), None
         return None, None
 
-    def load_faces(self) -> None:
-        """Face-only entry: the 1:N index of enrolled holders, rebuilt from the store's templates."""
+    def load_faces(self, force: bool = False):
+        """The 1:N index of enrolled holders' faces, decrypted from the store into memory.
+
+        Built at start for face-only entry (`[devices.camera] identify`), else on the first face attempt
+        (`force`); once built it follows template changes and forgets (`_after_changes`)."""
         camera = self.file_cfg.devices.camera
-        if camera is None or not camera.identify:
-            return
+        if not force and self.decider.faces is None and (camera is None or not camera.identify):
+            return None
         from biometrics.face import DEFAULT_THRESHOLD, FaceIndex, FaceTemplate
 
         threshold = (self.active.cfg.face_threshold if self.active else None) or DEFAULT_THRESHOLD
@@ -430,9 +470,38 @@ class GateAgent:
             except ValueError:
                 log.warning("a stored face template of the wrong size was skipped")
         self.decider.faces = index
+        return index
+
+    def _after_changes(self, changes) -> None:
+        """Keep the in-memory face index and the fingerprint module in step with applied cache changes."""
+        from biometrics.erasure import forget_holder
+
+        faces: set[str] = set()
+        fingers = False
+        for ch in changes:
+            if isinstance(ch, m.HolderForget):
+                forgotten = forget_holder(ch.holder_id, face_index=self.decider.faces)
+                log.info("holder forgotten: %d face templates dropped from memory", forgotten.face_templates)
+                faces.discard(ch.holder_id)
+                fingers = True
+            elif isinstance(ch, m.TemplateChange):
+                if ch.kind == "face":
+                    faces.add(ch.holder_id)
+                else:
+                    fingers = True
+        index = self.decider.faces
+        if index is not None and faces:
+            from biometrics.face import FaceTemplate
+
+            for holder_id in faces:
+                templates = [FaceTemplate.from_bytes(t) for t in self.store.templates(holder_id, "face")
+                             if len(t) == 512]
+                index.replace(holder_id, templates)
+        if fingers and self.fingerprints is not None:
+            self.fingerprints.request()
 
     def _slot_holder(self, slot: int) -> str | None:
-        return self.store.meta(f"fp_slot:{slot}")
+        return self.fingerprints.holder(slot) if self.fingerprints else self.store.fp_slot_holder(slot)
 
     # -- MQTT ----------------------------------------------------------------------------------
 
@@ -510,9 +579,8 @@ class GateAgent:
                 return
             if delta.seq == last + 1:
                 self.store.apply_delta(delta)
+                self._after_changes(delta.changes)
                 self._apply_buffered()
-                if any(isinstance(c, m.TemplateChange | m.HolderForget) for c in delta.changes):
-                    self.load_faces()
                 return
             self._buffered[delta.seq] = delta
         self.resync(f"gap: have {last}, got {delta.seq}")
@@ -527,6 +595,7 @@ class GateAgent:
                 self._buffered[seq] = delta
                 break
             self.store.apply_delta(delta)
+            self._after_changes(delta.changes)
             last = seq
 
     def _on_sync(self, payload: bytes) -> None:
@@ -550,7 +619,9 @@ class GateAgent:
                     self._snap_next = 0
                     log.info("snapshot %s applied at seq %s", chunk.snapshot_id, chunk.seq)
                     self._apply_buffered()
-                    self.load_faces()
+                    self.load_faces()  # a snapshot may drop anyone: rebuild the index, resync the module
+                    if self.fingerprints is not None:
+                        self.fingerprints.request()
                     self._status_dirty.set()
         if retry:
             self.resync("snapshot chunk out of order")

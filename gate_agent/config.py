@@ -5,7 +5,7 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
 
     [gate]      id, site, language (until the central's config arrives), heartbeat_s
     [broker]    host, port, username, password, tls_ca, tls_cert, tls_key, keepalive_s, protocol ("5" | "3.1.1")
-    [store]     path
+    [store]     path, template_key = "base64url" | template_key_file = "path" (default <store>.key, made if missing)
     [control]   socket (the local CLI's unix socket; default: next to the store)
     [devices.turnstile]   profile, tcp = "host:port" | serial = "/dev/...", baudrate, unit_id, timeout_s
     [devices.qr]          port, baudrate, direction
@@ -60,6 +60,10 @@ class BrokerSection(_Section):
 
 class StoreSection(_Section):
     path: str = "var/gate.db"
+    # The key sealing biometric templates at rest (gate_agent.template_key): inline base64url, or a file
+    # (mode 0600); with neither, <store>.key beside the store, created on first start.
+    template_key: str | None = None
+    template_key_file: str | None = None
 
 
 class ControlSection(_Section):
@@ -183,6 +187,8 @@ def from_dict(data: dict, *, source: str = "<memory>", base: Path | None = None)
         store = Path(cfg.store.path)
         if not store.is_absolute():
             cfg.store.path = str(base / store)
+        if cfg.store.template_key_file and not Path(cfg.store.template_key_file).is_absolute():
+            cfg.store.template_key_file = str(base / cfg.store.template_key_file)
         if cfg.control.socket and not Path(cfg.control.socket).is_absolute():
             cfg.control.socket = str(base / cfg.control.socket)
     return cfg
@@ -204,6 +210,8 @@ def _check(cfg: GateFileConfig, source: str) -> None:
         value = getattr(b, key)
         if value is not None and not Path(value).is_file():
             fail(f"broker.{key}", f"file {value!r} not found")
+    if cfg.store.template_key is not None and cfg.store.template_key_file is not None:
+        fail("store.template_key", "give template_key or template_key_file, not both")
     t = cfg.devices.turnstile
     if t is not None:
         if (t.tcp is None) == (t.serial is None):

@@ -180,6 +180,7 @@ class Decider:
         self.store = store
         self.zones = zones or ZoneTracker()
         self.faces = None  # a biometrics.face.FaceIndex once face templates are loaded
+        self.load_faces: Callable[[], object] | None = None  # builds `faces` on the first face attempt
 
     # -- resolution ----------------------------------------------------------------------------
 
@@ -258,6 +259,8 @@ class Decider:
 
     def _face(self, probe, active: ActiveConfig) -> Resolved:
         index = self.faces
+        if index is None and self.load_faces is not None:
+            index = self.load_faces()
         match = index.identify(probe, active.cfg.face_threshold) if index is not None else None
         if match is None or not match.ok:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import glob
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
 
 from protocol.messages import ReaderHealth
@@ -124,23 +126,66 @@ class RfidReader(Reader):
 
 
 class FingerprintReader(Reader):
-    """A module that matches on itself: yields the holder of the matched slot."""
+    """A module that matches on itself: yields the holder of the matched slot ("" for a finger it does not know).
+
+    This reader's thread owns the serial port: between two captures it runs the slot sync's turn
+    (`gate_agent.fingerprints`), and while the decision worker `expect`s a finger (card + fingerprint)
+    the next finger goes to the worker instead of becoming an attempt of its own.
+    """
 
     kind = "fingerprint"
 
-    def __init__(self, port: str, baudrate: int, direction: str, slot_holder: Callable[[int], str | None]) -> None:
+    def __init__(self, port: str, baudrate: int, direction: str, slot_holder: Callable[[int], str | None],
+                 sync=None) -> None:
         super().__init__("fingerprint", direction)
         from drivers.fingerprint import FingerprintModule
 
         self.driver = FingerprintModule(port, baudrate)
         self.slot_holder = slot_holder
+        self.sync = sync  # a FingerprintSync, or None
+        self._expecting: queue.Queue | None = None
+        self._on_sensor: str | None = None  # the holder of the finger last matched, until the sensor is empty
+        self._expect_lock = threading.Lock()
 
     def read(self, timeout: float) -> str | None:
+        if self.sync is not None and self.sync.due:
+            self.sync.run(self.driver)
+            self.ok, self.detail = True, self.sync.last_error
+            return None
+        started = time.monotonic()
         hit = self.driver.capture_and_search(timeout)
         self.ok = True
         if hit is None:
+            # The driver waits for a finger until its deadline: None before it means a finger that matched no slot.
+            if time.monotonic() - started >= timeout:
+                self._on_sensor = None  # the sensor was seen empty
+                return None
+            holder = ""
+        else:
+            holder = self.slot_holder(hit.slot) or ""
+            if holder and holder == self._on_sensor:
+                return None  # one finger, one attempt: the same finger still lies on the sensor
+        self._on_sensor = holder
+        waiting = self._expecting
+        if waiting is not None:
+            waiting.put(holder)
             return None
-        return self.slot_holder(hit.slot) or f"slot:{hit.slot}"
+        return holder
+
+    def expect(self, timeout: float, prompt: Callable[[], None] | None = None) -> str | None:
+        """The next finger's holder ("" unknown), for the worker's 1:1 step; None if none came in time.
+        `prompt` runs once the next finger is sure to come here (asking before would race the visitor)."""
+        waiting: queue.Queue = queue.Queue(1)
+        with self._expect_lock:
+            self._expecting = waiting
+            try:
+                if prompt is not None:
+                    prompt()
+                return waiting.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            finally:
+                self._expecting = None
 
     def close(self) -> None:
         close = getattr(self.driver, "close", None)
@@ -222,8 +267,8 @@ class FaceReader(Reader):
         return probe
 
 
-def build_readers(devices: Devices, slot_holder: Callable[[int], str | None]) -> tuple[list[Reader], Camera | None,
-                                                                                           list[ReaderHealth]]:
+def build_readers(devices: Devices, slot_holder: Callable[[int], str | None], fingerprint_sync=None,
+                  ) -> tuple[list[Reader], Camera | None, list[ReaderHealth]]:
     """The configured readers; a reader whose driver is missing is reported, not fatal."""
     readers: list[Reader] = []
     broken: list[ReaderHealth] = []
@@ -248,7 +293,7 @@ def build_readers(devices: Devices, slot_holder: Callable[[int], str | None]) ->
         attempt("rfid", lambda: RfidReader(d.rfid.pcsc_reader, d.rfid.port, d.rfid.baudrate, d.rfid.direction))
     if d.fingerprint:
         attempt("fingerprint", lambda: FingerprintReader(d.fingerprint.port, d.fingerprint.baudrate,
-                                                         d.fingerprint.direction, slot_holder))
+                                                         d.fingerprint.direction, slot_holder, fingerprint_sync))
     if d.camera:
         try:
             camera = Camera(d.camera.files, d.camera.source, d.camera.fps, d.camera.templates)

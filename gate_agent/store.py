@@ -9,6 +9,12 @@ commits on power loss (the WAL is not synced at commit), and the outbox is the o
 commit is a lost passage; a gate commits a handful of times per passage, so one fsync each is cheap
 next to the arm's seconds. Bulk loads (a snapshot) commit once per chunk.
 
+Biometric templates are personal data: with a `TemplateCipher` (the key from the gate's TOML, see
+`gate_agent.template_key`) every template row and every same-person binding is stored as an AES-GCM
+record bound to its holder (or credential), and outbox rows that carry a binding are sealed too; they
+are decrypted only into memory. A store opened without a key keeps no templates and no bindings.
+`secure_delete` is on, so a forgotten holder's records are overwritten, not left in free pages.
+
 Each thread gets its own connection (WAL lets readers go on while one thread writes); writers take
 `BEGIN IMMEDIATE` and wait up to `busy_timeout` for each other. Lookups are by primary key or an
 index, so a decision stays well under a millisecond with a million cached tickets.
@@ -17,6 +23,7 @@ index, so a decision stays well under a millisecond with a million cached ticket
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -28,6 +35,8 @@ from pathlib import Path
 
 from protocol import messages as m
 from protocol.rules import Usage
+
+log = logging.getLogger(__name__)
 
 _CACHE_TABLES = {
     "tickets": "ticket_id INTEGER PRIMARY KEY, ticket_type INTEGER NOT NULL, status TEXT NOT NULL, "
@@ -54,7 +63,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
     payload BLOB NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS fp_slots (
+    slot INTEGER PRIMARY KEY, holder_id TEXT NOT NULL, finger INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 1);
 """
+# A fingerprint slot whose holder must no longer match: holder_id '' until the module's slot is deleted.
+_TOMBSTONE_SLOTS = (
+    "UPDATE fp_slots SET holder_id = '' WHERE holder_id != '' AND NOT EXISTS (SELECT 1 FROM templates t "
+    "WHERE t.holder_id = fp_slots.holder_id AND t.kind = 'fingerprint' AND t.finger = fp_slots.finger)")
+_SEALED = b"\x00"  # an outbox payload sealed with the template key (JSON never starts with NUL)
 APPLIED_EVENTS_KEEP_S = 2 * 24 * 3600
 
 
@@ -119,14 +136,17 @@ def _pass(row) -> PassRow:
 class Store:
     """The gate's SQLite file; safe to use from several threads (one connection each)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, cipher=None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
+        self.cipher = cipher  # a biometrics.protect.TemplateCipher, or None: no templates kept
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self.db.executescript(SCHEMA)
+        if cipher is not None and self.meta("templates_sealed") != "1":
+            self._seal_plain_rows()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -140,6 +160,7 @@ class Store:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA cache_size=-16000")
+            conn.execute("PRAGMA secure_delete=ON")  # a forgotten template leaves no copy in free pages
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -214,23 +235,79 @@ class Store:
                                (holder_id,)).fetchall()
         return [_pass(r) for r in rows]
 
+    # -- templates at rest ----------------------------------------------------------------------
+
+    def _seal(self, data: bytes, owner: str, kind: str) -> bytes:
+        return self.cipher.encrypt(data, owner, kind)
+
+    def _open(self, record: bytes, owner: str, kind: str) -> bytes | None:
+        from biometrics.protect import TemplateDecryptError
+
+        try:
+            return self.cipher.decrypt(record, owner, kind)
+        except TemplateDecryptError as exc:
+            log.warning("a stored %s template record was skipped: %s", kind, exc)
+            return None
+
+    def _seal_plain_rows(self) -> None:
+        """Once, for a store written before templates were sealed: seal its template rows and bindings."""
+        with self.write() as c:
+            for table in ("templates", "snap_templates"):
+                rows = c.execute(f"SELECT rowid, holder_id, kind, data FROM {table}").fetchall()
+                c.executemany(f"UPDATE {table} SET data = ? WHERE rowid = ?",
+                              [(self._seal(d, h, k), r) for r, h, k, d in rows])
+            rows = c.execute("SELECT credential_ref, binding FROM usage WHERE binding IS NOT NULL").fetchall()
+            c.executemany("UPDATE usage SET binding = ? WHERE credential_ref = ?",
+                          [(self._seal(b, ref, "face"), ref) for ref, b in rows])
+            self.set_meta("templates_sealed", "1", c)
+
     def templates(self, holder_id: str, kind: str) -> list[bytes]:
+        """The holder's templates of `kind`, decrypted (records that fail to decrypt are skipped)."""
+        if self.cipher is None:
+            return []
         rows = self.db.execute("SELECT data FROM templates WHERE holder_id = ? AND kind = ? ORDER BY finger",
                                (holder_id, kind)).fetchall()
-        return [r[0] for r in rows]
+        return [t for (r,) in rows if (t := self._open(r, holder_id, kind)) is not None]
 
     def all_templates(self, kind: str) -> list[tuple[str, int, bytes]]:
-        return self.db.execute("SELECT holder_id, finger, data FROM templates WHERE kind = ?", (kind,)).fetchall()
+        """(holder, finger, template) for every stored template of `kind`, decrypted."""
+        return [(h, f, t) for h, f, _v, t in self.all_template_versions(kind)]
+
+    def all_template_versions(self, kind: str) -> list[tuple[str, int, int, bytes]]:
+        if self.cipher is None:
+            return []
+        rows = self.db.execute("SELECT holder_id, finger, version, data FROM templates WHERE kind = ?",
+                               (kind,)).fetchall()
+        return [(h, f, v, t) for h, f, v, r in rows if (t := self._open(r, h, kind)) is not None]
+
+    # -- fingerprint module slots --------------------------------------------------------------
+
+    def fp_slots(self) -> dict[int, tuple[str, int, int]]:
+        """slot -> (holder_id, version, finger) as the module holds it; holder '' = to be emptied."""
+        rows = self.db.execute("SELECT slot, holder_id, version, finger FROM fp_slots").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def fp_slot_holder(self, slot: int) -> str | None:
+        row = self.db.execute("SELECT holder_id FROM fp_slots WHERE slot = ?", (slot,)).fetchone()
+        return row[0] or None if row else None
+
+    def fp_slot_set(self, slot: int, holder_id: str, version: int = 1, finger: int = 0) -> None:
+        with self.write() as c:
+            c.execute("INSERT OR REPLACE INTO fp_slots(slot, holder_id, finger, version) VALUES (?, ?, ?, ?)",
+                      (slot, holder_id, finger, version))
+
+    def fp_slot_clear(self, slot: int) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM fp_slots WHERE slot = ?", (slot,))
 
     def counts(self) -> dict[str, int]:
         db = self.db
         return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("tickets", "passes", "templates", "usage", "outbox", "applied_events")}
+                for t in ("tickets", "passes", "templates", "usage", "outbox", "applied_events", "fp_slots")}
 
     # -- changes from the central --------------------------------------------------------------
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, changes: Iterable[m.Change], prefix: str = "") -> None:
+    def _apply(self, conn: sqlite3.Connection, changes: Iterable[m.Change], prefix: str = "") -> None:
         tickets, passes, templates = f"{prefix}tickets", f"{prefix}passes", f"{prefix}templates"
         for ch in changes:
             if isinstance(ch, m.TicketChange):
@@ -244,8 +321,11 @@ class Store:
                     (ch.pass_id, ch.holder_id, ch.card_uid, ch.status, ts(ch.valid_from), ts(ch.valid_to),
                      _zones_text(ch.zones)))
             elif isinstance(ch, m.TemplateChange):
+                if self.cipher is None:
+                    log.warning("no template key: a %s template was not kept", ch.kind)
+                    continue
                 conn.execute(f"INSERT OR REPLACE INTO {templates} VALUES (?, ?, ?, ?, ?)",
-                             (ch.holder_id, ch.kind, ch.finger, ch.version, ch.data))
+                             (ch.holder_id, ch.kind, ch.finger, ch.version, self._seal(ch.data, ch.holder_id, ch.kind)))
             elif isinstance(ch, m.HolderForget):
                 conn.execute(f"DELETE FROM {templates} WHERE holder_id = ?", (ch.holder_id,))
                 refs = [f"P{r[0]}" for r in
@@ -256,6 +336,7 @@ class Store:
         """Apply one delta and move the sequence to its `seq`, in one transaction."""
         with self.write() as c:
             self._apply(c, delta.changes)
+            c.execute(_TOMBSTONE_SLOTS)
             self.set_meta("delta_seq", str(delta.seq), c)
 
     def snapshot_chunk(self, chunk: m.SnapshotChunk) -> None:
@@ -271,6 +352,7 @@ class Store:
                     c.execute(f"DELETE FROM {t}")
                     c.execute(f"INSERT INTO {t} SELECT * FROM snap_{t}")
                     c.execute(f"DELETE FROM snap_{t}")
+                c.execute(_TOMBSTONE_SLOTS)
                 self.set_meta("snapshot_id", chunk.snapshot_id, c)
                 self.set_meta("snapshot_at", str(time.time()), c)
                 self.set_meta("delta_seq", str(chunk.seq), c)
@@ -279,14 +361,16 @@ class Store:
     # -- usage ---------------------------------------------------------------------------------
 
     def usage(self, ref: str) -> tuple[Usage, bytes | None]:
+        """The credential's usage and its same-person binding (decrypted), if any."""
         row = self.db.execute("SELECT entries, exits, last_entry_at, binding FROM usage WHERE credential_ref = ?",
                               (ref,)).fetchone()
         if row is None:
             return Usage(), None
-        return Usage(entries=row[0], exits=row[1], last_entry_at=dt(row[2]), bound=row[3] is not None), row[3]
+        binding = self._open(row[3], ref, "face") if row[3] is not None and self.cipher is not None else None
+        # A binding that cannot be read still counts as bound: the re-entry is then refused, not waved through.
+        return Usage(entries=row[0], exits=row[1], last_entry_at=dt(row[2]), bound=row[3] is not None), binding
 
-    @staticmethod
-    def _count(conn: sqlite3.Connection, event: m.PassageEvent) -> None:
+    def _count(self, conn: sqlite3.Connection, event: m.PassageEvent) -> None:
         ref = event.credential_ref
         if not ref or not event.passed:
             return
@@ -298,7 +382,7 @@ class Store:
                 "ON CONFLICT(credential_ref) DO UPDATE SET entries = entries + excluded.entries, "
                 "last_entry_at = max(coalesce(last_entry_at, 0), excluded.last_entry_at), "
                 "binding = coalesce(binding, excluded.binding)",
-                (ref, n, at, event.binding))
+                (ref, n, at, self._seal(event.binding, ref, "face") if event.binding and self.cipher else None))
         else:
             # An exit never takes the count below zero inside: anti-passback stays meaningful.
             conn.execute("UPDATE usage SET exits = min(entries, exits + ?) WHERE credential_ref = ?", (n, ref))
@@ -306,6 +390,8 @@ class Store:
     def record(self, event: m.PassageEvent, topic: str) -> int:
         """Usage (for a confirmed passage) and the outbox row in ONE transaction; returns the outbox seq."""
         payload = m.encode(event)
+        if event.binding and self.cipher is not None:
+            payload = _SEALED + self._seal(payload, event.id, "face")  # the binding waits for the broker sealed
         with self.write() as c:
             self._count(c, event)
             cur = c.execute("INSERT INTO outbox(event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
@@ -331,7 +417,13 @@ class Store:
     def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxRow]:
         rows = self.db.execute("SELECT seq, event_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                                (seq, limit)).fetchall()
-        return [OutboxRow(*r) for r in rows]
+        return [OutboxRow(seq, event_id, topic, self._unseal_payload(payload, event_id))
+                for seq, event_id, topic, payload in rows]
+
+    def _unseal_payload(self, payload: bytes, event_id: str) -> bytes:
+        if not payload.startswith(_SEALED) or self.cipher is None:
+            return payload
+        return self._open(payload[1:], event_id, "face") or payload
 
     def outbox_delete(self, seqs: Iterable[int]) -> None:
         with self.write() as c:
