@@ -2,7 +2,8 @@
 
     park-central [--config FILE] db upgrade            migrate the database to the newest schema
     park-central serve                                 the web UI and API (waitress)
-    park-central ingest [--worker-id N]                an ingest worker (MQTT -> database) and claim server
+    park-central ingest [--worker-id N] [--no-claims]  an ingest worker (MQTT -> database) and claim server
+    park-central claims [--worker-id N]                a claim server alone (claim=central sites under heavy load)
     park-central scheduler                             the scheduled jobs
     park-central run                                   web + ingest + scheduler in one process
     park-central keys generate|show                    the ticket signing key (and a template key)
@@ -86,15 +87,31 @@ def cmd_ingest(args) -> int:
     config = _config(args)
     ctx = _context(config, suffix=f"ingest-pub-{args.worker_id}")
     worker = _start_ingest(config, ctx, args.worker_id)
-    claims = _start_claims(config, ctx, args.worker_id)
+    claims = None if args.no_claims else _start_claims(config, ctx, args.worker_id)
     log.info("ingest worker %s running", args.worker_id)
     service_manager.ready(f"ingest worker {args.worker_id}")
     service_manager.watchdog(lambda: worker.alive)
     try:
         _wait_for_signal()
     finally:
-        claims.stop()
+        if claims is not None:
+            claims.stop()
         worker.stop()
+        ctx.close()
+    return 0
+
+
+def cmd_claims(args) -> int:
+    """A claim server in its own process: claims never wait for the ingest's share of the CPU."""
+    config = _config(args)
+    ctx = _context(config, mqtt=False)
+    claims = _start_claims(config, ctx, args.worker_id)
+    log.info("claim server %s running", args.worker_id)
+    service_manager.ready(f"claim server {args.worker_id}")
+    try:
+        _wait_for_signal()
+    finally:
+        claims.stop()
         ctx.close()
     return 0
 
@@ -323,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="the web UI and API").set_defaults(func=cmd_serve)
     p = sub.add_parser("ingest", help="an ingest worker")
     p.add_argument("--worker-id", default="1", help="stable per worker: it names the persistent MQTT session")
+    p.add_argument("--no-claims", action="store_true", help="leave claims to `park-central claims`")
     p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("claims", help="a claim server alone (site policy claim=central)")
+    p.add_argument("--worker-id", default="1")
+    p.set_defaults(func=cmd_claims)
     sub.add_parser("scheduler", help="the scheduled jobs").set_defaults(func=cmd_scheduler)
     p = sub.add_parser("run", help="web + ingest + scheduler in one process")
     p.add_argument("--worker-id", default="1")
