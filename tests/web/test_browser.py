@@ -167,6 +167,7 @@ def test_the_dashboard_moves_within_a_second_of_a_passage(server, page, publishe
         publisher.publish(topics.event(site, "east-1"),
                           encode(_passage(site, "east-1", 2, decision="refused", reason="used_up")), qos=1)
         expect(page.locator("#denials tr[data-reason='used_up'] td.num")).to_have_text("1")
+        expect(page.locator("#denials tr[data-reason='used_up'] td").first).to_have_text("Ticket already used")
         expect(page.locator("#t-refused")).to_have_text("1")
 
         publisher.publish(topics.event(site, "east-1"), encode(_passage(site, "east-1", 2, direction="out")), qos=1)

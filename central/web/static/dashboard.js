@@ -8,7 +8,8 @@
   var state = { day: null, entries: new Array(1440).fill(0), exits: new Array(1440).fill(0),
                 denials: {}, refused: 0, gates: {} };
   var texts = {};
-  document.querySelectorAll("#reason-texts span").forEach(function (el) {
+  // The texts sit in a <template>: its spans live in .content, not in the document.
+  document.getElementById("reason-texts").content.querySelectorAll("span").forEach(function (el) {
     texts[el.dataset.reason] = el.textContent;
   });
   function $(id) { return document.getElementById(id); }
