@@ -43,6 +43,8 @@ class ClaimStats:
     late: int = 0  # past the gate's deadline on arrival or after the transaction: not answered
     invalid: int = 0
     errors: int = 0
+    busy_s: float = 0.0  # in transactions
+    slowest_s: float = 0.0
 
 
 class ClaimServer:
@@ -113,6 +115,7 @@ class ClaimServer:
             request = self._queue.get()
             if request is None:
                 return
+            started = time.perf_counter()
             try:
                 reply = self.answer(request)
             except Exception:
@@ -121,6 +124,11 @@ class ClaimServer:
                 continue
             if reply is not None:
                 self._reply(request, reply)
+            took = time.perf_counter() - started
+            self.stats.busy_s += took
+            self.stats.slowest_s = max(self.stats.slowest_s, took)
+            if took > 0.05:
+                log.info("claim %s took %.0f ms", request.id, took * 1000)
             self._maybe_prune()
 
     def answer(self, request: ClaimRequest) -> ClaimReply | None:

@@ -105,58 +105,87 @@ def _claims(gates: list[_Gate], seconds: float, first_ticket: int) -> tuple[list
     return samples, timeouts, grants, contended_ok
 
 
-def run(quick: bool) -> Section:
+def _central_process(central: Central, *args: str, log_name: str):
+    import os
+    import subprocess
+
+    from tests.bench.centralkit import ROOT, park_central
+
+    log = open(central.work / log_name, "ab")  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen([park_central(), "--config", str(central.config_path), *args], cwd=ROOT, stdout=log,
+                            stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    central.procs.append(proc)
+    return proc
+
+
+def _phase(central: Central, work, own_process: bool, quick: bool, ticket_base: int, claim_base: int) -> dict:
+    """Claims idle, then under the passage load, with the claim server inside the ingest or beside it."""
     from tests.bench.bench_ingest import _finish, _publishers
 
-    section = Section("claim")
-    f = section.figures
     gates_bg, procs = (20, 2) if quick else (200, 4)
     rate, seconds = (2_000, 8) if quick else (12_000, 30)
+    tag = "own" if own_process else "ingest"
+    if own_process:
+        procs_started = [_central_process(central, "ingest", "--worker-id", "1", "--no-claims", log_name="ingest.log"),
+                         _central_process(central, "claims", "--worker-id", "c1", log_name="claims.log")]
+    else:
+        procs_started = [_central_process(central, "ingest", "--worker-id", "1", log_name="ingest.log")]
+    gates = [_Gate(work, central.broker.port, f"{tag}{i}") for i in range(GATES)]
+    try:
+        for g in gates:
+            g.link.wait_connected(10)
+        deadline = time.monotonic() + 90
+        while gates[0].claim(claim_base + 99_999)[1] is None:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs_started):
+                raise RuntimeError("the claim server did not answer (see var/bench/tmp/claim-*/*.log)")
+        idle, idle_timeouts, _, _ = _claims(gates, 3 if quick else 10, claim_base)
+        tickets_each = int(rate / procs * seconds * 0.9) + 1000
+        pubs = _publishers(central, procs, gates_bg, rate, seconds, ticket_base, tickets_each)
+        for p in pubs:
+            p.ready.wait(60)
+        time.sleep(1.0)  # the load is flowing
+        loaded, timeouts, grants, contended_ok = _claims(gates, seconds - 2, claim_base + 20_000)
+        _first, _sent, acked, pub_rate = _finish(pubs, seconds + 180)
+    finally:
+        for g in gates:
+            g.close()
+        for proc in procs_started:
+            central.stop_process(proc)
+    return {"idle": idle, "loaded": loaded, "timeouts": timeouts + idle_timeouts, "contended_ok": contended_ok,
+            "pub_rate": pub_rate, "acked": acked, "rate": rate, "gates_bg": gates_bg}
+
+
+def run(quick: bool) -> Section:
+    section = Section("claim")
+    f = section.figures
     work = workdir("claim")
     central = Central(work)
-    gates: list[_Gate] = []
     try:
         # As config/mosquitto/park.conf: the broker sends small messages at once (no Nagle delay).
         central.broker.extra_config += "set_tcp_nodelay true\n"
         central.broker.restart()
         central.prepare_site({1: None, 2: None})
-        tickets_each = int(rate / procs * seconds * 0.9) + 1000
-        central.copy_tickets(2, tickets_each * procs, real_name=False)
-        central.copy_tickets(CLAIM_TICKETS, 100_000, real_name=False)
-        ingest = central.start_ingest("1")
-        gates = [_Gate(work, central.broker.port, f"cg{i}") for i in range(GATES)]
-        for g in gates:
-            g.link.wait_connected(10)
-        # Ready once the claim server answers.
-        deadline = time.monotonic() + 90
-        while gates[0].claim(CLAIM_TICKETS + 99_999)[1] is None:
-            if time.monotonic() > deadline or ingest.poll() is not None:
-                raise RuntimeError("the claim server did not answer (see var/bench/tmp/claim-*/ingest-1.log)")
-
-        idle, idle_timeouts, _, _ = _claims(gates, 3 if quick else 10, CLAIM_TICKETS)
-        f["gate_claim_idle_p50_ms"] = round(percentile(idle, 50) * 1000, 2)
-        f["gate_claim_idle_p99_ms"] = round(percentile(idle, 99) * 1000, 2)
-
-        pubs = _publishers(central, procs, gates_bg, rate, seconds, 2, tickets_each)
-        for p in pubs:
-            p.ready.wait(60)
-        time.sleep(1.0)  # the load is flowing
-        loaded, timeouts, grants, contended_ok = _claims(gates, seconds - 2, CLAIM_TICKETS + 20_000)
-        _first, _sent, acked, pub_rate = _finish(pubs, seconds + 180)
-        f["gate_claim_p99_ms"] = round(percentile(loaded, 99) * 1000, 2)
-        f["gate_claim_p50_ms"] = round(percentile(loaded, 50) * 1000, 2)
-        f["gate_claim_max_ms"] = round(max(loaded, default=float("nan")) * 1000, 2)
-        f["gate_claims"] = len(loaded)
-        f["gate_claim_timeouts"] = timeouts + idle_timeouts
-        f["gate_claim_contended_rounds_one_grant"] = contended_ok
-        f["gate_claim_load_published_per_s"] = round(pub_rate)
-        section.bars += [Bar("gate_claim_p99_ms", 50, note="(with the ingest under load)"),
-                         Bar("gate_claim_timeouts", 0)]
-        section.notes.append(f"{GATES} gates claiming beside {gates_bg} gates' passage events at {rate:,}/s offered "
-                             f"({pub_rate:,.0f}/s published, {acked:,} acknowledged) into the same ingest process")
+        load_tickets = 2_000_000 if not quick else 100_000
+        central.copy_tickets(2, 2 * load_tickets, real_name=False)
+        central.copy_tickets(CLAIM_TICKETS, 200_000, real_name=False)
+        inside = _phase(central, work, False, quick, 2, CLAIM_TICKETS)
+        beside = _phase(central, work, True, quick, 2 + load_tickets, CLAIM_TICKETS + 100_000)
+        for key, r in (("gate_claim", inside), ("gate_claim_own_process", beside)):
+            f[f"{key}_idle_p99_ms"] = round(percentile(r["idle"], 99) * 1000, 2)
+            f[f"{key}_p50_ms"] = round(percentile(r["loaded"], 50) * 1000, 2)
+            f[f"{key}_p99_ms"] = round(percentile(r["loaded"], 99) * 1000, 2)
+            f[f"{key}_max_ms"] = round(max(r["loaded"], default=float("nan")) * 1000, 2)
+            f[f"{key}_timeouts"] = r["timeouts"]
+            section.bars.append(Bar(f"{key}_timeouts", 0))
+        f["gate_claims"] = len(inside["loaded"]) + len(beside["loaded"])
+        f["gate_claim_contended_rounds_one_grant"] = inside["contended_ok"] + beside["contended_ok"]
+        section.bars.append(Bar("gate_claim_p99_ms", 50, note="(claim server inside the loaded ingest process)"))
+        section.notes.append(
+            f"{GATES} gates claiming beside {inside['gates_bg']} gates' passage events at {inside['rate']:,}/s offered "
+            f"({inside['pub_rate']:,.0f}/s and {beside['pub_rate']:,.0f}/s published); gate_claim_*: the claim "
+            "server inside `park-central ingest`; gate_claim_own_process_*: `park-central claims` beside "
+            "`park-central ingest --no-claims`")
     finally:
-        for g in gates:
-            g.close()
         central.close()
     shutil.rmtree(work, ignore_errors=True)
     return section
