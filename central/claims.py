@@ -90,6 +90,11 @@ class ClaimServer:
     def connected(self) -> bool:
         return self.link.connected
 
+    @property
+    def alive(self) -> bool:
+        """Every worker thread runs (for the systemd watchdog)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     # --- receiving ---------------------------------------------------------------------------
     def _on_message(self, msg) -> None:
         self.stats.received += 1

@@ -108,6 +108,7 @@ def cmd_claims(args) -> int:
     claims = _start_claims(config, ctx, args.worker_id)
     log.info("claim server %s running", args.worker_id)
     service_manager.ready(f"claim server {args.worker_id}")
+    service_manager.watchdog(lambda: claims.alive)
     try:
         _wait_for_signal()
     finally:
