@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run(cfg)
     if args.command in ("outbox", "store-info") or (args.command == "status" and not cfg.control_socket.exists()):
-        store = Store(cfg.store_path)
+        store = Store(cfg.store_path, cipher=_existing_cipher(cfg))
         try:
             if args.command == "outbox":
                 rows = store.outbox_after(0, 1000)
@@ -94,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _print(answer)
     return 0 if answer.get("ok") else 1
+
+
+def _existing_cipher(cfg):
+    """The agent's template key if there is one: the CLI never makes a key (it may run as another user)."""
+    from .template_key import key_file, load_template_cipher
+
+    if not cfg.store.template_key and not key_file(cfg).exists():
+        return None
+    try:
+        return load_template_cipher(cfg)
+    except (gate_config.ConfigError, OSError):
+        return None  # outbox rows carrying a binding then show as undecodable
 
 
 def _summary(payload: bytes) -> dict:
