@@ -23,8 +23,9 @@ The caller drops requests whose deadline has passed (the gate has already decide
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from sqlalchemy import case, delete, func, select
@@ -57,20 +58,18 @@ def expired(request: ClaimRequest, now: datetime) -> bool:
 
 def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> ClaimReply:
     """Grant or refuse one claim in the caller's transaction (see the module doc)."""
-    site = session.get(Site, request.site)
-    if site is None:
+    policy = _site_policy(session, request.site)
+    if policy is None:
         return ClaimReply(id=request.id, granted=False, reason=str(Reason.UNKNOWN_CREDENTIAL))
     usage = _lock_usage(session, request.site, request.credential_ref)
-    earlier = session.get(Claim, request.id)
+    held, earlier = open_claims(session, request.site, request.credential_ref, now, request.id)
     if earlier is not None:
-        return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=earlier.passages)
-    held = open_claims(session, request.site, request.credential_ref, now)
+        return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=earlier)
     credential, rules = _credential(session, request)
-    zone = session.scalar(select(Zone).where(Zone.site_id == request.site, Zone.number == request.zone))
+    zone = session.execute(select(Zone.inside, Zone.capacity)
+                           .where(Zone.site_id == request.site, Zone.number == request.zone)).first()
     zone_state = ZoneState(zone=request.zone, inside=max(0, zone.inside) if zone else 0,
                            capacity=zone.capacity if zone else None)
-    policy = SitePolicy(timezone=site.timezone, opens=site.opens, closes=site.closes,
-                        pass_biometric=site.pass_biometric)  # type: ignore[arg-type]
 
     def verdict_with(extra: OpenClaims):
         last = usage.last_entry_at
@@ -96,13 +95,16 @@ def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> Clai
     return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=passages)
 
 
-def open_claims(session: Session, site_id: str, ref: str, now: datetime) -> OpenClaims:
-    """Passages held by unexpired claims on `ref`, less those the ingest has confirmed."""
+def open_claims(session: Session, site_id: str, ref: str, now: datetime,
+                own_id: str | None = None) -> tuple[OpenClaims, int | None]:
+    """Passages held by unexpired claims on `ref`, less those the ingest has confirmed; and the
+    passages already granted to the claim `own_id` (a repeated request), if any."""
     claims = list(session.execute(
         select(Claim.id, Claim.passages, Claim.created_at)
         .where(Claim.site_id == site_id, Claim.credential_ref == ref, Claim.expires_at > now)))
-    if not claims:
-        return OpenClaims()
+    earlier = next((c.passages for c in claims if c.id == own_id), None)
+    if not claims or earlier is not None:
+        return OpenClaims(), earlier
     # By the credential's own index: a credential has few events, a site millions.
     counted = {
         row.claim_id: (row.confirmed or 0, row.closed or 0)
@@ -123,7 +125,7 @@ def open_claims(session: Session, site_id: str, ref: str, now: datetime) -> Open
         if left:
             held += left
             latest = created_at if latest is None or created_at > latest else latest
-    return OpenClaims(held, latest)
+    return OpenClaims(held, latest), None
 
 
 def prune_claims(session: Session, before: datetime) -> int:
@@ -137,12 +139,49 @@ def _insert(session: Session, table):
 
 
 def _lock_usage(session: Session, site_id: str, ref: str) -> Usage:
-    session.execute(_insert(session, _USAGE).on_conflict_do_nothing(index_elements=["site_id", "ref"]),
-                    {"site_id": site_id, "ref": ref, "entries": 0, "exits": 0, "bound": False})
-    row = session.execute(
-        select(_USAGE.c.entries, _USAGE.c.exits, _USAGE.c.last_entry_at, _USAGE.c.bound)
-        .where(_USAGE.c.site_id == site_id, _USAGE.c.ref == ref).with_for_update()).one()
-    return Usage(entries=row.entries, exits=row.exits, last_entry_at=row.last_entry_at, bound=row.bound)
+    """The usage row, created if missing and locked, in one round trip: the no-op DO UPDATE takes the
+    row lock (as SELECT ... FOR UPDATE would) and RETURNING reads the row under it."""
+    stmt = _insert(session, _USAGE).values(site_id=site_id, ref=ref, entries=0, exits=0, bound=False)
+    stmt = stmt.on_conflict_do_update(index_elements=["site_id", "ref"], set_={"entries": _USAGE.c.entries})
+    row = session.execute(stmt.returning(_USAGE.c.entries, _USAGE.c.exits, _USAGE.c.last_entry_at,
+                                         _USAGE.c.bound)).one()
+    last = row.last_entry_at
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)  # SQLite's RETURNING skips the column type's result processing
+    return Usage(entries=row.entries, exits=row.exits, last_entry_at=last, bound=row.bound)
+
+
+_CACHE_S = 10.0
+_cache: dict[tuple, tuple[float, object]] = {}
+
+
+def _cached(session: Session, key: tuple, load):
+    """Site policies, ticket type rules and gate timeouts change rarely: read them every 10 s at most."""
+    key = (str(session.get_bind().url), *key)
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < _CACHE_S:
+        return hit[1]
+    value = load()
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (now, value)
+    return value
+
+
+def _site_policy(session: Session, site_id: str) -> SitePolicy | None:
+    def load():
+        site = session.get(Site, site_id)
+        return None if site is None else SitePolicy(timezone=site.timezone, opens=site.opens, closes=site.closes,
+                                                    pass_biometric=site.pass_biometric)  # type: ignore[arg-type]
+    return _cached(session, ("site", site_id), load)
+
+
+def _type_rules(session: Session, type_id: int) -> TicketTypeRules:
+    def load():
+        tt = session.get(TicketType, type_id)
+        return ticket_type_rules(tt) if tt else TicketTypeRules(id=type_id, name="unknown")
+    return _cached(session, ("type", type_id), load)
 
 
 def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, TicketTypeRules | None]:
@@ -150,15 +189,16 @@ def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, Ti
     ref = request.credential_ref
     kind, number = ref[:1], ref[1:]
     if kind == "T" and number.isdigit():
-        t = session.get(Ticket, int(number))
+        t = session.execute(select(Ticket.site_id, Ticket.ticket_type_id, Ticket.status, Ticket.valid_from,
+                                   Ticket.valid_to, Ticket.slot_start, Ticket.slot_end, Ticket.headcount,
+                                   Ticket.zones).where(Ticket.id == int(number))).first()
         if t is not None and t.site_id == request.site:
-            tt = session.get(TicketType, t.ticket_type_id)
             # `used` is the ingest's summary of usage: let the usage (with the open claims) speak.
             status = "valid" if t.status == "used" else t.status
             return (Credential(kind=request.credential_kind, ref=ref, ticket_type=t.ticket_type_id, status=status,
                                valid_from=t.valid_from, valid_to=t.valid_to, slot_start=t.slot_start,
                                slot_end=t.slot_end, headcount=t.headcount, zones=frozenset(t.zones or ())),
-                    ticket_type_rules(tt) if tt else TicketTypeRules(id=t.ticket_type_id, name="unknown"))
+                    _type_rules(session, t.ticket_type_id))
     if kind in ("P", "H") and number.isdigit():
         query = select(AnnualPass).where(AnnualPass.site_id == request.site)
         query = (query.where(AnnualPass.id == int(number)) if kind == "P"
@@ -168,20 +208,19 @@ def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, Ti
             return (Credential(kind=request.credential_kind, ref=ref, status=p.status, valid_from=p.valid_from,
                                valid_to=p.valid_to, zones=frozenset(p.zones or ()), holder_bound=True), None)
     # A code the central cannot place (signed, so genuine): serialise on the gate's facts.
-    rules = None
-    if request.ticket_type is not None:
-        tt = session.get(TicketType, request.ticket_type)
-        rules = ticket_type_rules(tt) if tt else TicketTypeRules(id=request.ticket_type, name="unknown")
+    rules = _type_rules(session, request.ticket_type) if request.ticket_type is not None else None
     return Credential(kind=request.credential_kind, ref=ref, ticket_type=request.ticket_type,
                       headcount=max(1, request.headcount)), rules
 
 
 def _passage_timeout(session: Session, site_id: str, gate_name: str) -> float:
-    hardware = session.scalar(select(Gate.hardware).where(Gate.site_id == site_id, Gate.name == gate_name))
-    try:
-        return msgspec.convert(hardware or {}, HardwareParams).passage_timeout_s
-    except msgspec.ValidationError:
-        return HardwareParams().passage_timeout_s
+    def load():
+        hardware = session.scalar(select(Gate.hardware).where(Gate.site_id == site_id, Gate.name == gate_name))
+        try:
+            return msgspec.convert(hardware or {}, HardwareParams).passage_timeout_s
+        except msgspec.ValidationError:
+            return HardwareParams().passage_timeout_s
+    return _cached(session, ("gate", site_id, gate_name), load)
 
 
 __all__ = ["MARGIN_S", "OpenClaims", "expired", "handle_claim", "open_claims", "prune_claims"]
