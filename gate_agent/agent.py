@@ -708,6 +708,7 @@ class GateAgent:
             if now >= next_prune:
                 next_prune = now + 3600
                 self.store.prune_applied()
+                self.store.purge_bindings()
 
     def _poll_controller(self) -> None:
         t = self.turnstile

@@ -73,6 +73,7 @@ _TOMBSTONE_SLOTS = (
     "WHERE t.holder_id = fp_slots.holder_id AND t.kind = 'fingerprint' AND t.finger = fp_slots.finger)")
 _SEALED = b"\x00"  # an outbox payload sealed with the template key (JSON never starts with NUL)
 APPLIED_EVENTS_KEEP_S = 2 * 24 * 3600
+BINDING_KEEP_S = 2 * 24 * 3600  # longer than a day ticket's visit, short enough to be "when it ends"
 
 
 def ts(at: datetime | None) -> float | None:
@@ -407,6 +408,14 @@ class Store:
                 return False
             self._count(c, event)
             return True
+
+    def purge_bindings(self, keep_s: float = BINDING_KEEP_S, now: float | None = None) -> int:
+        """Delete same-person face bindings whose last entry is older than `keep_s`: a template is
+        personal data and goes when the visit is over. A ticket re-entered after that binds anew."""
+        cutoff = (now if now is not None else time.time()) - keep_s
+        with self.write() as c:
+            return c.execute("UPDATE usage SET binding = NULL WHERE binding IS NOT NULL AND last_entry_at < ?",
+                             (cutoff,)).rowcount
 
     def prune_applied(self, keep_s: float = APPLIED_EVENTS_KEEP_S) -> int:
         with self.write() as c:

@@ -109,3 +109,18 @@ def test_the_template_key_file_is_made_on_first_start_with_mode_0600_and_refused
     inline = from_dict({"gate": {"id": "g1", "site": "s1"}, "store": {"template_key": "dG9vLXNob3J0"}}, source="g.toml")
     with pytest.raises(ConfigError, match="g.toml: store.template_key decodes to"):
         load_template_cipher(inline)
+
+
+def test_a_same_person_binding_is_deleted_two_days_after_the_last_entry(tmp_path):
+    store = Store(tmp_path / "gate.db", cipher=cipher())
+    store.record(entry("T7", BOUND), "gates/v1/s1/gate/g1/event")
+    store.record(entry("T8", BOUND), "gates/v1/s1/gate/g1/event")
+    now = datetime.now(UTC).timestamp()
+    assert store.purge_bindings(now=now + 3600) == 0  # the visit goes on: kept
+    store.db.execute("UPDATE usage SET last_entry_at = ? WHERE credential_ref = 'T8'", (now - 3 * 24 * 3600,))
+    store.db.commit()
+    assert store.purge_bindings(now=now) == 1
+    assert store.usage("T7")[1] == BOUND
+    usage, binding = store.usage("T8")
+    assert binding is None and not usage.bound and usage.entries == 1  # the entry stays counted
+    store.close()
