@@ -150,14 +150,25 @@ class IngestWorker:
                 except queue.Empty:
                     break
             started = time.perf_counter()
-            try:
-                self._process(batch)
-            except Exception:  # never die: the messages stay unacknowledged and come back
-                log.exception("ingest batch failed; its messages will be redelivered")
-                time.sleep(1.0)
-                continue
+            if not self._process_until_done(batch):
+                return  # stopping: the unacknowledged messages come back to the next worker
             self.stats.busy_s += time.perf_counter() - started
             self._publish_occupancy(force=self._queue.empty())
+
+    def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> bool:
+        """Retry a failed batch until it is stored; False if the worker was stopped first.
+
+        The broker redelivers unacknowledged messages only when the connection is renewed, so a batch
+        given up while the worker stays connected would wait for its next restart.
+        """
+        while True:
+            try:
+                self._process(batch)
+                return True
+            except Exception:  # never die: the messages stay unacknowledged until they are stored
+                log.exception("ingest batch failed; retrying it in 1 s")
+                if self._stop.wait(1.0):
+                    return False
 
     def _classify(self, msg: mqtt.MQTTMessage) -> _Item:
         item = _Item(msg)
@@ -235,6 +246,8 @@ class IngestWorker:
             try:
                 self._store([item], [])
             except Exception as exc:  # this one message cannot be stored: park it, go on
+                if isinstance(exc, DBAPIError) and _transient(exc):
+                    raise  # the database is away, not this message at fault: the batch is retried whole
                 log.warning("parking a message on %s: %s", item.msg.topic, exc.__class__.__name__)
                 self._store([], [(item.msg, f"store failed: {exc}"[:2000])])
 
