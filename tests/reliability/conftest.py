@@ -407,17 +407,18 @@ class Visitors(threading.Thread):
 
     def _show(self, code: str) -> int | None:
         before = self.gate.written()
-        while not self._halt.is_set():
+        while True:
             self.gate.scanner.scan(code)
             self.shown += 1
             deadline = time.monotonic() + self.rescan_s
-            while time.monotonic() < deadline and not self._halt.is_set():
+            while time.monotonic() < deadline:  # a code shown is waited for, even when told to finish
                 now = self.gate.written()
                 if now > before:
                     return now
                 time.sleep(0.02)
+            if self._halt.is_set():
+                return None
             self.rescans += 1
-        return None
 
     def finish(self, timeout: float = 30) -> list[Decision]:
         self._halt.set()
