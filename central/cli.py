@@ -45,8 +45,20 @@ def _config(args) -> CentralConfig:
 
 def _context(config: CentralConfig, mqtt: bool = True, suffix: str = "cli"):
     from central.context import CentralContext
+    from central.migrate import current, head
 
+    at, newest = current(config.database_url), head()
+    if at != newest:
+        # Say it plainly instead of failing later on a missing table or column.
+        state = "has no schema yet" if at is None else f"is at schema {at}, this version needs {newest}"
+        raise ConfigError(f"the database {_safe_url(config.database_url)} {state}: run `park-central db upgrade`")
     return CentralContext.create(config, mqtt=mqtt, client_suffix=suffix)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _wait_for_signal() -> None:
@@ -240,15 +252,27 @@ def cmd_site(args) -> int:
     return 0
 
 
-def gate_toml(config: CentralConfig, site: str, gate: str, username: str, password: str) -> str:
-    """The starting configuration of a provisioned gate (`gate_agent.config`)."""
+def gate_toml(config: CentralConfig, site: str, gate: str, username: str, password: str,
+              broker: str | None = None) -> str:
+    """The starting configuration of a provisioned gate (`gate_agent.config`); the technician fills in
+    which device sits on which port (see config/gate.example.toml)."""
+    host, port = config.mqtt.host, config.mqtt.port
+    if broker:
+        host, _, port_text = broker.rpartition(":")
+        port = int(port_text)
     tls = f'tls_ca = "{config.mqtt.tls_ca}"\n' if config.mqtt.tls_ca else ""
     return (
-        f"# Gate {gate} of site {site}: provisioned by park-central. Keep this file private (0600).\n"
+        f"# Gate {gate} of site {site}: provisioned by park-central. Keep this file private (0640 root:gate-agent).\n"
         f"[gate]\nid = \"{gate}\"\nsite = \"{site}\"\n\n"
-        f"[broker]\nhost = \"{config.mqtt.host}\"\nport = {config.mqtt.port}\n"
+        f"[broker]\nhost = \"{host}\"\nport = {port}\n"
         f"username = \"{username}\"\npassword = \"{password}\"\n{tls}\n"
-        f"[store]\npath = \"var/gate-{gate}.db\"\n"
+        f"[store]\npath = \"/var/lib/scenic-gates/gate.db\"\n\n"
+        "# Which device is on which port (see config/gate.example.toml for every option):\n"
+        "# [devices.turnstile]\n# serial = \"/dev/ttyUSB0\"     # or tcp = \"192.168.1.50:502\"\n"
+        "# [devices.qr]\n# port = \"/dev/ttyACM0\"\n"
+        "# [devices.idcard]\n# port = \"/dev/ttyUSB1\"\n"
+        "# [devices.rfid]\n# pcsc_reader = \"ACS ACR122U\"\n"
+        "[devices.display]\nkind = \"console\"\n"
     )
 
 
@@ -263,7 +287,7 @@ def cmd_provision_gate(args) -> int:
             _gate, creds = register_gate(db, args.site, args.gate, args.zone, direction=args.direction,
                                          actor="cli")
         ctx.publisher.flush()
-        text = gate_toml(config, args.site, args.gate, creds.username, creds.password)
+        text = gate_toml(config, args.site, args.gate, creds.username, creds.password, args.broker)
         if args.output:
             fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
@@ -376,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", type=int, required=True)
     p.add_argument("--direction", default="both", choices=["in", "out", "both"])
     p.add_argument("--output", "-o", help="write the TOML here (0600) instead of printing it")
+    p.add_argument("--broker", help="HOST:PORT the gate connects to (default: the central's [mqtt] host and port)")
     p.set_defaults(func=cmd_provision_gate)
     p = sub.add_parser("acl", help="write Mosquitto password and ACL files")
     p.add_argument("--passwords", default="var/mosquitto/passwd")
