@@ -3,8 +3,8 @@ Mosquitto, answered by the claim server inside `park-central ingest` on PostgreS
 load of passage events flows into that same process (the ingest benchmark's load, smaller in quick mode).
 
     4 gate links (gate_agent.link.Link + gate_agent.claims.ClaimClient, this process)
-        --claim--> Mosquitto --> park-central ingest (ClaimServer + IngestWorker) --> PostgreSQL
-    publishers (processes, QoS 1 passage events at a steady rate) --> the same broker and ingest
+        --claim--> Mosquitto --> park-central claims (or the ClaimServer inside the ingest) --> PostgreSQL
+    publishers (processes, QoS 1 passage events at a steady rate) --> the same broker --> park-central ingest
 
 Each gate claims a fresh single-entry ticket every ~100 ms; every tenth round all four gates claim
 the same ticket at once (contended: one grant, three refusals). gate_claim_p99_ms is over every

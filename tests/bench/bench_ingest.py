@@ -56,12 +56,12 @@ PROFILE_OUT = ROOT / "var" / "bench" / "profile-ingest.txt"
 
 
 def _profile(pid: int, seconds: float, work):
-    """With BENCH_PROFILE=1: py-spy samples the ingest worker through the load (collapsed stacks)."""
+    """With BENCH_PROFILE=1: py-spy samples the GIL holder of the ingest worker through the load."""
     if os.environ.get("BENCH_PROFILE") != "1" or not shutil.which("py-spy", path=str(Path(sys.executable).parent)):
         return None
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    return subprocess.Popen([exe, "record", "--nonblocking", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
-                             "-f", "raw", "-o", str(PROFILE_OUT)],
+    return subprocess.Popen([exe, "record", "--nonblocking", "--gil", "-p", str(pid), "-d", str(int(seconds)),
+                             "-r", "100", "-f", "raw", "-o", str(PROFILE_OUT)],
                             stdout=subprocess.DEVNULL, stderr=open(work / "pyspy.log", "ab"))  # noqa: SIM115
 
 
