@@ -7,6 +7,8 @@
     gate-agent test-device NAME --config ...    turnstile (opens the arm once), qr, idcard, rfid, ...
     gate-agent resync --config gate.toml        ask the central for a full snapshot
     gate-agent set-mode MODE --config gate.toml normal, free, locked, emergency
+    gate-agent backup FILE --config gate.toml   a consistent copy of the store, while the agent runs
+    gate-agent restore FILE --config gate.toml  put a copy back (agent stopped); its outbox is sent on start
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     test = sub.add_parser("test-device")
     test.add_argument("name", nargs="?", help="turnstile, qr, idcard, rfid, fingerprint, camera (default: all)")
     test.add_argument("--config", required=True)
+    for name, what in (("backup", "write a consistent copy of the store (the agent may run)"),
+                       ("restore", "replace the store with a backup (stop the agent first)")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("file")
+        cmd.add_argument("--config", required=True)
     mode = sub.add_parser("set-mode")
     mode.add_argument("mode", choices=["normal", "free", "locked", "emergency"])
     mode.add_argument("--config", required=True)
@@ -73,6 +80,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         return _run(cfg)
+    if args.command in ("backup", "restore"):
+        from . import backup
+
+        if args.command == "backup":
+            print(f"store copied to {backup.backup(cfg.store_path, args.file)}")
+        elif cfg.control_socket.exists() and _ask(cfg, {"cmd": "status"}) is not None:
+            print("gate-agent: stop the agent before restoring its store", file=sys.stderr)
+            return 1
+        else:
+            backup.restore(args.file, cfg.store_path)
+            print(f"store restored from {args.file}; queued passages are sent when the agent starts")
+        return 0
     if args.command in ("outbox", "store-info") or (args.command == "status" and not cfg.control_socket.exists()):
         store = Store(cfg.store_path, cipher=_existing_cipher(cfg))
         try:

@@ -84,3 +84,32 @@ def test_restore_refuses_a_missing_file_with_a_clear_error(pg_url, tmp_path):
 
     with pytest.raises(BackupError, match="no backup file"):
         restore(pg_url, tmp_path / "nothing.dump")
+
+
+def test_gate_cli_backs_up_and_restores_the_store_with_its_queue(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    site = "park" + uuid.uuid4().hex[:6]
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\nid = "east1"\nsite = "{site}"\n[broker]\nhost = "127.0.0.1"\nport = 1\n'
+                      f'[store]\npath = "{tmp_path}/gate.db"\n')
+    store = Store(tmp_path / "gate.db")
+    events = _events(site, 5)
+    for event in events:
+        store.record(event, topics.event(site, "east1"))
+    store.close()
+    cli = str(Path(sys.executable).parent / "gate-agent")
+    done = subprocess.run([cli, "backup", str(tmp_path / "copy.db"), "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "gate.db").unlink()
+    done = subprocess.run([cli, "restore", str(tmp_path / "copy.db"), "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    restored = Store(tmp_path / "gate.db")
+    try:
+        assert [r.event_id for r in restored.outbox_after(0, 100)] == [e.id for e in events]
+    finally:
+        restored.close()
