@@ -14,6 +14,7 @@ stores the passage; the link forwards it, and the central's config, commands and
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 QUEUE_LIMIT = 32
+PENDING_PASSAGE = "pending_passage"  # store meta: a passage under way (see GateAgent._mark_passage)
 STALE_ATTEMPT_S = 15.0
 FINGER_WAIT_S = 8.0  # card + fingerprint: how long the gate waits for the finger after the card
 
@@ -122,6 +124,7 @@ class GateAgent:
         self.readers, self.camera, self._broken_readers = build_readers(self.file_cfg.devices, self._slot_holder,
                                                                          self.fingerprints)
         self._rebuild_turnstile()
+        self._recover_passage()  # else the next passage settles it, before the arm opens again
         self.load_faces()
         self._spawn("decide", self._worker)
         for reader in self.readers:
@@ -367,11 +370,13 @@ class GateAgent:
                 passed = False
             else:
                 try:
+                    self._mark_passage(outcome, direction, mode, claim_id)
                     passed = self._pass_once(direction, timeout, mode)
                 except TurnstileUnavailable:
                     self._tell_staff()
                     passed = False
             if not passed:
+                self.store.set_meta(PENDING_PASSAGE, None)
                 break
             handled.passed += 1
             binding = outcome.probe if (verdict.bind and turn == 0) else None
@@ -383,6 +388,45 @@ class GateAgent:
             handled.events.append(self._record(attempt, outcome, now=now, passed=False, offline=offline, mode=mode,
                                                claim_id=claim_id))
         return handled
+
+    def _mark_passage(self, outcome: Outcome, direction: m.Direction, mode: m.Mode, claim_id: str | None) -> None:
+        """Before the arm opens, note the passage and the controller's counter: a process that dies
+        between the visitor's passage and `_record` finds it at restart (`_recover_passage`)."""
+        if not self._recover_passage():
+            raise TurnstileUnavailable("an interrupted passage is not settled yet")
+        credential = outcome.resolved.credential
+        before = self.turnstile.counters().get(direction)
+        self.store.set_meta(PENDING_PASSAGE, json.dumps({
+            "direction": direction, "before": before, "kind": outcome.resolved.kind, "ref": outcome.resolved.ref,
+            "ticket_type": credential.ticket_type if credential else None, "mode": mode, "claim_id": claim_id,
+            "zone": self.active.cfg.zone if self.active else 0}))
+
+    def _recover_passage(self) -> bool:
+        """Settle a passage the last process died in: if the controller counted it, record it now
+        (once: `Store.record` clears the note in the same transaction). False if the controller is away."""
+        text = self.store.meta(PENDING_PASSAGE)
+        if not text:
+            return True
+        if self.turnstile is None:
+            return False
+        note = json.loads(text)
+        try:
+            moved = self.turnstile.counters().get(note["direction"]) != note["before"]
+        except TurnstileUnavailable:
+            return False
+        if not moved:
+            self.store.set_meta(PENDING_PASSAGE, None)  # the visitor never went through
+            return True
+        event = m.PassageEvent(
+            id=new_event_id(), site=self.site, gate=self.gate, zone=note["zone"], at=datetime.now(UTC),
+            direction=note["direction"], credential_kind=note["kind"], credential_ref=note["ref"], decision="granted",
+            reason=str(Reason.OK), passed=True, offline=not self.link.connected, mode=note["mode"],
+            ticket_type=note["ticket_type"], claim_id=note["claim_id"])
+        self.store.record(event, topics.event(self.site, self.gate))
+        self.zones.passage(event)
+        self.link.wake()
+        log.warning("a passage interrupted by a restart was recorded from the controller's counter")
+        return True
 
     def _record(self, attempt: Attempt, outcome: Outcome, *, now: datetime, passed: bool, offline: bool,
                 mode: m.Mode, binding: bytes | None = None, claim_id: str | None = None) -> m.PassageEvent:

@@ -397,6 +397,8 @@ class Store:
             self._count(c, event)
             cur = c.execute("INSERT INTO outbox(event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
                             (event.id, topic, payload, time.time()))
+            if event.passed:  # the passage under way is stored: the agent's note of it goes with it
+                c.execute("DELETE FROM meta WHERE key = 'pending_passage'")
             return cur.lastrowid
 
     def apply_remote(self, event: m.PassageEvent) -> bool:
