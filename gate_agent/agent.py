@@ -396,10 +396,12 @@ class GateAgent:
             raise TurnstileUnavailable("an interrupted passage is not settled yet")
         credential = outcome.resolved.credential
         before = self.turnstile.counters().get(direction)
+        # Written without waiting for the disk: it must survive the process dying (the case it exists
+        # for), and a power cut stops the turnstile with it; an fsync here would be most of a decision.
         self.store.set_meta(PENDING_PASSAGE, json.dumps({
             "direction": direction, "before": before, "kind": outcome.resolved.kind, "ref": outcome.resolved.ref,
             "ticket_type": credential.ticket_type if credential else None, "mode": mode, "claim_id": claim_id,
-            "zone": self.active.cfg.zone if self.active else 0}))
+            "zone": self.active.cfg.zone if self.active else 0}), fsync=False)
 
     def _recover_passage(self) -> bool:
         """Settle a passage the last process died in: if the controller counted it, record it now

@@ -168,16 +168,27 @@ class Store:
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all or nothing."""
+    def write(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all or nothing.
+
+        `fsync=False` commits without waiting for the disk (WAL with synchronous=NORMAL): the commit
+        survives the process being killed, not a power cut. Only for notes whose loss in a power cut
+        loses nothing else, kept off the hot path's disk wait (the pending-passage note: a power cut
+        stops the turnstile too)."""
         conn = self.db
-        conn.execute("BEGIN IMMEDIATE")
+        if not fsync:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if not fsync:
+                conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         with self._all_lock:
@@ -195,9 +206,10 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
-    def set_meta(self, key: str, value: str | None, conn: sqlite3.Connection | None = None) -> None:
+    def set_meta(self, key: str, value: str | None, conn: sqlite3.Connection | None = None, *,
+                 fsync: bool = True) -> None:
         if conn is None:
-            with self.write() as c:
+            with self.write(fsync=fsync) as c:
                 self.set_meta(key, value, c)
             return
         conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -227,8 +239,9 @@ class Store:
         return [_ticket(r) for r in rows]
 
     def pass_by_uid(self, card_uid: str) -> PassRow | None:
-        row = self.db.execute("SELECT * FROM passes WHERE card_uid = ? ORDER BY status = 'active' DESC LIMIT 1",
-                              (card_uid,)).fetchone()
+        # "card_uid != ''" lets SQLite use the partial index passes_card_uid (else: a scan of every pass).
+        row = self.db.execute("SELECT * FROM passes WHERE card_uid = ? AND card_uid != '' "
+                              "ORDER BY status = 'active' DESC LIMIT 1", (card_uid,)).fetchone()
         return _pass(row) if row else None
 
     def passes_of(self, holder_id: str) -> list[PassRow]:

@@ -54,3 +54,31 @@ def test_a_million_cached_tickets_build_and_a_decision_stays_fast(tmp_path, sign
     print(f"\n{N:,} tickets: built in {built:.1f} s, file {size_mb:.0f} MB; mean decision: "
           + ", ".join(f"{k} {v:.3f} ms" for k, v in timings.items()))
     store.close()
+
+
+def test_every_credential_lookup_uses_an_index_not_a_scan_of_the_cache(tmp_path):
+    """Lookups stay fast at any cache size only if SQLite can use an index for each of them."""
+    store = Store(tmp_path / "plan.db")
+    at = datetime.now(UTC)
+    store.apply_delta(m.Delta(site="s", seq=1, at=at, changes=[
+        m.PassChange(pass_id=i, holder_id=f"H{i}", card_uid=f"{i:08X}") for i in range(1, 200)]))
+    store.db.execute("ANALYZE")
+    traced: list[str] = []
+    store.db.set_trace_callback(traced.append)
+    assert store.pass_by_uid("0000000A").pass_id == 10
+    store.tickets_by_digest("0" * 32)
+    store.ticket(5)
+    store.db.set_trace_callback(None)
+    for sql in traced:
+        if sql.lstrip().upper().startswith("SELECT"):
+            steps = [str(row[-1]) for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert not [s for s in steps if s.startswith("SCAN") and "INDEX" not in s], (sql, steps)
+    store.close()
+
+
+def test_a_note_written_without_fsync_leaves_the_store_durable_for_everything_else(tmp_path):
+    store = Store(tmp_path / "sync.db")
+    store.set_meta("pending_passage", "{}", fsync=False)
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for the outbox
+    assert store.meta("pending_passage") == "{}"
+    store.close()
