@@ -509,8 +509,9 @@ class GateAgent:
         from biometrics.face import DEFAULT_THRESHOLD, FaceIndex, FaceTemplate
 
         threshold = (self.active.cfg.face_threshold if self.active else None) or DEFAULT_THRESHOLD
-        index = FaceIndex(threshold)
-        for holder_id, _finger, data in self.store.all_templates("face"):
+        # Sized once for what the store holds (plus room to grow): no doubling copies at load.
+        index = FaceIndex(threshold, capacity=self.store.count_templates("face") + 1024)
+        for holder_id, _finger, _version, data in self.store.iter_templates("face"):
             try:
                 index.add(holder_id, FaceTemplate.from_bytes(data))
             except ValueError:

@@ -288,11 +288,21 @@ class Store:
         return [(h, f, t) for h, f, _v, t in self.all_template_versions(kind)]
 
     def all_template_versions(self, kind: str) -> list[tuple[str, int, int, bytes]]:
+        return list(self.iter_templates(kind))
+
+    def iter_templates(self, kind: str) -> Iterator[tuple[str, int, int, bytes]]:
+        """(holder, finger, version, template) decrypted one row at a time: loading 100,000 faces never
+        holds them all twice (rows and index) in memory."""
         if self.cipher is None:
-            return []
-        rows = self.db.execute("SELECT holder_id, finger, version, data FROM templates WHERE kind = ?",
-                               (kind,)).fetchall()
-        return [(h, f, v, t) for h, f, v, r in rows if (t := self._open(r, h, kind)) is not None]
+            return
+        cursor = self.db.execute("SELECT holder_id, finger, version, data FROM templates WHERE kind = ?", (kind,))
+        for h, f, v, r in cursor:
+            t = self._open(r, h, kind)
+            if t is not None:
+                yield h, f, v, t
+
+    def count_templates(self, kind: str) -> int:
+        return self.db.execute("SELECT count(*) FROM templates WHERE kind = ?", (kind,)).fetchone()[0]
 
     # -- fingerprint module slots --------------------------------------------------------------
 

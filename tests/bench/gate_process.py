@@ -18,7 +18,7 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     store_path = Path(argv[0])
     decisions = int(argv[1]) if len(argv) > 1 else 200
-    from biometrics.face import FaceIndex, FaceTemplate
+    from biometrics.face import FaceTemplate
     from gate_agent.agent import GateAgent
     from gate_agent.config import from_dict
     from gate_agent.decider import Attempt
@@ -29,14 +29,7 @@ def main(argv: list[str]) -> int:
     cfg = from_dict({"gate": {"id": "g1", "site": SITE}, "broker": {"port": 1}, "store": {"path": str(store_path)},
                      "devices": {"turnstile": {"tcp": "127.0.0.1:1"}}})
     agent = GateAgent(cfg, display=SilentDisplay())  # loads the saved config
-    # The agent does not load its face index yet (decider.faces stays None); this is how it would:
-    # every face template in the store, into one FaceIndex.
-    index = FaceIndex()
-    templates = agent.store.all_templates("face")
-    for holder, _finger, data in templates:
-        index.add(holder, FaceTemplate.from_bytes(data))
-    del templates
-    agent.decider.faces = index
+    index = agent.load_faces(force=True)  # the agent's own loader: every face template in the store
     agent.turnstile = OpenPoint()
     load_s = time.perf_counter() - t0
     counts = agent.store.counts()
