@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from central.config import CentralConfig
@@ -59,6 +60,7 @@ class ClaimServer:
         self._threads: list[threading.Thread] = []
         self._workers = max(1, workers)
         self._next_prune = time.monotonic() + 60
+        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
         self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-claims-{worker_id}-{os.getpid()}",
                              no_delay=True)
         topic = topics.all_of_kind("claim")
@@ -141,6 +143,11 @@ class ClaimServer:
         for attempt in (1, 2):
             try:
                 with self.sessions.begin() as session:
+                    if self._postgres:
+                        # A claim is a lease of seconds: it need not wait for the WAL flush behind the
+                        # ingest's writes. A crash may forget the last few claims: as if the gate had
+                        # decided alone, which the ingest's conflicts then show.
+                        session.execute(text("SET LOCAL synchronous_commit = off"))
                     reply = handle_claim(session, request, utcnow())
                     if expired(request, utcnow()):
                         raise _TooLate  # the gate has stopped waiting: roll back, grant nothing

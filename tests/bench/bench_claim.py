@@ -15,6 +15,7 @@ with no answer within 2 s counts as a timeout.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -109,7 +110,6 @@ def _claims(gates: list[_Gate], seconds: float, first_ticket: int) -> tuple[list
 
 
 def _central_process(central: Central, *args: str, log_name: str):
-    import os
     import subprocess
 
     from tests.bench.centralkit import ROOT, park_central
@@ -119,6 +119,20 @@ def _central_process(central: Central, *args: str, log_name: str):
                             stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     central.procs.append(proc)
     return proc
+
+
+def _prioritise(*pids: int, nice: int = -5) -> bool:
+    """Renice processes (root only; elsewhere the figures are taken at equal priority)."""
+    try:
+        for pid in pids:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except (PermissionError, ProcessLookupError):
+        return False
+    return True
+
+
+def _stored(central: Central) -> int:
+    return central.sql("SELECT count(*) FROM passage_events WHERE gate LIKE 'bg%%'")[0][0]
 
 
 def _phase(central: Central, work, own_process: bool, quick: bool, ticket_base: int, claim_base: int) -> dict:
@@ -133,6 +147,10 @@ def _phase(central: Central, work, own_process: bool, quick: bool, ticket_base: 
                          _central_process(central, "claims", "--worker-id", "c1", log_name="claims.log")]
     else:
         procs_started = [_central_process(central, "ingest", "--worker-id", "1", log_name="ingest.log")]
+    if own_process:
+        # Latency first: the claim server and the broker run at a higher CPU priority than the bulk
+        # ingest (systemd `Nice=-5`), and this process stands in for gates that have CPUs of their own.
+        _prioritise(procs_started[1].pid, central.broker.proc.pid, os.getpid())
     gates = [_Gate(work, central.broker.port, f"{tag}{i}") for i in range(GATES)]
     try:
         for g in gates:
@@ -142,6 +160,7 @@ def _phase(central: Central, work, own_process: bool, quick: bool, ticket_base: 
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs_started):
                 raise RuntimeError("the claim server did not answer (see var/bench/tmp/claim-*/*.log)")
         idle, idle_timeouts, _, _ = _claims(gates, 3 if quick else 10, claim_base)
+        stored_before = _stored(central)
         tickets_each = int(rate / procs * seconds * 0.9) + 1000
         pubs = _publishers(central, procs, gates_bg, rate, seconds, ticket_base, tickets_each)
         for p in pubs:
@@ -149,11 +168,16 @@ def _phase(central: Central, work, own_process: bool, quick: bool, ticket_base: 
         time.sleep(1.0)  # the load is flowing
         loaded, timeouts, grants, contended_ok = _claims(gates, seconds - 2, claim_base + 20_000)
         _first, _sent, acked, pub_rate = _finish(pubs, seconds + 180)
+        # Let the ingest catch up, so the next phase's idle figures are idle.
+        drain_until = time.monotonic() + (30 if quick else 120)
+        while time.monotonic() < drain_until and _stored(central) < stored_before + acked:
+            time.sleep(0.5)
     finally:
         for g in gates:
             g.close()
         for proc in procs_started:
             central.stop_process(proc)
+        _prioritise(central.broker.proc.pid, os.getpid(), nice=0)
     return {"idle": idle, "loaded": loaded, "timeouts": timeouts + idle_timeouts, "contended_ok": contended_ok,
             "pub_rate": pub_rate, "acked": acked, "rate": rate, "gates_bg": gates_bg}
 

@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy import func, select
 
 from central.models import Conflict, Gate, PassageEventRecord
-from central.services.gates import register_gate, update_site
+from central.services.gates import build_gate_config, register_gate, update_site
 from central.services.tickets import ticket_code
 from drivers.sim.serial_sim import QrScannerSim
 from drivers.sim.turnstile_sim import TurnstileSimulator
 from protocol import topics
-from protocol.messages import PassageEvent, decode
+from protocol.messages import PassageEvent, decode, encode
 from tests.central.conftest import Listener, make_config, prepare
 from tests.claims.conftest import GROUP, define_types, issue
 from tests.support.services import create_pg_database, drop_pg_database, pg_admin_url
@@ -36,7 +36,9 @@ from tests.support.services import create_pg_database, drop_pg_database, pg_admi
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 GATES = 8
-DEADLINE_MS = 300  # GateConfig.claim_deadline_ms's default, which the central's configs keep
+# Above GateConfig's default of 300 ms: on a loaded two-core test box a claim that times out turns
+# a serialised race into a fallback; the fallback itself is tested with the central stopped.
+DEADLINE_MS = 1000
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Park:
                 register_gate(db, self.site, f"g{i}", 1, direction="in", hardware={
                     "controller_profile": "tripod-coil", "passage_timeout_s": 1.0, "repeat_scan_s": 0.5})
         self.ctx.publisher.flush()  # retained configs with claim=central
+        with self.ctx.sessions() as db:
+            for gate in db.scalars(select(Gate).where(Gate.site_id == self.site)):
+                cfg = msgspec.structs.replace(build_gate_config(db, gate), claim_deadline_ms=DEADLINE_MS)
+                self.ctx.link.publish(topics.config(self.site, gate.name), encode(cfg), retain=True)
         self.events: list[tuple[float, PassageEvent]] = []
         self.listener = Listener(broker, topics.all_events(self.site))
         self.central: subprocess.Popen | None = None
@@ -229,7 +235,7 @@ def test_with_the_central_stopped_gates_decide_alone_within_the_deadline_and_con
         for t, e in events:
             first.setdefault(e.gate, t - started)
         # The deadline, then a local decision (and a turn of the arm for those that admit).
-        assert max(first.values()) < DEADLINE_MS / 1000 + 1.5, first
+        assert max(first.values()) < DEADLINE_MS / 1000 + 1.0, first
         assert min(first.values()) >= DEADLINE_MS / 1000 - 0.05, first  # each waited for the central first
         passed = [e for _, e in events if e.passed]
         assert passed and all(e.offline and e.claim_id is None for e in passed)
