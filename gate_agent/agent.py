@@ -376,8 +376,7 @@ class GateAgent:
                     self._tell_staff()
                     passed = False
             if not passed:
-                self.store.set_meta(PENDING_PASSAGE, None)
-                break
+                break  # the note stays: a controller that went silent mid-passage may have counted the visitor
             handled.passed += 1
             binding = outcome.probe if (verdict.bind and turn == 0) else None
             handled.events.append(self._record(attempt, outcome, now=datetime.now(UTC), passed=True,
@@ -404,8 +403,10 @@ class GateAgent:
             "zone": self.active.cfg.zone if self.active else 0}), fsync=False)
 
     def _recover_passage(self) -> bool:
-        """Settle a passage the last process died in: if the controller counted it, record it now
-        (once: `Store.record` clears the note in the same transaction). False if the controller is away."""
+        """Settle a passage noted before the arm opened and not recorded: the process died, or the
+        controller went silent while the visitor walked through. If the controller's counter moved since,
+        record the passage now (once: `Store.record` clears the note in the same transaction); runs at
+        start and before the next opening. False if the controller is away."""
         text = self.store.meta(PENDING_PASSAGE)
         if not text:
             return True
