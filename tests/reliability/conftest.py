@@ -224,12 +224,18 @@ class Park:
             f'[ingest]\nbatch_size = 200\nbatch_ms = 20\ngroup = "{c.ingest.group}"\n')
         return path
 
-    def start_ingest(self) -> subprocess.Popen:
+    def start_ingest(self, wait: bool = True) -> subprocess.Popen:
+        """`park-central ingest`; waits until it is subscribed (it logs `running`): gates' sync requests need it."""
+        before = self.ingest_log.read_text().count(" running") if self.ingest_log.exists() else 0
         log = self.ingest_log.open("ab")
         self.ingest = subprocess.Popen(
             [sys.executable, "-m", "central.cli", "--config", str(self.config_path), "ingest", "--worker-id", "w1"],
             cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        if wait:
+            poll(lambda: self.ingest_log.read_text().count(" running") > before or self.ingest.poll() is not None,
+                 30, what="the ingest worker subscribed")
+            assert self.ingest.poll() is None, self.ingest_log.read_text()[-2000:]
         return self.ingest
 
     def kill_ingest(self) -> None:
