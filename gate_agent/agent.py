@@ -14,6 +14,7 @@ stores the passage; the link forwards it, and the central's config, commands and
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -253,17 +254,17 @@ class GateAgent:
         finally:
             self._mode_lock.release()
 
-    def _pass_once(self, direction: m.Direction, timeout: float, mode: m.Mode) -> bool:
+    def _pass_once(self, direction: m.Direction, timeout: float, mode: m.Mode, opened=None) -> bool:
         """One turn of the arm. A locked controller ignores open commands, yet exits are never refused
         (nobody is trapped inside): for an exit the controller goes to normal mode, where the arm stays
         locked until this one open command, and back to the gate's mode once the visitor is out."""
         if not (mode == "locked" and direction == "out"):
-            return self.turnstile.pass_once(direction, timeout).passed
+            return self.turnstile.pass_once(direction, timeout, opened).passed
         with self._mode_lock:
             try:
                 self.turnstile.set_mode("normal")
                 self._controller_mode = "normal"
-                return self.turnstile.pass_once(direction, timeout).passed
+                return self.turnstile.pass_once(direction, timeout, opened).passed
             finally:
                 self._apply_mode()  # locked again, or whatever mode was set meanwhile
 
@@ -370,8 +371,10 @@ class GateAgent:
                 passed = False
             else:
                 try:
-                    self._mark_passage(outcome, direction, mode, claim_id)
-                    passed = self._pass_once(direction, timeout, mode)
+                    if not self._recover_passage():
+                        raise TurnstileUnavailable("an interrupted passage is not settled yet")
+                    passed = self._pass_once(direction, timeout, mode, functools.partial(
+                        self._mark_passage, outcome, direction, mode, claim_id))
                 except TurnstileUnavailable:
                     self._tell_staff()
                     passed = False
@@ -388,13 +391,11 @@ class GateAgent:
                                                claim_id=claim_id))
         return handled
 
-    def _mark_passage(self, outcome: Outcome, direction: m.Direction, mode: m.Mode, claim_id: str | None) -> None:
-        """Before the arm opens, note the passage and the controller's counter: a process that dies
+    def _mark_passage(self, outcome: Outcome, direction: m.Direction, mode: m.Mode, claim_id: str | None,
+                      before: int | None) -> None:
+        """As the arm opens, note the passage and the controller's counter before it: a process that dies
         between the visitor's passage and `_record` finds it at restart (`_recover_passage`)."""
-        if not self._recover_passage():
-            raise TurnstileUnavailable("an interrupted passage is not settled yet")
         credential = outcome.resolved.credential
-        before = self.turnstile.counters().get(direction)
         # Written without waiting for the disk: it must survive the process dying (the case it exists
         # for), and a power cut stops the turnstile with it; an fsync here would be most of a decision.
         self.store.set_meta(PENDING_PASSAGE, json.dumps({

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.errors import DriverError
@@ -78,11 +79,18 @@ class TurnstileControl:
     def open_once(self, direction: str) -> None:
         self._do(f"open {direction}", self._driver.open_once, direction)
 
-    def pass_once(self, direction: str, timeout_s: float) -> Turn:
-        """Release the arm for one passage and wait for the sensor; `passed` False when the visitor walked away."""
+    def pass_once(self, direction: str, timeout_s: float,
+                  opened: Callable[[int | None], None] | None = None) -> Turn:
+        """Release the arm for one passage and wait for the sensor; `passed` False when the visitor walked away.
+
+        `opened(counter_before)` runs right after the open command, before the visitor can be through
+        (an arm takes a good part of a second to turn): the gate notes the passage under way there,
+        off the visitor's wait."""
         with self._lock:
             before = self.counters()
             self.open_once(direction)
+        if opened is not None:
+            opened(before.get(direction))
         # The wait holds no lock, so alarm polling goes on (the driver is thread-safe per call).
         try:
             passed = self._driver.wait_passage(direction, timeout_s, since=before)

@@ -118,7 +118,7 @@ class OpenPoint:
         # that round trip is the controller's cost and is not in the figure.
         return {"in": 0, "out": 0}
 
-    def pass_once(self, direction: str, timeout: float):
+    def pass_once(self, direction: str, timeout: float, opened=None):
         self.opened_at = time.perf_counter()
         self.opens += 1
         raise Opened
