@@ -84,6 +84,8 @@ class Site(Base):
     opens: Mapped[str] = mapped_column(String(5), default="00:00")
     closes: Mapped[str] = mapped_column(String(5), default="24:00")
     claim_policy: Mapped[str] = mapped_column(String(16), default="local")
+    # claim = central: past this the gate decides alone (and the central records any conflict)
+    claim_deadline_ms: Mapped[int] = mapped_column(default=300, server_default="300")
     pass_biometric: Mapped[str] = mapped_column(String(16), default="face")
     face_threshold: Mapped[float | None]
     id_salt: Mapped[bytes] = mapped_column(LargeBinary(64))

@@ -68,14 +68,25 @@ def get_site(session: Session, site_id: str) -> Site:
     return site
 
 
+_SITE_CHECKS = {
+    "overnight": lambda v: v in ("exit_all", "carry_over"),
+    "claim_policy": lambda v: v in ("local", "central"),
+    "claim_deadline_ms": lambda v: isinstance(v, int) and 10 <= v <= 10_000,  # GateConfig's bounds
+    "pass_biometric": lambda v: v in ("none", "face", "fingerprint", "either"),
+}
+
+
 def update_site(session: Session, site_id: str, actor: str | None = None, **settings) -> Site:
     """Change site settings gates apply (opening hours, time zone, language, policies)."""
     site = get_site(session, site_id)
     allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold",
-               "overnight"}
+               "overnight", "claim_deadline_ms"}
     for key, value in settings.items():
         if key not in allowed:
             raise Invalid("bad_field", f"unknown site setting {key}")
+        check = _SITE_CHECKS.get(key)
+        if check is not None and not check(value):
+            raise Invalid("bad_value", f"site setting {key}: {value!r} is not allowed")
         setattr(site, key, value)
     bump_site_configs(session, site_id)
     audit(session, actor, "site.update", site_id, fields=sorted(settings))
@@ -203,7 +214,8 @@ def build_gate_config(session: Session, gate: Gate) -> GateConfig:
     keys = session.scalars(select(SigningKey).order_by(SigningKey.key_id))
     return GateConfig(
         version=gate.config_version, site=gate.site_id, gate=gate.name, zone=gate.zone_number,
-        direction=gate.direction, mode=gate.mode, claim=site.claim_policy, timezone=site.timezone,
+        direction=gate.direction, mode=gate.mode, claim=site.claim_policy,
+        claim_deadline_ms=site.claim_deadline_ms, timezone=site.timezone,
         language=site.language, opening=OpeningHours(opens=site.opens, closes=site.closes),
         face_threshold=site.face_threshold, pass_biometric=site.pass_biometric,
         ticket_types=[ticket_type_rules(t) for t in types],

@@ -106,3 +106,17 @@ def test_templates_are_deleted_when_the_retention_period_after_the_pass_has_pass
         assert jobs.retention(db, 30, now) == [gone.id]
     with ctx.sessions() as db:
         assert list(db.scalars(select(BiometricTemplate.person_id))) == [kept.id]
+
+
+def test_a_site_claim_deadline_reaches_its_gates_config_and_nonsense_is_refused(ctx, config):
+    from central.services import Invalid
+    from central.services.gates import build_gate_config, update_site
+
+    with ctx.sessions.begin() as db:
+        gate, _ = register_gate(db, config.site, "g9", 1)
+        update_site(db, config.site, claim_policy="central", claim_deadline_ms=800)
+        message = build_gate_config(db, gate)
+        assert (message.claim, message.claim_deadline_ms) == ("central", 800)
+        for bad in ({"claim_deadline_ms": 5}, {"overnight": "sometimes"}, {"claim_policy": "maybe"}):
+            with pytest.raises(Invalid):
+                update_site(db, config.site, **bad)
