@@ -13,7 +13,7 @@ from protocol import topics
 # Gate traffic that head office needs: passages, status, acknowledgements.
 OUTBOUND = ("event", "status", "config/ack", "cmd/ack")
 # What head office sends the park when it, not an on-site central, manages the gates.
-INBOUND = ("config", "cmd", "claim/reply", "sync")
+INBOUND = ("config", "cmd", "claim/reply", "sync", "event/ack")
 
 
 def bridge_config(site: str, remote_host: str, remote_port: int, *, username: str | None = None,

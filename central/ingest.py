@@ -31,9 +31,19 @@ from central.services.gates import record_command_ack, record_config_ack, record
 from central.services.ingest import ingest_batch
 from protocol import topics
 from protocol.errors import MessageError
-from protocol.messages import CommandAck, ConfigAck, GateStatus, PassageEvent, SnapshotRequest, decode
+from protocol.messages import (
+    CommandAck,
+    ConfigAck,
+    EventAck,
+    GateStatus,
+    PassageEvent,
+    SnapshotRequest,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
+ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
 KINDS = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck, "cmd/ack": CommandAck,
          "sync/request": SnapshotRequest}
 
@@ -79,6 +89,8 @@ class IngestWorker:
         self._idle = threading.Event()
         self._occupancy_interval = occupancy_interval
         self._dirty_sites: set[str] = set()
+        self._unacked: dict[tuple[str, str], list[str]] = {}  # stored event ids not yet acknowledged to gates
+        self._acks_due = 0.0
         self._need_flush = False
         self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-ingest-{worker_id}", persistent=True,
                              manual_ack=True, receive_maximum=min(65535, max(100, self.batch_size * 2)))
@@ -137,6 +149,7 @@ class IngestWorker:
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
+                self._send_event_acks(force=True)
                 self._idle.set()
                 self._publish_occupancy(force=True)
                 continue
@@ -154,6 +167,7 @@ class IngestWorker:
                 return  # stopping: the unacknowledged messages come back to the next worker
             self.stats.busy_s += time.perf_counter() - started
             self._publish_occupancy(force=self._queue.empty())
+            self._send_event_acks(force=self._queue.empty())
 
     def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> bool:
         """Retry a failed batch until it is stored; False if the worker was stopped first.
@@ -253,6 +267,9 @@ class IngestWorker:
 
     def _after_commit(self, items: list[_Item]) -> None:
         for item in items:
+            if item.kind == "event":
+                self._unacked.setdefault((item.site, item.gate), []).append(item.message.id)
+        for item in items:
             if item.kind == "sync/request":
                 try:
                     self.publisher.send_snapshot(item.site, item.gate)
@@ -261,6 +278,22 @@ class IngestWorker:
         if self._need_flush or any(i.kind == "config/ack" for i in items):
             self._need_flush = False
             self.publisher.flush()
+
+    def _send_event_acks(self, force: bool) -> None:
+        """Tell each gate which of its events are stored, so it may drop them from its outbox: one
+        EventAck per gate at most every ACK_INTERVAL_S under load (not one message per batch)."""
+        if not self._unacked or (not force and time.monotonic() < self._acks_due):
+            return
+        pending, self._unacked = self._unacked, {}
+        self._acks_due = time.monotonic() + ACK_INTERVAL_S
+        link = self.publisher.link or self.link
+        for (site, gate), ids in pending.items():
+            for start in range(0, len(ids), 5000):
+                try:
+                    link.publish(topics.event_ack(site, gate), encode(EventAck(gate=gate, ids=ids[start:start + 5000])),
+                                 qos=1, wait=False)
+                except Exception:  # the gate sends these events again and gets its acknowledgement then
+                    log.warning("event acknowledgement for %s/%s not sent", site, gate)
 
     def _publish_occupancy(self, force: bool) -> None:
         if not self._dirty_sites:

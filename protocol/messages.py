@@ -63,6 +63,17 @@ class PassageEvent(_Msg, frozen=True):
     face_distance: float | None = None
 
 
+class EventAck(_Msg, frozen=True):
+    """The central stored these events of the gate (new or already known): the gate may forget them.
+
+    A broker's PUBACK only says the broker has the event; a broker that restarts, or a shared
+    subscription with no member connected, can still drop it. The gate keeps every event until this
+    end-to-end acknowledgement and sends again what stays unacknowledged (the event id dedups)."""
+
+    gate: Name
+    ids: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=10000)]
+
+
 class ReaderHealth(msgspec.Struct, frozen=True):
     name: Short
     ok: bool
@@ -286,6 +297,7 @@ class Occupancy(_Msg, frozen=True, kw_only=True):
 
 MAX_BYTES: dict[type, int] = {
     PassageEvent: 8 * 1024,
+    EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
     GateConfig: 256 * 1024,
     ConfigAck: 2 * 1024,

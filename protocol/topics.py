@@ -2,6 +2,8 @@
 
     gates/v1/{site}/gate/{gate}/event          gate -> central, QoS 1: every decision (PassageEvent);
                                                the site's other gates read it to share usage
+    gates/v1/{site}/gate/{gate}/event/ack      central -> gate, QoS 1: these events are stored (EventAck);
+                                               only then does the gate drop them from its outbox
     gates/v1/{site}/gate/{gate}/status         gate -> all, retained; the Last Will marks it offline
     gates/v1/{site}/gate/{gate}/config         central -> gate, retained, versioned (GateConfig)
     gates/v1/{site}/gate/{gate}/config/ack     gate -> central (ConfigAck)
@@ -42,6 +44,10 @@ def gate_prefix(site: str, gate: str) -> str:
 
 def event(site: str, gate: str) -> str:
     return f"{gate_prefix(site, gate)}/event"
+
+
+def event_ack(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/event/ack"
 
 
 def status(site: str, gate: str) -> str:
@@ -132,6 +138,7 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
         f"topic write {p}/claim",
         f"topic write {p}/sync/request",
         f"topic read {p}/config",
+        f"topic read {p}/event/ack",
         f"topic read {p}/cmd",
         f"topic read {p}/claim/reply",
         f"topic read {p}/sync",
