@@ -4,7 +4,8 @@ Everything else (mode, rules, keys, hardware parameters a technician may change)
 retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the file and the key.
 
     [gate]      id, site, language (until the central's config arrives), heartbeat_s
-    [broker]    host, port, username, password, tls_ca, tls_cert, tls_key, keepalive_s, protocol ("5" | "3.1.1")
+    [broker]    host, port, username, password, tls_ca, tls_cert, tls_key, keepalive_s, protocol ("5" | "3.1.1"),
+                resend_after_s
     [store]     path, template_key = "base64url" | template_key_file = "path" (default <store>.key, made if missing)
     [control]   socket (the local CLI's unix socket; default: next to the store)
     [devices.turnstile]   profile, tcp = "host:port" | serial = "/dev/...", baudrate, unit_id, timeout_s
@@ -55,6 +56,9 @@ class BrokerSection(_Section):
     tls_key: str | None = None
     keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 15
     session_expiry_s: Annotated[int, msgspec.Meta(ge=0)] = 7 * 24 * 3600
+    # An event the central has not confirmed (EventAck) this long after the broker took it is sent
+    # again, then after twice as long, ... (the central drops repeats by event id).
+    resend_after_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
     protocol: Literal["5", "3.1.1"] = "5"  # "3.1.1" for brokers without MQTT 5 (the demo's amqtt)
 
 

@@ -3,10 +3,13 @@
 * The session survives reconnects (`clean_start=False` with a session expiry), so QoS 1 messages for
   the gate (deltas, commands, the site's events) wait at the broker while it is away.
 * The Last Will is a retained `GateStatus(online=False)`: the broker marks the gate offline for it.
-* The drainer publishes outbox rows in order at QoS 1 and deletes a row only when its PUBACK came
-  back with a success reason code. paho keeps an unacknowledged message in memory and resends it
-  after a reconnect; a process that dies forgets it, and the row, still in the outbox, is sent again by
-  the next process. A repeat is harmless (the central dedups by event id); a loss is not possible.
+* The drainer publishes outbox rows in order at QoS 1. A PUBACK marks a row as at the broker; the row
+  leaves the outbox only when the central's `EventAck` says the event is stored. A broker's PUBACK is
+  not enough: a broker restarted without a session for the ingest, or a shared subscription with
+  nobody connected, drops what it acknowledged. Rows the central has not confirmed are sent again
+  after 30 s, then 60 s, ... up to 32 minutes; paho also resends an unacknowledged message after a
+  reconnect, and a process that dies leaves its rows for the next one. A repeat is harmless (the
+  central dedups by event id); a loss is not possible.
 
 paho calls `on_publish` holding its own lock, so acknowledgements travel to the drainer through a
 queue rather than a lock of ours (publish() takes paho's lock too: the other order would deadlock).
@@ -62,6 +65,10 @@ class Link:
         self._failed: list[int] = []
         self._cursor = 0
         self.published = 0  # outbox rows acknowledged by the broker (this process)
+        self.confirmed = 0  # outbox rows the central confirmed stored (this process)
+        self.resend_after_s = cfg.broker.resend_after_s
+        self._next_resend_check = 0.0
+        self._handlers.append((topics.event_ack(self.site, self.gate), 1, self._on_event_ack))
         self.last_will_status = m.GateStatus(site=self.site, gate=self.gate, online=False, at=datetime.now(UTC))
         self.client = self._make_client()
         self._drainer = threading.Thread(target=self._drain_loop, name=f"outbox-{self.gate}", daemon=True)
@@ -197,8 +204,26 @@ class Link:
                 log.warning("broker refused outbox row %s: %s; it stays queued", seq, why)
                 self._failed.append(seq)
         if done:
-            self.store.outbox_delete(done)
+            self.store.outbox_mark_sent(done)
             self.published += len(done)
+
+    def _on_event_ack(self, _topic: str, payload: bytes) -> None:
+        ack = m.decode(m.EventAck, payload)
+        if ack.gate == self.gate:
+            self.confirmed += self.store.outbox_confirm(ack.ids)
+
+    def _resend_due(self, room: int) -> None:
+        """Send again what the broker took but the central never confirmed (see the module doc)."""
+        now = time.monotonic()
+        if now < self._next_resend_check or room <= 0:
+            return
+        self._next_resend_check = now + min(5.0, self.resend_after_s / 2)
+        for row in self.store.outbox_due(self.resend_after_s, room):
+            info = self.client.publish(row.topic, row.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self.store.outbox_mark_sent([row.seq])  # due again later
+                continue
+            self._pending[info.mid] = row.seq
 
     def _drain_loop(self) -> None:
         retry_at = 0.0
@@ -216,7 +241,9 @@ class Link:
                 room = self.window - len(self._pending)
                 if room <= 0:
                     continue
-                for row in self.store.outbox_after(self._cursor, room):
+                self._resend_due(room // 2)
+                room = self.window - len(self._pending)
+                for row in self.store.outbox_after(self._cursor, room, unsent_only=True):
                     info = self.client.publish(row.topic, row.payload, qos=1)
                     if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                         break  # paho refused it outright (queue full): try again later

@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, applied_at
 CREATE INDEX IF NOT EXISTS applied_events_at ON applied_events(applied_at);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
-    payload BLOB NOT NULL, created_at REAL NOT NULL);
+    payload BLOB NOT NULL, created_at REAL NOT NULL,
+    sent_at REAL,                            -- the broker acknowledged it (PUBACK); NULL: not yet
+    resends INTEGER NOT NULL DEFAULT 0);     -- sent again for want of the central's EventAck
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS fp_slots (
     slot INTEGER PRIMARY KEY, holder_id TEXT NOT NULL, finger INTEGER NOT NULL DEFAULT 0,
@@ -146,6 +148,7 @@ class Store:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self.db.executescript(SCHEMA)
+        self._upgrade_outbox()
         if cipher is not None and self.meta("templates_sealed") != "1":
             self._seal_plain_rows()
 
@@ -448,8 +451,9 @@ class Store:
 
     # -- outbox --------------------------------------------------------------------------------
 
-    def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxRow]:
-        rows = self.db.execute("SELECT seq, event_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+    def outbox_after(self, seq: int, limit: int = 100, *, unsent_only: bool = False) -> list[OutboxRow]:
+        where = "seq > ? AND sent_at IS NULL" if unsent_only else "seq > ?"
+        rows = self.db.execute(f"SELECT seq, event_id, topic, payload FROM outbox WHERE {where} ORDER BY seq LIMIT ?",
                                (seq, limit)).fetchall()
         return [OutboxRow(seq, event_id, topic, self._unseal_payload(payload, event_id))
                 for seq, event_id, topic, payload in rows]
@@ -463,8 +467,48 @@ class Store:
         with self.write() as c:
             c.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
+    def outbox_mark_sent(self, seqs: Iterable[int], at: float | None = None) -> None:
+        """The broker has these rows (PUBACK); they stay until the central confirms them."""
+        at = time.time() if at is None else at
+        with self.write() as c:
+            c.executemany("UPDATE outbox SET sent_at = ? WHERE seq = ?", [(at, s) for s in seqs])
+
+    def outbox_confirm(self, event_ids: Iterable[str]) -> int:
+        """The central stored these events (EventAck): forget them. Returns how many rows went."""
+        with self.write() as c:
+            return sum(c.execute("DELETE FROM outbox WHERE event_id = ?", (e,)).rowcount for e in event_ids)
+
+    def outbox_due(self, base_s: float, limit: int, now: float | None = None) -> list[OutboxRow]:
+        """Rows the broker took but the central has not confirmed after base_s * 2^resends (capped at
+        64x): to be sent again. A broker restart or a shared subscription with nobody connected can
+        drop a message the broker had acknowledged; the central's event id makes a repeat harmless."""
+        now = time.time() if now is None else now
+        rows = self.db.execute(
+            "SELECT seq, event_id, topic, payload FROM outbox WHERE sent_at IS NOT NULL "
+            "AND sent_at + ? * (1 << min(resends, 6)) < ? ORDER BY seq LIMIT ?", (base_s, now, limit)).fetchall()
+        if rows:
+            with self.write() as c:
+                c.executemany("UPDATE outbox SET resends = resends + 1, sent_at = NULL WHERE seq = ?",
+                              [(r[0],) for r in rows])
+        return [OutboxRow(seq, event_id, topic, self._unseal_payload(payload, event_id))
+                for seq, event_id, topic, payload in rows]
+
     def outbox_depth(self) -> int:
+        """Events the central has not yet confirmed (waiting for the broker, or for the central)."""
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def outbox_unsent(self) -> int:
+        """Events the broker has not yet acknowledged."""
+        return self.db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+
+    def _upgrade_outbox(self) -> None:
+        """A store written before end-to-end acknowledgements gets the outbox's two new columns."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}
+        with self.write() as c:
+            if "sent_at" not in columns:
+                c.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+            if "resends" not in columns:
+                c.execute("ALTER TABLE outbox ADD COLUMN resends INTEGER NOT NULL DEFAULT 0")
 
     def info(self) -> dict:
         return {

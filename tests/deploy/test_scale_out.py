@@ -28,7 +28,7 @@ def test_two_ingest_workers_share_the_load_and_count_each_passage_once(pg_url, t
             assert worker.wait_idle(timeout=30, quiet=0.5)
         received = [w.stats.received for w in workers]
         assert all(r > 0 for r in received), f"one worker got nothing: {received}"
-        assert sum(received) == len(sent)  # split, not copied: a shared subscription
+        assert sum(received) == len(sent), received  # split, not copied: a shared subscription
         with ctx.sessions() as db:
             assert db.scalar(select(func.count()).select_from(PassageEventRecord)
                              .where(PassageEventRecord.site_id == config.site)) == len(sent)

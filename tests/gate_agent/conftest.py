@@ -69,6 +69,7 @@ class Probe:
         self.seq = 0  # the central's delta sequence
         self.snapshot: list = []  # what a snapshot holds; the probe answers every sync request with it
         self.sync_requests: list[m.SnapshotRequest] = []
+        self.acknowledge = True  # answer every event with an EventAck, as the central does
         self.messages: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{uuid.uuid4().hex}",
@@ -94,6 +95,11 @@ class Probe:
             chunk = m.SnapshotChunk(site=self.site, gate=request.gate, snapshot_id=uuid.uuid4().hex, index=0,
                                     last=True, seq=self.seq, changes=list(self.snapshot))
             client.publish(topics.sync(self.site, request.gate), m.encode(chunk), qos=1)
+        if msg.topic.endswith("/event") and self.acknowledge:
+            # As the central does once it has stored an event: the gate may then forget it.
+            event = m.decode(m.PassageEvent, msg.payload)
+            client.publish(topics.event_ack(self.site, event.gate),
+                           m.encode(m.EventAck(gate=event.gate, ids=[event.id])), qos=1)
         with self._cond:
             self.messages.append((msg.topic, msg.payload))
             self._cond.notify_all()

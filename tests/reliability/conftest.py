@@ -296,7 +296,7 @@ class GateProc:
         self.config = self.dir / "gate.toml"
         self.config.write_text(
             f'[gate]\nid = "{gate}"\nsite = "{site}"\nlanguage = "en"\nheartbeat_s = 1\n\n'
-            f'[broker]\n{broker_toml}keepalive_s = 5\n\n'
+            f'[broker]\n{broker_toml}keepalive_s = 5\nresend_after_s = 5\n\n'
             f'[store]\npath = "gate.db"\n\n'
             f'[control]\nsocket = "/tmp/gate-{uuid.uuid4().hex[:12]}.sock"\n\n'
             f'[devices.turnstile]\nprofile = "tripod-coil"\ntcp = "{host}:{port}"\ntimeout_s = 0.3\n\n'

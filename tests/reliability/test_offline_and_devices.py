@@ -18,10 +18,6 @@ from tests.reliability.conftest import poll, report
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open bug: after a broker restart, an event published by a gate that reconnects before the ingest worker "
-    "is acknowledged by Mosquitto but never reaches the ingest's $share/ subscription (seen: g1's outbox empty, "
-    "the central holding only g2's event); passes when the ingest reconnects first"))
 def test_one_single_entry_ticket_at_two_offline_gates_is_recorded_as_a_conflict(tmp_path, mosquitto_factory,
                                                                                 park_factory, gate_procs,
                                                                                 witness_factory):
