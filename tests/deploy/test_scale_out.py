@@ -28,7 +28,9 @@ def test_two_ingest_workers_share_the_load_and_count_each_passage_once(pg_url, t
             assert worker.wait_idle(timeout=30, quiet=0.5)
         received = [w.stats.received for w in workers]
         assert all(r > 0 for r in received), f"one worker got nothing: {received}"
-        assert sum(received) == len(sent), received  # split, not copied: a shared subscription
+        # Split, not copied (a plain subscription would give each worker all 2,000); QoS 1 may redeliver
+        # a few, which the unique event id absorbs.
+        assert len(sent) <= sum(received) < 1.5 * len(sent), received
         with ctx.sessions() as db:
             assert db.scalar(select(func.count()).select_from(PassageEventRecord)
                              .where(PassageEventRecord.site_id == config.site)) == len(sent)
