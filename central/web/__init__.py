@@ -36,6 +36,9 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe
        "frame-ancestors 'none'")
 
 
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of the park's domain are not ours
+
+
 def reason_text(reason: str) -> str:
     try:
         return TEXTS[Reason(reason)].en.replace(" {at}", "").replace("{at}", "")
@@ -77,6 +80,8 @@ def register(app: Flask) -> None:
     def _headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if secure:  # served over HTTPS (a TLS proxy in front): browsers must not fall back to plain HTTP
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         if response.mimetype == "text/html":
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Content-Security-Policy", CSP)
