@@ -143,6 +143,8 @@ def renew_pass(session: Session, pass_id: int, valid_to: datetime, *, price=None
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status == "lost":
         raise Refused("pass_lost", "a lost pass cannot be renewed: replace the card")
+    if annual_pass.person.forgotten_at is not None:
+        raise Refused("person_forgotten", "the holder's data was deleted on request")
     if valid_to.tzinfo is None or valid_to <= annual_pass.valid_from:
         raise Invalid("bad_validity", "the new end must be after the pass's start")
     annual_pass.valid_to = valid_to
@@ -187,15 +189,29 @@ def bind_template(session: Session, cipher, person_id: int, kind: str, template:
 
 
 def forget_person(session: Session, person_id: int, actor: str | None = None) -> None:
-    """Delete a person's templates and tell every gate to forget them (deletion on request)."""
+    """Delete a person's data on request: templates, name and contact, the card UIDs of their passes.
+
+    Their passes end (`expired`, card unbound) and every gate learns it with the `HolderForget` in the
+    same delta: templates go, and the card no longer admits anyone. The pass rows stay, without a
+    card, for the revenue reports.
+    """
     person = get_person(session, person_id)
+    now = utcnow()
     session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id == person_id))
-    person.forgotten_at = utcnow()
+    changes = []
+    for annual_pass in session.scalars(select(AnnualPass).where(AnnualPass.person_id == person_id)
+                                       .with_for_update()):
+        if annual_pass.status in ("active", "suspended"):
+            annual_pass.status = "expired"
+            annual_pass.status_changed_at = now
+        annual_pass.card_uid = ""
+        changes.append(pass_change(annual_pass))
+    person.forgotten_at = now
     person.name = ""
     person.phone = None
     person.id_last4 = None
-    record_delta(session, person.site_id, [forget_change(person_id)])
-    audit(session, actor, "person.forget", person.holder_ref)
+    record_delta(session, person.site_id, [*changes, forget_change(person_id)])
+    audit(session, actor, "person.forget", person.holder_ref, passes=len(changes))
 
 
 def expire_passes(session: Session, now: datetime | None = None) -> list[AnnualPass]:
