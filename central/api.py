@@ -23,6 +23,7 @@ from central.services import Invalid, ServiceError
 from central.services import bookings as booking_service
 from central.services import gates as gate_service
 from central.services import passes as pass_service
+from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.services.users import token_for
@@ -378,6 +379,18 @@ def forget_person(person_id: int):
         pass_service.forget_person(db, person_id, actor=g.actor)
     _after_commit()
     return jsonify({"forgotten": f"H{person_id}"})
+
+
+@api.get("/persons/<int:person_id>/export")
+@roles("staff")
+def export_person(person_id: int):
+    """Everything the central holds about a person (templates as metadata only); the export is audited."""
+    with _ctx().sessions.begin() as db:
+        out = privacy_service.export_person(db, person_id, actor=g.actor).as_json()
+    res = jsonify(out)
+    res.headers["Cache-Control"] = "no-store"
+    res.headers["Content-Disposition"] = f'attachment; filename="person-H{person_id}.json"'
+    return res
 
 
 @api.post("/passes")
