@@ -4,7 +4,6 @@ NATS's MQTT listener (an open, clustered broker; MQTT 3.1.1, QoS 1, retained mes
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import replace
 
 import msgspec
@@ -20,16 +19,7 @@ from gate_agent.agent import GateAgent
 from gate_agent.display import ConsoleDisplay
 from tests.central.conftest import make_config, prepare
 from tests.gate_agent.conftest import file_config
-
-
-def _until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from tests.support.waiting import poll
 
 
 @pytest.mark.slow
@@ -47,7 +37,7 @@ def test_a_gate_admits_and_the_central_counts_through_nats_mqtt(db_url, tmp_path
         code = ticket_code(ticket, ctx.signer)
         register_gate(db, site, "east1", 1, hardware={"controller_profile": "tripod-coil", "passage_timeout_s": 2.0})
     worker = IngestWorker(config, ctx.sessions, ctx.link, worker_id="nats").start()
-    _until(lambda: ctx.publisher.flush() or None)  # the retained GateConfig, as the scheduler does
+    poll(lambda: ctx.publisher.flush() or None)  # the retained GateConfig, as the scheduler does
 
     sim = TurnstileSimulator("tripod-coil", transport="tcp").start()
     sim.pass_delay_s = 0.05
@@ -55,7 +45,7 @@ def test_a_gate_admits_and_the_central_counts_through_nats_mqtt(db_url, tmp_path
     gate_cfg = msgspec.structs.replace(gate_cfg, broker=msgspec.structs.replace(gate_cfg.broker, protocol="3.1.1"))
     agent = GateAgent(gate_cfg, display=ConsoleDisplay("east1", stream=io.StringIO())).start()
     try:
-        _until(lambda: agent.active is not None)
+        poll(lambda: agent.active is not None)
         assert agent.present("qr", code).granted
         assert agent.present("qr", "PRINTED-AT-HOME").reason == "not_a_code"
 
@@ -65,7 +55,7 @@ def test_a_gate_admits_and_the_central_counts_through_nats_mqtt(db_url, tmp_path
                 events = db.scalars(select(PassageEventRecord).where(PassageEventRecord.site_id == site)).all()
                 return (zone, events) if zone.entries_today == 1 and len(events) == 2 else None
 
-        zone, events = _until(counted)
+        zone, events = poll(counted)
         assert zone.inside == 1
         assert sorted(e.decision for e in events) == ["granted", "refused"]
         assert sim.entries == 1

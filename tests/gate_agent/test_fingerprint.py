@@ -3,8 +3,6 @@ slots follow the central's templates, a finger admits its holder, and a card ask
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from drivers import fingerprint_packets as p
@@ -12,6 +10,7 @@ from drivers.sim.fingerprint_sim import FingerprintModuleSim
 from gate_agent.decider import Attempt
 from protocol import messages as m
 from tests.gate_agent.conftest import gate_config_for
+from tests.support.waiting import poll as until
 
 
 def template(k: int) -> bytes:
@@ -22,13 +21,6 @@ def template(k: int) -> bytes:
 A, A2, B, C = template(1), template(2), template(3), template(4)
 
 
-def until(predicate, timeout: float = 10.0):
-    """The simulator's slots give no event to wait on: poll them, briefly."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return value
 
 
 def shown_next(agent, count: int, timeout: float = 10.0):

@@ -16,6 +16,7 @@ from gate_agent.store import Store
 from protocol import messages as m
 from protocol import topics
 from tests.gate_agent.conftest import gate_config_for, ticket
+from tests.support.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,15 +57,6 @@ def start_agent(config: Path, *, hold: bool) -> subprocess.Popen:
                             env=env, stdout=log, stderr=log)
 
 
-def poll(predicate, timeout: float = 10.0, every: float = 0.05):
-    """For state in another process's SQLite file, which gives no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from drivers.sim.serial_sim import QrScannerSim, SerialRfidReaderSim
 from protocol import messages as m
 from protocol.ids import id_number_digest
 from tests.gate_agent.conftest import SALT, now, ticket
+from tests.support.waiting import poll as until
 
 ZHANG = IdCard(name="张三", sex="male", nation="汉", birth_date=dt.date(1949, 12, 31), address="北京市朝阳区某某路1号",
                id_number="11010519491231002X", issuer="北京市公安局朝阳分局", valid_from=dt.date(2015, 1, 1),
@@ -20,12 +21,6 @@ LI = IdCard("李四", "female", "壮", dt.date(1990, 3, 7), "广西南宁市青�
             "450103199003070020", "南宁市公安局青秀分局", dt.date(2020, 5, 1), None, 8)
 
 
-def until(predicate, timeout: float = 5.0) -> None:
-    """A serial port coming back gives no event to wait on: poll it, briefly."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def latest(agent, count: int):

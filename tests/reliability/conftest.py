@@ -42,6 +42,7 @@ from drivers.sim.turnstile_sim import TurnstileSimulator
 from protocol import messages as m
 from protocol import topics
 from tests.support.services import free_port, need, wait_port
+from tests.support.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("GATES_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -69,16 +70,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(line)
 
 
-def poll(predicate, timeout: float = 10.0, every: float = 0.05, what: str = "a condition"):
-    """For state in another process (a SQLite file, a database) that gives no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> None:
