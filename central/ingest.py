@@ -6,10 +6,13 @@
 
 Messages are acknowledged only after their batch is committed (paho `manual_ack`), so a worker killed
 at any point loses nothing: the broker redelivers what was not acknowledged, and the event id makes
-the redelivery harmless. A message that cannot be decoded, or whose batch fails to store, is parked
-in `parked_messages` with the error (one transaction per message on the retry path), so one bad
-message neither crashes the worker nor holds back the events behind it. Several workers with the
-same group split the load through the shared subscription.
+the redelivery harmless. The worker holds at most a few batches of received messages: past that the
+network thread waits for the batch thread (TCP then holds the rest at the broker), because a broker
+need not honour the Receive Maximum (Mosquitto 2.0.11 sends more after every PUBACK: a worker behind
+the load grew by 8 KB per message received). A message that cannot be decoded, or whose batch fails
+to store, is parked in `parked_messages` with the error (one transaction per message on the retry
+path), so one bad message neither crashes the worker nor holds back the events behind it. Several
+workers with the same group split the load through the shared subscription.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -64,13 +68,17 @@ class _Parked(Exception):
     pass
 
 
-@dataclass
 class _Item:
-    msg: mqtt.MQTTMessage
-    kind: str = ""
-    site: str = ""
-    gate: str = ""
-    message: object = None
+    __slots__ = ("gate", "kind", "message", "msg", "site")
+
+    def __init__(self, msg, site: str = "", gate: str = "", kind: str = "", message: object = None) -> None:
+        self.msg, self.site, self.gate, self.kind, self.message = msg, site, gate, kind, message
+
+
+@lru_cache(maxsize=8192)
+def _parse_topic(topic: str) -> tuple[str, str, str]:
+    """(site, gate, kind) of a gate topic; a gate's few topics repeat, so their checks are remembered."""
+    return topics.parse_gate_topic(topic)
 
 
 class IngestWorker:
@@ -83,7 +91,9 @@ class IngestWorker:
         self.stats = IngestStats()
         self.batch_size = config.ingest.batch_size
         self.batch_s = config.ingest.batch_ms / 1000
-        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._queue: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+        # Received but not yet processed, at most: past this the network thread waits (see the module doc).
+        self.max_pending = max(2000, self.batch_size * 4)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
@@ -93,14 +103,14 @@ class IngestWorker:
         self._acks_due = 0.0
         self._need_flush = False
         self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-ingest-{worker_id}", persistent=True,
-                             manual_ack=True, receive_maximum=min(65535, max(100, self.batch_size * 2)))
+                             manual_ack=True, receive_maximum=min(65535, max(100, self.batch_size * 2)), lean=True)
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         group = config.ingest.group
         for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
             # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
             shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
-            self.link.subscribe(shared, self._queue.put, qos=1)
+            self.link.subscribe(shared, self._enqueue, qos=1)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> IngestWorker:
@@ -144,6 +154,16 @@ class IngestWorker:
         return False
 
     # --- the loop ----------------------------------------------------------------------------
+    def _enqueue(self, msg) -> None:
+        """On paho's network thread: hand the message on; wait while the batch thread is far behind.
+
+        Not while a publish on the same link waits for its PUBACK: only this thread can read it."""
+        self._queue.put(msg)
+        if self._queue.qsize() >= self.max_pending:
+            while (self._queue.qsize() >= self.max_pending // 2 and not self._stop.is_set()
+                   and not self.link.publishing):
+                time.sleep(0.005)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -187,7 +207,7 @@ class IngestWorker:
     def _classify(self, msg: mqtt.MQTTMessage) -> _Item:
         item = _Item(msg)
         try:
-            item.site, item.gate, item.kind = topics.parse_gate_topic(msg.topic)
+            item.site, item.gate, item.kind = _parse_topic(msg.topic)
         except ValueError as exc:
             raise _Parked(str(exc)) from None
         kind = KINDS.get(item.kind)
@@ -225,21 +245,12 @@ class IngestWorker:
         except Exception:
             log.exception("ingest batch failed; storing its messages one by one")
             self._store_one_by_one(items, parked)
-        for msg in batch:
-            self.link.ack(msg.mid, msg.qos)
+        self.link.ack_messages(batch)
         self._after_commit(items)
 
     def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         now = utcnow()
         with self.sessions.begin() as session:
-            events = [i.message for i in items if i.kind == "event"]
-            if events:
-                result = ingest_batch(session, events, now)
-                self.stats.stored += result.new
-                self.stats.duplicates += result.duplicates
-                self.stats.conflicts += len(result.conflicts)
-                self._dirty_sites |= result.sites
-                self._need_flush = self._need_flush or bool(result.used_up)
             for item in items:
                 if item.kind == "status":
                     record_status(session, item.message, item.message.at if item.msg.retain else now)
@@ -250,6 +261,16 @@ class IngestWorker:
             for msg, error in parked:
                 session.add(ParkedMessage(topic=msg.topic[:512], payload=bytes(msg.payload), error=error,
                                           received_at=now))
+            session.flush()
+            # The events last: ingest_batch locks the rows all workers share just before the commit.
+            events = [i.message for i in items if i.kind == "event"]
+            if events:
+                result = ingest_batch(session, events, now)
+                self.stats.stored += result.new
+                self.stats.duplicates += result.duplicates
+                self.stats.conflicts += len(result.conflicts)
+                self._dirty_sites |= result.sites
+                self._need_flush = self._need_flush or bool(result.used_up)
         self.stats.parked += len(parked)
         self.stats.batches += 1
 

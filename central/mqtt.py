@@ -28,11 +28,113 @@ class PublishError(RuntimeError):
     """A message was not acknowledged by the broker in time (or the link is down)."""
 
 
+class InboundMessage:
+    """A received PUBLISH as the lean receive path hands it on: what a bulk subscriber reads, no more.
+
+    paho's MQTTMessage carries an MQTTMessageInfo (with its own threading.Condition) and, on MQTT 5, a
+    Properties object (two dicts and a list built per message): about 8 KB and 15 us each, for fields
+    the ingest never reads."""
+
+    __slots__ = ("_topic", "dup", "generation", "mid", "payload", "properties", "qos", "retain")
+
+    def __init__(self, mid: int, topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool,
+                 generation: int) -> None:
+        self.mid, self._topic, self.payload, self.qos, self.retain, self.dup = mid, topic, payload, qos, retain, dup
+        self.generation = generation  # the connection it came on: a PUBACK only means something there
+        self.properties = None
+
+    @property
+    def topic(self) -> str:
+        return self._topic.decode("utf-8")
+
+
+_PUBLISH_QOS1 = 0x32
+_READ_CHUNK = 65536
+_PACKETS_PER_READ = 500
+
+
+class _LeanClient(mqtt.Client):
+    """paho's Client with a receive path for bulk QoS 1 subscribers (the ingest worker).
+
+    paho reads one packet per select(), with three recv() calls (command byte, length, body) and, on
+    MQTT 5, a Properties object per PUBLISH. Here the socket is read 64 KB at a time, up to 500
+    packets per wake-up, and a QoS 0/1 PUBLISH without properties becomes an `InboundMessage`;
+    anything else takes paho's own path. Only paho's private receive hooks are replaced; if a paho
+    release renames them, the client falls back to paho's behaviour (the overrides are not called).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self.generation = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf = self._rbuf
+        if not buf:
+            buf = super()._sock_recv(max(bufsize, _READ_CHUNK))
+            if len(buf) <= bufsize:
+                return buf
+        self._rbuf = buf[bufsize:]
+        return buf[:bufsize]
+
+    def _sock_close(self) -> None:
+        self._rbuf = b""
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        for _ in range(_PACKETS_PER_READ):
+            if self._sock is None:
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self._rbuf and self._sockpairW is not None:  # more is buffered: select() must not sleep on it
+            try:
+                self._sockpairW.send(b"0")
+            except BlockingIOError:
+                pass
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        header = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if qos == 2 or len(packet) < 2:
+            return super()._handle_publish()
+        end = 2 + int.from_bytes(packet[0:2], "big")
+        topic = bytes(packet[2:end])
+        mid = 0
+        if qos:
+            mid = int.from_bytes(packet[end:end + 2], "big")
+            end += 2
+        if self._protocol == mqtt.MQTTv5:
+            if end >= len(packet) or packet[end] != 0:  # properties present: paho decodes them
+                return super()._handle_publish()
+            end += 1
+        if not topic:
+            return super()._handle_publish()
+        self._handle_on_message(InboundMessage(mid, topic, bytes(packet[end:]), qos, bool(header & 0x01),
+                                               bool(header & 0x08), self.generation))
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK many messages with one queued write (paho queues and signals once per packet)."""
+        if not mids:
+            return
+        packet = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
+        self._packet_queue(0x40, packet, 0, 1)
+
+
 class MqttLink:
     """One MQTT 5 connection; subscriptions are renewed on every (re)connect."""
 
     def __init__(self, cfg: MqttConfig, *, client_id: str | None = None, persistent: bool = False,
-                 manual_ack: bool = False, receive_maximum: int | None = None, no_delay: bool = False) -> None:
+                 manual_ack: bool = False, receive_maximum: int | None = None, no_delay: bool = False,
+                 lean: bool = False) -> None:
         self.cfg = cfg
         self._no_delay = no_delay  # TCP_NODELAY: for request/reply traffic (claims), not bulk ingest
         self.client_id = client_id or cfg.client_id
@@ -46,7 +148,10 @@ class MqttLink:
         self._v5 = cfg.protocol != "3.1.1"
         # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False.
         extra = {} if self._v5 else {"clean_session": not persistent}
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        self._publishing = 0  # publish(wait=True) calls under way: they need the network thread
+        self._publishing_lock = threading.Lock()
+        # lean: the bulk receive path of `_LeanClient` (the ingest worker); handlers then get InboundMessages.
+        self._client = (_LeanClient if lean else mqtt.Client)(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311, manual_ack=manual_ack,
                                    **extra)
         self._client.max_queued_messages_set(0)
@@ -114,17 +219,47 @@ class MqttLink:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) and not wait:
             raise PublishError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
         if wait:
-            if info.rc == mqtt.MQTT_ERR_NO_CONN and not self._connected.wait(timeout):
-                raise PublishError(f"not connected to {self.cfg.host}:{self.cfg.port}")
+            with self._publishing_lock:
+                self._publishing += 1
             try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as exc:
-                raise PublishError(f"publish to {topic} failed: {exc}") from None
-            if not info.is_published():
-                raise PublishError(f"no acknowledgement for {topic} within {timeout}s")
+                if info.rc == mqtt.MQTT_ERR_NO_CONN and not self._connected.wait(timeout):
+                    raise PublishError(f"not connected to {self.cfg.host}:{self.cfg.port}")
+                try:
+                    info.wait_for_publish(timeout)
+                except (RuntimeError, ValueError) as exc:
+                    raise PublishError(f"publish to {topic} failed: {exc}") from None
+                if not info.is_published():
+                    raise PublishError(f"no acknowledgement for {topic} within {timeout}s")
+            finally:
+                with self._publishing_lock:
+                    self._publishing -= 1
+
+    @property
+    def publishing(self) -> bool:
+        """A publish on this link is waiting for its PUBACK (which only the network thread can read)."""
+        return self._publishing > 0
+
+    @property
+    def generation(self) -> int:
+        """Counts connections (lean links): a message's PUBACK is only sent on the connection it came on."""
+        return getattr(self._client, "generation", 0)
 
     def ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
+
+    def ack_messages(self, messages) -> None:
+        """PUBACK the QoS 1 messages of this connection (the broker redelivers the others anyway)."""
+        client = self._client
+        if isinstance(client, _LeanClient):
+            generation = client.generation
+            client.ack_many([m.mid for m in messages
+                             if m.qos == 1 and getattr(m, "generation", generation) == generation])
+            for m in messages:
+                if m.qos == 2:
+                    client.ack(m.mid, m.qos)
+            return
+        for m in messages:
+            client.ack(m.mid, m.qos)
 
     # --- callbacks ---------------------------------------------------------------------------
     def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:
@@ -133,6 +268,8 @@ class MqttLink:
             return
         if self._no_delay:
             _set_no_delay(client.socket())
+        if isinstance(client, _LeanClient):
+            client.generation += 1
         self._subscribed.clear()
         if self._subs:
             self._pending_subs = 1
