@@ -110,15 +110,18 @@ class Publisher:
         if self.link is None:
             raise PublishError("no MQTT link")
         snapshot_id = new_event_id()
-        with self.sessions() as session:
-            snap = sync.snapshot(session, site_id)
-        snap = sync.Snapshot(site=snap.site, seq=snap.seq, changes=sync.decrypt_templates(snap.changes, self.cipher))
-        count = 0
-        for part in sync.chunk(snap, gate, snapshot_id):
-            self.link.publish(topics.sync(site_id, gate), encode(part), qos=1)
-            count += 1
+        count = changes = 0
+        with self.sessions() as session:  # streamed: read, encoded and sent one chunk at a time
+            snap = sync.stream_snapshot(session, site_id)
+            snap = sync.Snapshot(site=snap.site, seq=snap.seq, changes=sync.iter_decrypted(snap.changes, self.cipher))
+            for part in sync.chunk(snap, gate, snapshot_id):
+                payload = encode(part)
+                changes += len(part.changes)
+                del part
+                self.link.publish(topics.sync(site_id, gate), payload, qos=1)
+                count += 1
         log.info("snapshot %s for %s/%s: %d changes in %d chunks at seq %d", snapshot_id, site_id, gate,
-                 len(snap.changes), count, snap.seq)
+                 changes, count, snap.seq)
         return snapshot_id, count
 
     def send_command(self, command_id: str) -> None:

@@ -19,7 +19,7 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, utcnow
+from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType, utcnow
 from protocol.messages import (
     Change,
     Delta,
@@ -92,39 +92,63 @@ def forget_change(person_id: int) -> HolderForget:
 class Snapshot:
     site: str
     seq: int
-    changes: list[Change]
+    changes: Iterable[Change]  # a list from `snapshot`, a one-pass stream from `stream_snapshot`
+
+
+SNAPSHOT_ROWS = 5_000  # rows fetched at a time from the server-side cursor
 
 
 def snapshot(session: Session, site_id: str, now: datetime | None = None) -> Snapshot:
-    """The full state a gate needs, and the seq it reflects (template data still encrypted).
+    """The full state a gate needs, and the seq it reflects (template data still encrypted), as a list.
 
     Real-name tickets still valid (gates find bookings by ID digest), tickets refunded, revoked or used
     up that are still within validity (so their codes are refused), every pass not expired, and the
     templates of holders with such a pass.
     """
+    snap = stream_snapshot(session, site_id, now)
+    return Snapshot(site=snap.site, seq=snap.seq, changes=list(snap.changes))
+
+
+def stream_snapshot(session: Session, site_id: str, now: datetime | None = None) -> Snapshot:
+    """`snapshot`, its changes read as they are consumed: a server-side cursor of plain rows, a few
+    thousand at a time, so a million tickets never sit in memory at once. Consume it inside `session`."""
     now = now or utcnow()
     seq = session.scalar(select(Site.sync_seq).where(Site.id == site_id)) or 0
-    changes: list[Change] = []
-    tickets = session.scalars(
-        select(Ticket).where(Ticket.site_id == site_id, Ticket.valid_to >= now,
-                             (Ticket.status != "valid") | Ticket.id_digest.is_not(None))
-        .order_by(Ticket.id)
+    return Snapshot(site=site_id, seq=seq, changes=_snapshot_changes(session, site_id, now))
+
+
+def _snapshot_changes(session: Session, site_id: str, now: datetime) -> Iterator[Change]:
+    t, tt = Ticket.__table__, TicketType.__table__
+    type_zones = {row.id: list(row.zones or []) for row in session.execute(
+        select(tt.c.id, tt.c.zones).where(tt.c.site_id == site_id))}
+    rows = session.execute(
+        select(t.c.id, t.c.ticket_type_id, t.c.status, t.c.valid_from, t.c.valid_to, t.c.slot_start, t.c.slot_end,
+               t.c.headcount, t.c.zones, t.c.id_digest)
+        .where(t.c.site_id == site_id, t.c.valid_to >= now, (t.c.status != "valid") | t.c.id_digest.is_not(None))
+        .order_by(t.c.id).execution_options(yield_per=SNAPSHOT_ROWS)
     )
-    changes.extend(ticket_change(t) for t in tickets)
+    for r in rows:
+        yield TicketChange(ticket_id=r.id, ticket_type=r.ticket_type_id, status=r.status, valid_from=r.valid_from,
+                           valid_to=r.valid_to, slot_start=r.slot_start, slot_end=r.slot_end, headcount=r.headcount,
+                           zones=list(r.zones or []) or type_zones.get(r.ticket_type_id, []), id_digest=r.id_digest)
     passes = list(session.scalars(
         select(AnnualPass).where(AnnualPass.site_id == site_id, AnnualPass.valid_to >= now,
                                  AnnualPass.status != "expired").order_by(AnnualPass.id)
+        .execution_options(yield_per=SNAPSHOT_ROWS)
     ))
-    changes.extend(pass_change(p) for p in passes)
     holders = {p.person_id for p in passes if p.status in ("active", "suspended")}
+    for p in passes:
+        yield pass_change(p)
+    del passes
     if holders:
         templates = session.scalars(
             select(BiometricTemplate).join(Person, Person.id == BiometricTemplate.person_id)
             .where(Person.site_id == site_id, Person.forgotten_at.is_(None))
-            .order_by(BiometricTemplate.id)
+            .order_by(BiometricTemplate.id).execution_options(yield_per=500)
         )
-        changes.extend(template_change(t) for t in templates if t.person_id in holders)
-    return Snapshot(site=site_id, seq=seq, changes=changes)
+        for template in templates:
+            if template.person_id in holders:
+                yield template_change(template)
 
 
 def _size(change: Change) -> int:
@@ -135,29 +159,35 @@ def _size(change: Change) -> int:
 
 def chunk(snap: Snapshot, gate: str, snapshot_id: str, max_changes: int = CHUNK_CHANGES,
           max_bytes: int = CHUNK_BYTES) -> Iterator[SnapshotChunk]:
-    """Split a snapshot into SnapshotChunks of at most `max_changes` changes and about `max_bytes`."""
-    parts: list[list[Change]] = [[]]
+    """Split a snapshot into SnapshotChunks of at most `max_changes` changes and about `max_bytes`,
+    as its changes arrive (one chunk is held back to know which is the last)."""
+    index = 0
+    part: list[Change] = []
     size = 0
     for change in snap.changes:
         cost = _size(change)
-        if parts[-1] and (len(parts[-1]) >= max_changes or size + cost > max_bytes):
-            parts.append([])
-            size = 0
-        parts[-1].append(change)
+        if part and (len(part) >= max_changes or size + cost > max_bytes):
+            yield SnapshotChunk(site=snap.site, gate=gate, snapshot_id=snapshot_id, index=index, last=False,
+                                seq=snap.seq, changes=part)
+            index += 1
+            part, size = [], 0
+        part.append(change)
         size += cost
-    for index, part in enumerate(parts):
-        yield SnapshotChunk(site=snap.site, gate=gate, snapshot_id=snapshot_id, index=index,
-                            last=index == len(parts) - 1, seq=snap.seq, changes=part)
+    yield SnapshotChunk(site=snap.site, gate=gate, snapshot_id=snapshot_id, index=index, last=True, seq=snap.seq,
+                        changes=part)
 
 
 def decrypt_templates(changes: Iterable[Change], cipher) -> list[Change]:
     """Replace each TemplateChange's encrypted record with the template bytes, for sending."""
-    out: list[Change] = []
+    return list(iter_decrypted(changes, cipher))
+
+
+def iter_decrypted(changes: Iterable[Change], cipher) -> Iterator[Change]:
+    """`decrypt_templates`, one change at a time (for a streamed snapshot)."""
     for change in changes:
         if isinstance(change, TemplateChange):
             if cipher is None:
                 continue  # no template key configured: templates cannot be sent
             data = cipher.decrypt(change.data, change.holder_id, change.kind)
             change = msgspec.structs.replace(change, data=data)
-        out.append(change)
-    return out
+        yield change
