@@ -200,18 +200,24 @@ class LineReader:
                     self._overlong = True
 
     def _drop(self, why: str) -> None:
-        self.dropped += 1
-        log.info("%s: dropped %s", self.link.port, why)  # never the content: it may be a ticket code
+        """Drop the partial line being assembled."""
+        self._count(why)
         self._buf.clear()
 
+    def _count(self, why: str) -> None:
+        self.dropped += 1
+        log.info("%s: dropped %s", self.link.port, why)  # never the content: it may be a ticket code
+
     def _clean(self, raw: bytes) -> str | None:
+        # A complete line is refused here; the partial line after it in `_buf` is the next code's start
+        # and must stay (clearing it turned "junk\r\nCO" + "DE\r\n" into the code "DE").
         if any(b < 0x20 or b == 0x7F for b in raw):
-            self._drop("line with control bytes")
+            self._count("line with control bytes")
             return None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._drop("line that is not UTF-8")
+            self._count("line that is not UTF-8")
             return None
         return text
 
