@@ -189,6 +189,12 @@ class GateAgent:
     def apply_config(self, payload: bytes) -> m.ConfigAck:
         """Validate and apply a GateConfig without a restart; the ack says applied or why not."""
         try:
+            # The payload is kept as text (store meta); msgspec skips unknown fields without checking
+            # them, so a stray non-UTF-8 byte would pass decoding and fail half-way through applying.
+            bytes(payload).decode("utf-8")
+        except UnicodeDecodeError:
+            return m.ConfigAck(self.gate, 0, False, "malformed: the payload is not UTF-8")
+        try:
             cfg = m.decode(m.GateConfig, payload)
         except MessageError as exc:
             error = f"{exc.reason}: {exc.field or exc.detail}"[:256]
