@@ -36,7 +36,7 @@ from tests.gate_agent.conftest import gate_config_for, ticket
 from tests.protocol.conftest import FUZZ, examples
 from tests.protocol.test_fuzz import json_values
 from tests.protocol.test_messages import SAMPLES
-from tests.reliability.conftest import poll
+from tests.support.waiting import poll
 
 PROFILES = ["tripod-coil", "swing-regcmd"]
 

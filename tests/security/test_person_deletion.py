@@ -23,7 +23,7 @@ from gate_agent.agent import GateAgent
 from gate_agent.display import ConsoleDisplay
 from tests.central.conftest import make_config, prepare
 from tests.gate_agent.conftest import file_config
-from tests.reliability.conftest import poll
+from tests.support.waiting import poll
 
 pytestmark = pytest.mark.mosquitto
 
