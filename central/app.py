@@ -34,6 +34,11 @@ def create_app(config: CentralConfig, *, context: CentralContext | None = None, 
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["CENTRAL_CONFIG"] = config
+    if config.web.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = config.web.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.extensions[EXTENSION] = context or CentralContext.create(config, mqtt=mqtt)
 
     from central.api import api

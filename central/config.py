@@ -5,7 +5,7 @@
 
     [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
     [keys]     signing_key_file, signing_key_id, template_key
-    [web]      secret_key, host, port, secure_cookies
+    [web]      secret_key, host, port, secure_cookies, proxy_hops
     [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
@@ -57,6 +57,9 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     secure_cookies: bool = False  # true when served over HTTPS (behind a TLS proxy)
+    # Proxies in front of waitress whose X-Forwarded-For/-Proto/-Host to trust (0: none). Set 1 behind
+    # one nginx or Caddy, so the app knows it is served over HTTPS (redirects, CSRF's Referer check).
+    proxy_hops: int = 0
 
 
 @dataclass(frozen=True)

@@ -160,3 +160,22 @@ def test_over_plain_http_the_cookie_is_not_marked_secure_and_no_hsts_is_sent(web
     assert "Strict-Transport-Security" not in res.headers
     _first, attrs = _cookie(res.headers["Set-Cookie"])
     assert "secure" not in attrs and {"httponly", "samesite=lax"} <= attrs
+
+
+
+def test_behind_a_trusted_proxy_the_app_knows_it_is_served_over_https(web_ctx):
+    """With `web.proxy_hops = 1` the proxy's X-Forwarded-Proto/-For count (the scheme for redirects and
+    CSRF's Referer check, the visitor's address); with the default 0 such headers are ignored."""
+    from dataclasses import replace
+
+    from flask import request
+
+    from central.app import create_app
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    for hops, expected in ((1, ("https", "203.0.113.7")), (0, ("http", "127.0.0.1"))):
+        app = create_app(replace(web_ctx.config, web=replace(web_ctx.config.web, proxy_hops=hops)), context=web_ctx)
+        seen: list[tuple[str, str]] = []
+        app.add_url_rule("/_probe", "probe", lambda seen=seen: seen.append((request.scheme, request.remote_addr)) or "")
+        app.test_client().get("/_probe", headers=forwarded, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert seen == [expected]
