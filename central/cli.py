@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -210,45 +211,44 @@ def cmd_keys(args) -> int:
     return 0
 
 
-def cmd_user(args) -> int:
-    from central.services.users import create_user
-
+@contextmanager
+def _transaction(args):
+    """One database transaction for a one-shot administrative command (no MQTT)."""
     ctx = _context(_config(args), mqtt=False)
     try:
         with ctx.sessions.begin() as db:
-            user, password = create_user(db, args.name, args.role, actor="cli")
-        print(f"user {user.username} ({user.role}) password: {password}")
+            yield db
     finally:
         ctx.close()
+
+
+def cmd_user(args) -> int:
+    from central.services.users import create_user
+
+    with _transaction(args) as db:
+        user, password = create_user(db, args.name, args.role, actor="cli")
+    print(f"user {user.username} ({user.role}) password: {password}")
     return 0
 
 
 def cmd_token(args) -> int:
     from central.services.users import create_token
 
-    ctx = _context(_config(args), mqtt=False)
-    try:
-        with ctx.sessions.begin() as db:
-            token, plaintext = create_token(db, args.name, args.role, actor="cli")
-        print(f"token {token.name} ({token.role}): {plaintext}")
-    finally:
-        ctx.close()
+    with _transaction(args) as db:
+        token, plaintext = create_token(db, args.name, args.role, actor="cli")
+    print(f"token {token.name} ({token.role}): {plaintext}")
     return 0
 
 
 def cmd_site(args) -> int:
     from central.services.gates import ensure_site, ensure_zone
 
-    ctx = _context(_config(args), mqtt=False)
-    try:
-        with ctx.sessions.begin() as db:
-            ensure_site(db, args.site, name=args.name or args.site, timezone=args.timezone)
-            for spec in args.zone or []:
-                number, _, capacity = spec.partition(":")
-                ensure_zone(db, args.site, int(number), capacity=int(capacity) if capacity else None)
-        print(f"site {args.site} ready")
-    finally:
-        ctx.close()
+    with _transaction(args) as db:
+        ensure_site(db, args.site, name=args.name or args.site, timezone=args.timezone)
+        for spec in args.zone or []:
+            number, _, capacity = spec.partition(":")
+            ensure_zone(db, args.site, int(number), capacity=int(capacity) if capacity else None)
+    print(f"site {args.site} ready")
     return 0
 
 
