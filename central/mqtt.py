@@ -50,15 +50,16 @@ class InboundMessage:
 
 _PUBLISH_QOS1 = 0x32
 _READ_CHUNK = 65536
-_PACKETS_PER_READ = 500
+_READS_PER_WAKE = 8  # socket reads of up to 64 KB per select() wake-up, then paho's writes get their turn
 
 
 class _LeanClient(mqtt.Client):
     """paho's Client with a receive path for bulk QoS 1 subscribers (the ingest worker).
 
     paho reads one packet per select(), with three recv() calls (command byte, length, body) and, on
-    MQTT 5, a Properties object per PUBLISH. Here the socket is read 64 KB at a time, up to 500
-    packets per wake-up, and a QoS 0/1 PUBLISH without properties becomes an `InboundMessage`;
+    MQTT 5, a Properties object per PUBLISH. Here the socket is read 64 KB at a time, every packet
+    read is handled in the same wake-up (a few reads' worth: nothing stays buffered where select()
+    cannot see it), and a QoS 0/1 PUBLISH without properties becomes an `InboundMessage`;
     anything else takes paho's own path. Only paho's private receive hooks are replaced; if a paho
     release renames them, the client falls back to paho's behaviour (the overrides are not called).
     """
@@ -66,35 +67,40 @@ class _LeanClient(mqtt.Client):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._rbuf = b""
+        self._rpos = 0
+        self._reads = 0
         self.generation = 0
 
+    def _buffered(self) -> bool:
+        return self._rpos < len(self._rbuf)
+
     def _sock_recv(self, bufsize: int) -> bytes:
-        buf = self._rbuf
-        if not buf:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            self._reads += 1
             buf = super()._sock_recv(max(bufsize, _READ_CHUNK))
             if len(buf) <= bufsize:
+                self._rbuf, self._rpos = b"", 0
                 return buf
-        self._rbuf = buf[bufsize:]
-        return buf[:bufsize]
+            self._rbuf, pos = buf, 0
+        self._rpos = pos + bufsize
+        return buf[pos:pos + bufsize]
 
     def _sock_close(self) -> None:
-        self._rbuf = b""
+        self._rbuf, self._rpos = b"", 0
         super()._sock_close()
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        for _ in range(_PACKETS_PER_READ):
+        self._reads = 0
+        # Stop only with the buffer empty: what is left is then in the socket, where select() sees it.
+        while self._buffered() or self._reads < _READS_PER_WAKE:
             if self._sock is None:
                 return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
             if rc > 0:
                 return self._loop_rc_handle(rc)
             if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
-                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
-        if self._rbuf and self._sockpairW is not None:  # more is buffered: select() must not sleep on it
-            try:
-                self._sockpairW.send(b"0")
-            except BlockingIOError:
-                pass
+                break
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_publish(self) -> mqtt.MQTTErrorCode:

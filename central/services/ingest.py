@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, and_, any_, bindparam, func, select, update
+import msgspec
+from sqlalchemy import BigInteger, String, and_, any_, bindparam, cast, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -112,27 +113,39 @@ def ingest_batch(session: Session, events: list[PassageEvent], received_at: date
 
 _COLUMNS = ("event_id", "site_id", "gate", "zone", "at", "direction", "credential_kind", "credential_ref",
             "decision", "reason", "passed", "headcount", "offline", "mode", "ticket_type", "claim_id", "received_at")
-_PG_TYPES = ("text", "text", "text", "int", "timestamptz", "text", "text", "text", "text", "text", "bool", "int",
-             "bool", "text", "int", "text", "timestamptz")
-# The PassageEvent attribute of each column but the last (received_at).
+# The PassageEvent attribute (its JSON key) and PostgreSQL type of each column but the last (received_at).
 _ATTRS = ("id", "site", "gate", "zone", "at", "direction", "credential_kind", "credential_ref", "decision", "reason",
           "passed", "headcount", "offline", "mode", "ticket_type", "claim_id")
+_PG_TYPES = ("text", "text", "text", "int", "timestamptz", "text", "text", "text", "text", "text", "bool", "int",
+             "bool", "text", "int", "text")
 _PG_INSERT = (
     f"INSERT INTO passage_events ({', '.join(_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
+    f"SELECT {', '.join(f'x.{a}' for a in _ATTRS)}, %s FROM json_to_recordset(%s::json) "
+    f"AS x({', '.join(f'{a} {t}' for a, t in zip(_ATTRS, _PG_TYPES, strict=True))}) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
+_json = msgspec.json.Encoder()
+
+
+def _json_text(value) -> str:
+    return _json.encode(value).decode()
+
+
+def _id_list(ids) -> str:
+    """Integer ids as one text parameter (`string_to_array(%s, ',')::bigint[]`): psycopg dumps a
+    Python list element by element in Python, a string in one go."""
+    return ",".join(map(str, ids))
 
 
 def _insert_events(session: Session, events: list[PassageEvent], received_at: datetime) -> set[str]:
     """Insert the events, skipping ids already stored; returns the ids that were new.
 
-    PostgreSQL gets one INSERT ... SELECT FROM unnest(arrays): one parameter per column instead of
-    one per value, about 3x faster than a multi-row VALUES list (measured: 25,000 vs 7,500 rows/s).
+    PostgreSQL gets the batch as one JSON document (msgspec encodes it in C) read by
+    json_to_recordset: 500 events in 4 ms, against 10 ms for one array per column (psycopg dumps
+    lists in Python) and about 3x that for a multi-row VALUES list.
     """
     if session.get_bind().dialect.name == "postgresql":
-        arrays = tuple([getattr(e, name) for e in events] for name in _ATTRS) + ([received_at] * len(events),)
-        result = session.connection().exec_driver_sql(_PG_INSERT, arrays)
+        result = session.connection().exec_driver_sql(_PG_INSERT, (received_at, _json_text(events)))
         return {r[0] for r in result}
     rows = [_event_row(e, received_at) for e in events]
     stmt = _insert(session, _EVENTS).on_conflict_do_nothing(index_elements=["event_id"]).returning(_EVENTS.c.event_id)
@@ -231,12 +244,11 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult) -> 
     dirty = [r for r in usage.values() if r.dirty]
     if dirty and session.get_bind().dialect.name == "postgresql":
         session.connection().exec_driver_sql(
-            "UPDATE credential_usage u SET entries = v.entries, exits = v.exits, last_entry_at = v.last_entry_at, "
-            "last_gate = v.last_gate, bound = v.bound FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], "
-            "%s::timestamptz[], %s::text[], %s::bool[]) AS v(site_id, ref, entries, exits, last_entry_at, last_gate, "
-            "bound) WHERE u.site_id = v.site_id AND u.ref = v.ref",
-            ([r.site_id for r in dirty], [r.ref for r in dirty], [r.entries for r in dirty], [r.exits for r in dirty],
-             [r.last_entry_at for r in dirty], [r.last_gate for r in dirty], [r.bound for r in dirty]))
+            "UPDATE credential_usage u SET entries = v.e, exits = v.x, last_entry_at = v.t, last_gate = v.g, "
+            "bound = v.b FROM json_to_recordset(%s::json) AS v(s text, r text, e int, x int, t timestamptz, g text, "
+            "b bool) WHERE u.site_id = v.s AND u.ref = v.r",
+            (_json_text([{"s": r.site_id, "r": r.ref, "e": r.entries, "x": r.exits, "t": r.last_entry_at,
+                          "g": r.last_gate, "b": r.bound} for r in dirty]),))
     elif dirty:
         session.execute(
             update(_USAGE).where(_USAGE.c.site_id == bindparam("k_site"), _USAGE.c.ref == bindparam("k_ref"))
@@ -307,15 +319,15 @@ def _lock_usage(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str,
     out: dict[tuple[str, str], _UsageRow] = {}
     if session.get_bind().dialect.name == "postgresql":
         conn = session.connection()
-        sites, refs = [s for s, _ in ordered], [r for _, r in ordered]
+        keys_json = _json_text([{"s": s, "r": r} for s, r in ordered])
         conn.exec_driver_sql(
             "INSERT INTO credential_usage (site_id, ref, entries, exits, bound) "
-            "SELECT s, r, 0, 0, false FROM unnest(%s::text[], %s::text[]) AS k(s, r) "
-            "ON CONFLICT (site_id, ref) DO NOTHING", (sites, refs))
+            "SELECT s, r, 0, 0, false FROM json_to_recordset(%s::json) AS k(s text, r text) "
+            "ON CONFLICT (site_id, ref) DO NOTHING", (keys_json,))
         rows = conn.exec_driver_sql(
             "SELECT u.site_id, u.ref, u.entries, u.exits, u.last_entry_at, u.last_gate, u.bound "
-            "FROM credential_usage u JOIN unnest(%s::text[], %s::text[]) AS k(s, r) ON u.site_id = k.s AND u.ref = k.r "
-            "ORDER BY u.site_id, u.ref FOR UPDATE OF u", (sites, refs))
+            "FROM credential_usage u JOIN json_to_recordset(%s::json) AS k(s text, r text) "
+            "ON u.site_id = k.s AND u.ref = k.r ORDER BY u.site_id, u.ref FOR UPDATE OF u", (keys_json,))
         for row in rows:
             out[(row[0], row[1])] = _UsageRow(*row)
         return out
@@ -342,8 +354,8 @@ def _rows_by_id(session: Session, columns: list, key, ids: set[int]):
     if not ids:
         return
     if session.get_bind().dialect.name == "postgresql":
-        yield from session.execute(select(*columns).where(key == any_(bindparam("ids", type_=postgresql.ARRAY(
-            BigInteger)))), {"ids": sorted(ids)})
+        ids_array = cast(func.string_to_array(bindparam("ids", type_=String), ","), postgresql.ARRAY(BigInteger))
+        yield from session.execute(select(*columns).where(key == any_(ids_array)), {"ids": _id_list(sorted(ids))})
         return
     for part in _parts(sorted(ids)):
         yield from session.execute(select(*columns).where(key.in_(part)))
@@ -442,8 +454,9 @@ def _mark_used_up(session: Session, facts: _Facts, dirty: list[_UsageRow], now: 
     changed: list[int] = []
     if session.get_bind().dialect.name == "postgresql":
         changed = [r[0] for r in session.connection().exec_driver_sql(
-            "UPDATE tickets SET status = 'used', status_changed_at = %s WHERE id = ANY(%s) AND status = 'valid' "
-            "RETURNING id", (now, due))]
+            "UPDATE tickets SET status = 'used', status_changed_at = %s "
+            "WHERE id = ANY(string_to_array(%s, ',')::bigint[]) AND status = 'valid' RETURNING id",
+            (now, _id_list(due)))]
     else:
         for part in _parts(due):
             changed += session.scalars(update(_TICKETS).where(and_(_TICKETS.c.id.in_(part),
