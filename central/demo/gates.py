@@ -5,7 +5,7 @@ and its gate agent as a separate process (`gate-agent run --config ...`), like a
     qr          QrScannerSim on a pty                 (entry and exit gates)
     idcard      IdCardReaderSim on a pty, GA 467      (entry and exit gates)
     rfid        SerialRfidReaderSim on a pty          (entry and exit gates)
-    fingerprint FingerprintModuleSim on a pty, AS608  (entry gates; no slots enrolled, see README)
+    fingerprint FingerprintModuleSim on a pty, AS608  (entry gates; the agent fills its slots from the central)
     camera      a folder of face templates            (entry gates, when faces are on)
 """
 
@@ -36,7 +36,6 @@ class DemoGate:
 
     def __init__(self, spec: GateSpec, folder: Path, *, site: str, broker: tuple[str, int], protocol: str,
                  password: str, faces: bool) -> None:
-        from drivers.sim.fingerprint_sim import FingerprintModuleSim
         from drivers.sim.idcard_sim import IdCardReaderSim
         from drivers.sim.serial_sim import QrScannerSim, SerialRfidReaderSim
         from drivers.sim.turnstile_sim import TurnstileSimulator
@@ -52,7 +51,7 @@ class DemoGate:
         self.qr = QrScannerSim()
         self.rfid = SerialRfidReaderSim()
         self.idcard = IdCardReaderSim()
-        self.finger = FingerprintModuleSim() if self.entry else None
+        self.finger = _fingerprint_module()() if self.entry else None
         self.faces = folder / "camera" if (faces and self.entry) else None
         if self.faces is not None:
             self.faces.mkdir(exist_ok=True)
@@ -149,6 +148,15 @@ class DemoGate:
         elif kind == "id_card":
             raise ValueError(f"gate {self.name} has no ID card reader")
 
+    def touch_finger(self, template: bytes, timeout: float = 1.0) -> bool:
+        """The visitor lays a finger on the module and lifts it once the module has captured it
+        (a real module beeps); False if the module took no image within `timeout`."""
+        if self.finger is None:
+            raise ValueError(f"gate {self.name} has no fingerprint module")
+        self.finger.captured.clear()
+        self.finger.place_finger(template)
+        return self.finger.captured.wait(timeout)
+
     def take_back(self, kind: str) -> None:
         if kind == "id_card" and self.idcard is not None:
             self.idcard.remove()
@@ -161,6 +169,27 @@ class DemoGate:
                 except Exception:
                     log.debug("closing a simulator of %s", self.name, exc_info=True)
         self.turnstile.stop()
+
+
+def _fingerprint_module():
+    """FingerprintModuleSim whose finger is lifted right after the module captured it: one touch, one
+    attempt (a finger the module does not know, left lying there, would be refused again at every capture)."""
+    from drivers import fingerprint_packets as p
+    from drivers.sim.fingerprint_sim import FingerprintModuleSim
+
+    class DemoFingerprintModule(FingerprintModuleSim):
+        def __init__(self) -> None:
+            self.captured = threading.Event()
+            super().__init__()
+
+        def _command(self, code: int, args: bytes) -> bytes:
+            answer = super()._command(code, args)
+            if code == p.GEN_IMG and self.finger is not None:  # runs under the simulator's lock
+                self.finger = None
+                self.captured.set()
+            return answer
+
+    return DemoFingerprintModule
 
 
 def _id_card(number: str, name: str):

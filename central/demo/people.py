@@ -1,4 +1,5 @@
-"""Made-up visitors for the demo: names, fake national ID numbers with a valid check character, card UIDs.
+"""Made-up visitors for the demo: names, fake national ID numbers with a valid check character, card UIDs,
+faces and fingers (random templates).
 
 The ID numbers follow GB 11643 (region, birth date, sequence, ISO 7064 MOD 11-2 check character) so
 the gates' card reader accepts them, but they are drawn at random: any match with a real person's
@@ -51,3 +52,15 @@ def random_face(rng: random.Random) -> bytes:
     vec = np.asarray([rng.gauss(0.0, 1.0) for _ in range(128)], dtype=np.float32)
     vec /= np.linalg.norm(vec)
     return vec.astype("<f4").tobytes()
+
+
+FINGER_TEMPLATE_BYTES = 512  # an AS608 character file (drivers.sim.fingerprint_sim's template_size)
+
+
+def random_finger(rng: random.Random) -> bytes:
+    """A random fingerprint module template: a stand-in for the features a real module extracts.
+
+    The simulated module matches by exact template equality, so a random template is this holder's
+    finger and nobody else's, and a fresh one is an unknown finger.
+    """
+    return rng.randbytes(FINGER_TEMPLATE_BYTES)

@@ -316,6 +316,11 @@ class Demo:
                           and not passed)
         if refusals:
             _say("  refused as intended: " + ", ".join(f"{label} {n}" for label, n in refusals))
+        f = s.fingers
+        tries = sum(n for (label, _), n in f.items() if label == "arrival")
+        _say(f"  by fingerprint alone: {f[('arrival', True)]} of {tries} holders' fingers let them in, "
+             f"{f[('unknown finger', False)]} unknown fingers refused "
+             f"({f[('unknown finger', True)]} let in)")
 
     def _shutdown(self) -> None:
         _say("stopping ...")

@@ -1,7 +1,8 @@
 """Seed a believable park through the central's own services (no raw SQL): site, zones, gates, ticket
-types, tickets across sales channels, time-slot bookings with ID numbers, annual-pass holders, an admin.
+types, tickets across sales channels, time-slot bookings with ID numbers, annual-pass holders (some with
+an enrolled fingerprint), an admin.
 
-What a visitor carries (a QR code, an ID card, a pass card, a face) is returned as `Carried` for the
+What a visitor carries (a QR code, an ID card, a pass card, a face, a finger) is returned as `Carried` for the
 visitor simulator; the database keeps what production keeps (no codes, only ID-number digests).
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from central.demo.people import fake_card_uid, fake_id_number, fake_name, random_face
+from central.demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
@@ -27,6 +28,8 @@ TIMEZONE = "Asia/Shanghai"
 ZONES = ((1, "Main Gate Plaza", 3000, "plaza"), (2, "Cave Trail", 400, "cave"), (3, "Summit Temple", 800, "summit"))
 SINGLE, DAY_PASS, GROUP, BOOKING = 1, 2, 3, 4
 CHANNELS = (("box_office", 35), ("web", 30), ("ota", 25), ("agency", 10))
+FINGER_SHARE = 0.4  # annual-pass holders of the first seeding who enrol a finger
+MAX_FINGERS = 120  # of them at most: every entry gate's module (300 slots) holds all of the site's fingers
 Progress = Callable[[str], None]
 
 
@@ -46,6 +49,7 @@ class Carried:
     headcount: int = 1
     reentry: bool = False  # a day pass: may leave and come back
     face: bytes | None = None  # the visitor's face (a template: see people.random_face)
+    finger: bytes | None = None  # an enrolled finger (a module template: see people.random_finger)
     name: str = ""
     slot: tuple[datetime, datetime] | None = None
     label: str = ""  # single, day pass, group, booking, annual pass, wrong day
@@ -108,13 +112,15 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
         password = secrets.token_urlsafe(12)
         create_user(db, "admin", "admin", password=password, actor="demo")
         park.admin_password = password
-    park.pools = sell(ctx, visitors, faces=faces, rng=rng, progress=progress, wrong_day=True)
+    park.pools = sell(ctx, visitors, faces=faces, rng=rng, progress=progress, wrong_day=True,
+                      finger_share=FINGER_SHARE)
     return park, passwords
 
 
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,
-         wrong_day: bool = False) -> dict[str, list[Carried]]:
-    """Tickets, bookings and passes for about `visitors` people of today; what they carry, by kind."""
+         wrong_day: bool = False, finger_share: float = 0.0) -> dict[str, list[Carried]]:
+    """Tickets, bookings and passes for about `visitors` people of today; what they carry, by kind.
+    `finger_share` of the new annual-pass holders (at most MAX_FINGERS) enrol a fingerprint."""
     tz = ZoneInfo(TIMEZONE)
     today = datetime.now(tz).date()
     pools: dict[str, list[Carried]] = {"single": [], "day": [], "group": [], "booking": [], "pass": [],
@@ -125,6 +131,7 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     n_booking = int(visitors * 0.15)
     n_pass = max(20, int(visitors * 0.03))
     n_wrong = max(10, int(visitors * 0.02)) if wrong_day else 0
+    n_finger = min(MAX_FINGERS, int(n_pass * finger_share))
 
     requests: list[tuple[str, IssueRequest, Carried]] = []
     for _ in range(n_single):
@@ -187,7 +194,11 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
             face = random_face(rng) if faces else None
             if face is not None:
                 pass_service.bind_template(db, ctx.cipher, person.id, "face", face, actor="demo")
-        pools["pass"].append(Carried("annual_pass", uid, reentry=True, face=face, name=name, label="annual pass"))
+            finger = random_finger(rng) if i < n_finger else None
+            if finger is not None:  # the right index finger (ISO/IEC 19794 finger 2), as the enrolment desk sends it
+                pass_service.bind_template(db, ctx.cipher, person.id, "fingerprint", finger, finger=2, actor="demo")
+        pools["pass"].append(Carried("annual_pass", uid, reentry=True, face=face, finger=finger, name=name,
+                                     label="annual pass"))
         if (i + 1) % 25 == 0 or i + 1 == n_pass:
             progress(f"annual-pass holders {i + 1}/{n_pass}")
     for pool in pools.values():

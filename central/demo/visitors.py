@@ -3,12 +3,15 @@
 A simulated day runs from 08:00 to 18:00, `speed` simulated minutes per real second. Parties arrive
 as a Poisson process whose rate follows a morning peak, a midday plateau and a quiet late afternoon;
 each stays a while in its zone and leaves by the zone's exit gate; day-pass and annual-pass holders
-may come back. About one arrival in ten is refused, as at a real gate: a used ticket shown again, a
-ticket for another day, an ID card with no booking, a stranger's face on someone's pass, a forged code,
-an unknown card. Some visitors are let in but walk away from the turnstile (the entry is kept).
+may come back. Annual-pass holders who enrolled a finger often come in by their finger alone (the
+gate's fingerprint module matches it against the slots the gate agent filled from the central). About
+one arrival in ten is refused, as at a real gate: a used ticket shown again, a ticket for another day,
+an ID card with no booking, a stranger's face on someone's pass, a forged code, an unknown card, a
+finger nobody enrolled. Some visitors are let in but walk away from the turnstile (the entry is kept).
 
-The simulator only touches the devices (scanner, card readers, camera, turnstile behaviour): the gate
-agents decide; passages are counted where a real park counts them, at the turnstile's sensor.
+The simulator only touches the devices (scanner, card readers, fingerprint module, camera, turnstile
+behaviour): the gate agents decide; passages are counted where a real park counts them, at the
+turnstile's sensor.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from central.demo.gates import DemoGate
-from central.demo.people import fake_card_uid, fake_id_number, random_face
+from central.demo.people import fake_card_uid, fake_id_number, random_face, random_finger
 from central.demo.seed import Carried, Park
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ OPENS_MIN, CLOSES_MIN = 8 * 60, 18 * 60
 ZONE_WEIGHTS = {1: 0.55, 2: 0.2, 3: 0.25}
 REFUSAL_SHARE = 0.1
 WALK_AWAY_SHARE = 0.02
+FINGER_SHARE = 0.6  # of the arrivals of a holder with an enrolled finger: the finger instead of the card
 
 
 def day_curve(minute: float) -> float:
@@ -56,6 +60,7 @@ class Stats:
     refused: int = 0  # attempts after which nobody passed
     gave_up: int = 0  # arrivals that found a queue too long
     by_label: Counter = field(default_factory=Counter)
+    fingers: Counter = field(default_factory=Counter)  # (label, passed) of the attempts made with a finger
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -65,6 +70,7 @@ class _Visit:
     zone: int
     direction: str  # "in" / "out"
     face: bytes | None = None  # the face at the camera (a stranger's, for some refusals)
+    finger: bytes | None = None  # laid on the fingerprint module instead of showing the credential
     walk_away: bool = False
     label: str = ""  # what the simulator expects: "arrival", "exit", or the refusal's name
     ok_expected: bool = True
@@ -202,12 +208,17 @@ class VisitorSimulator:
                 self._ask_refill()
             return
         walk_away = self.rng.random() < WALK_AWAY_SHARE
-        self._send(_Visit(carried, self._zone_for(carried), "in", face=carried.face, walk_away=walk_away,
-                          label="arrival"))
+        self._send(_Visit(carried, self._zone_for(carried), "in", face=carried.face, finger=self._finger(carried),
+                          walk_away=walk_away, label="arrival"))
+
+    def _finger(self, carried: Carried) -> bytes | None:
+        """The holder's finger if they come in by it this time (every entry gate has a module)."""
+        return carried.finger if carried.finger is not None and self.rng.random() < FINGER_SHARE else None
 
     def _refusal(self) -> _Visit | None:
         zone = self.rng.choice(self._zones)
-        kind = self.rng.choice(("used", "wrong_day", "no_booking", "stranger", "forged", "unknown_card", "early"))
+        kind = self.rng.choice(("used", "wrong_day", "no_booking", "stranger", "forged", "unknown_card", "early",
+                                "unknown_finger"))
         if kind == "early" and (booked := self._early_booking()) is not None:
             return _Visit(booked, zone, "in", label="booking for a later slot", ok_expected=False)
         if kind == "used" and self._used:
@@ -232,6 +243,9 @@ class VisitorSimulator:
         if kind == "unknown_card":
             return _Visit(Carried("annual_pass", fake_card_uid(self.rng)), zone, "in", label="unknown card",
                           ok_expected=False)
+        if kind == "unknown_finger":
+            return _Visit(Carried("fingerprint", ""), zone, "in", finger=random_finger(self.rng),
+                          label="unknown finger", ok_expected=False)
         return None
 
     def _ask_refill(self) -> None:
@@ -277,9 +291,13 @@ class VisitorSimulator:
             gate.clear_faces()
             sim.behaviour = "walk_away" if visit.walk_away else "pass"
             before = getattr(sim, counter)
-            if visit.direction == "in":
-                gate.show_face(visit.face, seq)
-            gate.present(carried.kind, carried.value, carried.name)
+            by_finger = visit.finger is not None and gate.finger is not None
+            if by_finger:
+                gate.touch_finger(visit.finger)  # the finger alone: no card, no face
+            else:
+                if visit.direction == "in":
+                    gate.show_face(visit.face, seq)
+                gate.present(carried.kind, carried.value, carried.name)
             want = carried.headcount
             deadline = time.monotonic() + 1.2 + 0.5 * want
             passed = 0
@@ -288,7 +306,8 @@ class VisitorSimulator:
                 if passed >= want:
                     break
                 time.sleep(0.02)
-            gate.take_back(carried.kind)
+            if not by_finger:
+                gate.take_back(carried.kind)
             gate.clear_faces()
             sim.behaviour = "pass"
         with self.stats.lock:
@@ -297,6 +316,8 @@ class VisitorSimulator:
             if passed <= 0:
                 self.stats.refused += 1
             self.stats.by_label[(visit.label, passed > 0)] += 1
+            if by_finger:
+                self.stats.fingers[(visit.label, passed > 0)] += 1
         return passed
 
     def _after(self, visit: _Visit, passed: int) -> None:
@@ -310,7 +331,8 @@ class VisitorSimulator:
         elif visit.direction == "out" and carried.reentry and self.rng.random() < 0.5 \
                 and self.sim_minute < CLOSES_MIN - 60:
             zone = self._zone_for(carried)
-            self._later(self.rng.uniform(15, 60), _Visit(carried, zone, "in", face=carried.face, label="arrival"))
+            self._later(self.rng.uniform(15, 60), _Visit(carried, zone, "in", face=carried.face,
+                                                         finger=self._finger(carried), label="arrival"))
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
