@@ -24,7 +24,7 @@ from datetime import timedelta
 from flask import Blueprint, Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from protocol.reasons import TEXTS, Reason
+from protocol.reasons import visitor_text
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -41,7 +41,7 @@ HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of the pa
 
 def reason_text(reason: str) -> str:
     try:
-        return TEXTS[Reason(reason)].en.replace(" {at}", "").replace("{at}", "")
+        return visitor_text(reason, "en")  # with no time: "Too early, please come back later"
     except ValueError:
         return reason
 

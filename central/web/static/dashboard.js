@@ -85,11 +85,21 @@
     var m = Math.round(sec / 60);
     return String(Math.floor(m / 60)).padStart(2, "0") + ":" + String(m % 60).padStart(2, "0");
   }
+  // The day so far, not 24 hours: from half an hour before the first passage to half an hour after
+  // the last one (the whole day while there is none), so the minutes stay readable.
+  function activeWindow() {
+    var first = -1, last = -1;
+    for (var i = 0; i < 1440; i++) {
+      if (state.entries[i] || state.exits[i]) { if (first < 0) first = i; last = i; }
+    }
+    if (first < 0) return [0, 1439 * 60];
+    return [Math.max(0, first - 30) * 60, Math.min(1439, last + 30) * 60];
+  }
   function makeChart() {
     var box = $("chart");
     var opts = {
       width: Math.max(300, box.clientWidth - 10), height: 260,
-      scales: { x: { time: false } },
+      scales: { x: { time: false, range: activeWindow } },
       axes: [{ values: function (u, splits) { return splits.map(hhmm); }, space: 60 }, {}],
       series: [{ value: function (u, v) { return v == null ? "" : hhmm(v); } },
                { label: "Entries", stroke: "#1a7f37", width: 1.5 },
