@@ -43,6 +43,16 @@ def ticket(signer: TicketSigner, ticket_id: int, *, ticket_type: int = 1, headco
                                     valid_from=start, valid_to=valid_to or now() + timedelta(days=1)))
 
 
+def booking_today(ticket_id: int, id_number: str, *, ticket_type: int = 1) -> m.TicketChange:
+    """A real-name booking for a slot under way now, as the central sends it: the ID number salted."""
+    from protocol.ids import id_number_digest
+
+    return m.TicketChange(
+        ticket_id=ticket_id, ticket_type=ticket_type, valid_from=now() - timedelta(hours=1),
+        valid_to=now() + timedelta(hours=8), slot_start=now() - timedelta(minutes=10),
+        slot_end=now() + timedelta(hours=1), id_digest=id_number_digest(SALT, id_number))
+
+
 RULES = [
     m.TicketTypeRules(id=1, name="day ticket", entries=1),
     m.TicketTypeRules(id=2, name="day ticket with re-entry", entries=3, anti_passback=True),

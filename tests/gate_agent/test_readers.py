@@ -10,8 +10,7 @@ from drivers.idcard_frames import IdCard
 from drivers.sim.idcard_sim import IdCardReaderSim
 from drivers.sim.serial_sim import QrScannerSim, SerialRfidReaderSim
 from protocol import messages as m
-from protocol.ids import id_number_digest
-from tests.gate_agent.conftest import SALT, now, ticket
+from tests.gate_agent.conftest import booking_today, now, ticket
 from tests.support.waiting import poll as until
 
 ZHANG = IdCard(name="张三", sex="male", nation="汉", birth_date=dt.date(1949, 12, 31), address="北京市朝阳区某某路1号",
@@ -32,10 +31,7 @@ def latest(agent, count: int):
 def test_id_card_with_a_booking_today_is_granted_and_without_one_refused(gate_factory, probe):
     reader = IdCardReaderSim()
     try:
-        probe.snapshot.append(m.TicketChange(
-            ticket_id=6001, ticket_type=1, valid_from=now() - timedelta(hours=1), valid_to=now() + timedelta(hours=8),
-            slot_start=now() - timedelta(minutes=10), slot_end=now() + timedelta(hours=1),
-            id_digest=id_number_digest(SALT, ZHANG.id_number)))
+        probe.snapshot.append(booking_today(6001, ZHANG.id_number))
         agent, sim = gate_factory(devices={"idcard": {"port": reader.device_path}})
         probe.wait(lambda: agent.store.meta("snapshot_id"))
 

@@ -12,9 +12,7 @@ from datetime import timedelta
 
 from drivers.idcard_frames import IdCard
 from drivers.sim.idcard_sim import IdCardReaderSim
-from protocol import messages as m
-from protocol.ids import id_number_digest
-from tests.gate_agent.conftest import SALT, now, ticket
+from tests.gate_agent.conftest import booking_today, now, ticket
 
 
 def test_a_code_used_once_is_refused_when_shown_again_at_the_same_gate_and_at_another(gate_factory, probe, signer):
@@ -44,10 +42,7 @@ def test_an_id_number_is_only_ever_a_salted_digest_in_the_gate_store_file(gate_f
                   valid_to=dt.date(2040, 1, 1), nation_code=1)
     reader = IdCardReaderSim()
     try:
-        probe.snapshot.append(m.TicketChange(
-            ticket_id=9103, ticket_type=1, valid_from=now() - timedelta(hours=1), valid_to=now() + timedelta(hours=8),
-            slot_start=now() - timedelta(minutes=10), slot_end=now() + timedelta(hours=1),
-            id_digest=id_number_digest(SALT, card.id_number)))
+        probe.snapshot.append(booking_today(9103, card.id_number))
         agent, sim = gate_factory(devices={"idcard": {"port": reader.device_path}})
         probe.wait(lambda: agent.store.meta("snapshot_id"))
         reader.present(card)
