@@ -17,7 +17,7 @@ from drivers.fingerprint import FingerprintModule, SearchHit
 from drivers.idcard import IdCard, IdCardReader, valid_id_number
 from drivers.qr_scanner import QrScanner
 from drivers.rfid import PcscRfidReader, SerialRfidReader
-from drivers.turnstile import ControllerProfile, Counters, ProfileError, Turnstile
+from drivers.turnstile import ControllerProfile, Counters, ProfileError, Turnstile, known_profiles
 
 __all__ = [
     "ControllerProfile",
@@ -38,5 +38,6 @@ __all__ = [
     "SearchHit",
     "SerialRfidReader",
     "Turnstile",
+    "known_profiles",
     "valid_id_number",
 ]

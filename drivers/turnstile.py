@@ -1,7 +1,8 @@
 """Turnstile controller over Modbus (RTU on a serial line, or TCP), driven by a controller profile.
 
 The register and coil layout of a controller model lives in a TOML profile
-(`config/controllers/<model>.toml`, like an EdgeX device profile); where the controller is (port or
+(`drivers/controllers/<model>.toml`, shipped inside the package, like an EdgeX device profile; a site
+adds its own models as files in a folder of its own, `profile_dirs`); where the controller is (port or
 host, unit id) is given to `Turnstile`. A new controller model needs a file, not code.
 
 All calls are synchronous and thread-safe (one lock per controller). Transport failures come out as
@@ -28,7 +29,8 @@ from drivers.errors import DeviceDisconnected, DeviceFault, DeviceTimeout, Drive
 
 log = logging.getLogger(__name__)
 
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "config" / "controllers"
+# The profiles shipped with the package (package data: a wheel install carries them).
+PROFILE_DIR = Path(__file__).resolve().parent / "controllers"
 Direction = Literal["in", "out"]
 Mode = Literal["normal", "free", "locked"]
 MODES: tuple[str, ...] = ("normal", "free", "locked")
@@ -38,6 +40,29 @@ REGISTER_TABLES = ("holding", "input")
 
 class ProfileError(ValueError):
     """A controller profile is missing a key or has a wrong value; the message names file and key."""
+
+
+def _dirs(profile_dirs: tuple[str | Path, ...]) -> list[Path]:
+    return [Path(d) for d in profile_dirs] + [PROFILE_DIR]
+
+
+def _find_profile(name: str, profile_dirs: tuple[str | Path, ...]) -> Path | None:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None  # a model name, never a path into another folder
+    for folder in _dirs(profile_dirs):
+        candidate = folder / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def known_profiles(profile_dirs: tuple[str | Path, ...] = ()) -> list[str]:
+    """The model names that `ControllerProfile.load` finds: a site's folders and the shipped ones."""
+    names: set[str] = set()
+    for folder in _dirs(profile_dirs):
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.toml"))
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -90,13 +115,14 @@ class ControllerProfile:
     sensors: PointSet | None = None
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> ControllerProfile:
-        """Load a profile by model name (from `config/controllers/`) or by file path."""
+    def load(cls, name_or_path: str | Path, profile_dirs: tuple[str | Path, ...] = ()) -> ControllerProfile:
+        """Load a profile by model name or by file path. A name is looked up in `profile_dirs` (a
+        site's own models, first) and then among the shipped ones (`drivers/controllers/`)."""
         path = Path(name_or_path)
         if not (path.suffix == ".toml" or path.exists()):
-            path = PROFILE_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
+            path = _find_profile(str(name_or_path), profile_dirs)
+        if path is None or not path.is_file():
+            known = ", ".join(known_profiles(profile_dirs)) or "none"
             raise ProfileError(f"controller profile {name_or_path!r} not found (known models: {known})")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -223,10 +249,12 @@ class Turnstile:
         timeout: float = 0.3,
         retries: int = 2,
         poll_interval_s: float = 0.05,
+        profile_dirs: tuple[str | Path, ...] = (),
     ) -> None:
         if (tcp is None) == (serial is None):
             raise ValueError("give exactly one of tcp=(host, port) or serial='/dev/...'")
-        self.profile = profile if isinstance(profile, ControllerProfile) else ControllerProfile.load(profile)
+        self.profile = (profile if isinstance(profile, ControllerProfile)
+                        else ControllerProfile.load(profile, profile_dirs))
         self.tcp = tcp
         self.serial = serial
         self.baudrate = baudrate

@@ -76,12 +76,18 @@ class ControlSection(_Section):
 
 class TurnstileDevice(_Section):
     profile: str = ""  # empty: the central's hardware.controller_profile decides
+    # A folder of the site's own controller profiles (<model>.toml), looked up before the shipped ones.
+    profile_dir: str | None = None
     tcp: str | None = None  # "host:port"
     serial: str | None = None
     baudrate: int = 9600
     unit_id: Annotated[int, msgspec.Meta(ge=0, le=247)] | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.3
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+
+    @property
+    def profile_dirs(self) -> tuple[str, ...]:
+        return (self.profile_dir,) if self.profile_dir else ()
 
     def tcp_address(self) -> tuple[str, int] | None:
         if self.tcp is None:

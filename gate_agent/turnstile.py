@@ -31,11 +31,12 @@ class TurnstileControl:
     """The gate's controller, opened lazily and reconnected after any failure."""
 
     def __init__(self, *, profile: str, tcp: tuple[str, int] | None = None, serial: str | None = None,
-                 baudrate: int = 9600, unit_id: int = 1, timeout_s: float = 0.3, retries: int = 2) -> None:
+                 baudrate: int = 9600, unit_id: int = 1, timeout_s: float = 0.3, retries: int = 2,
+                 profile_dirs: tuple[str, ...] = ()) -> None:
         from drivers.turnstile import Turnstile
 
         self._driver = Turnstile(profile, tcp=tcp, serial=serial, baudrate=baudrate, unit_id=unit_id,
-                                 timeout=timeout_s, retries=retries)
+                                 timeout=timeout_s, retries=retries, profile_dirs=profile_dirs)
         self.port = self._driver.port
         self.profile = self._driver.profile.model
         self.last_error: str = ""

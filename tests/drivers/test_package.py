@@ -46,3 +46,30 @@ def test_drivers_know_nothing_of_tickets():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
+
+
+def test_the_shipped_controller_profiles_are_package_data_the_contract_names():
+    from drivers.turnstile import PROFILE_DIR, ControllerProfile, known_profiles
+    from protocol.controllers import DEFAULT_PROFILE, SHIPPED_PROFILES
+
+    assert PROFILE_DIR.parent == DRIVERS  # inside the package: a wheel carries them
+    assert tuple(known_profiles()) == SHIPPED_PROFILES and DEFAULT_PROFILE in SHIPPED_PROFILES
+    for name in SHIPPED_PROFILES:
+        assert ControllerProfile.load(name).model == name
+
+
+def test_a_sites_own_profile_folder_is_searched_first_and_names_stay_names(tmp_path):
+    import pytest
+
+    from drivers.turnstile import ControllerProfile, ProfileError, known_profiles
+
+    own = tmp_path / "controllers"
+    own.mkdir()
+    text = (DRIVERS / "controllers" / "tripod-coil.toml").read_text(encoding="utf-8")
+    (own / "acme-tripod.toml").write_text(text.replace('model = "tripod-coil"', 'model = "acme-tripod"'))
+    assert "acme-tripod" in known_profiles((own,))
+    assert ControllerProfile.load("acme-tripod", (own,)).model == "acme-tripod"
+    with pytest.raises(ProfileError, match="known models: acme-tripod, swing-regcmd, tripod-coil"):
+        ControllerProfile.load("acme-tripodd", (own,))
+    with pytest.raises(ProfileError):
+        ControllerProfile.load("../controllers/acme-tripod", ())  # a name is never a path into another folder
