@@ -96,6 +96,7 @@ class GateAgent:
         self.active: ActiveConfig | None = None
         self.turnstile: TurnstileControl | None = None
         self._turnstile_key: tuple | None = None
+        self._no_turnstile: str | None = None  # why a configured turnstile cannot be driven (an alarm)
         self.readers: list[Reader] = []
         self.camera: Camera | None = None
         self._broken_readers: list[m.ReaderHealth] = []
@@ -200,7 +201,9 @@ class GateAgent:
             error = f"{exc.reason}: {exc.field or exc.detail}"[:256]
             return m.ConfigAck(self.gate, _peek_version(payload), False, error)
         try:
-            validate(cfg, self.site, self.gate, profile_check=_load_profile)
+            turnstile = self.file_cfg.devices.turnstile
+            check = _profile_check(turnstile.profile_dirs if turnstile else ())
+            validate(cfg, self.site, self.gate, profile_check=check)
         except ConfigInvalid as exc:
             log.warning("config version %s refused: %s", cfg.version, exc)
             return m.ConfigAck(self.gate, cfg.version, False, str(exc)[:256])
@@ -233,10 +236,21 @@ class GateAgent:
         unit_id = t.unit_id if t.unit_id is not None else hw.unit_id
         key = (profile, unit_id)
         if not profile or key == self._turnstile_key:
+            if not profile:
+                self._no_turnstile = "controller_profile_missing"  # neither gate.toml nor the central names one
             return
-        old, self.turnstile = self.turnstile, TurnstileControl(
-            profile=profile, tcp=t.tcp_address(), serial=t.serial, baudrate=t.baudrate, unit_id=unit_id,
-            timeout_s=t.timeout_s, retries=t.retries)
+        from drivers.turnstile import ProfileError
+
+        try:
+            control = TurnstileControl(
+                profile=profile, tcp=t.tcp_address(), serial=t.serial, baudrate=t.baudrate, unit_id=unit_id,
+                timeout_s=t.timeout_s, retries=t.retries, profile_dirs=t.profile_dirs)
+        except ProfileError as exc:
+            log.error("the turnstile cannot be driven: %s", exc)
+            control, self._no_turnstile = None, "controller_profile_unknown"
+        else:
+            self._no_turnstile = None
+        old, self.turnstile = self.turnstile, control
         self._turnstile_key = key
         self._controller_mode = None
         self._counters_seen = None
@@ -369,12 +383,13 @@ class GateAgent:
             return handled  # the arm is free: the controller's counters record who passes (monitor)
         direction = attempt.direction
         timeout = active.cfg.hardware.passage_timeout_s
+        fault = False
         for turn in range(verdict.passages):
             if self.file_cfg.devices.turnstile is None:
                 passed = True  # a check point without an arm: the decision is the passage
-            elif self.turnstile is None:  # no controller profile known yet
+            elif self.turnstile is None:  # no usable controller profile
                 self._tell_staff()
-                passed = False
+                passed, fault = False, True
             else:
                 try:
                     if not self._recover_passage():
@@ -383,7 +398,7 @@ class GateAgent:
                         self._mark_passage, outcome, direction, mode, claim_id))
                 except TurnstileUnavailable:
                     self._tell_staff()
-                    passed = False
+                    passed, fault = False, True
             if not passed:
                 break  # the note stays: a controller that went silent mid-passage may have counted the visitor
             handled.passed += 1
@@ -392,8 +407,12 @@ class GateAgent:
                                                offline=alone or not self.link.connected, mode=mode, binding=binding,
                                                claim_id=claim_id))
         if handled.passed == 0:
-            # Granted, but nobody walked through: the entry is kept (a claim is released), the attempt recorded.
-            handled.events.append(self._record(attempt, outcome, now=now, passed=False, offline=offline, mode=mode,
+            # Nobody walked through: the entry is kept (a claim is released), the attempt recorded. When the
+            # arm could not be driven, the attempt is a refusal for the gate's fault, with that reason.
+            record = outcome
+            if fault:
+                record = Outcome(outcome.resolved, refused(Reason.CONTROLLER_FAULT), outcome.biometric)
+            handled.events.append(self._record(attempt, record, now=now, passed=False, offline=offline, mode=mode,
                                                claim_id=claim_id))
         return handled
 
@@ -470,9 +489,9 @@ class GateAgent:
 
     def _tell_staff(self) -> None:
         language = self.active.cfg.language if self.active else self.file_cfg.gate.language
-        text = "闸机故障，请联系工作人员" if language == "zh" else "Gate fault, please see staff"
+        text = visitor_text(Reason.CONTROLLER_FAULT, language)
         try:
-            self.display.show(text, "red", "controller_fault")
+            self.display.show(text, "red", str(Reason.CONTROLLER_FAULT))
         except Exception:
             log.exception("display failed")
 
@@ -768,6 +787,12 @@ class GateAgent:
     def _poll_controller(self) -> None:
         t = self.turnstile
         if t is None:
+            # A turnstile that cannot be driven (no profile, or one this box does not have) is a fault.
+            fault = self._no_turnstile if self.file_cfg.devices.turnstile is not None else None
+            alarms = frozenset({fault}) if fault else frozenset()
+            if alarms != self.alarms:
+                self.alarms = alarms
+                self._status_dirty.set()
             return
         try:
             if self._controller_mode != self.mode:
@@ -810,10 +835,13 @@ class GateAgent:
         self.link.wake()
 
 
-def _load_profile(name: str) -> None:
-    from drivers.turnstile import ControllerProfile
+def _profile_check(profile_dirs: tuple[str, ...]):
+    def check(name: str) -> None:
+        from drivers.turnstile import ControllerProfile
 
-    ControllerProfile.load(name)
+        ControllerProfile.load(name, profile_dirs)
+
+    return check
 
 
 def _peek_version(payload: bytes) -> int:

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     WRONG_DAY = "wrong_day"
     WRONG_DIRECTION = "wrong_direction"
     CLAIMED_ELSEWHERE = "claimed_elsewhere"
+    CONTROLLER_FAULT = "controller_fault"  # the gate cannot drive its turnstile: a fault, not the visitor's
 
 
 FINAL = frozenset({
@@ -110,6 +111,7 @@ TEXTS: dict[Reason, Text] = {
     Reason.WRONG_DAY: Text("Ticket not valid today", "门票今日无效"),
     Reason.WRONG_DIRECTION: Text("Wrong direction", "方向错误"),
     Reason.CLAIMED_ELSEWHERE: Text("Ticket just used at another gate", "门票刚在其他闸机使用"),
+    Reason.CONTROLLER_FAULT: Text("Gate fault, please see staff", "闸机故障，请联系工作人员"),
 }
 
 

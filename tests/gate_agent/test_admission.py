@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from protocol import messages as m
+from protocol import topics
 from tests.gate_agent.conftest import ticket
 
 
@@ -111,3 +112,35 @@ def test_ticket_for_another_zone_and_not_yet_valid_are_refused_with_reasons(gate
     assert agent.display.history[-1].colour == "amber"
     assert agent.present("qr", "HELLO").reason == "not_a_code"
 
+
+
+def test_a_gate_whose_turnstile_has_no_profile_refuses_with_the_fault_and_reports_it(gate_factory, probe, signer):
+    """A provisioned gate the central named no controller profile for: the visitor is told to see staff,
+    the attempt reaches the central as a refusal for the fault (not a grant nobody walked through), the
+    entry is kept, and the gate's status carries the fault."""
+    from tests.gate_agent.conftest import gate_config_for
+
+    config = gate_config_for(signer, probe.site, "g1", hardware=m.HardwareParams(passage_timeout_s=1.0))
+    agent, sim = gate_factory(config=config)
+
+    handled = agent.present("qr", ticket(signer, 1501))
+
+    assert handled.passed == 0 and sim.counters == (0, 0)
+    event = probe.wait(lambda: probe.events("g1"))[0]
+    assert (event.decision, event.reason, event.passed) == ("refused", "controller_fault", False)
+    assert agent.store.usage("T1501")[0].entries == 0
+    assert agent.display.history[-1].reason == "controller_fault"
+    status = probe.wait(lambda: [s for s in probe.of("status", m.GateStatus, "g1") if s.alarms])[-1]
+    assert status.alarms == ["controller_profile_missing"]
+
+
+def test_a_profile_the_box_does_not_have_is_refused_with_the_models_it_knows(gate_factory, probe, signer):
+    from tests.gate_agent.conftest import gate_config_for
+
+    agent, _sim = gate_factory()
+    typo = gate_config_for(signer, probe.site, "g1", version=2,
+                           hardware=m.HardwareParams(controller_profile="tripod-coi"))
+    probe.publish(topics.config(probe.site, "g1"), typo, retain=True)
+    ack = probe.wait(lambda: [a for a in probe.of("config/ack", m.ConfigAck, "g1") if a.version == 2])[0]
+    assert not ack.applied and "tripod-coi" in ack.error and "tripod-coil" in ack.error
+    assert agent.active.cfg.version == 1  # the last good config stays
