@@ -530,7 +530,8 @@ def register_gate():
     with _ctx().sessions.begin() as db:
         gate, creds = gate_service.register_gate(
             db, _site(), str(data.get("name") or ""), _int(data, "zone", required=True),
-            direction=data.get("direction", "both"), hardware=data.get("hardware"), actor=g.actor)
+            direction=data.get("direction", "both"), hardware=data.get("hardware"), actor=g.actor,
+            profiles=_ctx().config.gates.known_profiles)
         out = gate_json(gate) | {"mqtt_password": creds.password}
     _after_commit()
     return jsonify(out), 201
@@ -552,7 +553,8 @@ def update_gate(name: str):
     data = _body()
     with _ctx().sessions.begin() as db:
         gate = gate_service.update_gate(db, _site(), name, zone=_int(data, "zone"), direction=data.get("direction"),
-                                        hardware=data.get("hardware"), actor=g.actor)
+                                        hardware=data.get("hardware"), actor=g.actor,
+                                        profiles=_ctx().config.gates.known_profiles)
         out = gate_json(gate)
     _after_commit()
     return jsonify(out)

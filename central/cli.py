@@ -6,6 +6,7 @@
     park-central claims [--worker-id N]                a claim server alone (claim=central sites under heavy load)
     park-central scheduler                             the scheduled jobs
     park-central run                                   web + ingest + scheduler in one process
+    park-central init-config --out FILE [--database URL]  a production central.toml with fresh secrets
     park-central keys generate|show                    the ticket signing key (and a template key)
     park-central user create NAME --role R             a staff user; prints a generated password
     park-central token create NAME --role R            a machine token for the API; printed once
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from central import service_manager
-from central.config import CentralConfig, ConfigError, load_config
+from central.config import CentralConfig, ConfigError, load_config, load_config_text
 
 log = logging.getLogger("central")
 # Waitress threads: each browser on the live dashboard holds one for its event stream.
@@ -204,10 +205,63 @@ def cmd_keys(args) -> int:
     signer = TicketSigner.from_seed(config.keys.signing_key_id, load_or_create_seed(path))
     print(f"signing key id {signer.key_id}, file {path}")
     print(f"public key (hex): {signer.public_key_bytes().hex()}")
-    if args.action == "generate":
+    if args.action == "generate" and not config.keys.template_key:
         from biometrics.protect import generate_key
 
         print(f"a new template key for keys.template_key: {generate_key()}")
+    return 0
+
+
+def central_toml(*, database_url: str, site: str, state_dir: str, mqtt_host: str, mqtt_port: int,
+                 web_host: str, web_port: int) -> str:
+    """A production central.toml with fresh secrets: the MQTT password of the central (whose hash
+    `park-central acl` writes), the template key and the cookie key; paths absolute, matching the
+    systemd units (StateDirectory=park-central is /var/lib/park-central)."""
+    import secrets
+
+    from biometrics.protect import generate_key
+
+    return (
+        "# The central's configuration, written by `park-central init-config`. It holds secrets:\n"
+        "# keep it 0640 root:park-central. Every key: config/central.example.toml in the source tree.\n"
+        f'database_url = "{database_url}"\n'
+        f'site = "{site}"\n\n'
+        "[mqtt]\n"
+        f'host = "{mqtt_host}"\nport = {mqtt_port}\n'
+        'username = "central"\n'
+        f'password = "{secrets.token_urlsafe(24)}"\n'
+        'client_id = "central"\n\n'
+        "[keys]\n"
+        "# Made by `park-central keys generate`, run as the service user so that it can read it (0600).\n"
+        f'signing_key_file = "{state_dir}/signing.key"\n'
+        "signing_key_id = 1\n"
+        f'template_key = "{generate_key()}"\n\n'
+        "[web]\n"
+        f'secret_key = "{secrets.token_urlsafe(32)}"\n'
+        f'host = "{web_host}"\nport = {web_port}\n'
+        "secure_cookies = false          # true once an HTTPS proxy is in front (then proxy_hops = 1)\n"
+        "proxy_hops = 0\n"
+    )
+
+
+def cmd_init_config(args) -> int:
+    out = Path(args.out)
+    if out.exists():
+        print(f"{out} exists already: edit it, or remove it to start afresh", file=sys.stderr)
+        return 1
+    text = central_toml(database_url=args.database, site=args.site, state_dir=args.state_dir.rstrip("/"),
+                        mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, web_host=args.web_host,
+                        web_port=args.web_port)
+    load_config_text(text, str(out), env={})  # what is written must load
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        if args.group:
+            import grp
+
+            os.fchown(fh.fileno(), -1, grp.getgrnam(args.group).gr_gid)
+        fh.write(text)
+    print(f"wrote {out} (0640{', group ' + args.group if args.group else ''})")
     return 0
 
 
@@ -253,7 +307,7 @@ def cmd_site(args) -> int:
 
 
 def gate_toml(config: CentralConfig, site: str, gate: str, username: str, password: str,
-              broker: str | None = None) -> str:
+              broker: str | None = None, controller: str = "") -> str:
     """The starting configuration of a provisioned gate (`gate_agent.config`); the technician fills in
     which device sits on which port (see config/gate.example.toml)."""
     host, port = config.mqtt.host, config.mqtt.port
@@ -267,7 +321,9 @@ def gate_toml(config: CentralConfig, site: str, gate: str, username: str, passwo
         f"[broker]\nhost = \"{host}\"\nport = {port}\n"
         f"username = \"{username}\"\npassword = \"{password}\"\n{tls}\n"
         f"[store]\npath = \"/var/lib/scenic-gates/gate.db\"\n\n"
-        "# Which device is on which port (see config/gate.example.toml for every option):\n"
+        "# Which device is on which port (see config/gate.example.toml for every option). The turnstile's\n"
+        f"# controller profile is \"{controller}\", set at the central (its hardware.controller_profile);\n"
+        "# a `profile = ...` line here would override it.\n"
         "# [devices.turnstile]\n# serial = \"/dev/ttyUSB0\"     # or tcp = \"192.168.1.50:502\"\n"
         "# [devices.qr]\n# port = \"/dev/ttyACM0\"\n"
         "# [devices.idcard]\n# port = \"/dev/ttyUSB1\"\n"
@@ -280,19 +336,27 @@ def cmd_provision_gate(args) -> int:
     from central.services.gates import ensure_site, register_gate
 
     config = _config(args)
+    known = config.gates.known_profiles
+    if args.controller not in known:
+        print(f"unknown controller profile {args.controller!r}; known: {', '.join(known)} "
+              "(a site's own models: [gates] controller_profiles)", file=sys.stderr)
+        return 2
     ctx = _context(config, suffix="cli")
     try:
         with ctx.sessions.begin() as db:
             ensure_site(db, args.site)
             _gate, creds = register_gate(db, args.site, args.gate, args.zone, direction=args.direction,
-                                         actor="cli")
+                                         hardware={"controller_profile": args.controller}, actor="cli",
+                                         profiles=known)
         ctx.publisher.flush()
-        text = gate_toml(config, args.site, args.gate, creds.username, creds.password, args.broker)
+        text = gate_toml(config, args.site, args.gate, creds.username, creds.password, args.broker,
+                         controller=args.controller)
         if args.output:
             fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
-            print(f"wrote {args.output}; run `park-central acl` to let the gate onto the broker")
+            print(f"wrote {args.output} (controller {args.controller}); run `park-central acl` to let the gate "
+                  "onto the broker")
         else:
             print(text)
     finally:
@@ -307,9 +371,9 @@ def cmd_acl(args) -> int:
     ctx = _context(config, mqtt=False)
     try:
         with ctx.sessions() as db:
-            count = write_mosquitto_files(db, config, Path(args.passwords), Path(args.acl))
+            count = write_mosquitto_files(db, config, Path(args.passwords), Path(args.acl), group=args.group)
         print(f"wrote {args.passwords} and {args.acl} for {count} gates and the central; "
-              "reload Mosquitto (kill -HUP) to apply")
+              "reload Mosquitto (`systemctl reload mosquitto`: connected clients stay connected)")
     finally:
         ctx.close()
     return 0
@@ -353,6 +417,7 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from central.models import ROLES
+    from protocol.controllers import DEFAULT_PROFILE, SHIPPED_PROFILES
 
     parser = argparse.ArgumentParser(prog="park-central", description="The scenic-area gate central.")
     parser.add_argument("--config", help="the central's TOML file (default: $PARK_CENTRAL_CONFIG)")
@@ -362,6 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database migrations")
     p.add_argument("action", choices=["upgrade", "current"])
     p.set_defaults(func=cmd_db)
+    p = sub.add_parser("init-config", help="write a production central.toml with fresh secrets")
+    p.add_argument("--out", required=True, help="e.g. /etc/park-central/central.toml (refused if it exists)")
+    p.add_argument("--database", default="postgresql+psycopg://park-central@/park",
+                   help="the database URL (default: PostgreSQL database park over the local socket)")
+    p.add_argument("--site", default="park1", help="the default site of CLI commands and the API")
+    p.add_argument("--state-dir", default="/var/lib/park-central", help="where the signing key lives")
+    p.add_argument("--mqtt-host", default="127.0.0.1")
+    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--web-host", default="127.0.0.1")
+    p.add_argument("--web-port", type=int, default=8080)
+    p.add_argument("--group", help="the file's group (the service's, e.g. park-central)")
+    p.set_defaults(func=cmd_init_config)
     sub.add_parser("serve", help="the web UI and API").set_defaults(func=cmd_serve)
     p = sub.add_parser("ingest", help="an ingest worker")
     p.add_argument("--worker-id", default="1", help="stable per worker: it names the persistent MQTT session")
@@ -398,13 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("site")
     p.add_argument("gate")
     p.add_argument("--zone", type=int, required=True)
+    p.add_argument("--controller", default=DEFAULT_PROFILE, metavar="MODEL",
+                   help=f"the turnstile controller profile (default {DEFAULT_PROFILE}; shipped: "
+                        f"{', '.join(SHIPPED_PROFILES)})")
     p.add_argument("--direction", default="both", choices=["in", "out", "both"])
     p.add_argument("--output", "-o", help="write the TOML here (0600) instead of printing it")
     p.add_argument("--broker", help="HOST:PORT the gate connects to (default: the central's [mqtt] host and port)")
     p.set_defaults(func=cmd_provision_gate)
-    p = sub.add_parser("acl", help="write Mosquitto password and ACL files")
-    p.add_argument("--passwords", default="var/mosquitto/passwd")
-    p.add_argument("--acl", default="var/mosquitto/acl")
+    p = sub.add_parser("acl", help="write Mosquitto password and ACL files (0640, the broker's group, atomically)")
+    p.add_argument("--passwords", default="var/mosquitto/passwd", help="e.g. /etc/mosquitto/park.passwd")
+    p.add_argument("--acl", default="var/mosquitto/acl", help="e.g. /etc/mosquitto/park.acl")
+    p.add_argument("--group", help="the group Mosquitto reads the files as (default: the files' current group, "
+                                   "else mosquitto where it exists)")
     p.set_defaults(func=cmd_acl)
     p = sub.add_parser("backup", help="back up the database (pg_dump, or SQLite's online backup)")
     p.add_argument("--out", help="the backup file (default var/backups/central-<time>.dump)")

@@ -7,6 +7,7 @@
     [keys]     signing_key_file, signing_key_id, template_key
     [web]      secret_key, host, port, secure_cookies, proxy_hops
     [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
+    [gates]    controller_profiles (a site's own turnstile models, beside the shipped ones)
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
 PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
@@ -78,6 +79,19 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class GatesConfig:
+    # Controller models a technician may name besides the shipped ones (protocol.controllers): the
+    # site's own profile files, which its gates carry in `[devices.turnstile] profile_dir`.
+    controller_profiles: tuple[str, ...] = ()
+
+    @property
+    def known_profiles(self) -> tuple[str, ...]:
+        from protocol.controllers import SHIPPED_PROFILES
+
+        return tuple(sorted(set(SHIPPED_PROFILES) | set(self.controller_profiles)))
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     database_url: str = DEFAULT_DB
     site: str = "park1"
@@ -86,13 +100,15 @@ class CentralConfig:
     web: WebConfig = field(default_factory=WebConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     source: str = "<defaults>"
 
     def with_overrides(self, **changes: Any) -> CentralConfig:
         return replace(self, **changes)
 
 
-_SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig}
+_SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig,
+             "gates": GatesConfig}
 _ENV = {
     "PARK_CENTRAL_DB": ("", "database_url"),
     "PARK_CENTRAL_SITE": ("", "site"),
@@ -107,6 +123,10 @@ _ENV = {
 
 def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
     want = type(default) if default is not None else str
+    if want is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{source}: {key} must be a list of names, got {value!r}")
+        return tuple(value)
     if want is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
@@ -142,17 +162,28 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> CentralConfig:
     """Read and validate the configuration; `path` None means defaults plus the environment."""
+    if path is None:
+        return _load({}, "<defaults>", env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable by this user (the services run as park-central)") from None
+    return load_config_text(text, str(path), env)
+
+
+def load_config_text(text: str, source: str, env: dict[str, str] | None = None) -> CentralConfig:
+    """Validate a configuration given as TOML text (`source` names it in errors)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return _load(raw, source, env)
+
+
+def _load(raw: dict[str, Any], source: str, env: dict[str, str] | None) -> CentralConfig:
     env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        source = str(path)
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML ({exc})") from None
     for var, (section, key) in _ENV.items():
         if var in env and env[var] != "":
             target = raw.setdefault(section, {}) if section else raw

@@ -28,6 +28,7 @@ from central.models import (
 from central.services import Invalid, NotFound, Refused
 from central.services.audit import audit
 from protocol import topics
+from protocol.controllers import SHIPPED_PROFILES
 from protocol.ids import new_event_id
 from protocol.messages import (
     Command,
@@ -134,8 +135,10 @@ class GateCredentials:
 
 
 def register_gate(session: Session, site_id: str, name: str, zone: int, *, direction: str = "both",
-                  hardware: dict | None = None, actor: str | None = None) -> tuple[Gate, GateCredentials]:
-    """Register a gate and make its MQTT credentials (the password is returned once)."""
+                  hardware: dict | None = None, actor: str | None = None,
+                  profiles: tuple[str, ...] = SHIPPED_PROFILES) -> tuple[Gate, GateCredentials]:
+    """Register a gate and make its MQTT credentials (the password is returned once). A controller
+    profile in `hardware` must be one of `profiles` (the central's `[gates] known_profiles`)."""
     topics.check_name("gate", name)
     get_site(session, site_id)
     if direction not in DIRECTIONS:
@@ -143,7 +146,7 @@ def register_gate(session: Session, site_id: str, name: str, zone: int, *, direc
     if session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name)):
         raise Refused("gate_exists", f"gate {name} exists at {site_id}")
     ensure_zone(session, site_id, zone)
-    hardware = _check_hardware(hardware or {})
+    hardware = _check_hardware(hardware or {}, profiles)
     username = f"gate-{site_id}-{name}"
     password = secrets.token_urlsafe(18)
     from central.services.mosquitto import mosquitto_hash
@@ -156,19 +159,23 @@ def register_gate(session: Session, site_id: str, name: str, zone: int, *, direc
     return gate, GateCredentials(username, password)
 
 
-def _check_hardware(hardware: dict) -> dict:
+def _check_hardware(hardware: dict, profiles: tuple[str, ...]) -> dict:
     import msgspec
 
     try:
-        msgspec.convert(hardware, HardwareParams)
+        params = msgspec.convert(hardware, HardwareParams)
     except msgspec.ValidationError as exc:
         raise Invalid("bad_hardware", str(exc)) from None
+    if params.controller_profile and params.controller_profile not in profiles:
+        # A typo would be pushed, refused by the gate, and leave its turnstile undriven.
+        raise Invalid("bad_profile", f"controller profile {params.controller_profile!r} is not known "
+                                     f"(known: {', '.join(profiles)})")
     return dict(hardware)
 
 
 def update_gate(session: Session, site_id: str, name: str, *, zone: int | None = None,
                 direction: str | None = None, hardware: dict | None = None, mode: str | None = None,
-                actor: str | None = None) -> Gate:
+                actor: str | None = None, profiles: tuple[str, ...] = SHIPPED_PROFILES) -> Gate:
     gate = get_gate(session, site_id, name)
     if zone is not None:
         ensure_zone(session, site_id, zone)
@@ -178,7 +185,7 @@ def update_gate(session: Session, site_id: str, name: str, *, zone: int | None =
             raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
         gate.direction = direction
     if hardware is not None:
-        gate.hardware = _check_hardware(hardware)
+        gate.hardware = _check_hardware(hardware, profiles)
     if mode is not None:
         if mode not in MODES:
             raise Invalid("bad_mode", f"mode must be one of {MODES}")

@@ -12,7 +12,7 @@ from central.services import ServiceError
 from central.services import gates as gate_service
 from central.web import queries
 from central.web.auth import current_user, require
-from central.web.deps import ctx, db, live_hub, site_id
+from central.web.deps import config, ctx, db, live_hub, site_id
 
 bp = Blueprint("gates", __name__, url_prefix="/gates")
 MODES = gate_service.MODES
@@ -93,7 +93,8 @@ def register():
         zone = 0
     try:
         gate, creds = gate_service.register_gate(db(), site_id(), (form.get("name") or "").strip(), zone,
-                                                 direction=form.get("direction") or "both", actor=_actor())
+                                                 direction=form.get("direction") or "both", actor=_actor(),
+                                                 profiles=config().gates.known_profiles)
         db().commit()
     except (ServiceError, ValueError) as exc:
         db().rollback()
@@ -179,7 +180,7 @@ def save_config(name: str):
         return _gate_page(g, hw, errors, 422)
     try:
         gate_service.update_gate(db(), site_id(), name, zone=zone, direction=direction, hardware=hw.as_dict(),
-                                 actor=_actor())
+                                 actor=_actor(), profiles=config().gates.known_profiles)
         db().commit()
     except ServiceError as exc:
         db().rollback()
