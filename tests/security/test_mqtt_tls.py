@@ -1,7 +1,7 @@
 """MQTT over TLS with a park's own CA: gates and the central check the broker's certificate.
 
 Mosquitto gets a plain listener (the test's stand-in for the central, on the broker's host) and TLS
-listeners made as in config/mosquitto/park.conf: server authentication only, mutual TLS (a client
+listeners made as in config/mosquitto/park-tls.conf: server authentication only, mutual TLS (a client
 certificate per gate), and one whose certificate names another host. The CA and certificates are made
 by `tests/security/pki.py` with `cryptography`, as a park makes them with openssl (README section).
 """
