@@ -1,5 +1,5 @@
-"""Fixtures for real services: a fresh database per test (SQLite, or PostgreSQL when the test is
-marked `postgres` or GATES_TEST_DB=postgres), a Mosquitto broker of the session's own, the shared
+"""Fixtures for real services: a fresh database per test (PostgreSQL; SQLite where a test runs on
+both, or everywhere with GATES_TEST_DB=sqlite), a Mosquitto broker of the session's own, the shared
 face photos."""
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ def pg_url(pg_admin: str):
 
 @pytest.fixture
 def db_url(request, tmp_path):
-    """The central's database for one test: SQLite by default, PostgreSQL when asked."""
-    wants_pg = request.node.get_closest_marker("postgres") or os.environ.get("GATES_TEST_DB") == "postgres"
-    if wants_pg:
-        yield request.getfixturevalue("pg_url")
-    else:
+    """The central's database for one test: PostgreSQL, the production database, unless
+    GATES_TEST_DB=sqlite (a quick run on a machine without it). SQLite, the demo's and small sites'
+    store, is tested by every `any_db_url` test and the demo's."""
+    if os.environ.get("GATES_TEST_DB", "postgres") == "sqlite" and not request.node.get_closest_marker("postgres"):
         yield f"sqlite:///{tmp_path / 'central.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -56,7 +56,7 @@ class Park:
         self.work, self.broker = work, broker
         self.pg = None
         db_url = f"sqlite:///{work / 'central.db'}"
-        if os.environ.get("GATES_TEST_DB") == "postgres":
+        if os.environ.get("GATES_TEST_DB", "postgres") == "postgres":
             self.pg = create_pg_database(pg_admin_url())
             db_url = self.pg[0]
         self.config = make_config(db_url, work, broker)

@@ -41,10 +41,10 @@ def check_park(park, gates, visitors, witness, name: str, **extra) -> None:
 
 @pytest.mark.slow
 @pytest.mark.mosquitto
-def test_broker_stopped_for_a_minute_while_gates_admit_loses_nothing(tmp_path, mosquitto_factory, park_factory,
+def test_broker_stopped_for_a_minute_while_gates_admit_loses_nothing(db_url, tmp_path, mosquitto_factory, park_factory,
                                                                     gate_procs, witness_factory):
     broker = mosquitto_factory(persistence=True)
-    park = park_factory(f"sqlite:///{tmp_path / 'central.db'}", broker, tickets=1600)
+    park = park_factory(db_url, broker, tickets=1600)
     park.start_ingest()
     witness = witness_factory(broker, park.site)
     gates = [gate_procs(broker, park.site, name).start() for name in park.gates]

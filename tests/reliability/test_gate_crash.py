@@ -17,11 +17,11 @@ from tests.reliability.test_broker_outage import check_park
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
 
 
-def test_gate_killed_while_the_visitor_walks_through_records_the_passage_once_after_restart(
+def test_gate_killed_while_the_visitor_walks_through_records_the_passage_once_after_restart(db_url,
         tmp_path, mosquitto_factory, park_factory, gate_procs, witness_factory):
     """The arm is open, the visitor is in the turnstile, the gate's process dies before it stored the passage."""
     broker = mosquitto_factory(persistence=True)
-    park = park_factory(f"sqlite:///{tmp_path / 'central.db'}", broker, gates=("g1",), tickets=2)
+    park = park_factory(db_url, broker, gates=("g1",), tickets=2)
     park.start_ingest()
     witness = witness_factory(broker, park.site)
     gate = gate_procs(broker, park.site, "g1").start()
@@ -47,10 +47,10 @@ def test_gate_killed_while_the_visitor_walks_through_records_the_passage_once_af
            duplicates_dropped=witness.sent - witness.unique, lost=gate.written() - park.rows())
 
 
-def test_gate_killed_at_random_moments_while_admitting_loses_no_passage(tmp_path, mosquitto_factory, park_factory,
-                                                                        gate_procs, witness_factory):
+def test_gate_killed_at_random_moments_while_admitting_loses_no_passage(db_url, tmp_path, mosquitto_factory,
+                                                                        park_factory, gate_procs, witness_factory):
     broker = mosquitto_factory(persistence=True)
-    park = park_factory(f"sqlite:///{tmp_path / 'central.db'}", broker, tickets=800)
+    park = park_factory(db_url, broker, tickets=800)
     park.start_ingest()
     witness = witness_factory(broker, park.site)
     gates = [gate_procs(broker, park.site, name).start() for name in park.gates]

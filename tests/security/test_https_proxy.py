@@ -98,8 +98,8 @@ def _cookie(set_cookie: str) -> tuple[str, set[str]]:
 
 
 @pytest.mark.mosquitto
-def test_behind_an_https_proxy_the_session_cookie_is_secure_and_hsts_is_sent(tmp_path, mosquitto):
-    config = make_config(f"sqlite:///{tmp_path / 'central.db'}", tmp_path, mosquitto)
+def test_behind_an_https_proxy_the_session_cookie_is_secure_and_hsts_is_sent(db_url, tmp_path, mosquitto):
+    config = make_config(db_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=False)
     with ctx.sessions.begin() as db:
         create_user(db, "desk1", "staff", PASSWORD)

@@ -67,8 +67,9 @@ class Client:
         self.c.loop_stop()
 
 
-def test_a_gate_may_publish_and_read_only_its_own_topics_and_a_wrong_password_is_refused(tmp_path, mosquitto_factory):
-    config = make_config(f"sqlite:///{tmp_path / 'central.db'}", tmp_path)
+def test_a_gate_may_publish_and_read_only_its_own_topics_and_a_wrong_password_is_refused(db_url, tmp_path,
+                                                                                         mosquitto_factory):
+    config = make_config(db_url, tmp_path)
     config = config.with_overrides(mqtt=MqttConfig(host="127.0.0.1", port=1, username="central",
                                                    password="central-secret", client_id="c1"))
     ctx = prepare(config, mqtt_on=False)

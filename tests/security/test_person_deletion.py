@@ -37,9 +37,9 @@ def _face_rows(agent: GateAgent, holder: str) -> int:
     return agent.store.db.execute("SELECT count(*) FROM templates WHERE holder_id = ?", (holder,)).fetchone()[0]
 
 
-def test_a_person_deleted_at_the_central_is_forgotten_by_every_gate_and_their_card_no_longer_admits(
+def test_a_person_deleted_at_the_central_is_forgotten_by_every_gate_and_their_card_no_longer_admits(db_url,
         tmp_path, mosquitto, turnstile_factory):
-    config = make_config(f"sqlite:///{tmp_path / 'central.db'}", tmp_path, mosquitto)
+    config = make_config(db_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=True)
     assert ctx.link.wait_connected(10)
     site = config.site
