@@ -21,7 +21,7 @@ system-deps:
 	bash .ci/system-deps
 
 demo: $(STAMP)
-	$(BIN)/park-central demo $(ARGS)
+	$(BIN)/park-demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

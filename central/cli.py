@@ -15,7 +15,6 @@
     park-central acl --passwords FILE --acl FILE       Mosquitto password and ACL files for every gate
     park-central backup [--out FILE] / restore FILE    back up or restore the database
     park-central bridge-config SITE HOST:PORT          the Mosquitto bridge block of an on-site server
-    park-central demo [--port 8000] [--gates N] ...    the whole system with simulated gates (central.demo)
 
 The configuration file comes from --config or PARK_CENTRAL_CONFIG; without one, defaults and the
 PARK_CENTRAL_* environment variables apply.
@@ -406,12 +405,6 @@ def cmd_bridge_config(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from central.demo import run_demo
-
-    return run_demo(args)
-
-
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -503,11 +496,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--managed-from-head-office", action="store_true",
                    help="also bridge config, commands and deltas in (no central at the park)")
     p.set_defaults(func=cmd_bridge_config)
-    from central.demo.options import add_arguments
-
-    p = sub.add_parser("demo", help="the whole system on one machine: broker, central, simulated gates and visitors")
-    add_arguments(p)
-    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -8,6 +8,8 @@ Enrolment (two captures + RegModel) stores the template of the finger shown.
 
 from __future__ import annotations
 
+import threading
+
 from drivers import fingerprint_packets as p
 from drivers.sim.serial_sim import RequestResponseSim
 
@@ -39,6 +41,7 @@ class FingerprintModuleSim(RequestResponseSim):
         self._download = bytearray()
         self._corrupt = 0
         self._visitor: str | None = None
+        self.captured = threading.Event()  # set when the module captured a finger laid by `touch`
         super().__init__(device_path)
 
     def place_finger(self, template: bytes) -> None:
@@ -49,6 +52,15 @@ class FingerprintModuleSim(RequestResponseSim):
         with self._lock:
             self.finger = None
             self._visitor = None
+
+    def touch(self, template: bytes) -> None:
+        """A visitor at a gate touches the sensor once: the finger is lifted as soon as the module has
+        captured it (one touch, one attempt), and `captured` is set then. A finger left lying there
+        would be captured, and refused, again at every poll."""
+        with self._lock:
+            self.captured.clear()
+            self.finger = template
+            self._visitor = "touch"
 
     def enrolment_visitor(self, template: bytes) -> None:
         """A visitor at the enrolment desk: lays the finger, lifts it after the first capture
@@ -106,6 +118,9 @@ class FingerprintModuleSim(RequestResponseSim):
             self._image = self.finger
             if self._visitor == "first":
                 self.finger, self._visitor = None, "lifted"
+            elif self._visitor == "touch":
+                self.finger, self._visitor = None, None
+                self.captured.set()
             return self._ack(p.OK)
         if code == p.IMG2TZ:
             if self._image is None or not args or args[0] not in (1, 2):

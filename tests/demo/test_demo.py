@@ -1,4 +1,4 @@
-"""`park-central demo` end to end: broker, central, gate agents as processes, simulated devices and
+"""`park-demo` (`make demo`) end to end: broker, central, gate agents as processes, simulated devices and
 visitors; passages must flow from the simulated turnstiles into the central's live counts, and a
 SIGTERM must leave nothing running."""
 
@@ -69,7 +69,7 @@ def test_demo_moves_live_counts_and_stops_cleanly_on_sigterm(tmp_path):
     workdir = tmp_path / "demo"
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "central.cli", "demo", "--duration", "80", "--speed", "high", "--visitors", "800",
+        [sys.executable, "-m", "demo", "--duration", "80", "--speed", "high", "--visitors", "800",
          "--port", str(port), "--workdir", str(workdir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from central.demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
+from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service

@@ -1,4 +1,6 @@
-"""The demo: `park-central demo` runs the whole system on one machine with simulated gates and visitors.
+"""The demo: `park-demo` (`make demo`) runs the whole system on one machine with simulated gates and
+visitors. It is the one package that composes all the others: it starts the central (its web app,
+ingest, scheduler), gate agents as processes and the drivers' simulators; nothing imports it.
 
     broker.py    the embedded MQTT broker (amqtt, MQTT 3.1.1) in a thread of the demo process
     seed.py      the park, through the central's services: zones, gates, ticket types, tickets, bookings,
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 
 def run_demo(args) -> int:
-    """`park-central demo ...` (the parsed arguments of `central.cli`)."""
-    from central.demo.options import from_args
-    from central.demo.runner import run
+    """`park-demo ...` (the parsed arguments of `demo.__main__`)."""
+    from demo.options import from_args
+    from demo.runner import run
 
     return run(from_args(args))
 

@@ -1,4 +1,4 @@
-"""The demo's command-line options (`park-central demo ...`), validated once into `DemoOptions`."""
+"""The demo's command-line options (`park-demo ...`), validated once into `DemoOptions`."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _count(low: int, high: int):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `park-central demo`."""
+    """The options of `park-demo`."""
     parser.add_argument("--host", default="127.0.0.1", help="where the dashboard listens (default 127.0.0.1)")
     parser.add_argument("--port", type=_count(1, 65535), default=8000, help="the dashboard's port (default 8000)")
     parser.add_argument("--gates", type=_count(2, 24), default=6,

@@ -27,9 +27,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from central.demo.gates import DemoGate
-from central.demo.people import fake_card_uid, fake_id_number, random_face, random_finger
-from central.demo.seed import Carried, Park
+from demo.gates import DemoGate
+from demo.people import fake_card_uid, fake_id_number, random_face, random_finger
+from demo.seed import Carried, Park
 
 log = logging.getLogger(__name__)
 OPENS_MIN, CLOSES_MIN = 8 * 60, 18 * 60
