@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
 from central.services.bookings import book_slot, define_quota
 from central.services.tickets import IssueRequest, TicketTypeSpec
 from central.services.users import create_user
+from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
 
 SITE = "demo-park"
 TIMEZONE = "Asia/Shanghai"
