@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, session
 from sqlalchemy import select
 
-from central.models import AnnualPass, Conflict, Gate, SigningKey, StaffUser, Ticket, TicketType
+from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
 from central.services import Invalid, ServiceError
 from central.services import bookings as booking_service
 from central.services import gates as gate_service
@@ -26,7 +26,7 @@ from central.services import passes as pass_service
 from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
-from central.services.users import token_for
+from central.services.users import session_user, token_for
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -92,11 +92,9 @@ def _authenticate() -> tuple[str, str]:
             if token is None:
                 raise _Unauthorised("bad_token", "unknown or revoked token")
             return token.role, f"token:{token.name}"
-        user_id = session.get("user_id")
-        if user_id is not None:
-            user = db.get(StaffUser, user_id)
-            if user is not None and user.active:
-                return user.role, user.username
+        user = session_user(db, session.get("sid"))  # a live server-side session (central.services.users)
+        if user is not None:
+            return user.role, user.username
     raise _Unauthorised("login_required", "send Authorization: Bearer <token> or log in")
 
 
