@@ -48,7 +48,7 @@ def reason_text(reason: str) -> str:
 
 def register(app: Flask) -> None:
     """Plug the web UI into the central's app: blueprints, CSRF, cookies, headers, the live hub."""
-    from central.web import admin, auth, dashboard, desk, gates, live, openapi, reporting
+    from central.web import admin, auth, dashboard, desk, gates, live, openapi, reporting, security
     from central.web.deps import HUB, close_db
 
     context = app.extensions["central"]  # the CentralContext create_app made
@@ -65,6 +65,7 @@ def register(app: Flask) -> None:
 
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp, openapi.bp):
         app.register_blueprint(bp)
+    security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
     app.teardown_appcontext(close_db)
 
     @app.before_request
@@ -109,6 +110,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(401)
     def _unauthorised(_exc):
         return _page(401, "Login required", "Please log in.")
+
+    @app.errorhandler(429)
+    def _too_many(exc):
+        text = getattr(exc, "description", None) or "Too many requests: wait a little and try again."
+        if request.endpoint == "auth.login":
+            return render_template("login.html", error=text), 429
+        return _page(429, "Too many requests", text)
 
     @app.errorhandler(413)
     def _too_large(_exc):

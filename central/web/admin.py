@@ -28,7 +28,7 @@ def audit():
 @require()
 def users():
     rows = queries.staff_users(db())
-    locks = {u.username: security.locked_until(db(), u.username) for u in rows}
+    locks = {u.username: security.lock_state(db(), u.username) for u in rows}
     return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, password=None)
 
 
@@ -44,7 +44,7 @@ def add_user():
         flash(exc.detail or exc.code, "error")
         return redirect(url_for(".users"))
     rows = queries.staff_users(db())
-    locks = {u.username: security.locked_until(db(), u.username) for u in rows}
+    locks = {u.username: security.lock_state(db(), u.username) for u in rows}
     shown = None if request.form.get("password") else password  # a generated password is shown once
     return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, password=shown,
                            new_user=user.username)

@@ -104,7 +104,7 @@ def login():
     error = None
     if request.method == "POST":
         result = security.login(db(), request.form.get("username", ""), request.form.get("password", ""),
-                                remote=request.remote_addr or "")
+                                remote=request.remote_addr or "", client=client_hash())
         db().commit()
         if result.ok:
             user = result.user
@@ -112,8 +112,11 @@ def login():
             db().commit()
             return redirect(_safe_next(request.args.get("next")) or url_for(HOME.get(user.role, "auth.login")))
         if result.locked_until is not None:
-            error = (f"Too many failed attempts: this account is locked until "
-                     f"{result.locked_until.strftime('%H:%M')} UTC.")
+            error = (f"Too many failed attempts: this account is locked on this device until "
+                     f"{result.locked_until.strftime('%H:%M')} UTC (or until an admin unlocks it).")
+        elif result.retry_after_s is not None:
+            error = (f"Too many failed attempts for this account: wait {result.retry_after_s} seconds "
+                     "and try again.")
         else:
             error = "Wrong username or password."
     elif current_user() is not None:
