@@ -36,8 +36,6 @@ from central import service_manager
 from central.config import CentralConfig, ConfigError, load_config
 
 log = logging.getLogger("central")
-# Waitress threads: each browser on the live dashboard holds one for its event stream.
-WEB_THREADS = 32
 
 
 def _config(args) -> CentralConfig:
@@ -148,13 +146,24 @@ def cmd_scheduler(args) -> int:
     return 0
 
 
-def _serve(config, ctx, healthy=lambda: True) -> None:
+def make_server(config, ctx):
+    """The web UI and API under waitress, with `[web] threads` threads (not yet serving).
+
+    Each open live dashboard holds a thread; `central.web.live` caps streams below this count so
+    pages, the API and /healthz always have threads left.
+    """
     from waitress import create_server
 
     from central.app import create_app
 
     app = create_app(config, context=ctx)
-    server = create_server(app, host=config.web.host, port=config.web.port, threads=WEB_THREADS)
+    server = create_server(app, host=config.web.host, port=config.web.port, threads=config.web.threads)
+    server.flask_app = app  # for tests and embedders (waitress may wrap `application`)
+    return server
+
+
+def _serve(config, ctx, healthy=lambda: True) -> None:
+    server = make_server(config, ctx)
     service_manager.ready(f"serving on {config.web.host}:{config.web.port}")
     service_manager.watchdog(healthy)
     server.run()

@@ -26,6 +26,7 @@ from typing import Any
 from protocol.topics import check_name
 
 DEFAULT_DB = "sqlite:///var/central/central.db"
+MIN_THREADS, MAX_THREADS = 4, 1024
 _LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://",
                    "memcached://", "mongodb://", "mongodb+srv://")
 
@@ -66,6 +67,9 @@ class WebConfig:
     # Where Flask-Limiter keeps the per-address login counters: "memory://" (each process its own),
     # or "redis://host:6379" to share them between web processes (needs the `redis` package).
     ratelimit_storage: str = "memory://"
+    # waitress's worker threads. Each open live dashboard holds one; streams may take at most three
+    # quarters of them and never the last 8 (central.web.live.stream_cap), the rest serve pages and the API.
+    threads: int = 32
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,8 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
     if config.ingest.batch_size < 1:
         raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
+    if not MIN_THREADS <= config.web.threads <= MAX_THREADS:
+        raise ConfigError(f"{src}: web.threads must be {MIN_THREADS}-{MAX_THREADS}, got {config.web.threads}")
     if not config.web.ratelimit_storage.startswith(_LIMIT_STORAGES):
         raise ConfigError(f"{src}: web.ratelimit_storage must start with one of {', '.join(_LIMIT_STORAGES)}, "
                           f"got {config.web.ratelimit_storage!r}")

@@ -61,6 +61,8 @@ def register(app: Flask) -> None:
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so machine API calls can be exempt
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 12 * 3600)
     app.config.setdefault("MAX_PHOTO_BYTES", 8 * 1024 * 1024)
+    # Live streams each hold a server thread: their cap follows waitress's thread count.
+    app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     csrf.init_app(app)
 
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp, openapi.bp):
