@@ -2,7 +2,7 @@
 revocations, annual passes, occupancy, gates and commands.
 
 Machines authenticate with `Authorization: Bearer <token>` (tokens stored hashed, made with
-`park-central token create`); staff with the web UI's session login (`session["user_id"]`).
+`park-central token create`); staff with the web UI's session login (a live `staff_sessions` record).
 Each endpoint names the roles it admits; admin is admitted everywhere. Errors are JSON:
 `{"error": code, "detail": text}`. The site is `?site=` or the configured default.
 """
@@ -593,3 +593,41 @@ def gate_command(name: str):
 def site_command():
     """A command to every gate of the site at once (emergency: `{"kind": "set_mode", "mode": "emergency"}`)."""
     return _command(None)
+
+
+# --- staff accounts and machine tokens (admin only) --------------------------------------------
+# A revoked token gets 401 from its next request on; a deactivated user's sessions end at once
+# (central.services.users). Both are audited with the caller as actor.
+
+
+@api.post("/tokens/<name>/revoke")
+@roles()
+def revoke_tokens(name: str):
+    from central.services import users as user_service
+
+    with _ctx().sessions.begin() as db:
+        revoked = user_service.revoke_tokens(db, name, actor=g.actor)
+        out = {"name": name, "revoked": len(revoked)}
+    return jsonify(out)
+
+
+@api.post("/users/<name>/deactivate")
+@roles()
+def deactivate_user(name: str):
+    from central.services import users as user_service
+
+    with _ctx().sessions.begin() as db:
+        user = user_service.deactivate_user(db, name, actor=g.actor)
+        out = {"username": user.username, "role": user.role, "active": user.active}
+    return jsonify(out)
+
+
+@api.post("/users/<name>/reactivate")
+@roles()
+def reactivate_user(name: str):
+    from central.services import users as user_service
+
+    with _ctx().sessions.begin() as db:
+        user = user_service.reactivate_user(db, name, actor=g.actor)
+        out = {"username": user.username, "role": user.role, "active": user.active}
+    return jsonify(out)

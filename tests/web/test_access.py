@@ -12,7 +12,7 @@ from tests.web.conftest import ROLES, Browser, login, password_for
 
 WEB_BLUEPRINTS = {"dashboard", "live", "desk", "gates", "reports", "admin"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
-         "username": "staff"}
+         "username": "nobody", "token_id": "999"}
 
 
 def guarded_routes(app):
