@@ -1,12 +1,12 @@
 """The central's web UI: server-rendered pages for managers, staff, technicians and admins.
 
-    auth       /login /logout                     everyone
+    auth       /login /logout /account/password   everyone   server-side sessions, login throttling
     dashboard  /dashboard                          manager   live occupancy, passages per minute, gates
     live       /live/stream (server-sent events)   manager   fed by the LiveHub's MQTT subscription
     desk       /desk/...                           staff     tickets, look-ups, refunds, persons, passes, enrolment
     gates      /gates/...                          technician register, hardware, push config, modes, health
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
-    admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs
+    admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
     openapi    /api/v1/openapi.json                anyone    the API's OpenAPI document
 
 `register(app)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
