@@ -14,6 +14,7 @@ Errors a caller handles:
     SlotCapacityError       SlotPlan.compute: more templates than module slots (a ValueError)
     KeyConfigError          load_key/TemplateCipher: the configured key is unusable (a ValueError)
     TemplateDecryptError    TemplateCipher.decrypt: wrong key, holder or kind, or tampered
+    TemplateFormatError     check_template: not a face descriptor / AS608 module template (a ValueError)
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ __all__ = [
     "Store",
     "TemplateCipher",
     "TemplateDecryptError",
+    "TemplateFormatError",
     "apply_operations",
+    "check_template",
     "detect_faces",
     "encode_frame",
     "enrol_face",
@@ -75,6 +78,8 @@ _WHERE = {
     "TemplateDecryptError": "protect",
     "generate_key": "protect",
     "load_key": "protect",
+    "TemplateFormatError": "templates",
+    "check_template": "templates",
 }
 
 if TYPE_CHECKING:
@@ -102,6 +107,7 @@ if TYPE_CHECKING:
         apply_operations,
     )
     from .protect import KeyConfigError, TemplateCipher, TemplateDecryptError, generate_key, load_key
+    from .templates import TemplateFormatError, check_template
 
 
 def __getattr__(name: str):

@@ -2,7 +2,7 @@
 revocations, annual passes, occupancy, gates and commands.
 
 Machines authenticate with `Authorization: Bearer <token>` (tokens stored hashed, made with
-`park-central token create`); staff with the web UI's session login (`session["user_id"]`).
+`park-central token create`); staff with the web UI's session login (a live `staff_sessions` record).
 Each endpoint names the roles it admits; admin is admitted everywhere. Errors are JSON:
 `{"error": code, "detail": text}`. The site is `?site=` or the configured default.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, session
 from sqlalchemy import select
 
-from central.models import AnnualPass, Conflict, Gate, SigningKey, StaffUser, Ticket, TicketType
+from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
 from central.services import Invalid, ServiceError
 from central.services import bookings as booking_service
 from central.services import gates as gate_service
@@ -26,7 +26,7 @@ from central.services import passes as pass_service
 from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
-from central.services.users import token_for
+from central.services.users import session_user, token_for
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -92,11 +92,9 @@ def _authenticate() -> tuple[str, str]:
             if token is None:
                 raise _Unauthorised("bad_token", "unknown or revoked token")
             return token.role, f"token:{token.name}"
-        user_id = session.get("user_id")
-        if user_id is not None:
-            user = db.get(StaffUser, user_id)
-            if user is not None and user.active:
-                return user.role, user.username
+        user = session_user(db, session.get("sid"))  # a live server-side session (central.services.users)
+        if user is not None:
+            return user.role, user.username
     raise _Unauthorised("login_required", "send Authorization: Bearer <token> or log in")
 
 
@@ -597,3 +595,41 @@ def gate_command(name: str):
 def site_command():
     """A command to every gate of the site at once (emergency: `{"kind": "set_mode", "mode": "emergency"}`)."""
     return _command(None)
+
+
+# --- staff accounts and machine tokens (admin only) --------------------------------------------
+# A revoked token gets 401 from its next request on; a deactivated user's sessions end at once
+# (central.services.users). Both are audited with the caller as actor.
+
+
+@api.post("/tokens/<name>/revoke")
+@roles()
+def revoke_tokens(name: str):
+    from central.services import users as user_service
+
+    with _ctx().sessions.begin() as db:
+        revoked = user_service.revoke_tokens(db, name, actor=g.actor)
+        out = {"name": name, "revoked": len(revoked)}
+    return jsonify(out)
+
+
+@api.post("/users/<name>/deactivate")
+@roles()
+def deactivate_user(name: str):
+    from central.services import users as user_service
+
+    with _ctx().sessions.begin() as db:
+        user = user_service.deactivate_user(db, name, actor=g.actor)
+        out = {"username": user.username, "role": user.role, "active": user.active}
+    return jsonify(out)
+
+
+@api.post("/users/<name>/reactivate")
+@roles()
+def reactivate_user(name: str):
+    from central.services import users as user_service
+
+    with _ctx().sessions.begin() as db:
+        user = user_service.reactivate_user(db, name, actor=g.actor)
+        out = {"username": user.username, "role": user.role, "active": user.active}
+    return jsonify(out)

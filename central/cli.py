@@ -9,7 +9,10 @@
     park-central init-config --out FILE [--database URL]  a production central.toml with fresh secrets
     park-central keys generate|show                    the ticket signing key (and a template key)
     park-central user create NAME --role R             a staff user; prints a generated password
+    park-central user list | deactivate NAME | reactivate NAME | password NAME
+                                                       staff users; deactivating (or a new password) ends their sessions
     park-central token create NAME --role R            a machine token for the API; printed once
+    park-central token list | revoke NAME              machine tokens; a revoked token gets 401 at once
     park-central site create SITE [--timezone TZ]      a site (with its ID salt) and zones
     park-central provision-gate SITE GATE --zone N     register a gate; prints its starting gate TOML
     park-central acl --passwords FILE --acl FILE       Mosquitto password and ACL files for every gate
@@ -36,8 +39,6 @@ from central import service_manager
 from central.config import CentralConfig, ConfigError, load_config, load_config_text
 
 log = logging.getLogger("central")
-# Waitress threads: each browser on the live dashboard holds one for its event stream.
-WEB_THREADS = 32
 
 
 def _config(args) -> CentralConfig:
@@ -148,13 +149,24 @@ def cmd_scheduler(args) -> int:
     return 0
 
 
-def _serve(config, ctx, healthy=lambda: True) -> None:
+def make_server(config, ctx):
+    """The web UI and API under waitress, with `[web] threads` threads (not yet serving).
+
+    Each open live dashboard holds a thread; `central.web.live` caps streams below this count so
+    pages, the API and /healthz always have threads left.
+    """
     from waitress import create_server
 
     from central.app import create_app
 
     app = create_app(config, context=ctx)
-    server = create_server(app, host=config.web.host, port=config.web.port, threads=WEB_THREADS)
+    server = create_server(app, host=config.web.host, port=config.web.port, threads=config.web.threads)
+    server.flask_app = app  # for tests and embedders (waitress may wrap `application`)
+    return server
+
+
+def _serve(config, ctx, healthy=lambda: True) -> None:
+    server = make_server(config, ctx)
     service_manager.ready(f"serving on {config.web.host}:{config.web.port}")
     service_manager.watchdog(healthy)
     server.run()
@@ -275,21 +287,52 @@ def _transaction(args):
         ctx.close()
 
 
+def _when(at) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+
+
 def cmd_user(args) -> int:
-    from central.services.users import create_user
+    from central.services import users
 
     with _transaction(args) as db:
-        user, password = create_user(db, args.name, args.role, actor="cli")
-    print(f"user {user.username} ({user.role}) password: {password}")
+        if args.action == "create":
+            user, password = users.create_user(db, args.name, args.role, actor="cli")
+            print(f"user {user.username} ({user.role}) password: {password}")
+        elif args.action == "list":
+            print(f"{'user':<24} {'role':<11} {'state':<9} {'last login':<17} sessions")
+            for user in users.list_users(db):
+                state = "active" if user.active else "inactive"
+                print(f"{user.username:<24} {user.role:<11} {state:<9} {_when(user.last_login_at):<17} "
+                      f"{users.live_sessions(db, user.id)}")
+        elif args.action == "deactivate":
+            user = users.deactivate_user(db, args.name, actor="cli")
+            print(f"user {user.username} deactivated; their sessions have ended")
+        elif args.action == "reactivate":
+            user = users.reactivate_user(db, args.name, actor="cli")
+            print(f"user {user.username} may log in again")
+        elif args.action == "password":
+            user = users.get_user(db, args.name)
+            password = users.set_password(db, user, actor="cli")
+            print(f"user {user.username} new password: {password} (their sessions have ended)")
     return 0
 
 
 def cmd_token(args) -> int:
-    from central.services.users import create_token
+    from central.services import users
 
     with _transaction(args) as db:
-        token, plaintext = create_token(db, args.name, args.role, actor="cli")
-    print(f"token {token.name} ({token.role}): {plaintext}")
+        if args.action == "create":
+            token, plaintext = users.create_token(db, args.name, args.role, actor="cli")
+            print(f"token {token.name} ({token.role}): {plaintext}")
+        elif args.action == "list":
+            print(f"{'id':>5} {'name':<24} {'role':<11} {'created':<17} {'last used':<17} state")
+            for token in users.list_tokens(db):
+                state = f"revoked {_when(token.revoked_at)}" if token.revoked_at else "active"
+                print(f"{token.id:>5} {token.name:<24} {token.role:<11} {_when(token.created_at):<17} "
+                      f"{_when(token.last_used_at):<17} {state}")
+        elif args.action == "revoke":
+            revoked = users.revoke_tokens(db, args.name, actor="cli")
+            print(f"revoked {len(revoked)} token{'s' if len(revoked) != 1 else ''} named {args.name}")
     return 0
 
 
@@ -448,15 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["generate", "show"])
     p.set_defaults(func=cmd_keys)
     p = sub.add_parser("user", help="staff users")
-    p.add_argument("action", choices=["create"])
-    p.add_argument("name")
-    p.add_argument("--role", required=True, choices=ROLES)
     p.set_defaults(func=cmd_user)
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("create", help="a new user; prints a generated password once")
+    q.add_argument("name")
+    q.add_argument("--role", required=True, choices=ROLES)
+    actions.add_parser("list", help="every user, active or not, with their open sessions")
+    for action, text in (("deactivate", "no more logins; their sessions end at once"),
+                         ("reactivate", "let a deactivated user log in again"),
+                         ("password", "a new generated password, printed once; their sessions end")):
+        actions.add_parser(action, help=text).add_argument("name")
     p = sub.add_parser("token", help="machine tokens for the API")
-    p.add_argument("action", choices=["create"])
-    p.add_argument("name")
-    p.add_argument("--role", required=True, choices=ROLES)
     p.set_defaults(func=cmd_token)
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("create", help="a new token; printed once")
+    q.add_argument("name")
+    q.add_argument("--role", required=True, choices=ROLES)
+    actions.add_parser("list", help="every token with its state")
+    actions.add_parser("revoke", help="revoke every active token of this name").add_argument("name")
     p = sub.add_parser("site", help="sites and zones")
     p.add_argument("action", choices=["create"])
     p.add_argument("site")

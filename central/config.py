@@ -5,7 +5,7 @@
 
     [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
     [keys]     signing_key_file, signing_key_id, template_key
-    [web]      secret_key, host, port, secure_cookies, proxy_hops
+    [web]      secret_key, host, port, secure_cookies, proxy_hops, ratelimit_storage, threads
     [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
     [gates]    controller_profiles (a site's own turnstile models, beside the shipped ones)
 
@@ -27,6 +27,9 @@ from typing import Any
 from protocol.topics import check_name
 
 DEFAULT_DB = "sqlite:///var/central/central.db"
+MIN_THREADS, MAX_THREADS = 4, 1024
+_LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://",
+                   "memcached://", "mongodb://", "mongodb+srv://")
 
 
 class ConfigError(ValueError):
@@ -59,8 +62,15 @@ class WebConfig:
     port: int = 8080
     secure_cookies: bool = False  # true when served over HTTPS (behind a TLS proxy)
     # Proxies in front of waitress whose X-Forwarded-For/-Proto/-Host to trust (0: none). Set 1 behind
-    # one nginx or Caddy, so the app knows it is served over HTTPS (redirects, CSRF's Referer check).
+    # one nginx or Caddy, so the app knows it is served over HTTPS (redirects, CSRF's Referer check)
+    # and whom to throttle at login (else every visitor has the proxy's address).
     proxy_hops: int = 0
+    # Where Flask-Limiter keeps the per-address login counters: "memory://" (each process its own),
+    # or "redis://host:6379" to share them between web processes (needs the `redis` package).
+    ratelimit_storage: str = "memory://"
+    # waitress's worker threads. Each open live dashboard holds one; streams may take at most three
+    # quarters of them and never the last 8 (central.web.live.stream_cap), the rest serve pages and the API.
+    threads: int = 32
 
 
 @dataclass(frozen=True)
@@ -220,5 +230,10 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
     if config.ingest.batch_size < 1:
         raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
+    if not MIN_THREADS <= config.web.threads <= MAX_THREADS:
+        raise ConfigError(f"{src}: web.threads must be {MIN_THREADS}-{MAX_THREADS}, got {config.web.threads}")
+    if not config.web.ratelimit_storage.startswith(_LIMIT_STORAGES):
+        raise ConfigError(f"{src}: web.ratelimit_storage must start with one of {', '.join(_LIMIT_STORAGES)}, "
+                          f"got {config.web.ratelimit_storage!r}")
     if config.mqtt.tls_ca and not Path(config.mqtt.tls_ca).is_file():
         raise ConfigError(f"{src}: mqtt.tls_ca file {config.mqtt.tls_ca} not found")

@@ -492,6 +492,44 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class StaffSession(Base):
+    """A browser's login: the signed cookie names it, and it must exist, be unrevoked and unexpired.
+
+    The cookie carries the session id; the table keeps only its SHA-256 (a copy of the table lets
+    nobody in). Logout revokes one; a password change or a deactivation revokes all of the user's.
+    """
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (Index("ix_staff_sessions_user", "user_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    # HMAC of the client's address under the web secret: tells sessions apart on the admin page
+    # without keeping addresses; None when the address was unknown.
+    client_hash: Mapped[str | None] = mapped_column(String(16))
+    revoked_at: Mapped[datetime | None]
+    revoked_why: Mapped[str | None] = mapped_column(String(32))  # logout, password, deactivated
+
+
+class LoginFailure(Base):
+    """A failed login, by the username tried and the client address's hash: what throttling counts.
+
+    Rows older than the longest window are pruned as new ones come; the audit log keeps the history.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128))
+    client_hash: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_at", "at"),)

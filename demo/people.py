@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
+from biometrics.templates import AS608_CHAR_FILE_BYTES, AS608_CHAR_FILE_MARK
+
 REGIONS = ("110101", "310101", "440305", "510107", "530102", "330106", "420106", "610113")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 GIVEN = ("伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀英", "建华",
@@ -54,13 +56,17 @@ def random_face(rng: random.Random) -> bytes:
     return vec.astype("<f4").tobytes()
 
 
-FINGER_TEMPLATE_BYTES = 512  # an AS608 character file (drivers.sim.fingerprint_sim's template_size)
+FINGER_TEMPLATE_BYTES = 512  # an AS608 module template (drivers.sim.fingerprint_sim's template_size)
 
 
 def random_finger(rng: random.Random) -> bytes:
     """A random fingerprint module template: a stand-in for the features a real module extracts.
 
-    The simulated module matches by exact template equality, so a random template is this holder's
-    finger and nobody else's, and a fresh one is an unknown finger.
+    Shaped as an AS608 template (two 256-byte character files, each starting 0x03: what the central's
+    `biometrics.templates` check accepts), random inside. The simulated module matches by exact
+    template equality, so a random template is this holder's finger and nobody else's, and a fresh
+    one is an unknown finger.
     """
-    return rng.randbytes(FINGER_TEMPLATE_BYTES)
+    data = bytearray(rng.randbytes(FINGER_TEMPLATE_BYTES))
+    data[0] = data[AS608_CHAR_FILE_BYTES] = AS608_CHAR_FILE_MARK
+    return bytes(data)

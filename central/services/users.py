@@ -1,4 +1,17 @@
-"""Staff users (session login for the web UI) and machine tokens (`Authorization: Bearer`)."""
+"""Staff users (session login for the web UI), their sessions, and machine tokens (`Authorization: Bearer`).
+
+A browser's login is a `StaffSession` row: the signed cookie carries its random id, the table its
+SHA-256. `session_user` admits a cookie only while that row exists, is unrevoked and unexpired, and
+its user is active, so a session ends at once, on every web process, when
+
+    logout               end_session            that session
+    password change      set_password           every session of the user
+    deactivation         deactivate_user        every session of the user
+
+The web UI (`central.web.auth.current_user`) and the API's cookie path (`central.api._authenticate`)
+both call `session_user`. Tokens: `revoke_tokens` ends every active token of a name at once (the
+next request with it gets 401).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +19,19 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from central.models import ROLES, ApiToken, StaffUser, utcnow
-from central.services import Invalid, Refused
+from central.models import ROLES, ApiToken, StaffSession, StaffUser, utcnow
+from central.services import Invalid, NotFound, Refused
 from central.services.audit import audit
 
 _N, _R, _P = 2**14, 8, 1
+SESSION_LIFETIME = timedelta(hours=12)  # as the cookie's (PERMANENT_SESSION_LIFETIME)
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often per session
+MAX_PASSWORD = 1024  # scrypt reads all of it: bound the work one request can ask for
 
 
 def hash_password(password: str) -> str:
@@ -58,10 +75,139 @@ def create_user(session: Session, username: str, role: str, password: str | None
 
 def authenticate(session: Session, username: str, password: str) -> StaffUser | None:
     user = session.scalar(select(StaffUser).where(StaffUser.username == username, StaffUser.active.is_(True)))
-    if user is None or not check_password(user.password_hash, password):
+    if user is None or len(password) > MAX_PASSWORD or not check_password(user.password_hash, password):
         return None
     user.last_login_at = utcnow()
     return user
+
+
+def get_user(session: Session, username: str) -> StaffUser:
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+    if user is None:
+        raise NotFound("no_user", f"no user {username}")
+    return user
+
+
+def list_users(session: Session) -> list[StaffUser]:
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.username)))
+
+
+def _check_new_password(password: str) -> str:
+    # The password policy (length, classes, known-breached lists) belongs here when it comes.
+    if not password or len(password) > MAX_PASSWORD:
+        raise Invalid("bad_password", f"a password is 1-{MAX_PASSWORD} characters")
+    return password
+
+
+def set_password(session: Session, user: StaffUser, password: str | None = None,
+                 actor: str | None = None) -> str:
+    """A new password for `user` (generated when not given); every session of theirs ends."""
+    password = _check_new_password(password) if password is not None else secrets.token_urlsafe(12)
+    user.password_hash = hash_password(password)
+    ended = revoke_sessions(session, user.id, "password")
+    audit(session, actor, "user.password", user.username, sessions_ended=ended)
+    return password
+
+
+def change_own_password(session: Session, user: StaffUser, current: str, new: str) -> None:
+    """The user changes their own password: the current one must be right."""
+    if len(current) > MAX_PASSWORD or not check_password(user.password_hash, current):
+        raise Refused("wrong_password", "the current password is wrong")
+    set_password(session, user, new, actor=user.username)
+
+
+def deactivate_user(session: Session, username: str, actor: str | None = None) -> StaffUser:
+    """The user may no longer log in, and every session of theirs ends at once."""
+    user = get_user(session, username)
+    if actor == username:
+        raise Refused("own_account", "you cannot deactivate your own account")
+    if user.role == "admin" and user.active:
+        admins = session.scalars(select(StaffUser.id).where(StaffUser.role == "admin", StaffUser.active.is_(True)))
+        if len(list(admins)) <= 1:
+            raise Refused("last_admin", "the last active admin cannot be deactivated")
+    was_active = user.active
+    user.active = False
+    ended = revoke_sessions(session, user.id, "deactivated")
+    if was_active or ended:
+        audit(session, actor, "user.deactivate", username, sessions_ended=ended)
+    return user
+
+
+def reactivate_user(session: Session, username: str, actor: str | None = None) -> StaffUser:
+    user = get_user(session, username)
+    if not user.active:
+        user.active = True
+        audit(session, actor, "user.reactivate", username)
+    return user
+
+
+# --- browser sessions ---------------------------------------------------------------------------
+
+
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def client_hash(secret: str | bytes, address: str | None) -> str | None:
+    """A short keyed hash of a client address: tells clients apart without storing addresses."""
+    if not address:
+        return None
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def start_session(session: Session, user: StaffUser, *, client: str | None = None,
+                  lifetime: timedelta = SESSION_LIFETIME, now: datetime | None = None) -> str:
+    """A new session for `user`; returns its id, for the cookie only (the table keeps its hash)."""
+    now = now or utcnow()
+    sid = secrets.token_urlsafe(32)
+    session.add(StaffSession(sid_hash=_sid_hash(sid), user_id=user.id, created_at=now, last_seen_at=now,
+                             expires_at=now + lifetime, client_hash=client))
+    session.flush()
+    return sid
+
+
+def session_user(session: Session, sid: str | None, now: datetime | None = None) -> StaffUser | None:
+    """The active user of a live session, or None (no such session, revoked, expired, user inactive).
+
+    Marks the session seen (at most once a minute); the caller commits.
+    """
+    if not sid or not isinstance(sid, str) or len(sid) > 128:
+        return None
+    now = now or utcnow()
+    row = session.scalar(select(StaffSession).where(StaffSession.sid_hash == _sid_hash(sid)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    user = session.get(StaffUser, row.user_id)
+    if user is None or not user.active:
+        return None
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+    return user
+
+
+def end_session(session: Session, sid: str | None, why: str = "logout") -> bool:
+    """Revoke one session (logout); False when it was not live."""
+    if not sid or not isinstance(sid, str):
+        return False
+    result = session.execute(update(StaffSession).where(
+        StaffSession.sid_hash == _sid_hash(sid), StaffSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_why=why))
+    return bool(result.rowcount)
+
+
+def revoke_sessions(session: Session, user_id: int, why: str) -> int:
+    """End every live session of a user; returns how many there were."""
+    result = session.execute(update(StaffSession).where(
+        StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_why=why))
+    return int(result.rowcount or 0)
+
+
+def live_sessions(session: Session, user_id: int, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    return len(list(session.scalars(select(StaffSession.id).where(
+        StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None), StaffSession.expires_at > now))))
 
 
 def _token_hash(token: str) -> str:
@@ -87,8 +233,26 @@ def token_for(session: Session, plaintext: str) -> ApiToken | None:
     return token
 
 
-def revoke_token(session: Session, token_id: int, actor: str | None = None) -> None:
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.name, ApiToken.id)))
+
+
+def revoke_token(session: Session, token_id: int, actor: str | None = None) -> ApiToken:
+    """Revoke one token by id (the admin page's button); the next request with it gets 401."""
     token = session.get(ApiToken, token_id)
-    if token is not None and token.revoked_at is None:
+    if token is None:
+        raise NotFound("no_token", f"no token {token_id}")
+    if token.revoked_at is None:
         token.revoked_at = utcnow()
-        audit(session, actor, "token.revoke", token.name)
+        audit(session, actor, "token.revoke", token.name, token_id=token.id)
+    return token
+
+
+def revoke_tokens(session: Session, name: str, actor: str | None = None) -> list[ApiToken]:
+    """Revoke every active token named `name` (names need not be unique); NotFound when none is."""
+    tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))))
+    if not tokens:
+        raise NotFound("no_token", f"no active token named {name}")
+    for token in tokens:
+        revoke_token(session, token.id, actor)
+    return tokens

@@ -1,12 +1,12 @@
 """The central's web UI: server-rendered pages for managers, staff, technicians and admins.
 
-    auth       /login /logout                     everyone
+    auth       /login /logout /account/password   everyone   server-side sessions, login throttling
     dashboard  /dashboard                          manager   live occupancy, passages per minute, gates
     live       /live/stream (server-sent events)   manager   fed by the LiveHub's MQTT subscription
     desk       /desk/...                           staff     tickets, look-ups, refunds, persons, passes, enrolment
     gates      /gates/...                          technician register, hardware, push config, modes, health
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
-    admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs
+    admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
     openapi    /api/v1/openapi.json                anyone    the API's OpenAPI document
 
 `register(app)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
@@ -48,7 +48,7 @@ def reason_text(reason: str) -> str:
 
 def register(app: Flask) -> None:
     """Plug the web UI into the central's app: blueprints, CSRF, cookies, headers, the live hub."""
-    from central.web import admin, auth, dashboard, desk, gates, live, openapi, reporting
+    from central.web import admin, auth, dashboard, desk, gates, live, openapi, reporting, security
     from central.web.deps import HUB, close_db
 
     context = app.extensions["central"]  # the CentralContext create_app made
@@ -61,10 +61,13 @@ def register(app: Flask) -> None:
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so machine API calls can be exempt
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 12 * 3600)
     app.config.setdefault("MAX_PHOTO_BYTES", 8 * 1024 * 1024)
+    # Live streams each hold a server thread: their cap follows waitress's thread count.
+    app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     csrf.init_app(app)
 
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp, openapi.bp):
         app.register_blueprint(bp)
+    security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
     app.teardown_appcontext(close_db)
 
     @app.before_request
@@ -109,6 +112,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(401)
     def _unauthorised(_exc):
         return _page(401, "Login required", "Please log in.")
+
+    @app.errorhandler(429)
+    def _too_many(exc):
+        text = getattr(exc, "description", None) or "Too many requests: wait a little and try again."
+        if request.endpoint == "auth.login":
+            return render_template("login.html", error=text), 429
+        return _page(429, "Too many requests", text)
 
     @app.errorhandler(413)
     def _too_large(_exc):

@@ -1,4 +1,9 @@
-"""The admin's pages: the audit log (who did what), staff accounts and lifting lock-outs."""
+"""The admin's pages: the audit log (who did what), staff accounts, lock-outs and machine tokens.
+
+Every change is a POST form with the CSRF token and a confirmation prompt (`data-confirm`), and is
+audited by the service it calls: deactivating a user ends their sessions at once, revoking a token
+makes its next request a 401.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from central.models import ROLES
 from central.services import ServiceError
+from central.services import users as user_service
 from central.services.users import create_user
 from central.web import queries, security
 from central.web.auth import current_user, require
@@ -24,12 +30,19 @@ def audit():
     return render_template("admin/audit.html", entries=entries, args=args)
 
 
+def _users_page(**extra):
+    rows = queries.staff_users(db())
+    locks = {u.username: security.lock_state(db(), u.username) for u in rows}
+    sessions = {u.username: user_service.live_sessions(db(), u.id) for u in rows}
+    return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, sessions=sessions,
+                           tokens=user_service.list_tokens(db()), me=current_user().username,
+                           **({"password": None} | extra))
+
+
 @bp.route("/users")
 @require()
 def users():
-    rows = queries.staff_users(db())
-    locks = {u.username: security.locked_until(db(), u.username) for u in rows}
-    return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, password=None)
+    return _users_page()
 
 
 @bp.post("/users")
@@ -43,11 +56,8 @@ def add_user():
         db().rollback()
         flash(exc.detail or exc.code, "error")
         return redirect(url_for(".users"))
-    rows = queries.staff_users(db())
-    locks = {u.username: security.locked_until(db(), u.username) for u in rows}
     shown = None if request.form.get("password") else password  # a generated password is shown once
-    return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, password=shown,
-                           new_user=user.username)
+    return _users_page(password=shown, new_user=user.username)
 
 
 @bp.post("/users/<username>/unlock")
@@ -56,4 +66,42 @@ def unlock(username: str):
     security.unlock(db(), username, current_user().username)
     db().commit()
     flash(f"{username} may log in again.")
+    return redirect(url_for(".users"))
+
+
+def _change(action, done: str):
+    try:
+        action()
+        db().commit()
+        flash(done)
+    except ServiceError as exc:
+        db().rollback()
+        flash(exc.detail or exc.code, "error")
+    return redirect(url_for(".users"))
+
+
+@bp.post("/users/<username>/deactivate")
+@require()
+def deactivate(username: str):
+    return _change(lambda: user_service.deactivate_user(db(), username, actor=current_user().username),
+                   f"{username} is deactivated: their sessions have ended.")
+
+
+@bp.post("/users/<username>/reactivate")
+@require()
+def reactivate(username: str):
+    return _change(lambda: user_service.reactivate_user(db(), username, actor=current_user().username),
+                   f"{username} may log in again.")
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@require()
+def revoke_token(token_id: int):
+    try:
+        token = user_service.revoke_token(db(), token_id, actor=current_user().username)
+        db().commit()
+        flash(f"Token {token.name} is revoked: it no longer opens the API.")
+    except ServiceError as exc:
+        db().rollback()
+        flash(exc.detail or exc.code, "error")
     return redirect(url_for(".users"))

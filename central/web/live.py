@@ -9,8 +9,11 @@ browser that connects first gets a snapshot built from the database (and the hub
 occupancy), then each message as it arrives: a passage reaches the page within a second of the gate
 publishing it, with no polling.
 
-Each open stream holds one server thread: waitress must be started with enough threads for the
-dashboards plus the ordinary pages (`threads = dashboards + 8`).
+Each open stream holds one of waitress's threads for as long as it is open, so streams are
+rationed (`StreamSlots`): at most `PER_SESSION` (3) per login session, answered 429, and at most
+`stream_cap(threads)` in the process (three quarters of `[web] threads`, and never more than
+`threads - 8`: pages, the API and /healthz always keep eight), answered 503. Both answers carry
+`Retry-After`; the dashboard then falls back to polling `/live/snapshot` and says it is not live.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import threading
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, jsonify, session
 from sqlalchemy import select
 
 from central.config import MqttConfig
@@ -41,6 +44,86 @@ log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__, url_prefix="/live")
 KEEPALIVE_S = 15.0
 QUEUE_SIZE = 1000
+PER_SESSION = 3
+RESERVED_THREADS = 8  # never taken by streams: pages, the API and /healthz
+RETRY_AFTER_S = 30
+SLOTS = "central_web_stream_slots"
+
+
+def stream_cap(threads: int) -> int:
+    """How many streams a process with `threads` waitress threads may hold open."""
+    return max(0, min(threads - RESERVED_THREADS, threads * 3 // 4))
+
+
+class StreamRefused(Exception):
+    """No slot for another stream: `status` 429 (this session has enough) or 503 (the server is full)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class StreamSlots:
+    """Counts the open streams, per session and in all, and refuses one more past either limit."""
+
+    def __init__(self, total: int, per_session: int = PER_SESSION) -> None:
+        self.total = total
+        self.per_session = per_session
+        self._lock = threading.Lock()
+        self._by_session: dict[str, int] = {}
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return sum(self._by_session.values())
+
+    def acquire(self, owner: str) -> StreamSlot:
+        with self._lock:
+            mine = self._by_session.get(owner, 0)
+            if mine >= self.per_session:
+                raise StreamRefused(429, "too_many_streams",
+                                    f"This login already has {mine} live dashboards open: close one to make this "
+                                    "one live. Until then it updates by polling.")
+            if sum(self._by_session.values()) >= self.total:
+                raise StreamRefused(503, "streams_full",
+                                    f"All {self.total} live streams of this server are in use: this dashboard "
+                                    "updates by polling until one is free (or raise [web] threads).")
+            self._by_session[owner] = mine + 1
+        return StreamSlot(self, owner)
+
+    def _release(self, owner: str) -> None:
+        with self._lock:
+            left = self._by_session.get(owner, 0) - 1
+            if left > 0:
+                self._by_session[owner] = left
+            else:
+                self._by_session.pop(owner, None)
+
+
+class StreamSlot:
+    """One held slot; `release()` may be called more than once (the generator and the response's close)."""
+
+    def __init__(self, slots: StreamSlots, owner: str) -> None:
+        self._slots, self._owner = slots, owner
+        self._released = False
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self._slots._release(self._owner)
+
+
+def slots() -> StreamSlots:
+    """The process's stream slots, sized once from the app's config."""
+    found = current_app.extensions.get(SLOTS)
+    if found is None:
+        total = current_app.config.get("LIVE_STREAMS_MAX", stream_cap(32))
+        per_session = current_app.config.get("LIVE_STREAMS_PER_SESSION", PER_SESSION)
+        found = current_app.extensions.setdefault(SLOTS, StreamSlots(total, per_session))
+    return found
 
 
 def gate_status_json(status: GateStatus) -> dict:
@@ -221,10 +304,21 @@ def _sse(data: dict, event: str | None = None) -> str:
 @bp.route("/stream")
 @require("manager")
 def stream():
-    site = site_id()
-    hub_ = hub()
-    q = hub_.listen() if hub_ is not None else None
-    first = snapshot(db(), site, hub_)
+    try:
+        slot = slots().acquire(str(session.get("sid")))
+    except StreamRefused as exc:
+        response = jsonify({"error": exc.code, "detail": exc.detail})
+        response.status_code = exc.status
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+    try:
+        site = site_id()
+        hub_ = hub()
+        q = hub_.listen() if hub_ is not None else None
+        first = snapshot(db(), site, hub_)
+    except BaseException:
+        slot.release()
+        raise
     keepalive = current_app.config.get("LIVE_KEEPALIVE_S", KEEPALIVE_S)
 
     def events():
@@ -243,9 +337,12 @@ def stream():
         finally:
             if q is not None:
                 hub_.forget(q)
+            slot.release()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(events(), mimetype="text/event-stream", headers=headers)
+    response = Response(events(), mimetype="text/event-stream", headers=headers)
+    response.call_on_close(slot.release)  # also when the body is never iterated
+    return response
 
 
 @bp.route("/snapshot")

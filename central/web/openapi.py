@@ -144,6 +144,15 @@ OPERATIONS: list[tuple[str, str, tuple[str, ...] | None, str, dict | None, dict 
     ("get", "/openapi.json", None, "This document", None, {"type": "object"}),
 ]
 
+# Staff accounts and machine tokens, admin only (central/api.py's section of the same name).
+_ACCOUNT = _obj(username=S, role=S, active=B)
+OPERATIONS += [
+    ("post", "/tokens/<name>/revoke", (), "Revoke every active token of this name; each gets 401 from now on",
+     None, _obj(name=S, revoked=INT)),
+    ("post", "/users/<name>/deactivate", (), "Deactivate a staff user: no more logins, their sessions end at once",
+     None, _ACCOUNT),
+    ("post", "/users/<name>/reactivate", (), "Let a deactivated staff user log in again", None, _ACCOUNT),
+]
 
 CREATED = {("post", p) for p in ("/ticket-types", "/tickets", "/tickets/bulk", "/quotas", "/bookings", "/persons",
                                  "/passes", "/passes/<int:pass_id>/templates", "/gates")}

@@ -24,7 +24,7 @@ def watch_sse(config, zone: int) -> None:
     from central.app import create_app
     from central.context import CentralContext
     from central.models import StaffUser
-    from central.services.users import create_user
+    from central.services.users import create_user, start_session
 
     ctx = CentralContext.create(config, mqtt=True, client_suffix="bench-web")
     app = create_app(config, context=ctx)
@@ -36,10 +36,11 @@ def watch_sse(config, zone: int) -> None:
         if user is None:
             user, _ = create_user(db, "bench-manager", "manager")
         uid = user.id
+        sid = start_session(db, user)  # a server-side session record, as a login makes
     client = app.test_client()
     with client.session_transaction() as s:
         s["user_id"] = uid
-        s["sid"] = "bench"
+        s["sid"] = sid
     _emit(ready=True, via="sse")
     last = None
     drops = 0

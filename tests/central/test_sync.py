@@ -33,6 +33,7 @@ from protocol.messages import (
     decode,
     encode,
 )
+from tests.support.templates import fingerprint_bytes
 
 pytestmark = pytest.mark.mosquitto
 
@@ -91,7 +92,7 @@ def test_a_bound_face_template_is_encrypted_at_rest_and_sent_to_gates_in_clear(l
         "holder_name": "Han Meimei", "valid_from": now.isoformat(),
         "valid_to": (now + timedelta(days=30)).isoformat()}).get_json()
     _next_delta(listener)
-    template = np.arange(128, dtype="<f4").tobytes()
+    template = (np.arange(128, dtype="<f4") / 256).tobytes()
     res = live_client.post(f"/api/v1/passes/{created['id']}/templates",
                            json={"kind": "face", "data": base64.b64encode(template).decode()})
     assert res.status_code == 201, res.get_json()
@@ -119,7 +120,7 @@ def test_a_snapshot_request_is_answered_with_chunks_whose_union_is_the_full_stat
         person = create_person(db, site, "Wang")
         p = create_pass(db, site, person_id=person.id, valid_from=now, valid_to=now + timedelta(days=9),
                         card_uid="AA01")
-        bind_template(db, live_ctx.cipher, person.id, "fingerprint", b"\x01" * 498)
+        bind_template(db, live_ctx.cipher, person.id, "fingerprint", fingerprint_bytes(1))
         expected = sync.snapshot(db, site)
     expected_tickets = {t.id for t in named} | {t.id for t in others[:10]}
     worker = IngestWorker(live_config, live_ctx.sessions, worker_id=uuid.uuid4().hex[:6], cipher=live_ctx.cipher)
@@ -143,7 +144,7 @@ def test_a_snapshot_request_is_answered_with_chunks_whose_union_is_the_full_stat
     assert {c.ticket_id for c in union if isinstance(c, TicketChange)} == expected_tickets
     assert [c.pass_id for c in union if isinstance(c, PassChange)] == [p.id]
     templates = [c for c in union if isinstance(c, TemplateChange)]
-    assert len(templates) == 1 and templates[0].data == b"\x01" * 498
+    assert len(templates) == 1 and templates[0].data == fingerprint_bytes(1)
     assert len(union) == len(expected.changes) == 120 + 10 + 1 + 1
 
 

@@ -12,7 +12,7 @@ from tests.web.conftest import ROLES, Browser, login, password_for
 
 WEB_BLUEPRINTS = {"dashboard", "live", "desk", "gates", "reports", "admin"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
-         "username": "staff"}
+         "username": "nobody", "token_id": "999"}
 
 
 def guarded_routes(app):
@@ -90,7 +90,7 @@ def test_the_login_form_itself_needs_the_token(app):
     assert res.status_code == 400
 
 
-def test_five_failures_lock_the_account_for_fifteen_minutes(app, web_ctx):
+def test_five_failures_from_one_address_lock_that_account_there_for_fifteen_minutes(app, web_ctx):
     browser = login(app, None)
     for _ in range(5):
         res = browser.post("/login", {"username": "manager", "password": "wrong"})

@@ -170,11 +170,34 @@
     state.gates[g.gate] = known;
     renderGate(known);
   }
+  // Without a stream (the server refused one: too many open for this login, or all in use; 429/503
+  // close an EventSource for good) the page polls the snapshot and tries the stream again later.
+  var POLL_MS = 10000, RETRY_STREAM_MS = 60000;
+  var pollTimer = null;
+  function poll() {
+    fetch(root.dataset.snapshot, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+      .then(function (s) { onSnapshot(s); root.dataset.polls = String((+root.dataset.polls || 0) + 1); })
+      .catch(function () { /* the next poll tries again */ });
+  }
+  function fallBack() {
+    var badge = $("live-state");
+    badge.textContent = "not live: updates every " + POLL_MS / 1000 + " s";
+    badge.className = "badge warn live-state";
+    if (pollTimer === null) { poll(); pollTimer = setInterval(poll, POLL_MS); }
+    setTimeout(connect, RETRY_STREAM_MS);
+  }
   function connect() {
     var source = new EventSource(root.dataset.stream);
     var badge = $("live-state");
-    source.onopen = function () { badge.textContent = "live"; badge.className = "badge ok live-state"; };
-    source.onerror = function () { badge.textContent = "reconnecting…"; badge.className = "badge warn live-state"; };
+    source.onopen = function () {
+      badge.textContent = "live"; badge.className = "badge ok live-state";
+      if (pollTimer !== null) { clearInterval(pollTimer); pollTimer = null; }
+    };
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) { fallBack(); return; }
+      badge.textContent = "reconnecting…"; badge.className = "badge warn live-state";
+    };
     source.onmessage = function (e) {
       var data = JSON.parse(e.data);
       if (data.site && data.site !== site) return;
