@@ -173,7 +173,7 @@ class TurnstileSimulator:
     def __enter__(self) -> TurnstileSimulator:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- behaviour controls --------------------------------------------------------------------
