@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "card":
                 rfid.present(bytes.fromhex(arg))
             elif cmd in ("walk_away", "pass"):
-                turnstile.behaviour = cmd
+                turnstile.behaviour = "walk_away" if cmd == "walk_away" else "pass"
             elif cmd == "alarm":
                 turnstile.raise_alarm(arg)
             elif cmd == "clear":
