@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: demo test bench bench-quick lint fmt clean system-deps
+.PHONY: demo test bench bench-quick lint typecheck fmt clean system-deps
 
 $(STAMP): pyproject.toml
 	@bash .ci/system-deps --if-root
@@ -35,8 +35,12 @@ bench-quick: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# mypy over the packages named by `files` in pyproject.toml's [tool.mypy] (strict where it says so).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -13,8 +13,15 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from drivers.errors import DeviceDisconnected, FrameError
+
+if TYPE_CHECKING:  # numpy and Pillow are imported when a frame is read: `import drivers` stays light
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Frame: TypeAlias = NDArray[np.uint8]  # height x width x 3, RGB
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ class ImageFileCamera:
         self._limit = RateLimiter(fps)
         self._index = 0
 
-    def read_frame(self, timeout: float | None) -> "numpy.ndarray | None":  # noqa: F821, UP037
+    def read_frame(self, timeout: float | None) -> Frame | None:
         """The next frame as RGB, or None when the rate limit or the end of the files allows none in time."""
         import numpy as np
         from PIL import Image, UnidentifiedImageError
@@ -89,8 +96,7 @@ class OpenCvCamera:
         self.port = f"camera:{source}"
         self.reopen_interval_s = reopen_interval_s
         self._limit = RateLimiter(fps)
-        self._cv2 = None
-        self._frame = None
+        self._frame: Frame | None = None
         self._seq = 0
         self._delivered = 0
         self._cond = threading.Condition()
@@ -102,17 +108,17 @@ class OpenCvCamera:
         if self._thread is not None:
             return
         try:
-            import cv2
+            import cv2  # noqa: F401  (fails here, with the hint, not in the grab thread that uses it)
         except ImportError as exc:
             raise DeviceDisconnected(
                 self.port, "OpenCV is not installed (pip install opencv-python-headless) - needed for cameras"
             ) from exc
-        self._cv2 = cv2
         self._thread = threading.Thread(target=self._grab, name=f"camera-{self.source}", daemon=True)
         self._thread.start()
 
     def _grab(self) -> None:
-        cv2 = self._cv2
+        import cv2
+
         while not self._stop.is_set():
             cap = cv2.VideoCapture(self.source)
             if not cap.isOpened():
@@ -126,14 +132,15 @@ class OpenCvCamera:
                     self.last_error = DeviceDisconnected(self.port, "stream ended or camera lost")
                     log.warning("%s", self.last_error)
                     break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                # VideoCapture gives 8-bit BGR, so this is uint8 RGB; OpenCV's stubs say any MatLike.
+                rgb = cast("Frame", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 with self._cond:
                     self._frame, self._seq = rgb, self._seq + 1
                     self._cond.notify_all()
             cap.release()
             self._stop.wait(self.reopen_interval_s)
 
-    def read_frame(self, timeout: float | None) -> "numpy.ndarray | None":  # noqa: F821, UP037
+    def read_frame(self, timeout: float | None) -> Frame | None:
         """The newest frame not yet returned (RGB), or None if none came within `timeout`."""
         self.open()
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)

@@ -66,7 +66,7 @@ class FingerprintModule:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- packets -------------------------------------------------------------------------------

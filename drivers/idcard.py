@@ -52,7 +52,7 @@ class IdCardReader:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def exchange(self, cmd: int, para: int, data: bytes = b"") -> f.Response:

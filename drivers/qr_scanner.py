@@ -8,6 +8,7 @@ reports it once through `on_status` (a `DeviceDisconnected`; `None` when it is b
 
 from __future__ import annotations
 
+from drivers.errors import DriverError
 from drivers.serial_link import LineReader, SerialLink, StatusCallback
 
 
@@ -32,7 +33,7 @@ class QrScanner:
         return self.link.connected
 
     @property
-    def last_error(self):
+    def last_error(self) -> DriverError | None:
         return self.link.last_error
 
     @property
@@ -54,7 +55,7 @@ class QrScanner:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

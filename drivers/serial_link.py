@@ -11,8 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from drivers.errors import DeviceDisconnected, DriverError
+
+if TYPE_CHECKING:
+    import serial  # annotations only; the methods import it when they run
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class SerialLink:
         self.reopen_interval_s = reopen_interval_s
         self.connected = False
         self.last_error: DriverError | None = None
-        self._ser = None
+        self._ser: serial.Serial | None = None
         self._next_try = 0.0
         self._reported_down = False
         self._lock = threading.RLock()

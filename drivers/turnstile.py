@@ -19,13 +19,17 @@ import logging
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NoReturn, TypedDict, TypeVar, overload
 
 from drivers.errors import DeviceDisconnected, DeviceFault, DeviceTimeout, DriverError, FrameError
+
+if TYPE_CHECKING:  # pymodbus is imported on first use: `import drivers` stays light
+    from pymodbus.client import ModbusBaseSyncClient
+    from pymodbus.pdu import ModbusPDU
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +37,27 @@ log = logging.getLogger(__name__)
 PROFILE_DIR = Path(__file__).resolve().parent / "controllers"
 Direction = Literal["in", "out"]
 Mode = Literal["normal", "free", "locked"]
-MODES: tuple[str, ...] = ("normal", "free", "locked")
-BIT_TABLES = ("coil", "discrete")
-REGISTER_TABLES = ("holding", "input")
+ModeCommand = Mode | Literal["emergency"]  # emergency drives the controller to free passage
+MODES: tuple[Mode, ...] = ("normal", "free", "locked")
+BitTable = Literal["coil", "discrete"]
+RegisterTable = Literal["holding", "input"]
+Table = BitTable | RegisterTable
+BIT_TABLES: tuple[BitTable, ...] = ("coil", "discrete")
+REGISTER_TABLES: tuple[RegisterTable, ...] = ("holding", "input")
+OpenType = Literal["coil", "register"]
+WordOrder = Literal["big", "little"]
+
+_Choice = TypeVar("_Choice", bound=str)
+_REQUIRED = object()  # a profile key with no default
+
+
+class _ClientOptions(TypedDict):
+    """What both pymodbus clients (TCP and serial) are given."""
+
+    timeout: float
+    retries: int
+    trace_packet: Callable[[bool, bytes], bytes]
+    reconnect_delay: float
 
 
 class ProfileError(ValueError):
@@ -69,7 +91,7 @@ def known_profiles(profile_dirs: tuple[str | Path, ...] = ()) -> list[str]:
 class PointSet:
     """Named bits: one coil/discrete input per name, or bit n of one register (a bitfield)."""
 
-    table: str
+    table: Table
     points: Mapping[str, int]
     address: int | None = None  # the register, for a bitfield in "holding" or "input"
 
@@ -77,7 +99,7 @@ class PointSet:
     def is_bitfield(self) -> bool:
         return self.table in REGISTER_TABLES
 
-    def decode(self, values: list[int] | list[bool], base: int) -> frozenset[str]:
+    def decode(self, values: Sequence[int], base: int) -> frozenset[str]:
         """Names whose bit is set, from values read starting at address `base`."""
         if self.is_bitfield:
             word = int(values[0])
@@ -99,18 +121,18 @@ class ControllerProfile:
     model: str
     description: str
     source: str
-    open_type: Literal["coil", "register"]
+    open_type: OpenType
     open_in: int  # coil address ("coil") or command value ("register")
     open_out: int
     open_address: int | None  # command register for "register"
-    mode_table: str
+    mode_table: Literal["holding"]
     mode_address: int
-    mode_values: Mapping[str, int]
-    counter_table: str
+    mode_values: Mapping[Mode, int]
+    counter_table: RegisterTable
     entries_address: int
     exits_address: int
     counter_words: int = 1
-    word_order: Literal["big", "little"] = "big"
+    word_order: WordOrder = "big"
     alarms: PointSet = field(default_factory=lambda: PointSet("discrete", MappingProxyType({})))
     sensors: PointSet | None = None
 
@@ -118,9 +140,8 @@ class ControllerProfile:
     def load(cls, name_or_path: str | Path, profile_dirs: tuple[str | Path, ...] = ()) -> ControllerProfile:
         """Load a profile by model name or by file path. A name is looked up in `profile_dirs` (a
         site's own models, first) and then among the shipped ones (`drivers/controllers/`)."""
-        path = Path(name_or_path)
-        if not (path.suffix == ".toml" or path.exists()):
-            path = _find_profile(str(name_or_path), profile_dirs)
+        given = Path(name_or_path)
+        path = given if given.suffix == ".toml" or given.exists() else _find_profile(str(name_or_path), profile_dirs)
         if path is None or not path.is_file():
             known = ", ".join(known_profiles(profile_dirs)) or "none"
             raise ProfileError(f"controller profile {name_or_path!r} not found (known models: {known})")
@@ -131,73 +152,89 @@ class ControllerProfile:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: Mapping, source: str = "<dict>") -> ControllerProfile:
+    def from_dict(cls, data: Mapping[str, object], source: str = "<dict>") -> ControllerProfile:
         """Validate a parsed profile; every error names the file and the key."""
 
-        def get(section: str, key: str, kind: type = int, default=...):
+        def lookup(section: str, key: str, default: object) -> object:
             sect = data.get(section)
             if not isinstance(sect, Mapping):
-                if default is not ...:
+                if default is not _REQUIRED:
                     return default
                 raise ProfileError(f"{source}: missing section [{section}]")
             if key not in sect:
-                if default is not ...:
+                if default is not _REQUIRED:
                     return default
                 raise ProfileError(f"{source}: missing key {section}.{key}")
-            value = sect[key]
-            bad_int = not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF
-            if kind is int and bad_int:
+            return sect[key]
+
+        def integer(section: str, key: str, default: int | None = None) -> int:
+            value = lookup(section, key, _REQUIRED if default is None else default)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
                 raise ProfileError(f"{source}: {section}.{key} must be an integer 0..65535, not {value!r}")
-            if kind is not int and not isinstance(value, kind):
-                raise ProfileError(f"{source}: {section}.{key} must be a {kind.__name__}, not {value!r}")
             return value
 
-        def choice(section: str, key: str, allowed: tuple[str, ...], default=...) -> str:
-            value = get(section, key, str, default)
-            if value not in allowed:
-                raise ProfileError(f"{source}: {section}.{key} must be one of {allowed}, not {value!r}")
+        def text(section: str, key: str, default: str | None = None) -> str:
+            value = lookup(section, key, _REQUIRED if default is None else default)
+            if not isinstance(value, str):
+                raise ProfileError(f"{source}: {section}.{key} must be a str, not {value!r}")
             return value
+
+        def table(section: str, key: str) -> Mapping[str, object]:
+            value = lookup(section, key, _REQUIRED)
+            if not isinstance(value, dict):
+                raise ProfileError(f"{source}: {section}.{key} must be a dict, not {value!r}")
+            return value
+
+        def choice(section: str, key: str, allowed: tuple[_Choice, ...], default: _Choice | None = None) -> _Choice:
+            value = text(section, key, default)
+            for option in allowed:
+                if value == option:
+                    return option
+            raise ProfileError(f"{source}: {section}.{key} must be one of {allowed}, not {value!r}")
 
         def points(section: str) -> PointSet | None:
             if section not in data:
                 return None
-            table = choice(section, "table", BIT_TABLES + REGISTER_TABLES)
-            raw = get(section, "points", dict)
-            for name, value in raw.items():
-                limit = 15 if table in REGISTER_TABLES else 0xFFFF
+            kind = choice(section, "table", BIT_TABLES + REGISTER_TABLES)
+            limit = 15 if kind in REGISTER_TABLES else 0xFFFF
+            named: dict[str, int] = {}
+            for name, value in table(section, "points").items():
                 if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
                     raise ProfileError(f"{source}: {section}.points.{name} must be an integer 0..{limit}")
-            if table in BIT_TABLES and raw and max(raw.values()) - min(raw.values()) > 1000:
+                named[name] = value
+            if kind in BIT_TABLES and named and max(named.values()) - min(named.values()) > 1000:
                 raise ProfileError(f"{source}: {section}.points spread over more than 1000 addresses")
-            address = get(section, "address") if table in REGISTER_TABLES else None
-            return PointSet(table, MappingProxyType(dict(raw)), address)
+            address = integer(section, "address") if kind in REGISTER_TABLES else None
+            return PointSet(kind, MappingProxyType(named), address)
 
-        open_type = choice("open", "type", ("coil", "register"))
-        mode_values = get("mode", "values", dict)
+        open_type: OpenType = choice("open", "type", ("coil", "register"))
+        raw_modes = table("mode", "values")
+        mode_values: dict[Mode, int] = {}
         for mode in MODES:
-            v = mode_values.get(mode)
+            v = raw_modes.get(mode)
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
                 raise ProfileError(f"{source}: mode.values.{mode} must be an integer 0..65535, not {v!r}")
-        if len({mode_values[m] for m in MODES}) != len(MODES):
+            mode_values[mode] = v
+        if len(set(mode_values.values())) != len(MODES):
             raise ProfileError(f"{source}: mode.values must give each mode its own value")
-        words = get("counters", "words", int, 1)
+        words = integer("counters", "words", 1)
         if words not in (1, 2):
             raise ProfileError(f"{source}: counters.words must be 1 or 2, not {words!r}")
         alarms = points("alarms") or PointSet("discrete", MappingProxyType({}))
         return cls(
-            model=get("controller", "model", str),
-            description=get("controller", "description", str, ""),
+            model=text("controller", "model"),
+            description=text("controller", "description", ""),
             source=source,
             open_type=open_type,
-            open_in=get("open", "in"),
-            open_out=get("open", "out"),
-            open_address=get("open", "address") if open_type == "register" else None,
+            open_in=integer("open", "in"),
+            open_out=integer("open", "out"),
+            open_address=integer("open", "address") if open_type == "register" else None,
             mode_table=choice("mode", "table", ("holding",)),
-            mode_address=get("mode", "address"),
-            mode_values=MappingProxyType({m: mode_values[m] for m in MODES}),
+            mode_address=integer("mode", "address"),
+            mode_values=MappingProxyType(mode_values),
             counter_table=choice("counters", "table", REGISTER_TABLES),
-            entries_address=get("counters", "entries"),
-            exits_address=get("counters", "exits"),
+            entries_address=integer("counters", "entries"),
+            exits_address=integer("counters", "exits"),
             counter_words=words,
             word_order=choice("counters", "word_order", ("big", "little"), "big"),
             alarms=alarms,
@@ -264,7 +301,7 @@ class Turnstile:
         self.retries = retries
         self.poll_interval_s = poll_interval_s
         self.port = f"tcp:{tcp[0]}:{tcp[1]}" if tcp else str(serial)
-        self._client = None
+        self._client: ModbusBaseSyncClient | None = None
         self._lock = threading.RLock()
         self._rx_bytes = 0
         self._healthy = False
@@ -272,31 +309,38 @@ class Turnstile:
 
     # -- connection ----------------------------------------------------------------------------
 
-    def _make_client(self):
+    def _make_client(self) -> ModbusBaseSyncClient:
         from pymodbus.client import ModbusSerialClient, ModbusTcpClient
         from pymodbus.framer import FramerType
 
-        common = dict(timeout=self.timeout, retries=self.retries, trace_packet=self._trace_packet)
+        common = _ClientOptions(timeout=self.timeout, retries=self.retries, trace_packet=self._trace_packet,
+                                reconnect_delay=0)
         if self.tcp:
-            return ModbusTcpClient(self.tcp[0], port=self.tcp[1], reconnect_delay=0, **common)
+            return ModbusTcpClient(self.tcp[0], port=self.tcp[1], **common)
+        assert self.serial is not None  # __init__ takes exactly one of tcp and serial
         return ModbusSerialClient(
-            self.serial, framer=FramerType.RTU, baudrate=self.baudrate, parity=self.parity,
-            reconnect_delay=0, **common,
+            self.serial, framer=FramerType.RTU, baudrate=self.baudrate, parity=self.parity, **common,
         )
 
-    def connect(self) -> None:
-        """Open the port or socket; raises DeviceDisconnected if it cannot be opened."""
+    def _connect(self) -> ModbusBaseSyncClient:
         with self._lock:
             if self._client is None:
                 self._client = self._make_client()
+            client = self._client
+            why: Exception | str
             try:
-                ok = self._client.connect()
+                ok = client.connect()
             except Exception as exc:  # pyserial raises from open(); pymodbus usually returns False
                 ok, why = False, exc
             else:
                 why = "connection refused or port missing"
             if not ok:
                 self._fail(DeviceDisconnected(self.port, f"cannot open: {why}"))
+            return client
+
+    def connect(self) -> None:
+        """Open the port or socket; raises DeviceDisconnected if it cannot be opened."""
+        self._connect()
 
     def close(self) -> None:
         with self._lock:
@@ -312,7 +356,7 @@ class Turnstile:
         self.connect()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -325,20 +369,20 @@ class Turnstile:
             self._rx_bytes += len(data)
         return data
 
-    def _fail(self, err: DriverError):
+    def _fail(self, err: DriverError) -> NoReturn:
         self._healthy = False
         self.last_error = err
         raise err
 
-    def _call(self, what: str, method: str, *args, **kwargs):
+    def _call(self, what: str, request: Callable[[ModbusBaseSyncClient], ModbusPDU]) -> ModbusPDU:
+        """One request to the controller (`request(client)`), its failures mapped to `drivers.errors`."""
         from pymodbus.exceptions import ConnectionException, ModbusException
 
         with self._lock:
-            if self._client is None:
-                self.connect()
+            client = self._client if self._client is not None else self._connect()
             self._rx_bytes = 0
             try:
-                response = getattr(self._client, method)(*args, device_id=self.unit_id, **kwargs)
+                response = request(client)
             except ConnectionException as exc:
                 self.close()
                 self._fail(DeviceDisconnected(self.port, f"{what}: connection lost ({exc})"))
@@ -359,15 +403,23 @@ class Turnstile:
             self.last_error = None
             return response
 
-    def _read(self, table: str, address: int, count: int, what: str) -> list:
+    @overload
+    def _read(self, table: BitTable, address: int, count: int, what: str) -> list[bool]: ...
+    @overload
+    def _read(self, table: RegisterTable, address: int, count: int, what: str) -> list[int]: ...
+    @overload
+    def _read(self, table: Table, address: int, count: int, what: str) -> list[bool] | list[int]: ...
+    def _read(self, table: Table, address: int, count: int, what: str) -> list[bool] | list[int]:
+        from pymodbus.client import ModbusBaseSyncClient as Client
+
         method = {
-            "coil": "read_coils",
-            "discrete": "read_discrete_inputs",
-            "holding": "read_holding_registers",
-            "input": "read_input_registers",
+            "coil": Client.read_coils,
+            "discrete": Client.read_discrete_inputs,
+            "holding": Client.read_holding_registers,
+            "input": Client.read_input_registers,
         }[table]
-        response = self._call(what, method, address, count=count)
-        values = response.bits if table in BIT_TABLES else response.registers
+        response = self._call(what, lambda client: method(client, address, count=count, device_id=self.unit_id))
+        values: Sequence[bool] | Sequence[int] = response.bits if table in BIT_TABLES else response.registers
         if len(values) < count:
             self._fail(FrameError(self.port, f"{what}: short answer ({len(values)} of {count} values)"))
         return list(values[:count])
@@ -381,18 +433,23 @@ class Turnstile:
         p = self.profile
         value = p.open_in if direction == "in" else p.open_out
         if p.open_type == "coil":
-            self._call(f"open {direction}", "write_coil", value, True)
-        else:
-            self._call(f"open {direction}", "write_register", p.open_address, value)
+            self._call(f"open {direction}", lambda client: client.write_coil(value, True, device_id=self.unit_id))
+            return
+        address = p.open_address
+        if address is None:
+            raise ProfileError(f"{p.source}: open.type 'register' needs open.address")
+        self._call(f"open {direction}", lambda client: client.write_register(address, value, device_id=self.unit_id))
 
-    def set_mode(self, mode: Mode) -> None:
+    def set_mode(self, mode: ModeCommand) -> None:
         """Switch the controller to "normal", "free" (also the emergency mode) or "locked"."""
         if mode == "emergency":
             mode = "free"
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         p = self.profile
-        self._call(f"set mode {mode}", "write_register", p.mode_address, p.mode_values[mode])
+        value = p.mode_values[mode]
+        self._call(f"set mode {mode}", lambda client: client.write_register(p.mode_address, value,
+                                                                            device_id=self.unit_id))
 
     def read_mode(self) -> str:
         """The mode the controller reports ("unknown:<n>" for a value the profile does not name)."""

@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     turnstile = TurnstileSimulator(args.turnstile, transport="rtu" if args.rtu else "tcp",
                                    unit_id=args.unit_id, port=args.port).start()
     qr, rfid, idcard, finger = QrScannerSim(), SerialRfidReaderSim(), IdCardReaderSim(), FingerprintModuleSim()
+    tcp = turnstile.tcp_address  # set by start() for "tcp"
     where = {
         "turnstile": {"profile": args.turnstile, "unit_id": args.unit_id,
-                      **({"serial": turnstile.serial_path} if args.rtu else {"tcp": list(turnstile.tcp_address)})},
+                      **({"serial": turnstile.serial_path} if args.rtu else {"tcp": list(tcp) if tcp else None})},
         "qr_scanner": qr.device_path,
         "rfid_serial": rfid.device_path,
         "idcard": idcard.device_path,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "card":
                 rfid.present(bytes.fromhex(arg))
             elif cmd in ("walk_away", "pass"):
-                turnstile.behaviour = cmd
+                turnstile.behaviour = "walk_away" if cmd == "walk_away" else "pass"
             elif cmd == "alarm":
                 turnstile.raise_alarm(arg)
             elif cmd == "clear":

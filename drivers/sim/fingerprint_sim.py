@@ -73,7 +73,7 @@ class FingerprintModuleSim(RequestResponseSim):
         with self._lock:
             self._corrupt += count
 
-    def split(self, buf: bytes):
+    def split(self, buf: bytes) -> tuple[bytes | None, int]:
         return p.split_packet(buf)
 
     def _ack(self, code: int, data: bytes = b"") -> bytes:
@@ -136,9 +136,10 @@ class FingerprintModuleSim(RequestResponseSim):
             buf, slot = args[0], self._slot(args, 1)
             if slot >= self.capacity:
                 return self._ack(p.BAD_LOCATION)
-            if not self._buffers.get(buf):
+            template = self._buffers.get(buf)
+            if not template:
                 return self._ack(p.FLASH_ERROR)
-            self.slots[slot] = self._buffers[buf]
+            self.slots[slot] = template
             return self._ack(p.OK)
         if code == p.LOAD_CHAR:
             buf, slot = args[0], self._slot(args, 1)

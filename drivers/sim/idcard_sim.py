@@ -36,7 +36,7 @@ class IdCardReaderSim(RequestResponseSim):
         with self._lock:
             self._corrupt += count
 
-    def split(self, buf: bytes):
+    def split(self, buf: bytes) -> tuple[bytes | None, int]:
         return f.split_frame(buf)
 
     def _answer(self, sw3: int, data: bytes = b"") -> bytes:

@@ -19,17 +19,17 @@ import threading
 import tty
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 
 class PtyPair:
     """One simulated serial cable: `write()`/`read()` on the device side, `device_path` for the driver."""
 
     def __init__(self, device_path: str | os.PathLike[str] | None = None) -> None:
+        self._tmpdir: str | None = None
         if device_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="simtty-")
             device_path = Path(self._tmpdir) / "ttySIM0"
-        else:
-            self._tmpdir = None
         self.device_path = str(device_path)
         self._master: int | None = None
         self._slave: int | None = None
@@ -192,10 +192,10 @@ class LineDeviceSim:
     def close(self) -> None:
         self.pty.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -287,8 +287,8 @@ class RequestResponseSim:
         self._thread.join(2)
         self.pty.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -19,21 +19,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, TypedDict, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 
 from drivers.sim.serial_sim import PtyLink
-from drivers.turnstile import ControllerProfile, PointSet
+from drivers.turnstile import BIT_TABLES, ControllerProfile, Direction, Mode, PointSet, Table
 
 log = logging.getLogger(__name__)
 
-READ_TABLE = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
-WRITE_TABLE = {5: "coil", 15: "coil", 6: "holding", 16: "holding", 23: "holding"}
+WriteTable = Literal["coil", "holding"]
+READ_TABLE: dict[int, Table] = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+WRITE_TABLE: dict[int, WriteTable] = {5: "coil", 15: "coil", 6: "holding", 16: "holding", 23: "holding"}
+ArmState = Literal["locked", "open_in", "open_out"]
+Behaviour = Literal["pass", "walk_away"]
+
+
+class _ServerOptions(TypedDict):
+    """What both pymodbus servers (TCP and serial) are given."""
+
+    trace_packet: Callable[[bool, bytes], bytes]
+    trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU]
+    ignore_missing_devices: bool
 
 
 class _TurnstileContext(ModbusServerContext):
@@ -45,24 +59,29 @@ class _TurnstileContext(ModbusServerContext):
         self.simdevices = []
         self._devices = {}
 
-    def device_ids(self):
+    def device_ids(self) -> list[int]:
         return [self.sim.unit_id]
 
     def _check(self, device_id: int) -> None:
         if device_id != self.sim.unit_id:
             raise NoSuchIdException(f"device_id {device_id}")
 
-    async def async_getValues(self, device_id, func_code, address, count=1):
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
         self._check(device_id)
         table = READ_TABLE.get(func_code) or WRITE_TABLE.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
         with self.sim._lock:
             snapshot = self.sim._table(table)
-        blank = False if table in ("coil", "discrete") else 0
-        return [snapshot.get(a, blank) for a in range(address, address + count)]
+        if table in BIT_TABLES:
+            return [bool(snapshot.get(a, False)) for a in range(address, address + count)]
+        return [snapshot.get(a, 0) for a in range(address, address + count)]
 
-    async def async_setValues(self, device_id, func_code, address, values):
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
+    ) -> ExcCodes | None:
         self._check(device_id)
         table = WRITE_TABLE.get(func_code)
         if table is None:
@@ -77,7 +96,7 @@ class TurnstileSimulator:
         self,
         profile: ControllerProfile | str | Path,
         *,
-        transport: str = "tcp",
+        transport: Literal["tcp", "rtu"] = "tcp",
         unit_id: int = 1,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -90,22 +109,22 @@ class TurnstileSimulator:
         self.unit_id = unit_id
         self.host, self.port, self.baudrate = host, port, baudrate
         # behaviour controls
-        self.behaviour = "pass"  # or "walk_away"
+        self.behaviour: Behaviour = "pass"
         self.pass_delay_s = 0.05
         self.walk_away_s = 0.2
         self.silent = False
         self.corrupt_responses = 0  # number of next responses to send with a broken CRC / checksum
         self.refuse_commands = False  # answer writes with a Modbus exception (device busy)
         # state
-        self.mode = "normal"
-        self.arm_state = "locked"  # "locked", "open_in", "open_out"
+        self.mode: Mode = "normal"
+        self.arm_state: ArmState = "locked"
         self.entries = 0
         self.exits = 0
         self.alarms: set[str] = set()
         self.requests = 0
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server = None
+        self._server: ModbusBaseServer | None = None
         self._thread: threading.Thread | None = None
         self._link: PtyLink | None = None
         self._pending: asyncio.TimerHandle | None = None
@@ -143,22 +162,30 @@ class TurnstileSimulator:
 
     async def _serve(self) -> None:
         ctx = _TurnstileContext(self)
-        common = dict(trace_packet=self._trace_packet, trace_pdu=self._trace_pdu, ignore_missing_devices=True)
+        common = _ServerOptions(
+            trace_packet=self._trace_packet,
+            # pymodbus types trace_pdu as returning a PDU, but its request handler drops a request on None.
+            trace_pdu=self._trace_pdu,  # type: ignore[typeddict-item]
+            ignore_missing_devices=True,
+        )
         if self.transport == "tcp":
-            self._server = ModbusTcpServer(ctx, address=(self.host, self.port), **common)
-            await self._server.serve_forever(background=True)
-            sock = self._server.transport.sockets[0]
-            self.tcp_address = sock.getsockname()[:2]
+            tcp = ModbusTcpServer(ctx, address=(self.host, self.port), **common)
+            self._server = tcp
+            await tcp.serve_forever(background=True)
+            # pymodbus keeps its listening asyncio.Server in `transport`, typed as a transport.
+            listener = cast(asyncio.Server, tcp.transport)
+            self.tcp_address = listener.sockets[0].getsockname()[:2]
         else:
+            assert self._link is not None  # start() made it for "rtu"
             self._server = ModbusSerialServer(
                 ctx, framer=FramerType.RTU, port=self._link.device_path, baudrate=self.baudrate, **common
             )
             await self._server.serve_forever(background=True)
 
     def stop(self) -> None:
-        loop = self._loop
-        if loop and loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self._server.shutdown(), loop)
+        loop, server = self._loop, self._server
+        if loop and loop.is_running() and server is not None:  # the loop runs on once _serve() made the server
+            fut = asyncio.run_coroutine_threadsafe(server.shutdown(), loop)
             try:
                 fut.result(5)
             except Exception:
@@ -173,7 +200,7 @@ class TurnstileSimulator:
     def __enter__(self) -> TurnstileSimulator:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- behaviour controls --------------------------------------------------------------------
@@ -188,7 +215,7 @@ class TurnstileSimulator:
         with self._lock:
             self.alarms.clear()
 
-    def walk_through(self, direction: str) -> None:
+    def walk_through(self, direction: Direction) -> None:
         """A visitor passes (in free mode, or an open arm), counting the passage."""
         with self._lock:
             if direction == "in":
@@ -204,7 +231,7 @@ class TurnstileSimulator:
 
     # -- protocol hooks ------------------------------------------------------------------------
 
-    def _trace_pdu(self, sending: bool, pdu):
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
         if not sending:
             self.requests += 1
             if self.silent:
@@ -219,21 +246,22 @@ class TurnstileSimulator:
 
     # -- register view -------------------------------------------------------------------------
 
-    def _bits(self, points: PointSet | None, active: set[str], table: str, out: dict) -> None:
+    def _bits(self, points: PointSet | None, active: set[str], table: Table, out: dict[int, int]) -> None:
         if points is None or points.table != table:
             return
         if points.is_bitfield:
-            word = out.get(points.address, 0)
+            address = points.address or 0  # as the driver's PointSet.span() reads it
+            word = out.get(address, 0)
             for name, bit in points.points.items():
                 if name in active:
                     word |= 1 << bit
-            out[points.address] = word
+            out[address] = word
         else:
             for name, addr in points.points.items():
                 out[addr] = name in active
 
     def _sensor_bits(self) -> set[str]:
-        active = set()
+        active: set[str] = set()
         if self.arm_state != "locked" or self.mode == "free":
             active.add("arm_unlocked")
         if self.arm_state == "open_in":
@@ -242,13 +270,14 @@ class TurnstileSimulator:
             active.add("passage_out")
         return active
 
-    def _table(self, table: str) -> dict[int, int | bool]:
+    def _table(self, table: Table) -> dict[int, int]:
+        """The table's values by address (coils and discrete inputs as bools)."""
         p = self.profile
-        out: dict[int, int | bool] = {}
+        out: dict[int, int] = {}
         if table == "coil" and p.open_type == "coil":
             out[p.open_in] = self.arm_state == "open_in"
             out[p.open_out] = self.arm_state == "open_out"
-        if table == "holding" and p.open_type == "register":
+        if table == "holding" and p.open_type == "register" and p.open_address is not None:
             out[p.open_address] = 0  # command register reads back 0 once taken
         if table == p.mode_table:
             out[p.mode_address] = p.mode_values[self.mode]
@@ -260,7 +289,7 @@ class TurnstileSimulator:
         self._bits(p.sensors, self._sensor_bits(), table, out)
         return out
 
-    def _write(self, table: str, address: int, values: list) -> ExcCodes | None:
+    def _write(self, table: WriteTable, address: int, values: Sequence[int]) -> ExcCodes | None:
         p = self.profile
         with self._lock:
             if self.refuse_commands:
@@ -294,18 +323,19 @@ class TurnstileSimulator:
             self._pending.cancel()
             self._pending = None
 
-    def _open(self, direction: str) -> None:
+    def _open(self, direction: Direction) -> None:
         """An open command: runs on the server's loop thread, with the lock held."""
         if self.mode != "normal":
             return  # locked: the arm stays locked; free: it is already free
         self._cancel_pending()
-        self.arm_state = f"open_{direction}"
+        self.arm_state = "open_in" if direction == "in" else "open_out"
+        loop = asyncio.get_running_loop()  # the server's
         if self.behaviour == "pass":
-            self._pending = self._loop.call_later(self.pass_delay_s, self._visitor_passes, direction)
+            self._pending = loop.call_later(self.pass_delay_s, self._visitor_passes, direction)
         else:
-            self._pending = self._loop.call_later(self.walk_away_s, self._relock)
+            self._pending = loop.call_later(self.walk_away_s, self._relock)
 
-    def _visitor_passes(self, direction: str) -> None:
+    def _visitor_passes(self, direction: Direction) -> None:
         with self._lock:
             self._pending = None
             self.walk_through(direction)

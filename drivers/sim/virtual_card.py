@@ -115,7 +115,7 @@ class VirtualContactlessCard:
         self.insert()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 
