@@ -59,6 +59,7 @@ class IngestStats:
     duplicates: int = 0
     parked: int = 0
     conflicts: int = 0
+    flagged: int = 0  # stored, but implausible: counted nowhere (see central.services.ingest)
     batches: int = 0
     retries: int = 0
     busy_s: float = 0.0
@@ -269,6 +270,10 @@ class IngestWorker:
                 self.stats.stored += result.new
                 self.stats.duplicates += result.duplicates
                 self.stats.conflicts += len(result.conflicts)
+                self.stats.flagged += len(result.flagged)
+                if result.flagged:
+                    log.warning("%d implausible events stored flagged, not counted: %s", len(result.flagged),
+                                ", ".join(sorted(set(result.flagged.values()))))
                 self._dirty_sites |= result.sites
                 self._need_flush = self._need_flush or bool(result.used_up)
         self.stats.parked += len(parked)

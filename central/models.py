@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -337,6 +338,9 @@ class PassageEventRecord(Base):
     ticket_type: Mapped[int | None]
     claim_id: Mapped[str | None] = mapped_column(String(128))
     received_at: Mapped[datetime]
+    # Set when the central's checks found a reported fact implausible (`central.services.ingest`):
+    # the event is kept (the passage may be real) but counts nothing: no zone count, no usage.
+    flag: Mapped[str | None] = mapped_column(String(64))
 
 
 class CredentialUsage(Base):
@@ -390,6 +394,31 @@ class Claim(Base):
     passages: Mapped[int]
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class Alert(Base):
+    """Something staff must look at, naming the gate; one open row per site, gate and kind, counted.
+
+    The detail never carries personal data (event ids and check names, not names or codes)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # While open, a gate's alerts of one kind are one row whose count and last_at grow.
+        Index("uq_alerts_open", "site_id", "gate", "kind", unique=True,
+              postgresql_where=text("resolved_at IS NULL"), sqlite_where=text("resolved_at IS NULL")),
+        Index("ix_alerts_site_resolved", "site_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gate: Mapped[str] = mapped_column(String(64), default="")  # "" for the site as a whole
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(256), default="")
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    count: Mapped[int] = mapped_column(default=1)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class DenialCount(Base):

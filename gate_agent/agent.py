@@ -692,7 +692,9 @@ class GateAgent:
             event = m.decode(m.PassageEvent, payload)
         except MessageError:
             return
-        if event.passed and self.store.apply_remote(event):
+        if not event.passed or not _plausible_remote(event):
+            return
+        if self.store.apply_remote(event):
             self.zones.passage(event)
 
     def _on_occupancy(self, payload: bytes) -> None:
@@ -808,6 +810,21 @@ class GateAgent:
                 self.store.record(event, topics.event(self.site, self.gate))
                 self.zones.passage(event)
         self.link.wake()
+
+
+def _plausible_remote(event: m.PassageEvent) -> bool:
+    """Whether another gate's passage may count here. Such events come straight from the broker, so the
+    central's checks (`central.services.ingest`) cannot stop a forged one; these are the checks a gate
+    can make alone: not dated ahead of this gate's clock (a far-future time would hold the ticket "too
+    soon" and the zone count until then), and one passage per event for anything but a group ticket."""
+    if (event.at - datetime.now(UTC)).total_seconds() > m.MAX_AHEAD_S:
+        log.warning("a passage event from %s dated ahead of this gate's clock was ignored", event.gate)
+        return False
+    if event.headcount > 1 and not event.credential_ref.startswith("T"):
+        log.warning("a passage event from %s for %d people without a group ticket was ignored", event.gate,
+                    event.headcount)
+        return False
+    return True
 
 
 def _load_profile(name: str) -> None:

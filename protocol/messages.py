@@ -38,6 +38,12 @@ class _Msg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, omit_defau
     v: int = V
 
 
+# How far ahead of the receiver's clock a PassageEvent's `at` may be (gates and the central run NTP):
+# past it the event is implausible, and a far-future time would hold usage ("too soon") and a gate's
+# zone count until that day.
+MAX_AHEAD_S = 300
+
+
 class PassageEvent(_Msg, frozen=True):
     """Every decision at a gate: granted or refused, passed or not. Forced at the central: the
     entry happened, so it is recorded, never rejected; `id` makes a retry idempotent."""

@@ -100,25 +100,27 @@ def open_claims(session: Session, site_id: str, ref: str, now: datetime,
     """Passages held by unexpired claims on `ref`, less those the ingest has confirmed; and the
     passages already granted to the claim `own_id` (a repeated request), if any."""
     claims = list(session.execute(
-        select(Claim.id, Claim.passages, Claim.created_at)
+        select(Claim.id, Claim.gate, Claim.passages, Claim.created_at)
         .where(Claim.site_id == site_id, Claim.credential_ref == ref, Claim.expires_at > now)))
     earlier = next((c.passages for c in claims if c.id == own_id), None)
     if not claims or earlier is not None:
         return OpenClaims(), earlier
     # By the credential's own index: a credential has few events, a site millions.
+    # Only the claiming gate's own events, and none the ingest flagged: another gate cannot release
+    # or use up a claim it does not hold by naming its id.
     counted = {
-        row.claim_id: (row.confirmed or 0, row.closed or 0)
+        (row.claim_id, row.gate): (row.confirmed or 0, row.closed or 0)
         for row in session.execute(
-            select(_EVENTS.c.claim_id,
+            select(_EVENTS.c.claim_id, _EVENTS.c.gate,
                    func.sum(case((_EVENTS.c.passed, _EVENTS.c.headcount), else_=0)).label("confirmed"),
                    func.max(case((_EVENTS.c.passed, 0), else_=1)).label("closed"))
             .where(_EVENTS.c.credential_ref == ref, _EVENTS.c.site_id == site_id,
-                   _EVENTS.c.claim_id.in_([c.id for c in claims]))
-            .group_by(_EVENTS.c.claim_id))
+                   _EVENTS.c.claim_id.in_([c.id for c in claims]), _EVENTS.c.flag.is_(None))
+            .group_by(_EVENTS.c.claim_id, _EVENTS.c.gate))
     }
     held, latest = 0, None
-    for claim_id, passages, created_at in claims:
-        confirmed, closed = counted.get(claim_id, (0, 0))
+    for claim_id, gate, passages, created_at in claims:
+        confirmed, closed = counted.get((claim_id, gate), (0, 0))
         if closed:
             continue  # the gate said nobody walked through: released at once
         left = max(0, passages - confirmed)

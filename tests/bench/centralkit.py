@@ -85,6 +85,14 @@ class Central:
                 ensure_zone(db, SITE, number, name=f"Zone {number}", capacity=capacity)
             define_ticket_type(db, SITE, TicketTypeSpec(name="day", id=TICKET_TYPE, entries=1, real_name=True))
 
+    def register_gates(self, gates: dict[str, int]) -> None:
+        """Register gates (name -> zone): the ingest counts only what registered gates report."""
+        from central.services.gates import register_gate
+
+        with self.ctx.sessions.begin() as db:
+            for name, zone in gates.items():
+                register_gate(db, SITE, name, zone)
+
     def id_salt(self) -> bytes:
         from central.models import Site
 

@@ -16,7 +16,7 @@ from central.services.passes import bind_template, create_pass, create_person
 from central.services.users import create_token
 from protocol import messages as m
 from protocol.ids import new_event_id
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 
 FACE = bytes((i * 37 + 11) % 256 for i in range(512))  # distinctive: any leak of it is findable
 FINGER = bytes((i * 53 + 7) % 256 for i in range(498))
@@ -25,6 +25,7 @@ FINGER = bytes((i * 53 + 7) % 256 for i in range(498))
 @pytest.fixture
 def central(db_url, tmp_path):
     ctx = prepare(make_config(db_url, tmp_path), mqtt_on=False)
+    add_gates(ctx, ctx.config.site, "east1")
     app = create_app(ctx.config, context=ctx, web=False)
     yield ctx, app
     ctx.close()
