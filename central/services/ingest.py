@@ -77,6 +77,7 @@ from central.models import (
 from central.services.alerts import IMPLAUSIBLE_EVENT, AlertRaise, raise_alerts
 from central.services.gates import ticket_type_rules
 from central.services.sync import record_delta
+from protocol.ids import ref_number
 from protocol.messages import MAX_AHEAD_S, PassageEvent, TicketChange, TicketTypeRules
 from protocol.reasons import FINAL, Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, decide
@@ -401,16 +402,6 @@ def _lock_usage(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str,
     return out
 
 
-def _ref_number(ref: str) -> int | None:
-    """The id in a credential ref (T123, P45, H6); None unless it is 1-18 ASCII digits (a bigint).
-
-    `str.isdigit` alone also takes "²" and other digits `int()` refuses or reads otherwise."""
-    number = ref[1:]
-    if not (0 < len(number) <= 18 and number.isascii() and number.isdigit()):
-        return None
-    return int(number)
-
-
 def _rows_by_id(session: Session, columns: list, key, ids: set[int]):
     """Rows (Core, not ORM objects) whose `key` is one of `ids`: one array parameter on PostgreSQL."""
     if not ids:
@@ -427,7 +418,7 @@ class _Facts:
     """What the central knows of the credentials in one batch, loaded with one query per kind."""
 
     def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str]) -> None:
-        numbered = [(r[:1], _ref_number(r)) for r in refs]
+        numbered = [(r[:1], ref_number(r)) for r in refs]
         ticket_ids = {n for k, n in numbered if k == "T" and n is not None}
         pass_ids = {n for k, n in numbered if k == "P" and n is not None}
         holder_ids = {n for k, n in numbered if k == "H" and n is not None}
@@ -447,7 +438,7 @@ class _Facts:
 
     def credential(self, e: PassageEvent) -> tuple[Credential, TicketTypeRules | None] | None:
         ref = e.credential_ref
-        kind, number = ref[:1], _ref_number(ref)
+        kind, number = ref[:1], ref_number(ref)
         if number is None:
             return None
         if kind == "T":
@@ -536,7 +527,7 @@ class _Checks:
         return self._credential(e, entry and not free)
 
     def _credential(self, e: PassageEvent, entry: bool) -> str | None:
-        kind, number = e.credential_ref[:1], _ref_number(e.credential_ref)
+        kind, number = e.credential_ref[:1], ref_number(e.credential_ref)
         if kind not in _KINDS_OF or number is None:
             return "unknown_credential"
         if e.credential_kind != "none" and e.credential_kind not in _KINDS_OF[kind]:
@@ -590,7 +581,7 @@ def _mark_used_up(session: Session, facts: _Facts, dirty: list[_UsageRow], now: 
     meanwhile stays refunded); returns the TicketChanges per site for the Delta that tells the gates."""
     due: list[int] = []
     for row in dirty:
-        number = _ref_number(row.ref)
+        number = ref_number(row.ref)
         if row.ref[:1] != "T" or number is None:
             continue
         ticket = facts.tickets.get(number)
