@@ -72,6 +72,8 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[int]: JSON, bytes: LargeBinary}
 
 
+PARKED_PAYLOAD_BYTES = 4096
+
 # --- sites, zones, gates ----------------------------------------------------------------------
 
 
@@ -451,13 +453,18 @@ class DailyReport(Base):
 
 
 class ParkedMessage(Base):
-    """An MQTT message the ingest could not use, kept with the error for a person to look at."""
+    """An MQTT message the ingest could not use, kept with the error for a person to look at.
+
+    Only the payload's first `PARKED_PAYLOAD_BYTES` are kept, with its full size and SHA-256: enough to
+    see what it was and to match it to a copy, and garbage on a gate's topic cannot fill the database."""
 
     __tablename__ = "parked_messages"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     topic: Mapped[str] = mapped_column(String(512))
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the first PARKED_PAYLOAD_BYTES
+    size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # of the whole payload
+    sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")  # of the whole payload, hex
     error: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

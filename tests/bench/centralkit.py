@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from protocol.messages import MAX_PACKET_BYTES
 from tests.support.services import Mosquitto, free_port, have_mosquitto, pg_admin_url, pg_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ class Central:
         # Persistence off: with `autosave_interval 1` a backlog of a million messages would be written
         # out every second, which measures the disk, not the ingest. Production turns it on.
         self.broker = Mosquitto(work / "broker", persistence=False,
-                                extra_config="message_size_limit 33554432\n").start()
+                                extra_config=f"max_packet_size {MAX_PACKET_BYTES}\n").start()
         self.config_path = work / "central.toml"
         self.config_path.write_text(
             f'database_url = "{self.db_url}"\nsite = "{SITE}"\n'

@@ -1,4 +1,5 @@
-"""passage_events.flag and alerts: the central checks what gates report before it counts it
+"""passage_events.flag and alerts (the central checks what gates report before it counts it);
+parked_messages.size and sha256 (parked payloads are kept truncated)
 
 Revision ID: 0005
 Revises: 0004
@@ -38,9 +39,15 @@ def upgrade() -> None:
                            postgresql_where=sa.text("resolved_at IS NULL"),
                            sqlite_where=sa.text("resolved_at IS NULL"))
         batch.create_index("ix_alerts_site_resolved", ["site_id", "resolved_at"], unique=False)
+    with op.batch_alter_table("parked_messages") as batch:
+        batch.add_column(sa.Column("size", sa.BigInteger(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("sha256", sa.String(length=64), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("parked_messages") as batch:
+        batch.drop_column("sha256")
+        batch.drop_column("size")
     with op.batch_alter_table("alerts") as batch:
         batch.drop_index("ix_alerts_site_resolved")
         batch.drop_index("uq_alerts_open")
