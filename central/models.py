@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,6 +71,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[int]: JSON, bytes: LargeBinary}
 
+
+PARKED_PAYLOAD_BYTES = 4096
 
 # --- sites, zones, gates ----------------------------------------------------------------------
 
@@ -337,6 +340,9 @@ class PassageEventRecord(Base):
     ticket_type: Mapped[int | None]
     claim_id: Mapped[str | None] = mapped_column(String(128))
     received_at: Mapped[datetime]
+    # Set when the central's checks found a reported fact implausible (`central.services.ingest`):
+    # the event is kept (the passage may be real) but counts nothing: no zone count, no usage.
+    flag: Mapped[str | None] = mapped_column(String(64))
 
 
 class CredentialUsage(Base):
@@ -392,6 +398,31 @@ class Claim(Base):
     expires_at: Mapped[datetime]
 
 
+class Alert(Base):
+    """Something staff must look at, naming the gate; one open row per site, gate and kind, counted.
+
+    The detail never carries personal data (event ids and check names, not names or codes)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # While open, a gate's alerts of one kind are one row whose count and last_at grow.
+        Index("uq_alerts_open", "site_id", "gate", "kind", unique=True,
+              postgresql_where=text("resolved_at IS NULL"), sqlite_where=text("resolved_at IS NULL")),
+        Index("ix_alerts_site_resolved", "site_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gate: Mapped[str] = mapped_column(String(64), default="")  # "" for the site as a whole
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(256), default="")
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    count: Mapped[int] = mapped_column(default=1)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+
+
 class DenialCount(Base):
     """Refusals per day, zone and reason."""
 
@@ -422,13 +453,18 @@ class DailyReport(Base):
 
 
 class ParkedMessage(Base):
-    """An MQTT message the ingest could not use, kept with the error for a person to look at."""
+    """An MQTT message the ingest could not use, kept with the error for a person to look at.
+
+    Only the payload's first `PARKED_PAYLOAD_BYTES` are kept, with its full size and SHA-256: enough to
+    see what it was and to match it to a copy, and garbage on a gate's topic cannot fill the database."""
 
     __tablename__ = "parked_messages"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     topic: Mapped[str] = mapped_column(String(512))
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the first PARKED_PAYLOAD_BYTES
+    size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # of the whole payload
+    sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")  # of the whole payload, hex
     error: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import MessageError
@@ -37,9 +39,10 @@ from .config import GateFileConfig
 from .decider import KINDS, ActiveConfig, Attempt, ConfigInvalid, Decider, Outcome, Resolved, ZoneTracker, validate
 from .display import ConsoleDisplay, Display, colour_for, make_display
 from .fingerprints import FingerprintSync
+from .id_key import id_key_file, load_id_salt, save_id_salt
 from .link import Link
 from .readers import Camera, Reader, build_readers, run_reader
-from .store import Store
+from .store import NO_SALT, Store
 from .template_key import load_template_cipher
 from .turnstile import TurnstileControl, TurnstileUnavailable
 
@@ -175,16 +178,35 @@ class GateAgent:
         return self.active.cfg.mode if self.active else "locked"
 
     def _load_saved_config(self) -> None:
+        """The last good config: the store's, with the site's ID-number salt from its own key file."""
         payload = self.store.saved_config()
         if payload is None:
             return
         try:
             cfg = m.decode(m.GateConfig, payload)
-            validate(cfg, self.site, self.gate)
-        except (MessageError, ConfigInvalid) as exc:
+        except MessageError as exc:
             log.error("the saved config is unusable (%s); waiting for the central's", exc)
             return
-        self.active = ActiveConfig(cfg, payload)
+        if cfg.id_salt != NO_SALT:
+            # A store written before the salt had a file of its own: move the salt out of it.
+            save_id_salt(self.file_cfg, cfg.id_salt)
+            self.store.save_config(payload, cfg.version)
+            self.store.checkpoint()
+            log.info("the ID-number salt moved from the store to %s", id_key_file(self.file_cfg))
+        else:
+            salt = load_id_salt(self.file_cfg)
+            if salt is None:
+                log.error("the ID-number salt file %s is missing; waiting for the central's config",
+                          id_key_file(self.file_cfg))
+                return
+            cfg = msgspec.structs.replace(cfg, id_salt=salt)
+        try:
+            validate(cfg, self.site, self.gate)
+        except ConfigInvalid as exc:
+            log.error("the saved config is unusable (%s); waiting for the central's", exc)
+            return
+        # As the central sends it: the retained config that arrives at connect then changes nothing.
+        self.active = ActiveConfig(cfg, m.encode(cfg))
         log.info("using the last good config, version %s", cfg.version)
 
     def apply_config(self, payload: bytes) -> m.ConfigAck:
@@ -217,6 +239,7 @@ class GateAgent:
                 self._rebuild_turnstile(cfg.hardware)  # before the worker can see the new config
             self.active = active
             if changed:
+                save_id_salt(self.file_cfg, cfg.id_salt)  # first: the store's copy is saved without it
                 self.store.save_config(payload, cfg.version)
                 if cfg.version != current:
                     self.store.set_meta("mode_override", None)  # a new config sets the mode afresh
@@ -711,7 +734,9 @@ class GateAgent:
             event = m.decode(m.PassageEvent, payload)
         except MessageError:
             return
-        if event.passed and self.store.apply_remote(event):
+        if not event.passed or not _plausible_remote(event):
+            return
+        if self.store.apply_remote(event):
             self.zones.passage(event)
 
     def _on_occupancy(self, payload: bytes) -> None:
@@ -735,8 +760,6 @@ class GateAgent:
         )
 
     def status_dict(self) -> dict:
-        import msgspec
-
         status = msgspec.to_builtins(self._status())
         status["connected"] = self.link.connected
         status["resyncing"] = self._resyncing
@@ -835,6 +858,21 @@ class GateAgent:
         self.link.wake()
 
 
+def _plausible_remote(event: m.PassageEvent) -> bool:
+    """Whether another gate's passage may count here. Such events come straight from the broker, so the
+    central's checks (`central.services.ingest`) cannot stop a forged one; these are the checks a gate
+    can make alone: not dated ahead of this gate's clock (a far-future time would hold the ticket "too
+    soon" and the zone count until then), and one passage per event for anything but a group ticket."""
+    if (event.at - datetime.now(UTC)).total_seconds() > m.MAX_AHEAD_S:
+        log.warning("a passage event from %s dated ahead of this gate's clock was ignored", event.gate)
+        return False
+    if event.headcount > 1 and not event.credential_ref.startswith("T"):
+        log.warning("a passage event from %s for %d people without a group ticket was ignored", event.gate,
+                    event.headcount)
+        return False
+    return True
+
+
 def _profile_check(profile_dirs: tuple[str, ...]):
     def check(name: str) -> None:
         from drivers.turnstile import ControllerProfile
@@ -845,8 +883,6 @@ def _profile_check(profile_dirs: tuple[str, ...]):
 
 
 def _peek_version(payload: bytes) -> int:
-    import msgspec
-
     try:
         value = msgspec.json.decode(payload).get("version", 0)
         return value if isinstance(value, int) and value >= 0 else 0

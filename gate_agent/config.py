@@ -6,7 +6,8 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
     [gate]      id, site, language (until the central's config arrives), heartbeat_s
     [broker]    host, port, username, password, tls_ca, tls_cert, tls_key, keepalive_s, protocol ("5" | "3.1.1"),
                 resend_after_s
-    [store]     path, template_key = "base64url" | template_key_file = "path" (default <store>.key, made if missing)
+    [store]     path, template_key = "base64url" | template_key_file = "path" (default <store>.key, made if missing),
+                id_key_file = "path" (the site's ID-number salt; default <store>.idkey, written from the config)
     [control]   socket (the local CLI's unix socket; default: next to the store)
     [devices.turnstile]   profile, tcp = "host:port" | serial = "/dev/...", baudrate, unit_id, timeout_s
     [devices.qr]          port, baudrate, direction
@@ -68,6 +69,9 @@ class StoreSection(_Section):
     # (mode 0600); with neither, <store>.key beside the store, created on first start.
     template_key: str | None = None
     template_key_file: str | None = None
+    # The site's ID-number salt, apart from the digests in the store (gate_agent.id_key); default
+    # <store>.idkey beside the store, written when the central's config is applied.
+    id_key_file: str | None = None
 
 
 class ControlSection(_Section):
@@ -199,6 +203,8 @@ def from_dict(data: dict, *, source: str = "<memory>", base: Path | None = None)
             cfg.store.path = str(base / store)
         if cfg.store.template_key_file and not Path(cfg.store.template_key_file).is_absolute():
             cfg.store.template_key_file = str(base / cfg.store.template_key_file)
+        if cfg.store.id_key_file and not Path(cfg.store.id_key_file).is_absolute():
+            cfg.store.id_key_file = str(base / cfg.store.id_key_file)
         if cfg.control.socket and not Path(cfg.control.socket).is_absolute():
             cfg.control.socket = str(base / cfg.control.socket)
     return cfg

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from protocol import messages as m
 from protocol.rules import Usage
 
@@ -223,13 +225,20 @@ class Store:
         return int(self.meta("delta_seq", "0") or 0)
 
     def save_config(self, payload: bytes, version: int) -> None:
+        """Keep the applied GateConfig, without the site's ID-number salt (`gate_agent.id_key` keeps it
+        apart: the store holds the digests it keys)."""
         with self.write() as c:
-            self.set_meta("config", payload.decode(), c)
+            self.set_meta("config", without_id_salt(payload).decode(), c)
             self.set_meta("config_version", str(version), c)
 
     def saved_config(self) -> bytes | None:
+        """The last applied GateConfig; its `id_salt` is NO_SALT unless the store predates the key file."""
         text = self.meta("config")
         return text.encode() if text else None
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the main file and empty it (old page images of rewritten rows with it)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- credential cache ----------------------------------------------------------------------
 
@@ -521,8 +530,20 @@ class Store:
         }
 
 
+NO_SALT = b"\x00" * 16  # GateConfig's "not set": the saved config's id_salt
+
+
+def without_id_salt(payload: bytes) -> bytes:
+    """The GateConfig payload with its id_salt replaced by NO_SALT (re-encoded: fields this version does
+    not know are dropped, which is all this version could read of them anyway)."""
+    cfg = m.decode(m.GateConfig, payload)
+    if cfg.id_salt == NO_SALT:
+        return payload
+    return m.encode(msgspec.structs.replace(cfg, id_salt=NO_SALT))
+
+
 def dumps(value) -> str:
     return json.dumps(value, default=str)
 
 
-__all__ = ["OutboxRow", "PassRow", "Store", "TicketRow"]
+__all__ = ["NO_SALT", "OutboxRow", "PassRow", "Store", "TicketRow", "without_id_salt"]

@@ -1,4 +1,4 @@
-"""Identifiers on the wire: time-ordered event ids and salted digests of national ID numbers."""
+"""Identifiers on the wire: time-ordered event ids, credential refs, salted digests of national ID numbers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ import uuid6
 def new_event_id() -> str:
     """A globally unique, time-ordered id (UUIDv7) for a passage event or a message."""
     return str(uuid6.uuid7())
+
+
+def ref_number(ref: str) -> int | None:
+    """The id in a credential ref (T123 a ticket, P45 a pass, H6 a holder); None unless it is 1-18
+    ASCII digits, so it fits a 64-bit id (`str.isdigit` alone also takes "²", which `int()` refuses)."""
+    number = ref[1:]
+    if not (0 < len(number) <= 18 and number.isascii() and number.isdigit()):
+        return None
+    return int(number)
 
 
 def normalise_id_number(id_number: str) -> str:

@@ -38,6 +38,12 @@ class _Msg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, omit_defau
     v: int = V
 
 
+# How far ahead of the receiver's clock a PassageEvent's `at` may be (gates and the central run NTP):
+# past it the event is implausible, and a far-future time would hold usage ("too soon") and a gate's
+# zone count until that day.
+MAX_AHEAD_S = 300
+
+
 class PassageEvent(_Msg, frozen=True):
     """Every decision at a gate: granted or refused, passed or not. Forced at the central: the
     entry happened, so it is recorded, never rejected; `id` makes a retry idempotent."""
@@ -307,9 +313,14 @@ MAX_BYTES: dict[type, int] = {
     ClaimReply: 2 * 1024,
     Delta: 8 * 1024 * 1024,
     SnapshotRequest: 2 * 1024,
-    SnapshotChunk: 32 * 1024 * 1024,
+    SnapshotChunk: 8 * 1024 * 1024,  # the central's are at most about 4 MiB (`central.services.sync.chunk`)
     Occupancy: 64 * 1024,
 }
+
+# The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed
+# header, the topic and MQTT 5 properties. config/mosquitto/park.conf sets the broker's max_packet_size to
+# it, so the broker refuses (disconnects) whatever no receiver would accept anyway.
+MAX_PACKET_BYTES = max(MAX_BYTES.values()) + 4096
 
 T = TypeVar("T")
 

@@ -2,6 +2,9 @@
 
 `handle_claim` runs in the caller's transaction (one per request):
 
+0. a credential the central holds no ticket or pass of the request's site for is refused
+   `unknown_credential` (pretix's server refuses an unknown secret): the central grants only what it
+   can name;
 1. the credential's usage row is locked: PostgreSQL inserts it if missing (ON CONFLICT DO NOTHING)
    and takes SELECT ... FOR UPDATE; on SQLite every transaction of the central begins IMMEDIATE
    (`central.db`), which serialises writers. Two claims on one credential therefore queue, and the
@@ -9,9 +12,10 @@
 2. a repeated request id answers what was granted for it (a redelivery, or a second claim server
    without a shared subscription);
 3. usage = confirmed passages (`credential_usage`, kept by the ingest) + the passages of open claims.
-   A claim is open until it expires; the passages the ingest has already counted for it (events
-   carrying its `claim_id`, stored in the same transaction as the usage they add) are taken off, so
-   a passage never counts twice, and a "nobody walked through" event for it releases it at once;
+   A claim is open until it expires; the passages the ingest has already counted for it (the
+   claiming gate's unflagged events carrying its `claim_id`, stored in the same transaction as the
+   usage they add) are taken off, so a passage never counts twice, and a "nobody walked through"
+   event for it releases it at once;
 4. `protocol.rules.decide` runs with that usage, the zone's live count and capacity, and the biometric
    step assumed done (the gate did it);
 5. granted: a Claim row holds min(allowed, verdict.passages) entries until the turnstile's timeout for
@@ -34,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from central.models import AnnualPass, Claim, CredentialUsage, Gate, PassageEventRecord, Site, Ticket, TicketType, Zone
 from central.services.gates import ticket_type_rules
+from protocol.ids import ref_number
 from protocol.messages import ClaimReply, ClaimRequest, HardwareParams, TicketTypeRules
 from protocol.reasons import Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, biometric_step, decide
@@ -61,11 +66,14 @@ def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> Clai
     policy = _site_policy(session, request.site)
     if policy is None:
         return ClaimReply(id=request.id, granted=False, reason=str(Reason.UNKNOWN_CREDENTIAL))
+    found = _credential(session, request)  # before the lock: no usage row for a ref nobody issued
+    if found is None:
+        return ClaimReply(id=request.id, granted=False, reason=str(Reason.UNKNOWN_CREDENTIAL))
+    credential, rules = found
     usage = _lock_usage(session, request.site, request.credential_ref)
     held, earlier = open_claims(session, request.site, request.credential_ref, now, request.id)
     if earlier is not None:
         return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=earlier)
-    credential, rules = _credential(session, request)
     zone = session.execute(select(Zone.inside, Zone.capacity)
                            .where(Zone.site_id == request.site, Zone.number == request.zone)).first()
     zone_state = ZoneState(zone=request.zone, inside=max(0, zone.inside) if zone else 0,
@@ -100,25 +108,27 @@ def open_claims(session: Session, site_id: str, ref: str, now: datetime,
     """Passages held by unexpired claims on `ref`, less those the ingest has confirmed; and the
     passages already granted to the claim `own_id` (a repeated request), if any."""
     claims = list(session.execute(
-        select(Claim.id, Claim.passages, Claim.created_at)
+        select(Claim.id, Claim.gate, Claim.passages, Claim.created_at)
         .where(Claim.site_id == site_id, Claim.credential_ref == ref, Claim.expires_at > now)))
     earlier = next((c.passages for c in claims if c.id == own_id), None)
     if not claims or earlier is not None:
         return OpenClaims(), earlier
     # By the credential's own index: a credential has few events, a site millions.
+    # Only the claiming gate's own events, and none the ingest flagged: another gate cannot release
+    # or use up a claim it does not hold by naming its id.
     counted = {
-        row.claim_id: (row.confirmed or 0, row.closed or 0)
+        (row.claim_id, row.gate): (row.confirmed or 0, row.closed or 0)
         for row in session.execute(
-            select(_EVENTS.c.claim_id,
+            select(_EVENTS.c.claim_id, _EVENTS.c.gate,
                    func.sum(case((_EVENTS.c.passed, _EVENTS.c.headcount), else_=0)).label("confirmed"),
                    func.max(case((_EVENTS.c.passed, 0), else_=1)).label("closed"))
             .where(_EVENTS.c.credential_ref == ref, _EVENTS.c.site_id == site_id,
-                   _EVENTS.c.claim_id.in_([c.id for c in claims]))
-            .group_by(_EVENTS.c.claim_id))
+                   _EVENTS.c.claim_id.in_([c.id for c in claims]), _EVENTS.c.flag.is_(None))
+            .group_by(_EVENTS.c.claim_id, _EVENTS.c.gate))
     }
     held, latest = 0, None
-    for claim_id, passages, created_at in claims:
-        confirmed, closed = counted.get(claim_id, (0, 0))
+    for claim_id, gate, passages, created_at in claims:
+        confirmed, closed = counted.get((claim_id, gate), (0, 0))
         if closed:
             continue  # the gate said nobody walked through: released at once
         left = max(0, passages - confirmed)
@@ -184,14 +194,14 @@ def _type_rules(session: Session, type_id: int) -> TicketTypeRules:
     return _cached(session, ("type", type_id), load)
 
 
-def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, TicketTypeRules | None]:
-    """The central's facts for the claimed credential; the gate's, when the central has none."""
+def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, TicketTypeRules | None] | None:
+    """The central's facts for the claimed credential of the request's site; None when it has none."""
     ref = request.credential_ref
-    kind, number = ref[:1], ref[1:]
-    if kind == "T" and number.isdigit():
+    kind, number = ref[:1], ref_number(ref)
+    if kind == "T" and number is not None:
         t = session.execute(select(Ticket.site_id, Ticket.ticket_type_id, Ticket.status, Ticket.valid_from,
                                    Ticket.valid_to, Ticket.slot_start, Ticket.slot_end, Ticket.headcount,
-                                   Ticket.zones).where(Ticket.id == int(number))).first()
+                                   Ticket.zones).where(Ticket.id == number)).first()
         if t is not None and t.site_id == request.site:
             # `used` is the ingest's summary of usage: let the usage (with the open claims) speak.
             status = "valid" if t.status == "used" else t.status
@@ -199,18 +209,16 @@ def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, Ti
                                valid_from=t.valid_from, valid_to=t.valid_to, slot_start=t.slot_start,
                                slot_end=t.slot_end, headcount=t.headcount, zones=frozenset(t.zones or ())),
                     _type_rules(session, t.ticket_type_id))
-    if kind in ("P", "H") and number.isdigit():
+    if kind in ("P", "H") and number is not None:
         query = select(AnnualPass).where(AnnualPass.site_id == request.site)
-        query = (query.where(AnnualPass.id == int(number)) if kind == "P"
-                 else query.where(AnnualPass.person_id == int(number)).order_by(AnnualPass.valid_to.desc()).limit(1))
+        query = (query.where(AnnualPass.id == number) if kind == "P"
+                 else query.where(AnnualPass.person_id == number).order_by(AnnualPass.valid_to.desc()).limit(1))
         p = session.scalars(query).first()
         if p is not None:
             return (Credential(kind=request.credential_kind, ref=ref, status=p.status, valid_from=p.valid_from,
                                valid_to=p.valid_to, zones=frozenset(p.zones or ()), holder_bound=True), None)
-    # A code the central cannot place (signed, so genuine): serialise on the gate's facts.
-    rules = _type_rules(session, request.ticket_type) if request.ticket_type is not None else None
-    return Credential(kind=request.credential_kind, ref=ref, ticket_type=request.ticket_type,
-                      headcount=max(1, request.headcount)), rules
+    # A gate's facts alone are no ground for a grant: a gate's identity may be in other hands.
+    return None
 
 
 def _passage_timeout(session: Session, site_id: str, gate_name: str) -> float:

@@ -1,10 +1,14 @@
-"""Ingest of passage events: store idempotently, count, replay the entry rules, record conflicts.
+"""Ingest of passage events: store idempotently, check, count, replay the entry rules, record conflicts.
 
 `ingest_batch` runs in the caller's transaction, for a batch of decoded events:
 
 1. one multi-row INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id tells which events
    are new; a repeated event id changes nothing;
 2. the new events are taken in event-time order (offline gates deliver late and out of order);
+2a. each new event's facts are checked against what the central knows (`_Checks`; one query for
+   the batch's gates, one per credential kind): an event that fails is kept with a `flag` naming
+   the check, counts nothing (zone counts, refusals, usage, used-up tickets, Deltas) and raises the
+   reporting gate's `implausible_event` alert;
 3. the usage rows of the credentials concerned are locked (FOR UPDATE, in key order, so two workers
    never deadlock) and read: a conflict needs the usage *before* this event, consistently;
 4. for granted entries, the credential's facts, its type's rules and that usage go through
@@ -19,14 +23,37 @@
 
 Everything is Core statements over plain rows: no ORM objects are made for events, tickets or zones.
 
-The entry happened, so an event is always stored and counted, never rejected (pretix's "forced").
+The entry happened, so a plausible event is always stored and counted, never rejected (pretix's
+"forced"). What is plausible, and why each check holds for every event a real gate writes:
+
+    unknown_site, unknown_gate  the site and gate (the topic's, see `central.ingest`) are registered
+    future_time       `at` at most MAX_AHEAD_S after the central received it (gates run NTP; very old
+                      events are fine: an offline gate delivers days late)
+    gate_zone         the zone is the gate's (`gates.zone_number`); 0 is allowed on events that
+                      passed nobody (a gate with no config yet refuses in zone 0)
+    refused_passed    a refusal never lets anyone through
+    gate_direction    an in-only or out-only gate passes the other way only in free or emergency mode
+    locked_mode       a locked gate lets nobody in (exits only)
+    no_credential     an entry with no credential: only in free or emergency mode (the controller's
+                      counters, `credential_kind` "none"); exits are never refused, so they may have none
+    credential_kind   "none" only in free or emergency mode; a T ref from a QR code or ID card, a
+                      P or H ref from a card, face or fingerprint
+    unknown_credential  T{id}, P{id}, H{id} names a ticket, pass or holder of this site
+    ticket_type       the type the gate read from the code is the ticket's
+    headcount         at most the ticket's headcount (1 for a pass or no credential): a gate writes
+                      one event per passage
+    credential_zone   an entry into a zone the ticket's or pass's zones (or its type's) exclude
+    outside_validity  an entry more than CLOCK_SKEW outside the credential's whole validity
+
+Events that pass the checks may still be conflicts (step 4): those are real passages an offline
+gate could not refuse, and they count.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -39,6 +66,7 @@ from central.models import (
     Conflict,
     CredentialUsage,
     DenialCount,
+    Gate,
     PassageEventRecord,
     Site,
     Ticket,
@@ -46,13 +74,19 @@ from central.models import (
     Zone,
     utcnow,
 )
+from central.services.alerts import IMPLAUSIBLE_EVENT, AlertRaise, raise_alerts
 from central.services.gates import ticket_type_rules
 from central.services.sync import record_delta
-from protocol.messages import PassageEvent, TicketChange, TicketTypeRules
+from protocol.ids import ref_number
+from protocol.messages import MAX_AHEAD_S, PassageEvent, TicketChange, TicketTypeRules
 from protocol.reasons import FINAL, Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, decide
 
 CONFLICT_REASONS = FINAL | {Reason.EXIT_FIRST}
+CLOCK_SKEW = timedelta(minutes=5)  # a gate's clock against the validity it checked
+FREE_MODES = frozenset({"free", "emergency"})
+_KINDS_OF = {"T": frozenset({"qr", "id_card"}), "P": frozenset({"annual_pass", "face", "fingerprint"}),
+             "H": frozenset({"annual_pass", "face", "fingerprint"})}
 _EVENTS = PassageEventRecord.__table__
 _USAGE = CredentialUsage.__table__
 _TICKETS = Ticket.__table__
@@ -60,6 +94,7 @@ _PASSES = AnnualPass.__table__
 _TYPES = TicketType.__table__
 _SITES = Site.__table__
 _ZONES = Zone.__table__
+_GATES = Gate.__table__
 _TICKET_COLUMNS = [_TICKETS.c[n] for n in ("id", "site_id", "ticket_type_id", "status", "status_changed_at",
                                             "valid_from", "valid_to", "slot_start", "slot_end", "headcount",
                                             "zones", "id_digest")]
@@ -76,6 +111,7 @@ class BatchResult:
     conflicts: list[str] = field(default_factory=list)
     sites: set[str] = field(default_factory=set)
     used_up: list[int] = field(default_factory=list)
+    flagged: dict[str, str] = field(default_factory=dict)  # event id -> the check it failed
 
 
 def _insert(session: Session, model):
@@ -107,7 +143,7 @@ def ingest_batch(session: Session, events: list[PassageEvent], received_at: date
     result.new = len(fresh)
     result.duplicates = len(events) - len(fresh)
     if fresh:
-        _apply(session, fresh, result)
+        _apply(session, fresh, result, received_at)
     return result
 
 
@@ -184,15 +220,31 @@ class _SiteFacts:
     policy: SitePolicy
 
 
-def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult) -> None:
+def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, received_at: datetime) -> None:
     sites = _load_sites(session, {e.site for e in fresh})
+    flags = {e.id: "unknown_site" for e in fresh if e.site not in sites}
     known = [e for e in fresh if e.site in sites]
+    facts = _Facts(session, sites, {e.credential_ref for e in known if e.passed and e.credential_ref})
+    alerts: list[AlertRaise] = []
+    if known:
+        checks = _Checks(session, known, facts, received_at)
+        for e in known:
+            flag = checks.check(e)
+            if flag is not None:
+                flags[e.id] = flag
+                alerts.append(AlertRaise(e.site, e.gate, IMPLAUSIBLE_EVENT,
+                                         f"last: {flag} (event {e.id})", received_at))
+        # Flagged events too: the republished occupancy takes back what other gates counted from them.
+        result.sites.update(e.site for e in known)
+    if flags:
+        _store_flags(session, flags)
+        result.flagged.update(flags)
+        known = [e for e in known if e.id not in flags]
     if not known:
+        raise_alerts(session, alerts)
         return
-    result.sites.update(e.site for e in known)
     passed = [e for e in known if e.passed]
     usage = _lock_usage(session, {(e.site, e.credential_ref) for e in passed if e.credential_ref})
-    facts = _Facts(session, sites, {ref for (_s, ref) in usage})
     zones: dict[tuple[str, int], _ZoneDelta] = {}
     denials: dict[tuple[str, date, int, str], int] = defaultdict(int)
     conflicts: list[dict] = []
@@ -268,6 +320,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult) -> 
                                           set_={"count": DenialCount.count + stmt.excluded["count"]})
         session.execute(stmt, [{"site_id": s, "day": d, "zone": z, "reason": r, "count": c}
                                for (s, d, z, r), c in sorted(denials.items())])
+    raise_alerts(session, alerts)
     _add_to_zones(session, zones, now)
     for site_id in sorted(changes):
         items = changes[site_id]
@@ -365,9 +418,10 @@ class _Facts:
     """What the central knows of the credentials in one batch, loaded with one query per kind."""
 
     def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str]) -> None:
-        ticket_ids = {int(r[1:]) for r in refs if r[:1] == "T" and r[1:].isdigit()}
-        pass_ids = {int(r[1:]) for r in refs if r[:1] == "P" and r[1:].isdigit()}
-        holder_ids = {int(r[1:]) for r in refs if r[:1] == "H" and r[1:].isdigit()}
+        numbered = [(r[:1], ref_number(r)) for r in refs]
+        ticket_ids = {n for k, n in numbered if k == "T" and n is not None}
+        pass_ids = {n for k, n in numbered if k == "P" and n is not None}
+        holder_ids = {n for k, n in numbered if k == "H" and n is not None}
         self.tickets = {t.id: t for t in _rows_by_id(session, _TICKET_COLUMNS, _TICKETS.c.id, ticket_ids)}
         self.passes = {p.id: p for p in _rows_by_id(session, _PASS_COLUMNS, _PASSES.c.id, pass_ids)}
         self.holder_pass = {}
@@ -384,11 +438,11 @@ class _Facts:
 
     def credential(self, e: PassageEvent) -> tuple[Credential, TicketTypeRules | None] | None:
         ref = e.credential_ref
-        kind, number = ref[:1], ref[1:]
-        if not number.isdigit():
+        kind, number = ref[:1], ref_number(ref)
+        if number is None:
             return None
         if kind == "T":
-            t = self.tickets.get(int(number))
+            t = self.tickets.get(number)
             if t is None or t.site_id != e.site:
                 return None
             status = t.status
@@ -400,7 +454,7 @@ class _Facts:
                                slot_end=t.slot_end, headcount=t.headcount, zones=zones),
                     self.rules.get(t.ticket_type_id))
         if kind in ("P", "H"):
-            p = self.passes.get(int(number)) if kind == "P" else self.holder_pass.get(int(number))
+            p = self.passes.get(number) if kind == "P" else self.holder_pass.get(number)
             if p is None or p.site_id != e.site:
                 return None
             status = p.status
@@ -428,6 +482,94 @@ class _Facts:
         return None
 
 
+@dataclass(frozen=True)
+class _GateFacts:
+    zone: int
+    direction: str
+
+
+class _Checks:
+    """Whether each event's facts fit what the central knows (the module doc lists the checks)."""
+
+    def __init__(self, session: Session, events: list[PassageEvent], facts: _Facts, received_at: datetime) -> None:
+        self.facts = facts
+        self.latest = received_at + timedelta(seconds=MAX_AHEAD_S)
+        names = {e.gate for e in events}
+        self.gates = {(g.site_id, g.name): _GateFacts(g.zone_number, g.direction) for g in session.execute(
+            select(_GATES.c.site_id, _GATES.c.name, _GATES.c.zone_number, _GATES.c.direction)
+            .where(_GATES.c.site_id.in_({e.site for e in events}), _GATES.c.name.in_(names)))}
+
+    def check(self, e: PassageEvent) -> str | None:
+        """The first check the event fails, or None when it may count."""
+        gate = self.gates.get((e.site, e.gate))
+        if gate is None:
+            return "unknown_gate"
+        if e.at > self.latest:
+            return "future_time"
+        if e.zone != gate.zone and (e.passed or e.zone != 0):
+            return "gate_zone"
+        if not e.passed:
+            return None  # it counts no passage: a refusal, or a visitor who walked away
+        if e.decision == "refused":
+            return "refused_passed"
+        free = e.mode in FREE_MODES
+        entry = e.direction == "in"
+        if not free and gate.direction != "both" and e.direction != gate.direction:
+            return "gate_direction"
+        if entry and e.mode == "locked":
+            return "locked_mode"
+        if e.credential_kind == "none" and not free:
+            return "credential_kind"
+        if not e.credential_ref:
+            if e.headcount > 1:
+                return "headcount"
+            return None if free or not entry else "no_credential"
+        return self._credential(e, entry and not free)
+
+    def _credential(self, e: PassageEvent, entry: bool) -> str | None:
+        kind, number = e.credential_ref[:1], ref_number(e.credential_ref)
+        if kind not in _KINDS_OF or number is None:
+            return "unknown_credential"
+        if e.credential_kind != "none" and e.credential_kind not in _KINDS_OF[kind]:
+            return "credential_kind"
+        f = self.facts
+        if kind == "T":
+            t = f.tickets.get(number)
+            if t is None or t.site_id != e.site:
+                return "unknown_credential"
+            if e.ticket_type is not None and e.ticket_type != t.ticket_type_id:
+                return "ticket_type"
+            if e.headcount > t.headcount:
+                return "headcount"
+            rules = f.rules.get(t.ticket_type_id)
+            zones, type_zones = t.zones or (), rules.zones if rules else ()
+        else:
+            p = f.passes.get(number) if kind == "P" else f.holder_pass.get(number)
+            if p is None or p.site_id != e.site:
+                return "unknown_credential"
+            if e.headcount > 1:
+                return "headcount"
+            t, zones, type_zones = p, p.zones or (), ()
+        if not entry:
+            return None  # exits are never refused: an expired ticket still leaves
+        if (zones and e.zone not in zones) or (type_zones and e.zone not in type_zones):
+            return "credential_zone"
+        if (t.valid_from and e.at < t.valid_from - CLOCK_SKEW) or (t.valid_to and e.at > t.valid_to + CLOCK_SKEW):
+            return "outside_validity"
+        return None
+
+
+def _store_flags(session: Session, flags: dict[str, str]) -> None:
+    """Mark the batch's implausible events (rows this transaction has just inserted)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(
+            "UPDATE passage_events e SET flag = v.f FROM json_to_recordset(%s::json) AS v(i text, f text) "
+            "WHERE e.event_id = v.i", (_json_text([{"i": i, "f": f} for i, f in sorted(flags.items())]),))
+        return
+    session.execute(update(_EVENTS).where(_EVENTS.c.event_id == bindparam("k_id")).values(flag=bindparam("k_flag")),
+                    [{"k_id": i, "k_flag": f} for i, f in sorted(flags.items())])
+
+
 def _parts(values: list, size: int = 1000):
     for start in range(0, len(values), size):
         yield values[start:start + size]
@@ -439,9 +581,10 @@ def _mark_used_up(session: Session, facts: _Facts, dirty: list[_UsageRow], now: 
     meanwhile stays refunded); returns the TicketChanges per site for the Delta that tells the gates."""
     due: list[int] = []
     for row in dirty:
-        if row.ref[:1] != "T" or not row.ref[1:].isdigit():
+        number = ref_number(row.ref)
+        if row.ref[:1] != "T" or number is None:
             continue
-        ticket = facts.tickets.get(int(row.ref[1:]))
+        ticket = facts.tickets.get(number)
         if ticket is None or ticket.status != "valid":
             continue
         rules = facts.rules.get(ticket.ticket_type_id)

@@ -45,8 +45,10 @@ def site_totals(message: Occupancy) -> SiteTotals:
     )
 
 
-def as_json(message: Occupancy) -> dict:
+def as_json(message: Occupancy, *, open_alerts: int | None = None) -> dict:
+    """The dashboard's JSON; `open_alerts` (`central.services.alerts.open_alert_count`) when given."""
     totals = site_totals(message)
+    extra = {} if open_alerts is None else {"open_alerts": open_alerts}
     return {
         "site": message.site,
         "at": message.at.isoformat(),
@@ -61,4 +63,5 @@ def as_json(message: Occupancy) -> dict:
              "full": z.capacity is not None and z.inside >= z.capacity}
             for z in message.zones
         ],
+        **extra,
     }

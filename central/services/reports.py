@@ -87,7 +87,8 @@ def _local(bucket: int, seconds: int, tz: ZoneInfo) -> datetime:
 
 
 def _in_period(p: Period):
-    return and_(P.site_id == p.site_id, P.at >= p.utc_from, P.at < p.utc_to)
+    """The period's events that count: a flagged (implausible) event is kept but counts nothing."""
+    return and_(P.site_id == p.site_id, P.at >= p.utc_from, P.at < p.utc_to, P.flag.is_(None))
 
 
 _entered = case((and_(P.direction == "in", P.passed.is_(True)), P.headcount), else_=0)

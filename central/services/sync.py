@@ -32,6 +32,8 @@ from protocol.messages import (
 )
 
 CHUNK_CHANGES = 20_000
+# A chunk's encoded size is at most CHUNK_BYTES + one change + its envelope: half the protocol's limit
+# (`MAX_BYTES[SnapshotChunk]`), which the broker's max_packet_size admits (config/mosquitto/park.conf).
 CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -152,9 +154,12 @@ def _snapshot_changes(session: Session, site_id: str, now: datetime) -> Iterator
 
 
 def _size(change: Change) -> int:
+    """An upper bound of the change's encoded size, so a chunk's size is bounded, not estimated: 449
+    bytes is a ticket change with every field at its longest (64-character digest, 32 zones, four times),
+    436 a pass change; a template is its data in base64 and up to 226 bytes more."""
     if isinstance(change, TemplateChange):
-        return len(change.data) * 4 // 3 + 200
-    return 300
+        return 4 * ((len(change.data) + 2) // 3) + 300
+    return 460
 
 
 def chunk(snap: Snapshot, gate: str, snapshot_id: str, max_changes: int = CHUNK_CHANGES,

@@ -85,6 +85,7 @@ def run(quick: bool) -> Section:
     central = Central(work)
     try:
         central.prepare_site({1: None, 2: None})
+        central.register_gates({"probe": 2, "warmup": 1} | {f"bg{i:03d}": 1 for i in range(gates)})
         tickets_each = int(rate / procs * seconds * 0.9) + 1000
         central.copy_tickets(2, tickets_each * procs, real_name=False)
         central.ctx.link.wait_connected(10)
@@ -102,7 +103,7 @@ def run(quick: bool) -> Section:
 
         def probe_event(zone: int, gate: str = "probe") -> bytes:
             return encode(PassageEvent(id=new_event_id(), site=SITE, gate=gate, zone=zone, at=datetime.now(UTC),
-                                       direction="in", credential_kind="none", passed=True))
+                                       direction="in", credential_kind="none", passed=True, mode="free"))
 
         # The worker is ready once a passage goes all the way into the database.
         deadline = time.monotonic() + 90

@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from protocol.messages import MAX_PACKET_BYTES
 from tests.support.services import Mosquitto, free_port, have_mosquitto, pg_admin_url, pg_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ class Central:
         # Persistence off: with `autosave_interval 1` a backlog of a million messages would be written
         # out every second, which measures the disk, not the ingest. Production turns it on.
         self.broker = Mosquitto(work / "broker", persistence=False,
-                                extra_config="message_size_limit 33554432\n").start()
+                                extra_config=f"max_packet_size {MAX_PACKET_BYTES}\n").start()
         self.config_path = work / "central.toml"
         self.config_path.write_text(
             f'database_url = "{self.db_url}"\nsite = "{SITE}"\n'
@@ -84,6 +85,14 @@ class Central:
             for number, capacity in zones.items():
                 ensure_zone(db, SITE, number, name=f"Zone {number}", capacity=capacity)
             define_ticket_type(db, SITE, TicketTypeSpec(name="day", id=TICKET_TYPE, entries=1, real_name=True))
+
+    def register_gates(self, gates: dict[str, int]) -> None:
+        """Register gates (name -> zone): the ingest counts only what registered gates report."""
+        from central.services.gates import register_gate
+
+        with self.ctx.sessions.begin() as db:
+            for name, zone in gates.items():
+                register_gate(db, SITE, name, zone)
 
     def id_salt(self) -> bytes:
         from central.models import Site

@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
                 ticket += 1
             elif kind == 8:
                 event = PassageEvent(id=new_event_id(), site=SITE, gate=name, zone=1, at=at, direction="out",
-                                     credential_kind="none", passed=True)
+                                     credential_kind="qr", passed=True)
             else:
                 event = PassageEvent(id=new_event_id(), site=SITE, gate=name, zone=1, at=at, direction="in",
                                      credential_kind="qr", credential_ref="T1", decision="refused",

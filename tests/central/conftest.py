@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from central.config import CentralConfig, IngestConfig, KeysConfig, MqttConfig
 from central.context import CentralContext
 from central.migrate import upgrade
-from central.services.gates import ensure_site, ensure_zone
+from central.services.gates import ensure_site, ensure_zone, register_gate
 from central.services.users import create_token
 
 
@@ -39,6 +39,13 @@ def prepare(config: CentralConfig, mqtt_on: bool) -> CentralContext:
         ensure_zone(db, config.site, 1, name="Main", capacity=100_000)
         ensure_zone(db, config.site, 2, name="Cave", capacity=50)
     return ctx
+
+
+def add_gates(ctx: CentralContext, site: str, *names: str, zone: int = 1, direction: str = "both") -> None:
+    """Register gates the test's events come from: the ingest counts only what registered gates report."""
+    with ctx.sessions.begin() as db:
+        for name in names:
+            register_gate(db, site, name, zone, direction=direction)
 
 
 @pytest.fixture
@@ -124,4 +131,4 @@ def listen(mosquitto):
         listener.close()
 
 
-__all__ = ["make_config", "prepare", "replace"]
+__all__ = ["add_gates", "make_config", "prepare", "replace"]

@@ -29,7 +29,7 @@ from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket
 from protocol import topics
 from protocol.ids import new_event_id
 from protocol.messages import Occupancy, PassageEvent, decode, encode
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 
 ENTRY_GATES = ("east1", "east2", "west1", "west2")
 EXIT_GATE = "exit1"
@@ -84,6 +84,7 @@ def test_thousands_of_events_from_several_gates_give_exact_counts_events_and_con
     config = make_config(any_db_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=True)
     site = config.site
+    add_gates(ctx, site, *ENTRY_GATES, EXIT_GATE)
     per_gate = 600
     now = utcnow()
     with ctx.sessions.begin() as db:
@@ -191,10 +192,11 @@ def test_thousands_of_events_from_several_gates_give_exact_counts_events_and_con
 @pytest.mark.mosquitto
 def test_a_malformed_message_is_parked_and_the_events_behind_it_still_arrive(live_config, live_ctx, mosquitto):
     site = live_config.site
+    add_gates(live_ctx, site, "g1")
     worker = IngestWorker(live_config, live_ctx.sessions, worker_id=uuid.uuid4().hex[:6]).start()
     try:
         gate = GatePublisher(mosquitto, site, "g1")
-        good = [encode(_event(site, "g1", 1, utcnow(), passed=True)) for _ in range(3)]
+        good = [encode(_event(site, "g1", 1, utcnow(), passed=True, kind="none", mode="free")) for _ in range(3)]
         gate.publish_all([good[0], b"\xff\xfe garbage", good[1], encode(_event(site, "g1", 1, utcnow()))[:-5],
                           good[2]])
         gate.close()

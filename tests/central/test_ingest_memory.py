@@ -22,7 +22,7 @@ from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket
 from protocol import topics
 from protocol.ids import new_event_id
 from protocol.messages import PassageEvent, encode
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 
 
 def _events(site: str, tickets: list[int], start: int, count: int) -> list[PassageEvent]:
@@ -37,7 +37,7 @@ def _events(site: str, tickets: list[int], start: int, count: int) -> list[Passa
                                     passed=True, ticket_type=1))
         elif kind == 8:
             out.append(PassageEvent(id=new_event_id(), site=site, gate="g1", zone=1, at=at, direction="out",
-                                    credential_kind="none", passed=True))
+                                    credential_kind="qr", passed=True))
         else:
             out.append(PassageEvent(id=new_event_id(), site=site, gate="g1", zone=1, at=at, direction="in",
                                     credential_kind="qr", credential_ref="T1", decision="refused",
@@ -50,6 +50,7 @@ def test_storing_tens_of_thousands_of_events_does_not_grow_the_workers_memory(an
     config = make_config(any_db_url, tmp_path)
     ctx = prepare(config, mqtt_on=False)
     site = config.site
+    add_gates(ctx, site, "g1")
     total, batch = 40_000, 500
     with ctx.sessions.begin() as db:
         single = define_ticket_type(db, site, TicketTypeSpec(name="Single", entries=1))
@@ -87,6 +88,7 @@ def test_a_worker_far_behind_the_load_holds_a_bounded_number_of_messages_and_los
     config = make_config(db_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=True)
     site, count = config.site, 6_000
+    add_gates(ctx, site, "g1")
     worker = IngestWorker(config, ctx.sessions, worker_id=uuid.uuid4().hex[:6])
     worker.max_pending, worker.batch_size = 600, 100
     released = threading.Event()
@@ -107,7 +109,7 @@ def test_a_worker_far_behind_the_load_holds_a_bounded_number_of_messages_and_los
         at = utcnow()
         infos = [gate.publish(topics.event(site, "g1"), encode(PassageEvent(
             id=new_event_id(), site=site, gate="g1", zone=1, at=at, direction="in", credential_kind="none",
-            passed=True)), qos=1) for _ in range(count)]
+            passed=True, mode="free")), qos=1) for _ in range(count)]
         deadline = time.monotonic() + 10
         peak = 0
         while time.monotonic() < deadline:

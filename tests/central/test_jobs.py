@@ -15,20 +15,23 @@ from central.services.passes import bind_template, create_pass, create_person
 from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket_type, issue_tickets
 from protocol.ids import new_event_id
 from protocol.messages import GateStatus, PassageEvent
+from tests.central.conftest import add_gates
 
 # 2031-03-10 23:30 in Shanghai
 EVENING = datetime(2031, 3, 10, 15, 30, tzinfo=UTC)
 
 
-def _passage(site, direction, at, ref="", **kw):
+def _passage(site, direction, at, **kw):
+    """A free-passage count (the controller's counters): no credential."""
     return PassageEvent(id=new_event_id(), site=site, gate="g1", zone=1, at=at, direction=direction,
-                        credential_kind="qr", credential_ref=ref, passed=True, **kw)
+                        credential_kind="none", passed=True, mode="free", **kw)
 
 
 @pytest.mark.parametrize("overnight, inside_after", [("carry_over", 4), ("exit_all", 0)])
 def test_the_roll_over_at_local_midnight_closes_the_day_and_carries_visitors_still_inside(
         ctx, config, overnight, inside_after):
     site = config.site
+    add_gates(ctx, site, "g1")
     with ctx.sessions.begin() as db:
         db.get(Site, site).overnight = overnight
         jobs.roll_over(db, site, EVENING - timedelta(hours=12))  # opens the business day 2031-03-10
@@ -36,7 +39,7 @@ def test_the_roll_over_at_local_midnight_closes_the_day_and_carries_visitors_sti
                                                                      for _ in range(3)]
         events.append(PassageEvent(id=new_event_id(), site=site, gate="g1", zone=1, at=EVENING, direction="in",
                                    credential_kind="qr", decision="refused", reason="expired"))
-        ingest_batch(db, events)
+        ingest_batch(db, events, received_at=EVENING)
     with ctx.sessions.begin() as db:
         assert jobs.roll_over(db, site, EVENING + timedelta(minutes=29)) == []  # 23:59 local: not yet
     with ctx.sessions.begin() as db:

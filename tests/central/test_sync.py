@@ -33,6 +33,7 @@ from protocol.messages import (
     decode,
     encode,
 )
+from tests.central.conftest import add_gates
 from tests.support.templates import fingerprint_bytes
 
 pytestmark = pytest.mark.mosquitto
@@ -122,6 +123,7 @@ def test_a_snapshot_request_is_answered_with_chunks_whose_union_is_the_full_stat
                         card_uid="AA01")
         bind_template(db, live_ctx.cipher, person.id, "fingerprint", fingerprint_bytes(1))
         expected = sync.snapshot(db, site)
+    add_gates(live_ctx, site, "g7")
     expected_tickets = {t.id for t in named} | {t.id for t in others[:10]}
     worker = IngestWorker(live_config, live_ctx.sessions, worker_id=uuid.uuid4().hex[:6], cipher=live_ctx.cipher)
     # Small chunks so the snapshot spans several messages.

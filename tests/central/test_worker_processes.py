@@ -22,7 +22,7 @@ from central.models import PassageEventRecord, Zone
 from protocol import topics
 from protocol.ids import new_event_id
 from protocol.messages import PassageEvent, encode
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 
 pytestmark = pytest.mark.mosquitto
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +77,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 def test_a_killed_ingest_worker_loses_nothing_when_it_comes_back(db_url, tmp_path, mosquitto):
     config = make_config(db_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=False)
+    add_gates(ctx, config.site, "g1")
     config_path = _write_config(config, tmp_path / "central.toml")
     log = tmp_path / "worker.log"
     worker = _start_worker(config_path, log)
@@ -89,7 +90,7 @@ def test_a_killed_ingest_worker_loses_nothing_when_it_comes_back(db_url, tmp_pat
     def send(n: int) -> None:
         infos = [gate.publish(topics.event(site, "g1"), encode(PassageEvent(
             id=new_event_id(), site=site, gate="g1", zone=1, at=datetime.now(UTC), direction="in",
-            credential_kind="none", passed=True)), qos=1) for _ in range(n)]
+            credential_kind="none", passed=True, mode="free")), qos=1) for _ in range(n)]
         for info in infos:
             info.wait_for_publish(30)
 

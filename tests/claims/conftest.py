@@ -10,7 +10,7 @@ from central.models import utcnow
 from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket_type, issue_tickets
 from protocol.ids import new_event_id
 from protocol.messages import ClaimRequest
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 
 SINGLE, GROUP, REENTRY = 1, 3, 2
 
@@ -40,6 +40,7 @@ def request(ctx, ticket, gate: str, *, allowed: int = 1, deadline_ms: int = 5000
 @pytest.fixture
 def claim_ctx(any_db_url, tmp_path):
     context = prepare(make_config(any_db_url, tmp_path), mqtt_on=False)
+    add_gates(context, context.config.site, *(f"g{i}" for i in range(8)))
     define_types(context)
     yield context
     context.close()

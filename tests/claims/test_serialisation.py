@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from central.claims import ClaimServer
@@ -106,3 +107,35 @@ def test_anti_passback_re_entry_is_granted_once_per_exit(claim_ctx, server):
     (ticket,) = issue(claim_ctx, 1, ticket_type=REENTRY)
     replies = claim_at_once(server, [request(claim_ctx, ticket, f"g{i}") for i in range(4)])
     assert sum(r.granted for r in replies) == 1
+
+
+def test_a_claim_for_a_credential_the_central_holds_nothing_for_is_refused_unknown_credential(claim_ctx, server):
+    from central.models import CredentialUsage
+    from central.services.gates import ensure_site
+    from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket_type, issue_tickets
+
+    with claim_ctx.sessions.begin() as db:
+        ensure_site(db, "elsewhere")
+        other_type = define_ticket_type(db, "elsewhere", TicketTypeSpec(name="Other", entries=1))
+        (foreign,) = issue_tickets(db, "elsewhere", [IssueRequest(ticket_type=other_type.id)])
+        foreign_ref = foreign.ref
+    (mine,) = issue(claim_ctx, 1)
+    site = claim_ctx.config.site
+    for ref, kind in ((f"T{mine.id + 1000}", "qr"), (foreign_ref, "qr"), ("P424242", "annual_pass"),
+                      ("H424242", "face"), ("T" + "9" * 25, "qr"), ("T²", "qr")):
+        claim = request(claim_ctx, mine, "g1")
+        claim = msgspec.structs.replace(claim, credential_ref=ref, credential_kind=kind)
+        reply = server.answer(claim)
+        assert (reply.granted, reply.reason, reply.passages) == (False, "unknown_credential", 0), ref
+    with claim_ctx.sessions() as db:
+        assert db.query(Claim).count() == 0
+        assert db.query(CredentialUsage).filter(CredentialUsage.site_id == site).count() == 0  # nothing locked
+    assert server.answer(request(claim_ctx, mine, "g1")).granted  # a ticket it issued is still granted
+
+
+def test_another_gates_event_naming_a_claim_neither_releases_nor_confirms_it(claim_ctx, server):
+    (ticket,) = issue(claim_ctx, 1)
+    first = request(claim_ctx, ticket, "g1")
+    assert server.answer(first).granted
+    passage(claim_ctx, ticket, "g2", first.id, passed=False)  # forged: "nobody walked through" at g1's claim
+    assert server.answer(request(claim_ctx, ticket, "g3")).reason == "claimed_elsewhere"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from central.bridge import bridge_config
 from central.ingest import IngestWorker
 from central.models import PassageEventRecord, Zone
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 from tests.deploy.helpers import publish_passages, wait_rows
 
 
@@ -22,6 +22,7 @@ def test_passages_made_while_the_bridge_is_down_reach_head_office_once(db_url, t
     park = mosquitto_factory(persistence=True, extra_config=bridge_config(
         site, "127.0.0.1", head_office.port, restart_timeout=(1, 2)))
     ctx = prepare(config, mqtt_on=False)
+    add_gates(ctx, site, "east1", "west1")
     worker = IngestWorker(config, ctx.sessions, worker_id="ho").start()
     try:
         before = publish_passages(park, site, "east1", 50)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from central.ingest import IngestWorker
 from central.models import PassageEventRecord, Zone
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 from tests.deploy.helpers import publish_passages, wait_rows
 
 
@@ -18,6 +18,7 @@ from tests.deploy.helpers import publish_passages, wait_rows
 def test_two_ingest_workers_share_the_load_and_count_each_passage_once(pg_url, tmp_path, mosquitto):
     config = make_config(pg_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=False)
+    add_gates(ctx, config.site, "east1", "east2", "west1", "west2")
     workers = [IngestWorker(config, ctx.sessions, worker_id=f"w{i}").start() for i in (1, 2)]
     try:
         sent = []

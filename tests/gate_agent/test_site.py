@@ -38,6 +38,31 @@ def test_single_entry_ticket_used_at_one_gate_is_refused_at_another(gate_factory
     assert b.present("qr", code).reason == "used_up"
 
 
+def test_another_gates_passage_dated_ahead_or_for_a_crowd_on_one_pass_is_not_counted_here(gate_factory, probe,
+                                                                                          site, signer):
+    from datetime import timedelta
+
+    from protocol.ids import new_event_id
+    from tests.gate_agent.conftest import now
+
+    a, _ = gate_factory("g1")
+
+    def remote(ref: str, kind: str = "qr", **kw) -> m.PassageEvent:
+        values = dict(id=new_event_id(), site=site, gate="g2", zone=1, at=now(), direction="in",
+                      credential_kind=kind, credential_ref=ref, passed=True) | kw
+        return m.PassageEvent(**values)
+
+    # What a stolen box could publish on its own topic: straight to every gate, past the central.
+    probe.publish(topics.event(site, "g2"), remote("T2003", at=now() + timedelta(days=30)))
+    probe.publish(topics.event(site, "g2"), remote("P77", "annual_pass", headcount=200))
+    probe.publish(topics.event(site, "g2"), remote("T2004"))  # a real passage, behind them on the same topic
+    probe.wait(lambda: a.store.usage("T2004")[0].entries == 1)
+    assert a.store.usage("T2003")[0].entries == 0
+    assert a.store.usage("P77")[0].entries == 0
+    assert a.zones.state(1).inside == 1
+    assert a.present("qr", ticket(signer, 2003)).passed == 1
+
+
 def test_offline_gate_decides_queues_and_drains_in_order_once(tmp_path, mosquitto_factory, site, signer,
                                                              turnstile_factory):
     from gate_agent.agent import GateAgent

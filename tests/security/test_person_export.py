@@ -16,7 +16,7 @@ from central.services.passes import bind_template, create_pass, create_person
 from central.services.users import create_token
 from protocol import messages as m
 from protocol.ids import new_event_id
-from tests.central.conftest import make_config, prepare
+from tests.central.conftest import add_gates, make_config, prepare
 from tests.support.templates import face_bytes, fingerprint_bytes
 
 FACE = face_bytes(37)  # distinctive: any leak of it is findable
@@ -27,6 +27,7 @@ FINGER = fingerprint_bytes(53)
 @pytest.fixture
 def central(db_url, tmp_path):
     ctx = prepare(make_config(db_url, tmp_path), mqtt_on=False)
+    add_gates(ctx, ctx.config.site, "east1")
     app = create_app(ctx.config, context=ctx, web=False)
     yield ctx, app
     ctx.close()

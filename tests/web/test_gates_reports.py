@@ -82,15 +82,34 @@ def _store(web_ctx, events):
         ingest_batch(db, [msgspec.structs.replace(e, site=site) for e in events])
 
 
+def _credentials(web_ctx) -> tuple[str, str, str]:
+    """Gates g1 and g2, a group ticket for 3 and a ticket valid on DAY, and an annual pass: the ingest
+    counts only passages it can place."""
+    from central.services.gates import register_gate
+    from central.services.passes import create_pass, create_person
+
+    site = web_ctx.config.site
+    with web_ctx.sessions.begin() as db:
+        for gate in ("g1", "g2"):
+            register_gate(db, site, gate, 1)
+        group, single = (issue_ticket(db, site, IssueRequest(ticket_type=1, visit_date=DAY.date(), headcount=n))
+                         for n in (3, 1))
+        person = create_person(db, site, "Holder")
+        annual = create_pass(db, site, person_id=person.id, valid_from=DAY - timedelta(days=1),
+                             valid_to=DAY + timedelta(days=30))
+        return group.ref, single.ref, annual.ref
+
+
 def test_reports_count_passages_by_day_hour_gate_type_and_find_patterns(app, web_ctx):
+    group, single, annual = _credentials(web_ctx)
     _store(web_ctx, [
-        _event("g1", 0, ref="T1", headcount=3),
-        _event("g1", 5, ref="T2"),
-        _event("g2", 70, ref="T2"),  # a re-entry an hour later
-        _event("g2", 80, ref="T2", direction="out"),
+        _event("g1", 0, ref=group, headcount=3),
+        _event("g1", 5, ref=single),
+        _event("g2", 70, ref=single),  # a re-entry an hour later
+        _event("g2", 80, ref=single, direction="out"),
         *[_event("g1", 90 + i, ref="T99", decision="refused", reason="used_up") for i in range(6)],
-        _event("g1", 100, ref="P5", kind="annual_pass", ticket_type=None),
-        _event("g2", 103, ref="P5", kind="annual_pass", ticket_type=None),  # the same card three minutes later
+        _event("g1", 100, ref=annual, kind="annual_pass", ticket_type=None),
+        _event("g2", 103, ref=annual, kind="annual_pass", ticket_type=None),  # the same card three minutes later
     ])
     manager = login(app, "manager")
     page = manager.get("/reports/?start=2026-03-02&end=2026-03-02").get_data(as_text=True)
@@ -106,7 +125,7 @@ def test_reports_count_passages_by_day_hour_gate_type_and_find_patterns(app, web
     assert "qr,1,1" in reentries
     assert "T99" in manager.get("/reports/repeated-refusals.csv?start=2026-03-02").get_data(as_text=True)
     two = manager.get("/reports/two-gates.csv?start=2026-03-02").get_data(as_text=True)
-    assert "P5,g1," in two and ",3.0" in two
+    assert f"{annual},g1," in two and ",3.0" in two
     daily = manager.get("/reports/daily?start=2026-03-02").get_data(as_text=True)
     assert 'id="d-entries">7<' in daily and 'id="d-refused">6<' in daily
 
