@@ -8,6 +8,7 @@ A `SerialLink` never spins on a missing port: it retries opening at most every
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -112,7 +113,7 @@ class SerialLink:
                     if waiting:
                         data += ser.read(waiting)
                 return data
-            except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            except (serial.SerialException, OSError, TypeError, ValueError, termios.error) as exc:
                 raise self._mark_down(f"read failed: {exc}") from exc
 
     def read_exactly(self, n: int, deadline: float) -> bytes:
@@ -131,7 +132,7 @@ class SerialLink:
                         break
                     ser.timeout = remaining
                     buf += ser.read(n - len(buf))
-            except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            except (serial.SerialException, OSError, TypeError, ValueError, termios.error) as exc:
                 raise self._mark_down(f"read failed: {exc}") from exc
             return bytes(buf)
 
@@ -145,7 +146,9 @@ class SerialLink:
             try:
                 ser.write(data)
                 ser.flush()
-            except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            # pyserial's flush calls termios.tcdrain unwrapped: a port that vanished (a USB adapter
+            # pulled) fails there with termios.error, which is no OSError.
+            except (serial.SerialException, OSError, TypeError, ValueError, termios.error) as exc:
                 raise self._mark_down(f"write failed: {exc}") from exc
 
     def discard_input(self) -> None:
