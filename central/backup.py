@@ -12,11 +12,12 @@ writers go on (a plain `cp` of a live WAL database is not).
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+
+from protocol.host import sqlite_copy
 
 
 class BackupError(RuntimeError):
@@ -33,19 +34,6 @@ def _sqlite_path(database_url: str) -> Path:
     if not database or database == ":memory:":
         raise BackupError("an in-memory SQLite database cannot be backed up")
     return Path(database)
-
-
-def sqlite_copy(source: Path, target: Path) -> None:
-    """A consistent copy of a live SQLite database (online backup API)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        with dst:
-            src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
 
 
 def backup(database_url: str, out: str | Path) -> Path:

@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from central import service_manager
 from central.config import CentralConfig, ConfigError, load_config, load_config_text
+from protocol import host  # systemd: READY=1 and the watchdog (shared with the gate)
 
 log = logging.getLogger("central")
 
@@ -103,8 +103,8 @@ def cmd_ingest(args) -> int:
     worker = _start_ingest(config, ctx, args.worker_id)
     claims = None if args.no_claims else _start_claims(config, ctx, args.worker_id)
     log.info("ingest worker %s running", args.worker_id)
-    service_manager.ready(f"ingest worker {args.worker_id}")
-    service_manager.watchdog(lambda: worker.alive)
+    host.ready(f"ingest worker {args.worker_id}")
+    host.watchdog(lambda: worker.alive)
     try:
         _wait_for_signal()
     finally:
@@ -121,8 +121,8 @@ def cmd_claims(args) -> int:
     ctx = _context(config, mqtt=False)
     claims = _start_claims(config, ctx, args.worker_id)
     log.info("claim server %s running", args.worker_id)
-    service_manager.ready(f"claim server {args.worker_id}")
-    service_manager.watchdog(lambda: claims.alive)
+    host.ready(f"claim server {args.worker_id}")
+    host.watchdog(lambda: claims.alive)
     try:
         _wait_for_signal()
     finally:
@@ -139,8 +139,8 @@ def cmd_scheduler(args) -> int:
     scheduler = build_scheduler(ctx)
     scheduler.start()
     log.info("scheduler running")
-    service_manager.ready("scheduler")
-    service_manager.watchdog(lambda: scheduler.running)
+    host.ready("scheduler")
+    host.watchdog(lambda: scheduler.running)
     try:
         _wait_for_signal()
     finally:
@@ -167,8 +167,8 @@ def make_server(config, ctx):
 
 def _serve(config, ctx, healthy=lambda: True) -> None:
     server = make_server(config, ctx)
-    service_manager.ready(f"serving on {config.web.host}:{config.web.port}")
-    service_manager.watchdog(healthy)
+    host.ready(f"serving on {config.web.host}:{config.web.port}")
+    host.watchdog(healthy)
     server.run()
 
 

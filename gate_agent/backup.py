@@ -15,11 +15,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from protocol.host import sqlite_copy
+
 
 def backup(store_path: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _copy(Path(store_path), out)
+    sqlite_copy(Path(store_path), out)
     out.chmod(0o600)
     _strip_id_salt(out)
     return out
@@ -31,7 +33,7 @@ def restore(backup_path: str | Path, store_path: str | Path) -> None:
         raise FileNotFoundError(f"no backup file at {source}")
     for suffix in ("-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
-    _copy(source, target)
+    sqlite_copy(source, target)
 
 
 def _strip_id_salt(path: Path) -> None:
@@ -51,14 +53,3 @@ def _strip_id_salt(path: Path) -> None:
         conn.execute("VACUUM")
     finally:
         conn.close()
-
-
-def _copy(source: Path, target: Path) -> None:
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        with dst:
-            src.backup(dst)
-    finally:
-        dst.close()
-        src.close()

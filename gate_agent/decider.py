@@ -19,7 +19,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from protocol import messages as m
 from protocol.errors import CodeError
@@ -173,14 +173,26 @@ class ZoneTracker:
         return ZoneState(zone=zone, inside=max(0, inside), capacity=capacity)
 
 
+class FaceSource(Protocol):
+    """Where the decider finds enrolled faces (`gate_agent.faces.FaceMatcher`)."""
+
+    index: object
+
+    def ensure(self) -> object: ...
+
+
 class Decider:
     """Resolves attempts against the store and decides with the shared rules."""
 
-    def __init__(self, store: Store, zones: ZoneTracker | None = None) -> None:
+    def __init__(self, store: Store, zones: ZoneTracker | None = None, faces: FaceSource | None = None) -> None:
         self.store = store
         self.zones = zones or ZoneTracker()
-        self.faces = None  # a biometrics.face.FaceIndex once face templates are loaded
-        self.load_faces: Callable[[], object] | None = None  # builds `faces` on the first face attempt
+        self.face_source = faces  # gate_agent.faces.FaceMatcher: the 1:N index, built on the first face attempt
+
+    @property
+    def faces(self):
+        """The 1:N face index (a biometrics.face.FaceIndex), or None while it is not built."""
+        return self.face_source.index if self.face_source is not None else None
 
     # -- resolution ----------------------------------------------------------------------------
 
@@ -258,9 +270,7 @@ class Decider:
         return self._with_usage(Resolved(kind, ref, credential, None, holder_id=row.holder_id))
 
     def _face(self, probe, active: ActiveConfig) -> Resolved:
-        index = self.faces
-        if index is None and self.load_faces is not None:
-            index = self.load_faces()
+        index = self.face_source.ensure() if self.face_source is not None else None
         match = index.identify(probe, active.cfg.face_threshold) if index is not None else None
         if match is None or not match.ok:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
                      "devices": {"turnstile": {"tcp": "127.0.0.1:1"}}})
     agent = GateAgent(cfg, display=SilentDisplay())  # loads the saved config
     index = agent.load_faces(force=True)  # the agent's own loader: every face template in the store
-    agent.turnstile = OpenPoint()
+    agent.arm.control = OpenPoint()
     load_s = time.perf_counter() - t0
     counts = agent.store.counts()
     passes = counts["passes"]

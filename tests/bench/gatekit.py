@@ -152,13 +152,13 @@ def make_agent(store_path: Path, site: Site, gate: str = "g1", broker_port: int 
     ack = agent.apply_config(m.encode(site.gate_config(gate)))
     if not ack.applied:
         raise RuntimeError(f"bench gate config refused: {ack.error}")
-    agent.turnstile = OpenPoint()
+    agent.arm.control = OpenPoint()  # the arm's controller: opening raises Opened (the timing's end)
     return agent
 
 
 def decide_until_open(agent, attempt) -> float:
     """Seconds from the credential's arrival to the open command (or to a refusal, which raises)."""
-    point: OpenPoint = agent.turnstile
+    point: OpenPoint = agent.arm.control
     t0 = time.perf_counter()
     try:
         handled = agent._decide_and_act(attempt)
@@ -166,9 +166,8 @@ def decide_until_open(agent, attempt) -> float:
         opened = point.opened_at - t0
         # After a passage the agent clears its "passage under way" note in the same transaction as the
         # event; the bench stops before, so clear it here, outside the timing.
-        from gate_agent import agent as agent_module
+        from gate_agent.passages import PENDING_PASSAGE
 
-        if hasattr(agent_module, "PENDING_PASSAGE"):
-            agent.store.set_meta(agent_module.PENDING_PASSAGE, None)
+        agent.store.set_meta(PENDING_PASSAGE, None)
         return opened
     raise RuntimeError(f"no open: {attempt.kind} attempt refused ({handled.reason})")

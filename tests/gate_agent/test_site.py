@@ -125,7 +125,7 @@ def test_config_update_is_applied_and_acked_and_a_bad_one_refused_keeping_the_la
 
     probe.publish(topics.config(site, "g1"), gate_config_for(signer, site, "g1", version=5, mode="emergency"),
                   retain=True)
-    probe.wait(lambda: sim.mode == "free" and agent._counters_seen is not None)
+    probe.wait(lambda: sim.mode == "free" and agent.arm.counting_free)
     assert agent.present("qr", ticket(signer, 4002)).reason == "emergency"
     sim.walk_through("out")  # people leave through the open gate: counting goes on
     event = probe.wait(lambda: [e for e in probe.events("g1") if e.credential_kind == "none"])[0]
@@ -162,7 +162,7 @@ def test_a_gap_in_the_delta_sequence_triggers_a_resync(gate_factory, probe, sign
     probe.snapshot.append(m.TicketChange(ticket_id=8002, ticket_type=1, status="refunded"))
     probe.delta(m.TicketChange(ticket_id=8003, ticket_type=1, status="revoked"))
 
-    probe.wait(lambda: len(probe.sync_requests) > first and agent.store.seq == probe.seq and not agent._resyncing)
+    probe.wait(lambda: len(probe.sync_requests) > first and agent.store.seq == probe.seq and not agent.sync.resyncing)
     assert probe.sync_requests[-1].have_seq == probe.seq - 2
     assert agent.present("qr", ticket(signer, 8002)).reason == "refunded"
     assert agent.present("qr", ticket(signer, 8003)).reason == "revoked"

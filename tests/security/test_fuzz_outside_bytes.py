@@ -335,9 +335,9 @@ def test_a_running_gate_survives_arbitrary_payloads_on_every_topic_and_keeps_dec
     probe.wait(lambda: agent.store.meta("snapshot_id"))
     good = gate_config_for(signer, site, "g1")
     handlers = {
-        "config": agent._on_config, "delta": agent._on_delta, "sync": agent._on_sync,
-        "command": agent._on_command, "occupancy": agent._on_occupancy,
-        "site_event": lambda p: agent._on_site_event(topics.event(site, "g2"), p),
+        "config": agent._on_config, "delta": agent.sync.on_delta, "sync": agent.sync.on_sync,
+        "command": agent._on_command, "occupancy": agent.sync.on_occupancy,
+        "site_event": lambda p: agent.sync.on_site_event(topics.event(site, "g2"), p),
     }
     strategies = {name: _payloads(kind, site, "g1") for name, kind in HANDLERS.items()}
 

@@ -102,7 +102,7 @@ def test_a_person_deleted_at_the_central_is_forgotten_by_every_gate_and_their_ca
 
         # A gate that starts afresh (or resyncs) gets nothing of the holder in its snapshot.
         agents[0].resync("after deletion")
-        poll(lambda: not agents[0]._resyncing, 10, what="the resync")
+        poll(lambda: not agents[0].sync.resyncing, 10, what="the resync")
         assert agents[0].store.db.execute("SELECT count(*) FROM passes WHERE holder_id = ?",
                                           (who,)).fetchone()[0] == 0
     finally:

@@ -1,0 +1,102 @@
+"""Face matching at the gate: the camera's probe against a holder's bound face (1:1), and the 1:N index
+of enrolled holders' faces for face-only entry, kept in step with the cache (beside `fingerprints`).
+
+The index holds decrypted templates in memory only. It is built at start where the camera identifies
+(`[devices.camera] identify`), else on the first face attempt; once built it follows template changes
+and forgets (`after_changes`), and a snapshot rebuilds it (`load`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from protocol import messages as m
+from protocol.rules import Biometric
+
+from .config import CameraDevice
+from .decider import ActiveConfig, Resolved
+from .readers import Camera
+from .store import Store
+
+log = logging.getLogger(__name__)
+TEMPLATE_BYTES = 512  # biometrics.face: 128 float32
+PROBE_WAIT_S = 2.0
+
+
+class FaceMatcher:
+    """The gate's faces; `threshold()` is the site's face threshold from the current config (or None)."""
+
+    def __init__(self, store: Store, camera_cfg: CameraDevice | None, threshold: Callable[[], float | None]) -> None:
+        self.store = store
+        self.camera_cfg = camera_cfg
+        self.camera: Camera | None = None  # set once the readers are built
+        self._threshold = threshold
+        self.index = None  # a biometrics.face.FaceIndex once built
+
+    def load(self, force: bool = False):
+        """Build the 1:N index from the store (see the module doc); None when not wanted yet."""
+        identify = self.camera_cfg is not None and self.camera_cfg.identify
+        if not force and self.index is None and not identify:
+            return None
+        from biometrics.face import DEFAULT_THRESHOLD, FaceIndex, FaceTemplate
+
+        threshold = self._threshold() or DEFAULT_THRESHOLD
+        # Sized once for what the store holds (plus room to grow): no doubling copies at load.
+        index = FaceIndex(threshold, capacity=self.store.count_templates("face") + 1024)
+        for holder_id, _finger, _version, data in self.store.iter_templates("face"):
+            try:
+                index.add(holder_id, FaceTemplate.from_bytes(data))
+            except ValueError:
+                log.warning("a stored face template of the wrong size was skipped")
+        self.index = index
+        return index
+
+    def ensure(self):
+        """The index, built now if this is the first face attempt."""
+        return self.index if self.index is not None else self.load(force=True)
+
+    def after_changes(self, changes: Iterable[object]) -> None:
+        """Follow applied cache changes: new or replaced templates, holders forgotten."""
+        from biometrics.erasure import forget_holder
+
+        faces: set[str] = set()
+        for ch in changes:
+            if isinstance(ch, m.HolderForget):
+                forgotten = forget_holder(ch.holder_id, face_index=self.index)
+                log.info("holder forgotten: %d face templates dropped from memory", forgotten.face_templates)
+                faces.discard(ch.holder_id)
+            elif isinstance(ch, m.TemplateChange) and ch.kind == "face":
+                faces.add(ch.holder_id)
+        if self.index is None or not faces:
+            return
+        from biometrics.face import FaceTemplate
+
+        for holder_id in faces:
+            templates = [FaceTemplate.from_bytes(t) for t in self.store.templates(holder_id, "face")
+                         if len(t) == TEMPLATE_BYTES]
+            self.index.replace(holder_id, templates)
+
+    def verify(self, resolved: Resolved, active: ActiveConfig) -> tuple[Biometric | None, bytes | None]:
+        """The camera's face against the credential's bound faces (1:1); (None, None) with no usable
+        probe. A first entry of a same-person ticket has nothing bound yet: this face becomes its binding."""
+        if self.camera is None:
+            return None, None
+        probe = self.camera.probe(PROBE_WAIT_S)
+        if probe is None:
+            return None, None
+        from biometrics.face import FaceTemplate, verify
+
+        bound: list[bytes] = []
+        if resolved.holder_id:
+            bound = self.store.templates(resolved.holder_id, "face")
+        elif resolved.binding:
+            bound = [resolved.binding]
+        if not bound:
+            return Biometric(kind="face", matched=True), probe.to_bytes()
+        best = min((verify(FaceTemplate.from_bytes(b), probe, active.cfg.face_threshold) for b in bound),
+                   key=lambda match: match.distance)
+        return Biometric(kind="face", matched=best.ok, distance=best.distance), probe.to_bytes()
+
+
+__all__ = ["FaceMatcher"]
