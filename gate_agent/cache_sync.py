@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import MessageError
+from protocol.ids import is_ticket_ref
 
 from .decider import ZoneTracker
 from .store import Store
@@ -157,7 +158,7 @@ def plausible_remote(event: m.PassageEvent) -> bool:
     if (event.at - datetime.now(UTC)).total_seconds() > m.MAX_AHEAD_S:
         log.warning("a passage event from %s dated ahead of this gate's clock was ignored", event.gate)
         return False
-    if event.headcount > 1 and not event.credential_ref.startswith("T"):
+    if event.headcount > 1 and not is_ticket_ref(event.credential_ref):
         log.warning("a passage event from %s for %d people without a group ticket was ignored", event.gate,
                     event.headcount)
         return False

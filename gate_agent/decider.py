@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 
 from protocol import messages as m
 from protocol.errors import CodeError
-from protocol.ids import id_number_digest
+from protocol.ids import id_number_digest, pass_ref, ticket_ref
 from protocol.reasons import Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, Verdict, ZoneState, biometric_step, decide, refused
 from protocol.ticket_code import KeyRing, PublicKey
@@ -236,7 +236,7 @@ class Decider:
         return self._with_usage(Resolved("qr", claims.ref, credential, active.rules_for(claims.ticket_type)))
 
     def _ticket(self, row: TicketRow, kind: m.CredentialKind, active: ActiveConfig) -> Resolved:
-        ref = f"T{row.ticket_id}"
+        ref = ticket_ref(row.ticket_id)
         credential = Credential(
             kind=kind, ref=ref, ticket_type=row.ticket_type, status=row.status, valid_from=row.valid_from,
             valid_to=row.valid_to, slot_start=row.slot_start, slot_end=row.slot_end, headcount=row.headcount,
@@ -264,7 +264,7 @@ class Decider:
         return self._ticket(candidates[0], "id_card", active)
 
     def _pass(self, row: PassRow, kind: m.CredentialKind) -> Resolved:
-        ref = f"P{row.pass_id}"
+        ref = pass_ref(row.pass_id)
         credential = Credential(kind=kind, ref=ref, status=row.status, valid_from=row.valid_from,
                                 valid_to=row.valid_to, zones=row.zones, holder_bound=True)
         return self._with_usage(Resolved(kind, ref, credential, None, holder_id=row.holder_id))

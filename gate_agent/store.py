@@ -36,6 +36,7 @@ from pathlib import Path
 import msgspec
 
 from protocol import messages as m
+from protocol.ids import pass_ref
 from protocol.rules import Usage
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ class Store:
                              (ch.holder_id, ch.kind, ch.finger, ch.version, self._seal(ch.data, ch.holder_id, ch.kind)))
             elif isinstance(ch, m.HolderForget):
                 conn.execute(f"DELETE FROM {templates} WHERE holder_id = ?", (ch.holder_id,))
-                refs = [f"P{r[0]}" for r in
+                refs = [pass_ref(r[0]) for r in
                         conn.execute(f"SELECT pass_id FROM {passes} WHERE holder_id = ?", (ch.holder_id,))]
                 conn.executemany("UPDATE usage SET binding = NULL WHERE credential_ref = ?", [(r,) for r in refs])
 

@@ -13,6 +13,34 @@ def new_event_id() -> str:
     return str(uuid6.uuid7())
 
 
+# Credential refs on the wire (PassageEvent.credential_ref, usage, claims, holder ids): a letter for the
+# kind and the central's id. Built and read only through the functions below.
+TICKET, PASS, HOLDER = "T", "P", "H"
+
+
+def ticket_ref(ticket_id: int) -> str:
+    return f"{TICKET}{ticket_id}"
+
+
+def pass_ref(pass_id: int) -> str:
+    return f"{PASS}{pass_id}"
+
+
+def holder_ref(person_id: int) -> str:
+    """The holder id gates know a person by (templates, fingerprint slots, forgetting)."""
+    return f"{HOLDER}{person_id}"
+
+
+def ref_kind(ref: str) -> str | None:
+    """TICKET, PASS or HOLDER for a well-formed ref, else None."""
+    kind = ref[:1]
+    return kind if kind in (TICKET, PASS, HOLDER) and ref_number(ref) is not None else None
+
+
+def is_ticket_ref(ref: str) -> bool:
+    return ref_kind(ref) == TICKET
+
+
 def ref_number(ref: str) -> int | None:
     """The id in a credential ref (T123 a ticket, P45 a pass, H6 a holder); None unless it is 1-18
     ASCII digits, so it fits a 64-bit id (`str.isdigit` alone also takes "²", which `int()` refuses)."""

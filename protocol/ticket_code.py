@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.errors import CodeError
+from protocol.ids import ticket_ref
 from protocol.reasons import Reason
 
 VERSION = 1
@@ -66,7 +67,7 @@ class TicketClaims:
     @property
     def ref(self) -> str:
         """The credential reference used in events and usage (never the full code)."""
-        return f"T{self.ticket_id}"
+        return ticket_ref(self.ticket_id)
 
 
 def _minutes(at: datetime) -> int:
