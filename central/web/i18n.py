@@ -1,0 +1,182 @@
+"""The pages in the reader's language and the park's time: Flask-Babel over the project's one catalogue.
+
+The catalogue is `protocol/locale` (`protocol.i18n`), shared with the gates. A page's language is the
+first of:
+1. the logged-in user's choice (`staff_users.language`, set with the switch in the page header);
+2. the `lang` cookie the same switch sets (so the login page keeps the last choice);
+3. the browser's `Accept-Language` ("zh", "zh-CN", "zh-TW" -> Simplified Chinese; "en-GB" -> English);
+4. the site's default (`sites.language`).
+
+Every time a page shows is in the site's time zone (`sites.timezone`): the templates format them only
+through the filters `local_dt`, `local_date` and `local_time`, counts through `number`, money through
+`money`, and codes (statuses, modes, roles, channels) through `label(kind, code)`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, g, redirect, request, url_for
+from flask_babel import Babel, format_date, format_datetime, format_decimal, format_time, get_locale, lazy_gettext
+
+from central.models import Site, StaffUser
+from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
+
+bp = Blueprint("i18n", __name__)
+babel = Babel()
+COOKIE = "lang"
+COOKIE_AGE_S = 365 * 24 * 3600
+# The switch names each language in that language, as language menus do.
+LANGUAGES = (("zh_Hans", "中文"), ("en", "English"))
+HTML_LANG = {"zh_Hans": "zh-Hans", "en": "en"}
+
+_l = lazy_gettext
+# The codes the store keeps (statuses, modes, ...) as a reader of the page says them.
+LABELS: dict[str, dict[str, Any]] = {
+    "ticket_status": {"valid": _l("Valid"), "used": _l("Used"), "refunded": _l("Refunded"),
+                      "revoked": _l("Revoked"), "expired": _l("Expired")},
+    "pass_status": {"active": _l("Active"), "suspended": _l("Suspended"), "lost": _l("Lost"),
+                    "expired": _l("Expired")},
+    "mode": {"normal": _l("Normal"), "free": _l("Free passage"), "locked": _l("Locked"),
+             "emergency": _l("Emergency")},
+    "direction": {"in": _l("Entry"), "out": _l("Exit"), "both": _l("Both ways")},
+    "role": {"admin": _l("Administrator"), "manager": _l("Manager"), "staff": _l("Desk clerk"),
+             "technician": _l("Technician")},
+    "channel": {"box_office": _l("Box office"), "web": _l("Website"), "ota": _l("Online travel agency"),
+                "agency": _l("Travel agency"), "group": _l("Group"), "other": _l("Other")},
+    "credential": {"qr": _l("QR ticket"), "id_card": _l("ID card"), "annual_pass": _l("Annual pass"),
+                   "face": _l("Face"), "fingerprint": _l("Fingerprint"), "none": _l("None")},
+    "command": {"open_once": _l("Open once"), "set_mode": _l("Set mode"), "resync": _l("Resynchronise"),
+                "test_devices": _l("Test devices")},
+    "check": {"passed": _l("passed"), "failed": _l("failed"), "skipped": _l("not checked")},
+}
+
+
+def _site() -> Site | None:
+    """This request's site row (its language and time zone), read once."""
+    if "i18n_site" not in g:
+        from central.web.deps import db, site_id
+
+        g.i18n_site = db().get(Site, site_id())
+    return g.i18n_site
+
+
+def select_locale() -> str:
+    """The catalogue locale of this request: the user's choice, the cookie, the browser's, the site's."""
+    from central.web.auth import current_user
+
+    user = current_user()
+    if user is not None and user.language in LOCALES:
+        return user.language
+    if request.cookies.get(COOKIE) in LOCALES:
+        return request.cookies[COOKIE]
+    best = request.accept_languages.best_match(["zh", "en"])
+    if best:
+        return catalogue_locale(best)
+    site = _site()
+    return catalogue_locale(site.language if site is not None else None)
+
+
+def select_timezone() -> str:
+    site = _site()
+    return site.timezone if site is not None and site.timezone else "UTC"
+
+
+def current_language() -> str:
+    return str(get_locale() or "en")
+
+
+def html_lang() -> str:
+    """The page's `lang` attribute (BCP 47): zh-Hans or en."""
+    return HTML_LANG.get(current_language(), "en")
+
+
+# --- filters: every date, time and number a page shows ---------------------------------------------
+
+
+def local_dt(value: datetime | None, format: str = "medium") -> str:
+    """An aware (UTC) datetime as the site's local date and time, for the reader's locale."""
+    return "" if value is None else format_datetime(value, format)
+
+
+def local_date(value: date | datetime | None, format: str = "medium") -> str:
+    """A day (a date as is; a datetime as its day in the site's time zone), for the reader's locale."""
+    return "" if value is None else format_date(value, format)
+
+
+def local_time(value: datetime | None, format: str = "short") -> str:
+    """The site-local time of day of an aware datetime, for the reader's locale."""
+    return "" if value is None else format_time(value, format)
+
+
+def number(value: int | float | Decimal | None) -> str:
+    """A count with the locale's digit grouping."""
+    return "" if value is None else format_decimal(value)
+
+
+def money(value: Decimal | str | float | None) -> str:
+    """An amount with two decimals and the locale's grouping (the currency is the park's)."""
+    if value is None or value == "":
+        return ""
+    try:
+        return format_decimal(Decimal(str(value)), format="#,##0.00")
+    except InvalidOperation:
+        return str(value)
+
+
+def label(kind: str, code: str | None) -> str:
+    """A stored code (`kind` as in LABELS) in the reader's words; an unknown code as it is."""
+    if code is None:
+        return ""
+    text = LABELS.get(kind, {}).get(code)
+    return str(text) if text is not None else str(code)
+
+
+# --- the switch in the header ----------------------------------------------------------------------
+
+
+def _local_path(target: str | None) -> str | None:
+    """Only a path on this site, never an absolute URL someone else chose."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target
+
+
+@bp.post("/language")
+def set_language():
+    """Remember the chosen language: on the user's record when logged in, and in a cookie for this browser."""
+    from central.web.auth import current_user
+    from central.web.deps import db
+
+    choice = request.form.get("language", "")
+    target = _local_path(request.form.get("next")) or url_for("auth.home")
+    response = redirect(target)
+    if choice not in LOCALES:
+        return response
+    user = current_user()
+    if user is not None:
+        db().get(StaffUser, user.id).language = choice
+        db().commit()
+    response.set_cookie(COOKIE, choice, max_age=COOKIE_AGE_S, httponly=True, samesite="Lax",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel on the shared catalogue, the switch, and the template helpers."""
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(LOCALEDIR)
+    app.config["BABEL_DOMAIN"] = "messages"
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts {% trans %} blocks
+    app.jinja_env.filters.update(local_dt=local_dt, local_date=local_date, local_time=local_time,
+                                 number=number, money=money)
+    app.jinja_env.globals.update(label=label, html_lang=html_lang, current_language=current_language,
+                                 languages=LANGUAGES)
+    app.register_blueprint(bp)
+
+
+__all__ = ["LABELS", "init_app", "label", "local_date", "local_dt", "local_time", "money", "number"]
