@@ -43,7 +43,7 @@ fmt: $(STAMP)
 # tests fail until then), and compile the .mo files that are committed with them.
 LOCALEDIR := protocol/locale
 LOCALES := zh_Hans en
-BABEL_EXTRACT := extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 --add-comments=TRANSLATORS: --sort-by-file --project=scenic-gates --version=0.1.0 --copyright-holder="scenic-gates contributors"
+BABEL_EXTRACT := extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 -k lazy_pgettext:1c,2 -k _p:1c,2 --add-comments=TRANSLATORS: --sort-by-file --project=scenic-gates --version=0.1.0 --copyright-holder="scenic-gates contributors"
 
 messages: $(STAMP)
 	@mkdir -p $(LOCALEDIR)

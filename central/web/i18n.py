@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, request, url_for
-from flask_babel import Babel, format_date, format_datetime, format_decimal, format_time, get_locale, lazy_gettext
+from flask_babel import Babel, format_date, format_datetime, format_decimal, format_time, get_locale, lazy_pgettext
 
 from central.models import Site, StaffUser
 from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
+from protocol.reasons import Reason
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -33,25 +34,32 @@ COOKIE_AGE_S = 365 * 24 * 3600
 LANGUAGES = (("zh_Hans", "中文"), ("en", "English"))
 HTML_LANG = {"zh_Hans": "zh-Hans", "en": "en"}
 
-_l = lazy_gettext
-# The codes the store keeps (statuses, modes, ...) as a reader of the page says them.
+# The codes the store keeps, as a reader of the page says them; the context tells a translator where
+# the word stands (a badge, a select). In English they read as the pages always showed them.
+_p = lazy_pgettext
 LABELS: dict[str, dict[str, Any]] = {
-    "ticket_status": {"valid": _l("Valid"), "used": _l("Used"), "refunded": _l("Refunded"),
-                      "revoked": _l("Revoked"), "expired": _l("Expired")},
-    "pass_status": {"active": _l("Active"), "suspended": _l("Suspended"), "lost": _l("Lost"),
-                    "expired": _l("Expired")},
-    "mode": {"normal": _l("Normal"), "free": _l("Free passage"), "locked": _l("Locked"),
-             "emergency": _l("Emergency")},
-    "direction": {"in": _l("Entry"), "out": _l("Exit"), "both": _l("Both ways")},
-    "role": {"admin": _l("Administrator"), "manager": _l("Manager"), "staff": _l("Desk clerk"),
-             "technician": _l("Technician")},
-    "channel": {"box_office": _l("Box office"), "web": _l("Website"), "ota": _l("Online travel agency"),
-                "agency": _l("Travel agency"), "group": _l("Group"), "other": _l("Other")},
-    "credential": {"qr": _l("QR ticket"), "id_card": _l("ID card"), "annual_pass": _l("Annual pass"),
-                   "face": _l("Face"), "fingerprint": _l("Fingerprint"), "none": _l("None")},
-    "command": {"open_once": _l("Open once"), "set_mode": _l("Set mode"), "resync": _l("Resynchronise"),
-                "test_devices": _l("Test devices")},
-    "check": {"passed": _l("passed"), "failed": _l("failed"), "skipped": _l("not checked")},
+    "ticket_status": {
+        "valid": _p("ticket status", "valid"), "used": _p("ticket status", "used"),
+        "refunded": _p("ticket status", "refunded"), "revoked": _p("ticket status", "revoked"),
+        "expired": _p("ticket status", "expired")},
+    "pass_status": {"active": _p("pass status", "active"), "suspended": _p("pass status", "suspended"),
+                    "lost": _p("pass status", "lost"), "expired": _p("pass status", "expired")},
+    "mode": {"normal": _p("gate mode", "normal"), "free": _p("gate mode", "free passage"),
+             "locked": _p("gate mode", "locked"), "emergency": _p("gate mode", "emergency")},
+    "direction": {"in": _p("gate direction", "in"), "out": _p("gate direction", "out"),
+                  "both": _p("gate direction", "both")},
+    "role": {"admin": _p("role", "admin"), "manager": _p("role", "manager"), "staff": _p("role", "staff"),
+             "technician": _p("role", "technician")},
+    "channel": {"box_office": _p("sales channel", "box office"), "web": _p("sales channel", "website"),
+                "ota": _p("sales channel", "online travel agency"), "agency": _p("sales channel", "travel agency"),
+                "group": _p("sales channel", "group"), "other": _p("sales channel", "other")},
+    "credential": {"qr": _p("credential", "QR ticket"), "id_card": _p("credential", "ID card"),
+                   "annual_pass": _p("credential", "annual pass"), "face": _p("credential", "face"),
+                   "fingerprint": _p("credential", "fingerprint"), "none": _p("credential", "none")},
+    "command": {"open_once": _p("gate command", "open once"), "set_mode": _p("gate command", "set mode"),
+                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices")},
+    "check": {"passed": _p("face check", "passed"), "failed": _p("face check", "failed"),
+              "skipped": _p("face check", "skipped")},
 }
 
 
@@ -97,9 +105,19 @@ def html_lang() -> str:
 # --- filters: every date, time and number a page shows ---------------------------------------------
 
 
-def local_dt(value: datetime | None, format: str = "medium") -> str:
-    """An aware (UTC) datetime as the site's local date and time, for the reader's locale."""
-    return "" if value is None else format_datetime(value, format)
+def local_dt(value: datetime | None, precision: str = "seconds") -> str:
+    """An aware (UTC) datetime as the site's local date and time, for the reader's locale.
+
+    `precision` "seconds" (logs, last seen) or "minutes" (validity, sales): the day always as the
+    locale's medium date ("Dec 1, 2026", "2026年12月1日"), never a short one like 12/1/26 that
+    readers of another country would take for another day.
+    """
+    if value is None:
+        return ""
+    if precision == "seconds":
+        return format_datetime(value, "medium")
+    pattern = str(get_locale().datetime_formats["medium"])  # "{1}, {0}": date, time
+    return pattern.replace("{1}", format_date(value, "medium")).replace("{0}", format_time(value, "short"))
 
 
 def local_date(value: date | datetime | None, format: str = "medium") -> str:
@@ -133,6 +151,18 @@ def label(kind: str, code: str | None) -> str:
         return ""
     text = LABELS.get(kind, {}).get(code)
     return str(text) if text is not None else str(code)
+
+
+def labels(kind: str) -> dict[str, str]:
+    """Every code of `kind` in the reader's words (for a page's script)."""
+    return {code: str(text) for code, text in LABELS.get(kind, {}).items()}
+
+
+def reason_texts() -> dict[str, str]:
+    """Every refusal reason in the reader's words, with no time (for a page's script)."""
+    from central.web import reason_text
+
+    return {reason.value: reason_text(reason.value) for reason in Reason}
 
 
 # --- the switch in the header ----------------------------------------------------------------------
@@ -174,9 +204,9 @@ def init_app(app: Flask) -> None:
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts {% trans %} blocks
     app.jinja_env.filters.update(local_dt=local_dt, local_date=local_date, local_time=local_time,
                                  number=number, money=money)
-    app.jinja_env.globals.update(label=label, html_lang=html_lang, current_language=current_language,
-                                 languages=LANGUAGES)
+    app.jinja_env.globals.update(label=label, labels=labels, reason_texts=reason_texts, html_lang=html_lang,
+                                 current_language=current_language, languages=LANGUAGES)
     app.register_blueprint(bp)
 
 
-__all__ = ["LABELS", "init_app", "label", "local_date", "local_dt", "local_time", "money", "number"]
+__all__ = ["LABELS", "init_app", "label", "labels", "local_date", "local_dt", "local_time", "money", "number"]

@@ -35,7 +35,8 @@ def _po(locale: str):
 
 
 def _ids(catalog) -> set:
-    return {m.id for m in catalog if m.id}
+    """(context, msgid) of every entry: the same word may stand in two contexts ("expired")."""
+    return {(m.context, m.id) for m in catalog if m.id}
 
 
 def _extract_args() -> list[str]:
