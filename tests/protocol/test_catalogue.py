@@ -104,3 +104,28 @@ def test_the_standard_library_reads_the_chinese_catalogue() -> None:
     """The gate has no Babel: plain gettext must find the compiled file."""
     assert isinstance(translation("zh"), gettext.GNUTranslations)
     assert translation("zh").info()["language"] == "zh_Hans"
+
+
+# The park's words, as Chinese ticketing and gate products use them: one English term, one Chinese.
+GLOSSARY = {
+    "gate": "闸机", "ticket type": "票种", "annual pass": "年卡", "time slot": "时段", "refund": "退",
+    "zone": "区域", "fingerprint": "指纹", "real-name": "实名", "emergency": "紧急", "capacity": "承载量",
+}
+# A visitor at a turnstile reads 通道 (lane), the word on the signs above it.
+GLOSSARY_EXCEPTIONS = {"Gate closed, please use another gate"}
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_the_chinese_catalogue_is_chinese_and_keeps_to_one_word_per_term() -> None:
+    for m in _po("zh_Hans"):
+        if not m.id:
+            continue
+        msgid = m.id if isinstance(m.id, str) else m.id[0]
+        msgstr = m.string if isinstance(m.string, str) else m.string[0]
+        bare = PERCENT.sub("", BRACES.sub("", msgstr))
+        assert CJK.search(bare) or not re.search(r"[A-Za-z]{2,}", bare), f"not Chinese: {msgid!r} -> {msgstr!r}"
+        if msgid in GLOSSARY_EXCEPTIONS:
+            continue
+        for term, chinese in GLOSSARY.items():
+            if term in msgid.lower():
+                assert chinese in msgstr, f"{msgid!r} -> {msgstr!r}: '{term}' is {chinese} everywhere"
