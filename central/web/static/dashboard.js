@@ -104,7 +104,7 @@
       width: Math.max(300, box.clientWidth - 10), height: 260,
       scales: { x: { time: false, range: activeWindow } },
       axes: [{ values: function (u, splits) { return splits.map(hhmm); }, space: 60 }, {}],
-      series: [{ value: function (u, v) { return v == null ? "" : hhmm(v); } },
+      series: [{ label: T.time, value: function (u, v) { return v == null ? "" : hhmm(v); } },
                { label: T.entries, stroke: "#1a7f37", width: 1.5 },
                { label: T.exits, stroke: "#1565c0", width: 1.5 }],
     };
