@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: demo test bench bench-quick lint typecheck fmt clean system-deps
+.PHONY: demo test bench bench-quick lint typecheck fmt clean system-deps messages
 
 $(STAMP): pyproject.toml
 	@bash .ci/system-deps --if-root
@@ -41,6 +41,21 @@ typecheck: $(STAMP)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
+
+# The one catalogue (protocol/locale, see protocol/i18n.py): extract every marked text into the .pot,
+# merge it into each language's .po (new texts come in untranslated: translate them, the catalogue
+# tests fail until then), and compile the .mo files that are committed with them.
+LOCALEDIR := protocol/locale
+LOCALES := zh_Hans en
+BABEL_EXTRACT := extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 -k lazy_pgettext:1c,2 -k _p:1c,2 --add-comments=TRANSLATORS: --sort-by-file --project=scenic-gates --version=0.1.0 --copyright-holder="scenic-gates contributors"
+
+messages: $(STAMP)
+	@mkdir -p $(LOCALEDIR)
+	$(BIN)/pybabel $(BABEL_EXTRACT) -o $(LOCALEDIR)/messages.pot .
+	@for l in $(LOCALES); do test -f $(LOCALEDIR)/$$l/LC_MESSAGES/messages.po || \
+	  $(BIN)/pybabel init -i $(LOCALEDIR)/messages.pot -d $(LOCALEDIR) -D messages -l $$l; done
+	$(BIN)/pybabel update -i $(LOCALEDIR)/messages.pot -d $(LOCALEDIR) -D messages --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d $(LOCALEDIR) -D messages --statistics
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

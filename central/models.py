@@ -514,6 +514,8 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # The page language this user chose (a catalogue locale: "zh_Hans", "en"); none: the browser's.
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class ApiToken(Base):

@@ -1,5 +1,8 @@
 """The fixed list of decision reasons, each with a short text for the visitor.
 
+The texts are gettext msgids (`MESSAGES`), translated from the project's one catalogue
+(`protocol.i18n`, protocol/locale) with the standard library, so the gate needs no Babel or Flask.
+
 A reason is `actionable` when the visitor can do something about it (come back at 14:00, go to the
 exit first, look at the camera). Where several reasons apply, `protocol.rules` names, in this order:
 1. a *final* reason: the credential can never pass here (forged, revoked, used up, expired): telling
@@ -11,9 +14,13 @@ Within each group the order of `Reason` below decides.
 
 from __future__ import annotations
 
+import gettext
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from protocol.i18n import N_, translation
 
 
 class Reason(StrEnum):
@@ -72,54 +79,85 @@ def rank(reason: Reason) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class Text:
-    en: str
-    zh: str
-    en_no_time: str = ""  # for texts with {at}, when no time is known (a report, a log)
-    zh_no_time: str = ""
+class Message:
+    """A reason's words for the visitor as gettext msgids (English source text, see `protocol.i18n`)."""
+
+    text: str
+    no_time: str = ""  # for a text with {at}, when no time is known (a report, a log)
 
 
-TEXTS: dict[Reason, Text] = {
-    Reason.OK: Text("Welcome", "欢迎光临"),
-    Reason.FREE_PASSAGE: Text("Free passage", "自由通行"),
-    Reason.EMERGENCY: Text("Emergency: gates open", "紧急状态：闸机已打开"),
-    Reason.NOT_A_CODE: Text("This is not a ticket code", "无效的票码"),
-    Reason.BAD_SIGNATURE: Text("Ticket code not valid", "票码校验失败"),
-    Reason.UNKNOWN_KEY: Text("Ticket code not valid here", "票码不适用于本景区"),
-    Reason.KEY_RETIRED: Text("Ticket code no longer valid, please see staff", "票码已失效，请咨询工作人员"),
-    Reason.UNKNOWN_CREDENTIAL: Text("Not recognised, please see staff", "无法识别，请咨询工作人员"),
-    Reason.NO_BOOKING: Text("No booking for this ID card today", "该身份证今日无预约"),
-    Reason.REVOKED: Text("Ticket cancelled", "门票已作废"),
-    Reason.REFUNDED: Text("Ticket refunded", "门票已退"),
-    Reason.PASS_LOST: Text("Card reported lost, please see staff", "此卡已挂失，请咨询工作人员"),
-    Reason.PASS_SUSPENDED: Text("Pass suspended, please see staff", "年卡已暂停，请咨询工作人员"),
-    Reason.EXPIRED: Text("Ticket expired", "门票已过期"),
-    Reason.SLOT_MISSED: Text("Your time slot has passed", "您的预约时段已过"),
-    Reason.USED_UP: Text("Ticket already used", "门票已使用"),
-    Reason.GATE_LOCKED: Text("Gate closed, please use another gate", "本通道已关闭，请走其他通道"),
-    Reason.TOO_EARLY: Text("Please come back at {at}", "请于{at}后再来",
-                           "Too early, please come back later", "时间未到，请稍后再来"),
-    Reason.CLOSED: Text("Closed now, opens at {at}", "现在闭园，{at}开放", "Closed now", "现在闭园"),
-    Reason.EXIT_FIRST: Text("Please exit first", "请先出园再入园"),
-    Reason.TOO_SOON: Text("Please wait until {at}", "请于{at}后再入园",
-                          "Too soon after the last entry", "距上次入园时间过短"),
-    Reason.ZONE_FULL: Text("Area full, please wait", "区域已满，请稍候"),
-    Reason.LOOK_AT_CAMERA: Text("Please look at the camera", "请正对摄像头"),
-    Reason.FINGER_NEEDED: Text("Please place your finger", "请按指纹"),
-    Reason.NOT_SAME_PERSON: Text("Ticket belongs to another person", "人证不符"),
-    Reason.WRONG_ZONE: Text("Ticket not valid for this area", "门票不适用于此区域"),
-    Reason.WRONG_DAY: Text("Ticket not valid today", "门票今日无效"),
-    Reason.WRONG_DIRECTION: Text("Wrong direction", "方向错误"),
-    Reason.CLAIMED_ELSEWHERE: Text("Ticket just used at another gate", "门票刚在其他闸机使用"),
-    Reason.CONTROLLER_FAULT: Text("Gate fault, please see staff", "闸机故障，请联系工作人员"),
+# TRANSLATORS: texts a gate shows and speaks to a visitor: short, polite, read at a glance. {at} is a
+# time of day in the park (14:00).
+MESSAGES: dict[Reason, Message] = {
+    Reason.OK: Message(N_("Welcome")),
+    Reason.FREE_PASSAGE: Message(N_("Free passage")),
+    Reason.EMERGENCY: Message(N_("Emergency: gates open")),
+    Reason.NOT_A_CODE: Message(N_("This is not a ticket code")),
+    Reason.BAD_SIGNATURE: Message(N_("Ticket code not valid")),
+    Reason.UNKNOWN_KEY: Message(N_("Ticket code not valid here")),
+    Reason.KEY_RETIRED: Message(N_("Ticket code no longer valid, please see staff")),
+    Reason.UNKNOWN_CREDENTIAL: Message(N_("Not recognised, please see staff")),
+    Reason.NO_BOOKING: Message(N_("No booking for this ID card today")),
+    Reason.REVOKED: Message(N_("Ticket cancelled")),
+    Reason.REFUNDED: Message(N_("Ticket refunded")),
+    Reason.PASS_LOST: Message(N_("Card reported lost, please see staff")),
+    Reason.PASS_SUSPENDED: Message(N_("Pass suspended, please see staff")),
+    Reason.EXPIRED: Message(N_("Ticket expired")),
+    Reason.SLOT_MISSED: Message(N_("Your time slot has passed")),
+    Reason.USED_UP: Message(N_("Ticket already used")),
+    Reason.GATE_LOCKED: Message(N_("Gate closed, please use another gate")),
+    Reason.TOO_EARLY: Message(N_("Please come back at {at}"), N_("Too early, please come back later")),
+    Reason.CLOSED: Message(N_("Closed now, opens at {at}"), N_("Closed now")),
+    Reason.EXIT_FIRST: Message(N_("Please exit first")),
+    Reason.TOO_SOON: Message(N_("Please wait until {at}"), N_("Too soon after the last entry")),
+    Reason.ZONE_FULL: Message(N_("Area full, please wait")),
+    Reason.LOOK_AT_CAMERA: Message(N_("Please look at the camera")),
+    Reason.FINGER_NEEDED: Message(N_("Please place your finger")),
+    Reason.NOT_SAME_PERSON: Message(N_("Ticket belongs to another person")),
+    Reason.WRONG_ZONE: Message(N_("Ticket not valid for this area")),
+    Reason.WRONG_DAY: Message(N_("Ticket not valid today")),
+    Reason.WRONG_DIRECTION: Message(N_("Wrong direction")),
+    Reason.CLAIMED_ELSEWHERE: Message(N_("Ticket just used at another gate")),
+    Reason.CONTROLLER_FAULT: Message(N_("Gate fault, please see staff")),
 }
 
 
-def visitor_text(reason: Reason | str, language: str = "zh", at: datetime | None = None) -> str:
-    """The words the gate shows and speaks; `at` fills in 'come back at ...' (site local time)."""
-    text = TEXTS[Reason(reason)]
-    zh = language.startswith("zh")
-    if at is None and text.en_no_time:
-        return text.zh_no_time if zh else text.en_no_time
-    words = text.zh if zh else text.en
-    return words.format(at=at.strftime("%H:%M") if at else "")
+def visitor_text(reason: Reason | str, language: str = "zh", at: datetime | None = None,
+                 translations: gettext.NullTranslations | None = None) -> str:
+    """The words the gate shows and speaks; `at` fills in 'come back at ...' (site local time).
+
+    `language` is a tag as configured ("zh" is Simplified Chinese); `translations` overrides it with a
+    catalogue already chosen (the central's request locale).
+    """
+    message = MESSAGES[Reason(reason)]
+    gettext_ = (translations or translation(language)).gettext
+    if at is None and message.no_time:
+        return gettext_(message.no_time)
+    return gettext_(message.text).format(at=at.strftime("%H:%M") if at else "")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A reason's words in both languages, read from the catalogue (see `TEXTS`)."""
+
+    en: str
+    zh: str
+    en_no_time: str = ""
+    zh_no_time: str = ""
+
+
+class _Texts(Mapping[Reason, Text]):
+    """Every reason's words in English and Chinese, as the catalogue has them (read on access)."""
+
+    def __getitem__(self, reason: Reason) -> Text:
+        message, zh = MESSAGES[Reason(reason)], translation("zh").gettext
+        return Text(message.text, zh(message.text), message.no_time, zh(message.no_time) if message.no_time else "")
+
+    def __iter__(self) -> Iterator[Reason]:
+        return iter(MESSAGES)
+
+    def __len__(self) -> int:
+        return len(MESSAGES)
+
+
+TEXTS: Mapping[Reason, Text] = _Texts()

@@ -22,6 +22,8 @@ import os
 from datetime import timedelta
 
 from flask import Blueprint, Flask, jsonify, render_template, request
+from flask_babel import force_locale, get_translations
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from protocol.reasons import visitor_text
@@ -40,15 +42,16 @@ HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of the pa
 
 
 def reason_text(reason: str) -> str:
+    """A refusal reason in the page's language, with no time: "Too early, please come back later"."""
     try:
-        return visitor_text(reason, "en")  # with no time: "Too early, please come back later"
+        return visitor_text(reason, translations=get_translations())
     except ValueError:
         return reason
 
 
 def register(app: Flask) -> None:
     """Plug the web UI into the central's app: blueprints, CSRF, cookies, headers, the live hub."""
-    from central.web import admin, auth, dashboard, desk, gates, live, openapi, reporting, security
+    from central.web import admin, auth, dashboard, desk, gates, i18n, live, openapi, reporting, security
     from central.web.deps import HUB, close_db
 
     context = app.extensions["central"]  # the CentralContext create_app made
@@ -64,6 +67,7 @@ def register(app: Flask) -> None:
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     csrf.init_app(app)
+    i18n.init_app(app)
 
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp, openapi.bp):
         app.register_blueprint(bp)
@@ -91,38 +95,40 @@ def register(app: Flask) -> None:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    def _page(status: int, title: str, text: str):
+    def _page(status: int, error: str, title, text):
+        """An error page in the reader's language; under /api/ the JSON error as before (English)."""
         if request.path.startswith("/api/"):
-            return jsonify({"error": title.lower().replace(" ", "_"), "detail": text}), status
+            with force_locale("en"):
+                return jsonify({"error": error, "detail": str(text)}), status
         return render_template("error.html", status=status, title=title, text=text), status
 
     @app.errorhandler(CSRFError)
     def _csrf(exc):
-        return _page(400, "Form expired", "The form was missing its security token or it expired: "
-                     "go back, reload the page and try again.")
+        return _page(400, "form_expired", _l("Form expired"), _l("The form was missing its security token or it "
+                     "expired: go back, reload the page and try again."))
 
     @app.errorhandler(403)
     def _forbidden(_exc):
-        return _page(403, "Forbidden", "Your role does not allow this page.")
+        return _page(403, "forbidden", _l("Forbidden"), _l("Your role does not allow this page."))
 
     @app.errorhandler(404)
     def _not_found(_exc):
-        return _page(404, "Not found", "There is no such page.")
+        return _page(404, "not_found", _l("Not found"), _l("There is no such page."))
 
     @app.errorhandler(401)
     def _unauthorised(_exc):
-        return _page(401, "Login required", "Please log in.")
+        return _page(401, "login_required", _l("Login required"), _l("Please log in."))
 
     @app.errorhandler(429)
     def _too_many(exc):
-        text = getattr(exc, "description", None) or "Too many requests: wait a little and try again."
+        text = getattr(exc, "description", None) or _l("Too many requests: wait a little and try again.")
         if request.endpoint == "auth.login":
             return render_template("login.html", error=text), 429
-        return _page(429, "Too many requests", text)
+        return _page(429, "too_many_requests", _l("Too many requests"), text)
 
     @app.errorhandler(413)
     def _too_large(_exc):
-        return _page(413, "Too large", "The upload is too large.")
+        return _page(413, "too_large", _l("Too large"), _l("The upload is too large."))
 
     app.jinja_env.globals.update(current_user=auth.current_user, has_role=auth.has_role, reason_text=reason_text)
 

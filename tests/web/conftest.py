@@ -36,10 +36,20 @@ def web_ctx(db_url, tmp_path):
 
 @pytest.fixture
 def app(web_ctx):
+    from flask.testing import FlaskClient
+
     from central.app import create_app
+
+    class EnglishBrowser(FlaskClient):
+        """The tests read English pages: their client asks for English as a browser set so would."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.environ_base.setdefault("HTTP_ACCEPT_LANGUAGE", "en-GB,en;q=0.9")
 
     app = create_app(web_ctx.config, context=web_ctx)
     app.config["TESTING"] = True
+    app.test_client_class = EnglishBrowser
     return app
 
 
@@ -71,8 +81,10 @@ class Browser:
         return self.client.post(url, data=data, **kw)
 
 
-def login(app, role: str | None) -> Browser:
+def login(app, role: str | None, accept_language: str | None = None) -> Browser:
     browser = Browser(app.test_client())
+    if accept_language is not None:
+        browser.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = accept_language
     browser.get("/login")
     if role is not None:
         res = browser.post("/login", {"username": role, "password": password_for(role)})

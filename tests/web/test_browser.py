@@ -94,7 +94,7 @@ def log_in(page, server, role: str, password: str | None = None) -> None:
     page.goto(f"{server.url}/login")
     page.fill("input[name=username]", role)
     page.fill("input[name=password]", password or password_for(role))
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # the login form's, not the language switch in the header
 
 
 def test_login_refuses_a_wrong_password_then_opens_the_dashboard(server, page):

@@ -70,8 +70,8 @@ def test_a_pass_holder_is_enrolled_suspended_renewed_and_reported_lost(app):
     assert "suspended" in staff.get(person_url).get_data(as_text=True)
     staff.post(f"/desk/passes/{pass_id}/resume")
     staff.post(f"/desk/passes/{pass_id}/renew", {"valid_to": "2028-01-01"})
-    assert "2028-01-01" in staff.get(person_url).get_data(as_text=True) or "2027-12-31" in staff.get(
-        person_url).get_data(as_text=True)
+    renewed = staff.get(person_url).get_data(as_text=True)  # the new end, as the page's locale writes a day
+    assert "Jan 1, 2028" in renewed or "Dec 31, 2027" in renewed
     staff.post(f"/desk/passes/{pass_id}/lost")
     page = staff.get(person_url).get_data(as_text=True)
     assert ">lost<" in page

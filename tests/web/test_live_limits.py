@@ -176,7 +176,7 @@ def test_a_dashboard_refused_a_stream_says_it_is_not_live_and_still_shows_the_nu
     tab.goto(f"{url}/login")
     tab.fill("input[name=username]", "manager")
     tab.fill("input[name=password]", password_for("manager"))
-    tab.click("button[type=submit]")
+    tab.click("main button[type=submit]")
     tab.wait_for_url(f"{url}/dashboard/")
     expect(tab.locator("#live-state")).to_contain_text("not live")
     tab.wait_for_selector("#dashboard[data-ready='1']")  # filled from /live/snapshot instead

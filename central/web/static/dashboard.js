@@ -7,11 +7,14 @@
   var site = root.dataset.site;
   var state = { day: null, entries: new Array(1440).fill(0), exits: new Array(1440).fill(0),
                 denials: {}, refused: 0, gates: {} };
-  var texts = {};
-  // The texts sit in a <template>: its spans live in .content, not in the document.
-  document.getElementById("reason-texts").content.querySelectorAll("span").forEach(function (el) {
-    texts[el.dataset.reason] = el.textContent;
-  });
+  // The page's words, in its language, from the template's JSON block (one catalogue for all texts).
+  var T = JSON.parse(document.getElementById("i18n").textContent);
+  var texts = T.reasons;
+  function say(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
+  }
+  var numbers = new Intl.NumberFormat(document.documentElement.lang || undefined);
+  function count(n) { return numbers.format(n); }
   function $(id) { return document.getElementById(id); }
   function text(el, value) { if (el.textContent !== String(value)) el.textContent = value; }
   function el(tag, cls, content) {
@@ -28,9 +31,9 @@
     return share >= 0.95 ? "full" : share >= 0.8 ? "warn" : "ok";
   }
   function renderOccupancy(occ) {
-    text($("t-inside"), occ.inside);
-    text($("t-entries"), occ.entries_today);
-    text($("t-exits"), occ.exits_today);
+    text($("t-inside"), count(occ.inside));
+    text($("t-entries"), count(occ.entries_today));
+    text($("t-exits"), count(occ.exits_today));
     var box = $("zones");
     occ.zones.forEach(function (z) {
       var row = document.getElementById("zone-" + z.zone);
@@ -48,8 +51,8 @@
         box.appendChild(row);
       }
       var lv = level(z.inside, z.capacity);
-      text(row.querySelector(".name"), (z.name || ("Zone " + z.zone)));
-      text(row.querySelector(".count"), z.capacity ? (z.inside + " / " + z.capacity) : String(z.inside));
+      text(row.querySelector(".name"), (z.name || say(T.zone, { zone: z.zone })));
+      text(row.querySelector(".count"), z.capacity ? (count(z.inside) + " / " + count(z.capacity)) : count(z.inside));
       var bar = row.querySelector(".bar");
       bar.className = "bar level-" + lv;
       row.dataset.level = lv;
@@ -61,19 +64,19 @@
 
   // --- denials ---------------------------------------------------------------------------------
   function renderDenials() {
-    text($("t-refused"), state.refused);
+    text($("t-refused"), count(state.refused));
     var body = $("denials");
     var reasons = Object.keys(state.denials).sort(function (a, b) { return state.denials[b] - state.denials[a]; });
     body.textContent = "";
     if (!reasons.length) {
-      var tr = el("tr"); var td = el("td", "muted", "No refusals today"); td.colSpan = 2;
+      var tr = el("tr"); var td = el("td", "muted", T.no_refusals); td.colSpan = 2;
       tr.appendChild(td); body.appendChild(tr); return;
     }
     reasons.forEach(function (r) {
       var tr = el("tr");
       tr.dataset.reason = r;
       tr.appendChild(el("td", null, texts[r] || r));
-      tr.appendChild(el("td", "num", state.denials[r]));
+      tr.appendChild(el("td", "num", count(state.denials[r])));
       body.appendChild(tr);
     });
   }
@@ -101,9 +104,9 @@
       width: Math.max(300, box.clientWidth - 10), height: 260,
       scales: { x: { time: false, range: activeWindow } },
       axes: [{ values: function (u, splits) { return splits.map(hhmm); }, space: 60 }, {}],
-      series: [{ value: function (u, v) { return v == null ? "" : hhmm(v); } },
-               { label: "Entries", stroke: "#1a7f37", width: 1.5 },
-               { label: "Exits", stroke: "#1565c0", width: 1.5 }],
+      series: [{ label: T.time, value: function (u, v) { return v == null ? "" : hhmm(v); } },
+               { label: T.entries, stroke: "#1a7f37", width: 1.5 },
+               { label: T.exits, stroke: "#1565c0", width: 1.5 }],
     };
     chart = new uPlot(opts, [xs, state.entries, state.exits], box);
     window.addEventListener("resize", function () { chart.setSize({ width: Math.max(300, box.clientWidth - 10), height: 260 }); });
@@ -128,12 +131,13 @@
       $("gates").appendChild(tile);
     }
     var alarms = (g.alarms || []).slice();
-    if (g.controller_ok === false) alarms.push("controller fault");
-    (g.readers || []).forEach(function (r) { if (!r.ok) alarms.push(r.name + " fault"); });
+    if (g.controller_ok === false) alarms.push(T.controller_fault);
+    (g.readers || []).forEach(function (r) { if (!r.ok) alarms.push(say(T.reader_fault, { reader: r.name })); });
     tile.className = "gate " + (g.online ? "online" : "offline") + (alarms.length ? " alarm" : "");
     tile.dataset.online = g.online ? "1" : "0";
-    text(tile.querySelector(".gstate"), g.online ? "online" : "offline");
-    text(tile.querySelector(".gmode"), "mode " + g.mode + (g.zone ? " · zone " + g.zone : ""));
+    text(tile.querySelector(".gstate"), g.online ? T.online : T.offline);
+    var mode = T.modes[g.mode] || g.mode;
+    text(tile.querySelector(".gmode"), g.zone ? say(T.mode_zone, { mode: mode, zone: g.zone }) : say(T.mode, { mode: mode }));
     text(tile.querySelector(".galarms"), alarms.join(", "));
   }
 
@@ -182,7 +186,7 @@
   }
   function fallBack() {
     var badge = $("live-state");
-    badge.textContent = "not live: updates every " + POLL_MS / 1000 + " s";
+    badge.textContent = say(T.not_live, { seconds: POLL_MS / 1000 });
     badge.className = "badge warn live-state";
     if (pollTimer === null) { poll(); pollTimer = setInterval(poll, POLL_MS); }
     setTimeout(connect, RETRY_STREAM_MS);
@@ -191,12 +195,12 @@
     var source = new EventSource(root.dataset.stream);
     var badge = $("live-state");
     source.onopen = function () {
-      badge.textContent = "live"; badge.className = "badge ok live-state";
+      badge.textContent = T.live; badge.className = "badge ok live-state";
       if (pollTimer !== null) { clearInterval(pollTimer); pollTimer = null; }
     };
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED) { fallBack(); return; }
-      badge.textContent = "reconnecting…"; badge.className = "badge warn live-state";
+      badge.textContent = T.reconnecting; badge.className = "badge warn live-state";
     };
     source.onmessage = function (e) {
       var data = JSON.parse(e.data);

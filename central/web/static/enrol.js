@@ -12,7 +12,8 @@
   start.addEventListener("click", function () {
     navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 960, facingMode: "user" } })
       .then(function (stream) { video.srcObject = stream; box.hidden = false; start.hidden = true; })
-      .catch(function (err) { window.alert("The camera could not be opened: " + err.message); });
+      // The words come from the page (its language): "... {error}".
+      .catch(function (err) { window.alert(start.dataset.error.replace("{error}", err.message)); });
   });
   document.getElementById("take-photo").addEventListener("click", function () {
     canvas.width = video.videoWidth || 640; canvas.height = video.videoHeight || 480;

@@ -1,0 +1,212 @@
+"""The pages in the reader's language and the park's time: Flask-Babel over the project's one catalogue.
+
+The catalogue is `protocol/locale` (`protocol.i18n`), shared with the gates. A page's language is the
+first of:
+1. the logged-in user's choice (`staff_users.language`, set with the switch in the page header);
+2. the `lang` cookie the same switch sets (so the login page keeps the last choice);
+3. the browser's `Accept-Language` ("zh", "zh-CN", "zh-TW" -> Simplified Chinese; "en-GB" -> English);
+4. the site's default (`sites.language`).
+
+Every time a page shows is in the site's time zone (`sites.timezone`): the templates format them only
+through the filters `local_dt`, `local_date` and `local_time`, counts through `number`, money through
+`money`, and codes (statuses, modes, roles, channels) through `label(kind, code)`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, g, redirect, request, url_for
+from flask_babel import Babel, format_date, format_datetime, format_decimal, format_time, get_locale, lazy_pgettext
+
+from central.models import Site, StaffUser
+from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
+from protocol.reasons import Reason
+
+bp = Blueprint("i18n", __name__)
+babel = Babel()
+COOKIE = "lang"
+COOKIE_AGE_S = 365 * 24 * 3600
+# The switch names each language in that language, as language menus do.
+LANGUAGES = (("zh_Hans", "中文"), ("en", "English"))
+HTML_LANG = {"zh_Hans": "zh-Hans", "en": "en"}
+
+# The codes the store keeps, as a reader of the page says them; the context tells a translator where
+# the word stands (a badge, a select). In English they read as the pages always showed them.
+_p = lazy_pgettext
+LABELS: dict[str, dict[str, Any]] = {
+    "ticket_status": {
+        "valid": _p("ticket status", "valid"), "used": _p("ticket status", "used"),
+        "refunded": _p("ticket status", "refunded"), "revoked": _p("ticket status", "revoked"),
+        "expired": _p("ticket status", "expired")},
+    "pass_status": {"active": _p("pass status", "active"), "suspended": _p("pass status", "suspended"),
+                    "lost": _p("pass status", "lost"), "expired": _p("pass status", "expired")},
+    "mode": {"normal": _p("gate mode", "normal"), "free": _p("gate mode", "free passage"),
+             "locked": _p("gate mode", "locked"), "emergency": _p("gate mode", "emergency")},
+    "direction": {"in": _p("gate direction", "in"), "out": _p("gate direction", "out"),
+                  "both": _p("gate direction", "both")},
+    "role": {"admin": _p("role", "admin"), "manager": _p("role", "manager"), "staff": _p("role", "staff"),
+             "technician": _p("role", "technician")},
+    "channel": {"box_office": _p("sales channel", "box office"), "web": _p("sales channel", "website"),
+                "ota": _p("sales channel", "online travel agency"), "agency": _p("sales channel", "travel agency"),
+                "group": _p("sales channel", "group"), "other": _p("sales channel", "other")},
+    "credential": {"qr": _p("credential", "QR ticket"), "id_card": _p("credential", "ID card"),
+                   "annual_pass": _p("credential", "annual pass"), "face": _p("credential", "face"),
+                   "fingerprint": _p("credential", "fingerprint"), "none": _p("credential", "none")},
+    "command": {"open_once": _p("gate command", "open once"), "set_mode": _p("gate command", "set mode"),
+                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices")},
+    "check": {"passed": _p("face check", "passed"), "failed": _p("face check", "failed"),
+              "skipped": _p("face check", "skipped")},
+}
+
+
+def _site() -> Site | None:
+    """This request's site row (its language and time zone), read once."""
+    if "i18n_site" not in g:
+        from central.web.deps import db, site_id
+
+        g.i18n_site = db().get(Site, site_id())
+    return g.i18n_site
+
+
+def select_locale() -> str:
+    """The catalogue locale of this request: the user's choice, the cookie, the browser's, the site's."""
+    from central.web.auth import current_user
+
+    user = current_user()
+    if user is not None and user.language in LOCALES:
+        return user.language
+    if request.cookies.get(COOKIE) in LOCALES:
+        return request.cookies[COOKIE]
+    best = request.accept_languages.best_match(["zh", "en"])
+    if best:
+        return catalogue_locale(best)
+    site = _site()
+    return catalogue_locale(site.language if site is not None else None)
+
+
+def select_timezone() -> str:
+    site = _site()
+    return site.timezone if site is not None and site.timezone else "UTC"
+
+
+def current_language() -> str:
+    return str(get_locale() or "en")
+
+
+def html_lang() -> str:
+    """The page's `lang` attribute (BCP 47): zh-Hans or en."""
+    return HTML_LANG.get(current_language(), "en")
+
+
+# --- filters: every date, time and number a page shows ---------------------------------------------
+
+
+def local_dt(value: datetime | None, precision: str = "seconds") -> str:
+    """An aware (UTC) datetime as the site's local date and time, for the reader's locale.
+
+    `precision` "seconds" (logs, last seen) or "minutes" (validity, sales): the day always as the
+    locale's medium date ("Dec 1, 2026", "2026年12月1日"), never a short one like 12/1/26 that
+    readers of another country would take for another day.
+    """
+    if value is None:
+        return ""
+    if precision == "seconds":
+        return format_datetime(value, "medium")
+    pattern = str(get_locale().datetime_formats["medium"])  # "{1}, {0}": date, time
+    return pattern.replace("{1}", format_date(value, "medium")).replace("{0}", format_time(value, "short"))
+
+
+def local_date(value: date | datetime | None, format: str = "medium") -> str:
+    """A day (a date as is; a datetime as its day in the site's time zone), for the reader's locale."""
+    return "" if value is None else format_date(value, format)
+
+
+def local_time(value: datetime | None, format: str = "short") -> str:
+    """The site-local time of day of an aware datetime, for the reader's locale."""
+    return "" if value is None else format_time(value, format)
+
+
+def number(value: int | float | Decimal | None) -> str:
+    """A count with the locale's digit grouping."""
+    return "" if value is None else format_decimal(value)
+
+
+def money(value: Decimal | str | float | None) -> str:
+    """An amount with two decimals and the locale's grouping (the currency is the park's)."""
+    if value is None or value == "":
+        return ""
+    try:
+        return format_decimal(Decimal(str(value)), format="#,##0.00")
+    except InvalidOperation:
+        return str(value)
+
+
+def label(kind: str, code: str | None) -> str:
+    """A stored code (`kind` as in LABELS) in the reader's words; an unknown code as it is."""
+    if code is None:
+        return ""
+    text = LABELS.get(kind, {}).get(code)
+    return str(text) if text is not None else str(code)
+
+
+def labels(kind: str) -> dict[str, str]:
+    """Every code of `kind` in the reader's words (for a page's script)."""
+    return {code: str(text) for code, text in LABELS.get(kind, {}).items()}
+
+
+def reason_texts() -> dict[str, str]:
+    """Every refusal reason in the reader's words, with no time (for a page's script)."""
+    from central.web import reason_text
+
+    return {reason.value: reason_text(reason.value) for reason in Reason}
+
+
+# --- the switch in the header ----------------------------------------------------------------------
+
+
+def _local_path(target: str | None) -> str | None:
+    """Only a path on this site, never an absolute URL someone else chose."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target
+
+
+@bp.post("/language")
+def set_language():
+    """Remember the chosen language: on the user's record when logged in, and in a cookie for this browser."""
+    from central.web.auth import current_user
+    from central.web.deps import db
+
+    choice = request.form.get("language", "")
+    target = _local_path(request.form.get("next")) or url_for("auth.home")
+    response = redirect(target)
+    if choice not in LOCALES:
+        return response
+    user = current_user()
+    if user is not None:
+        db().get(StaffUser, user.id).language = choice
+        db().commit()
+    response.set_cookie(COOKIE, choice, max_age=COOKIE_AGE_S, httponly=True, samesite="Lax",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel on the shared catalogue, the switch, and the template helpers."""
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(LOCALEDIR)
+    app.config["BABEL_DOMAIN"] = "messages"
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts {% trans %} blocks
+    app.jinja_env.filters.update(local_dt=local_dt, local_date=local_date, local_time=local_time,
+                                 number=number, money=money)
+    app.jinja_env.globals.update(label=label, labels=labels, reason_texts=reason_texts, html_lang=html_lang,
+                                 current_language=current_language, languages=LANGUAGES)
+    app.register_blueprint(bp)
+
+
+__all__ = ["LABELS", "init_app", "label", "labels", "local_date", "local_dt", "local_time", "money", "number"]
