@@ -88,10 +88,11 @@ OPERATIONS: list[tuple[str, str, tuple[str, ...] | None, str, dict | None, dict 
     ("post", "/tickets/bulk", SELLERS, "Issue many tickets of one kind (group, OTA batch)",
      _obj(("ticket", "count"), ticket=_ref("TicketRequest"), count=INT),
      _obj(count=INT, tickets={"type": "array", "items": _ref("Ticket")})),
-    ("get", "/tickets/<int:ticket_id>", SELLERS, "A ticket with its signed code", None, _ref("Ticket")),
-    ("get", "/tickets/<int:ticket_id>/qr.<kind>", SELLERS, "The ticket's QR code as png or svg", None, None),
-    ("post", "/tickets/<int:ticket_id>/refund", SELLERS, "Refund an unused ticket", _obj(reason=S), _ref("Ticket")),
-    ("post", "/tickets/<int:ticket_id>/revoke", ("manager",), "Revoke a ticket whatever its use", _obj(reason=S),
+    ("get", "/tickets/<id:ticket_id>", SELLERS, "A ticket with its signed code", None, _ref("Ticket")),
+    ("get", "/tickets/<id:ticket_id>/qr.png", SELLERS, "The ticket's QR code as PNG", None, None),
+    ("get", "/tickets/<id:ticket_id>/qr.svg", SELLERS, "The ticket's QR code as SVG", None, None),
+    ("post", "/tickets/<id:ticket_id>/refund", SELLERS, "Refund an unused ticket", _obj(reason=S), _ref("Ticket")),
+    ("post", "/tickets/<id:ticket_id>/revoke", ("manager",), "Revoke a ticket whatever its use", _obj(reason=S),
      _ref("Ticket")),
     ("get", "/keys", None, "Public ticket-signing keys (no authentication)", None,
      _obj(keys={"type": "array", "items": _obj(key_id=INT, public=S, retired_at=T)})),
@@ -102,24 +103,24 @@ OPERATIONS: list[tuple[str, str, tuple[str, ...] | None, str, dict | None, dict 
           headcount=INT, channel=S, channel_ref=S, price=S), _ref("Ticket")),
     ("post", "/persons", SELLERS, "Create a person (annual-pass holder)",
      _obj(("name",), name=S, phone=S, id_last4=S), None),
-    ("delete", "/persons/<int:person_id>", ("manager",), "Delete a person's data and templates on request", None,
+    ("delete", "/persons/<id:person_id>", ("manager",), "Delete a person's data and templates on request", None,
      _obj(forgotten=S)),
-    ("get", "/persons/<int:person_id>/export", ("staff",),
+    ("get", "/persons/<id:person_id>/export", ("staff",),
      "Everything held about a person, on their request (templates as metadata only; audited)", None,
      _ref("PersonExport")),
     ("post", "/passes", SELLERS, "Create an annual pass (and its holder)",
      _obj(("valid_from", "valid_to"), person_id=INT, holder_name=S, phone=S, valid_from=T, valid_to=T, card_uid=S,
           zones=INTS, channel=S, price=S), _ref("Pass")),
-    ("get", "/passes/<int:pass_id>", SELLERS, "An annual pass", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/card", SELLERS, "Bind a card UID", _obj(("card_uid",), card_uid=S), _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/suspend", SELLERS, "Suspend a pass", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/resume", SELLERS, "Resume a suspended pass", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/lost", SELLERS, "Report the card lost (the pass ends)", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/replace", SELLERS, "A new pass with a new card after a loss",
+    ("get", "/passes/<id:pass_id>", SELLERS, "An annual pass", None, _ref("Pass")),
+    ("post", "/passes/<id:pass_id>/card", SELLERS, "Bind a card UID", _obj(("card_uid",), card_uid=S), _ref("Pass")),
+    ("post", "/passes/<id:pass_id>/suspend", SELLERS, "Suspend a pass", None, _ref("Pass")),
+    ("post", "/passes/<id:pass_id>/resume", SELLERS, "Resume a suspended pass", None, _ref("Pass")),
+    ("post", "/passes/<id:pass_id>/lost", SELLERS, "Report the card lost (the pass ends)", None, _ref("Pass")),
+    ("post", "/passes/<id:pass_id>/replace", SELLERS, "A new pass with a new card after a loss",
      _obj(("card_uid",), card_uid=S), _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/renew", SELLERS, "Extend a pass", _obj(("valid_to",), valid_to=T, price=S),
+    ("post", "/passes/<id:pass_id>/renew", SELLERS, "Extend a pass", _obj(("valid_to",), valid_to=T, price=S),
      _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/templates", SELLERS, "Bind a face or fingerprint template (base64)",
+    ("post", "/passes/<id:pass_id>/templates", SELLERS, "Bind a face or fingerprint template (base64)",
      _obj(("kind", "data"), kind={"enum": ["face", "fingerprint"]}, data=S, finger=INT), None),
     ("get", "/occupancy", ("manager", "staff", "technician"), "Live occupancy per zone", None, _ref("Occupancy")),
     ("get", "/conflicts", ("manager",), "Passages the central's rules would have refused (offline gates)", None,
@@ -146,11 +147,11 @@ OPERATIONS: list[tuple[str, str, tuple[str, ...] | None, str, dict | None, dict 
 
 
 CREATED = {("post", p) for p in ("/ticket-types", "/tickets", "/tickets/bulk", "/quotas", "/bookings", "/persons",
-                                 "/passes", "/passes/<int:pass_id>/templates", "/gates")}
+                                 "/passes", "/passes/<id:pass_id>/templates", "/gates")}
 
 
 def openapi_path(flask_path: str) -> str:
-    """`/tickets/<int:ticket_id>` -> `/tickets/{ticket_id}`."""
+    """`/tickets/<id:ticket_id>` -> `/tickets/{ticket_id}`."""
     return re.sub(r"<(?:[^>:]+:)?([^>]+)>", r"{\1}", flask_path)
 
 
@@ -159,7 +160,7 @@ def document() -> dict:
     for method, path, roles, summary, body, answer in OPERATIONS:
         op_path = openapi_path(path)
         params = [{"name": name, "in": "path", "required": True,
-                   "schema": INT if f"<int:{name}>" in path else S}
+                   "schema": INT if f"<id:{name}>" in path else S}
                   for name in re.findall(r"{([^}]+)}", op_path)]
         params.append({"name": "site", "in": "query", "required": False, "schema": S,
                        "description": "the site; the configured default when absent"})
