@@ -184,7 +184,8 @@ def _field_error(exc: msgspec.ValidationError, where: str) -> Invalid:
 
 def _decode_query(query: type[msgspec.Struct]):
     try:
-        return msgspec.convert(request.args.to_dict(), query, strict=False)
+        # An empty value (`?site=`, as a form sends it) is an absent one.
+        return msgspec.convert({k: v for k, v in request.args.items() if v != ""}, query, strict=False)
     except msgspec.ValidationError as exc:
         raise _field_error(exc, "query") from None
 
@@ -202,7 +203,7 @@ def _decode_body(body: type[msgspec.Struct], required: bool):
         return msgspec.json.decode(raw, type=body)
     except msgspec.ValidationError as exc:
         raise _field_error(exc, "body") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec lets a bad UTF-8 byte through as the latter
         raise Invalid("bad_json", "the request body is not valid JSON (UTF-8)") from None
 
 
