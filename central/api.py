@@ -13,7 +13,6 @@ import base64
 import functools
 import logging
 import re
-import traceback
 
 import msgspec
 from flask import Blueprint, Response, g, jsonify, request, session
@@ -22,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from central import api_schema as schema
+from central.logs import stack_without_messages
 from central.models import AnnualPass, Conflict, Gate, SigningKey, StaffUser, Ticket, TicketType
 from central.services import Invalid, ServiceError, limits
 from central.services import bookings as booking_service
@@ -41,14 +41,25 @@ MAX_BODY = 4 * 1024 * 1024  # a bulk order of 10,000 tickets is about 3 MB; anyt
 
 
 class IdConverter(IntegerConverter):
-    """A record id in a path: 1 to 2^63-1. Anything else matches no route (404): no such record."""
+    """A record id in a path (INTEGER: 1 to 2^31-1); anything else matches no route, a 404: no such record."""
 
     def __init__(self, map, *args, **kwargs) -> None:
         super().__init__(map, min=1, max=limits.MAX_ID)
 
 
-# Before the routes below are added: their rules name the converter.
-api.record_once(lambda state: state.app.url_map.converters.setdefault("id", IdConverter))
+class BigIdConverter(IntegerConverter):
+    """A ticket's id in a path (BIGINT: 1 to 2^63-1)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        super().__init__(map, min=1, max=limits.MAX_BIG_ID)
+
+
+def _converters(state) -> None:
+    state.app.url_map.converters.setdefault("id", IdConverter)
+    state.app.url_map.converters.setdefault("bigid", BigIdConverter)
+
+
+api.record_once(_converters)  # before the routes below are added: their rules name the converters
 
 
 # --- plumbing ----------------------------------------------------------------------------------
@@ -103,20 +114,8 @@ def _unexpected(exc: Exception):
     The exception's message can carry what the request carried (psycopg quotes the values of a failed
     row, a service may have formatted a name into it), so the log gets the types and the stack only."""
     log.error("unexpected %s in %s %s\n%s", type(exc).__name__, request.method,
-              request.url_rule.rule if request.url_rule else "?", _stack_without_messages(exc))
+              request.url_rule.rule if request.url_rule else "?", stack_without_messages(exc))
     return jsonify({"error": "internal_error", "detail": "an unexpected error; it was logged"}), 500
-
-
-def _stack_without_messages(exc: BaseException) -> str:
-    parts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        frames = "".join(traceback.format_list(traceback.extract_tb(current.__traceback__)))
-        parts.append(f"{type(current).__module__}.{type(current).__qualname__} (message withheld)\n{frames}")
-        current = current.__cause__ or current.__context__
-    return "caused by ".join(parts)
 
 
 def roles(*allowed: str):
@@ -333,7 +332,7 @@ def issue_bulk(body: schema.BulkBody):
     return jsonify({"count": len(out), "tickets": out}), 201
 
 
-@api.get("/tickets/<id:ticket_id>")
+@api.get("/tickets/<bigid:ticket_id>")
 @roles(*SELLERS)
 @accepts()
 def get_ticket(ticket_id: int):
@@ -353,14 +352,14 @@ def _ticket_code(ticket_id: int) -> str:
         return ticket_service.ticket_code(ticket_service.get_ticket(db, ticket_id), ctx.signer)
 
 
-@api.get("/tickets/<id:ticket_id>/qr.png")
+@api.get("/tickets/<bigid:ticket_id>/qr.png")
 @roles(*SELLERS)
 @accepts(query=schema.QrPngQuery)
 def ticket_qr_png(ticket_id: int):
     return Response(ticket_service.qr_png(_ticket_code(ticket_id), scale=g.query.scale), mimetype="image/png")
 
 
-@api.get("/tickets/<id:ticket_id>/qr.svg")
+@api.get("/tickets/<bigid:ticket_id>/qr.svg")
 @roles(*SELLERS)
 @accepts(query=schema.QrSvgQuery)
 def ticket_qr_svg(ticket_id: int):
@@ -375,14 +374,14 @@ def _end_ticket(ticket_id: int, action, body: schema.ReasonBody):
     return jsonify(out)
 
 
-@api.post("/tickets/<id:ticket_id>/refund")
+@api.post("/tickets/<bigid:ticket_id>/refund")
 @roles(*SELLERS)
 @accepts(body=schema.ReasonBody, body_required=False)
 def refund(ticket_id: int, body: schema.ReasonBody):
     return _end_ticket(ticket_id, ticket_service.refund_ticket, body)
 
 
-@api.post("/tickets/<id:ticket_id>/revoke")
+@api.post("/tickets/<bigid:ticket_id>/revoke")
 @roles("manager")
 @accepts(body=schema.ReasonBody, body_required=False)
 def revoke(ticket_id: int, body: schema.ReasonBody):

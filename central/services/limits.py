@@ -21,7 +21,8 @@ CARD_UID_INPUT = 64  # 32 hex digits with separators ("04:A2:..."), before norma
 ID_NUMBER = 32  # a national ID or passport number, normalised
 ID_LAST4_INPUT = 32  # the desk may hand the whole number: only the last four are kept
 TEMPLATE = 4096 - 64  # a sealed template fits one MQTT delta entry
-MAX_ID = 2**63 - 1  # record ids are BIGINT at most
+MAX_ID = 2**31 - 1  # record ids: INTEGER (PostgreSQL casts a larger parameter and fails)
+MAX_BIG_ID = 2**63 - 1  # tickets' ids are BIGINT
 TYPE_ID = 65535  # a ticket type id travels in the code as 16 bits
 HEADCOUNT = 255  # 8 bits in the code
 ZONE = 32  # zone numbers 1-32 (a 32-bit mask in the code)
@@ -110,4 +111,4 @@ def money(value) -> Decimal:
         raise Invalid("bad_price", f"a price is 0-{PRICE_MAX}")
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]  (finite: an int)
         raise Invalid("bad_price", "a price has at most 2 decimals")
-    return amount.quantize(Decimal("0.01"))
+    return (amount + 0).quantize(Decimal("0.01"))  # + 0: "-0" is 0.00, not -0.00

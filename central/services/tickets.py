@@ -105,7 +105,7 @@ def get_ticket_type(session: Session, type_id: int) -> TicketType:
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
-    if isinstance(ticket_id, bool) or not isinstance(ticket_id, int) or not 0 < ticket_id <= limits.MAX_ID:
+    if isinstance(ticket_id, bool) or not isinstance(ticket_id, int) or not 0 < ticket_id <= limits.MAX_BIG_ID:
         raise NotFound("no_ticket", "no such ticket")
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:

@@ -334,3 +334,11 @@ def test_an_unexpected_error_is_a_json_500_that_tells_nothing(api, monkeypatch):
 ])
 def test_on_postgresql_a_value_the_column_cannot_hold_is_a_400_not_a_500(api, body, error):
     _refused(api.post("/persons", json=body), 400, error)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("url", ["/passes/2147483648", "/persons/2147483648/export", "/tickets/9223372036854775807",
+                                 "/tickets/9223372036854775808"])
+def test_on_postgresql_an_id_past_its_column_is_a_404_not_a_500(api, url):
+    """Found by Schemathesis: PostgreSQL casts the parameter to the column's INTEGER and fails."""
+    _refused(api.get(url), 404)
