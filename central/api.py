@@ -3,8 +3,11 @@ revocations, annual passes, occupancy, gates and commands.
 
 Machines authenticate with `Authorization: Bearer <token>` (tokens stored hashed, made with
 `park-central token create`); staff with the web UI's session login (`session["user_id"]`).
-Each endpoint names the roles it admits; admin is admitted everywhere. Errors are JSON:
-`{"error": code, "detail": text}`. The site is `?site=` or the configured default.
+Each endpoint names the roles it admits (`@roles`; admin is admitted everywhere) and what it reads
+(`@accepts`: the msgspec structs of `central.api_schema`, decoded before the view runs, which the
+OpenAPI document is built from). Errors are JSON: `{"error": code, "detail": text}`, plus `"field"`
+when one field is to blame; an unexpected exception is a 500 that says nothing of the request, logged
+without its message. The site is `?site=` or the configured default.
 """
 
 from __future__ import annotations
