@@ -3,23 +3,30 @@ revocations, annual passes, occupancy, gates and commands.
 
 Machines authenticate with `Authorization: Bearer <token>` (tokens stored hashed, made with
 `park-central token create`); staff with the web UI's session login (a live `staff_sessions` record).
-Each endpoint names the roles it admits; admin is admitted everywhere. Errors are JSON:
-`{"error": code, "detail": text}`. The site is `?site=` or the configured default.
+Each endpoint names the roles it admits (`@roles`; admin is admitted everywhere) and what it reads
+(`@accepts`: the msgspec structs of `central.api_schema`, decoded before the view runs, which the
+OpenAPI document is built from). Errors are JSON: `{"error": code, "detail": text}`, plus `"field"`
+when one field is to blame; an unexpected exception is a 500 that says nothing of the request, logged
+without its message. The site is `?site=` or the configured default.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
-from datetime import date, datetime
-from typing import Any
+import logging
+import re
 
+import msgspec
 from flask import Blueprint, Response, g, jsonify, request, session
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
+from central import api_schema as schema
+from central.logs import stack_without_messages
 from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
-from central.services import Invalid, ServiceError
+from central.services import Invalid, ServiceError, limits
 from central.services import bookings as booking_service
 from central.services import gates as gate_service
 from central.services import passes as pass_service
@@ -28,10 +35,34 @@ from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.services.users import session_user, token_for
 
+log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 SELLERS = ("manager", "staff")
 TECH = ("technician",)
+MAX_BODY = 4 * 1024 * 1024  # a bulk order of 10,000 tickets is about 3 MB; anything larger is a 413
+
+
+class IdConverter(IntegerConverter):
+    """A record id in a path (INTEGER: 1 to 2^31-1); anything else matches no route, a 404: no such record."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        super().__init__(map, min=1, max=limits.MAX_ID)
+
+
+class BigIdConverter(IntegerConverter):
+    """A ticket's id in a path (BIGINT: 1 to 2^63-1)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        super().__init__(map, min=1, max=limits.MAX_BIG_ID)
+
+
+def _converters(state) -> None:
+    state.app.url_map.converters.setdefault("id", IdConverter)
+    state.app.url_map.converters.setdefault("bigid", BigIdConverter)
+
+
+api.record_once(_converters)  # before the routes below are added: their rules name the converters
 
 
 # --- plumbing ----------------------------------------------------------------------------------
@@ -53,17 +84,41 @@ class _Forbidden(ServiceError):
 
 @api.errorhandler(ServiceError)
 def _service_error(exc: ServiceError):
-    return jsonify({"error": exc.code, "detail": exc.detail}), exc.status
+    body = {"error": exc.code, "detail": exc.detail}
+    field = getattr(exc, "field", None)
+    if field:
+        body["field"] = field
+    return jsonify(body), exc.status
 
 
-@api.errorhandler(404)
-def _not_found(_exc):
-    return jsonify({"error": "not_found", "detail": request.path}), 404
+def _http_error(exc: HTTPException):
+    code = (exc.name or "error").lower().replace(" ", "_")
+    detail = {404: request.path, 405: request.method}.get(exc.code or 0, exc.description or "")
+    return jsonify({"error": code, "detail": detail}), exc.code or 500
 
 
-@api.errorhandler(405)
-def _method(_exc):
-    return jsonify({"error": "method_not_allowed", "detail": request.method}), 405
+@api.errorhandler(HTTPException)
+def _api_http_error(exc: HTTPException):
+    return _http_error(exc)
+
+
+@api.app_errorhandler(HTTPException)
+def _any_http_error(exc: HTTPException):
+    """Routing errors under /api/ (no such route, wrong method) are JSON too; other paths keep theirs."""
+    if request.path.startswith(api.url_prefix + "/"):
+        return _http_error(exc)
+    return exc.get_response()
+
+
+@api.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    """A bug: answer 500 JSON with nothing of the request, and log where, never what.
+
+    The exception's message can carry what the request carried (psycopg quotes the values of a failed
+    row, a service may have formatted a name into it), so the log gets the types and the stack only."""
+    log.error("unexpected %s in %s %s\n%s", type(exc).__name__, request.method,
+              request.url_rule.rule if request.url_rule else "?", stack_without_messages(exc))
+    return jsonify({"error": "internal_error", "detail": "an unexpected error; it was logged"}), 500
 
 
 def roles(*allowed: str):
@@ -79,9 +134,79 @@ def roles(*allowed: str):
             g.role = role
             return view(*args, **kwargs)
 
+        inner.api_roles = allowed
         return inner
 
     return wrap
+
+
+def accepts(*, body: type[msgspec.Struct] | None = None, query: type[schema.SiteQuery] = schema.SiteQuery,
+            body_required: bool = True):
+    """Decode the query string into `query` (as `g.query`) and the JSON body into `body` (the view's
+    `body` argument) before the view runs: a value out of its limits is a 400 naming the field.
+
+    The structs are also what `central.web.openapi` documents (`api_body`, `api_query` on the view)."""
+
+    def wrap(view):
+        @functools.wraps(view)
+        def inner(*args, **kwargs):
+            g.query = _decode_query(query)
+            if body is not None:
+                kwargs["body"] = _decode_body(body, body_required)
+            return view(*args, **kwargs)
+
+        inner.api_body = body
+        inner.api_body_required = body_required
+        inner.api_query = query
+        return inner
+
+    return wrap
+
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED = re.compile(r"^Object (missing required|contains unknown) field `([^`]*)`")
+
+
+def _field_error(exc: msgspec.ValidationError, where: str) -> Invalid:
+    """`bad_<field>`, `missing` or `unknown_field`, naming the field; msgspec says what and where
+    ("Expected `int` <= 255 - at `$.headcount`") without quoting the text of the value."""
+    message = str(exc)
+    at = _AT.search(message)
+    path = at.group(1) if at else ""
+    named = _NAMED.match(message)
+    if named:
+        code = "missing" if named.group(1) == "missing required" else "unknown_field"
+        path = f"{path}.{named.group(2)}" if path else named.group(2)
+    else:
+        code = "bad_" + re.sub(r"\[\d+\]", "", path).rsplit(".", 1)[-1] if path else "bad_field"
+    error = Invalid(code if re.fullmatch(r"[a-z0-9_]{1,64}", code) else "bad_field", f"{where}: {message}")
+    error.field = path[:200] or None
+    return error
+
+
+def _decode_query(query: type[msgspec.Struct]):
+    try:
+        # An empty value (`?site=`, as a form sends it) is an absent one.
+        return msgspec.convert({k: v for k, v in request.args.items() if v != ""}, query, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _field_error(exc, "query") from None
+
+
+def _decode_body(body: type[msgspec.Struct], required: bool):
+    request.max_content_length = min(MAX_BODY, request.max_content_length or MAX_BODY)
+    raw = request.get_data(cache=True)  # a 413 past MAX_BODY
+    if not raw.strip():
+        if required:
+            raise Invalid("bad_json", "the request body must be a JSON object")
+        return body()
+    if not request.is_json:
+        raise Invalid("bad_json", "send the body as Content-Type: application/json")
+    try:
+        return msgspec.json.decode(raw, type=body)
+    except msgspec.ValidationError as exc:
+        raise _field_error(exc, "body") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec lets a bad UTF-8 byte through as the latter
+        raise Invalid("bad_json", "the request body is not valid JSON (UTF-8)") from None
 
 
 def _authenticate() -> tuple[str, str]:
@@ -98,50 +223,12 @@ def _authenticate() -> tuple[str, str]:
     raise _Unauthorised("login_required", "send Authorization: Bearer <token> or log in")
 
 
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise Invalid("bad_json", "the request body must be a JSON object")
-    return data
-
-
 def _site() -> str:
-    return request.args.get("site") or _ctx().config.site
+    query = g.get("query")
+    return (query.site if query is not None else None) or _ctx().config.site
 
 
-def _time(value, key: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        at = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise Invalid("bad_time", f"{key}: not an ISO 8601 time") from None
-    if at.tzinfo is None:
-        raise Invalid("bad_time", f"{key}: needs a UTC offset")
-    return at
-
-
-def _day(value, key: str) -> date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise Invalid("bad_date", f"{key}: not a YYYY-MM-DD date") from None
-
-
-def _int(data: dict, key: str, default=None, required: bool = False):
-    value = data.get(key, default)
-    if value is None:
-        if required:
-            raise Invalid("missing", f"{key} is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid("bad_field", f"{key} must be an integer")
-    return value
-
-
-def _iso(at: datetime | None) -> str | None:
+def _iso(at) -> str | None:
     return at.isoformat() if at else None
 
 
@@ -187,12 +274,10 @@ def gate_json(gate: Gate) -> dict:
 
 # --- ticket types and tickets ------------------------------------------------------------------
 
-_TYPE_FIELDS = ("name", "id", "entries", "same_person", "anti_passback", "min_gap_s", "zones", "weekdays",
-                "slot_grace_min", "real_name", "validity_days", "price")
-
 
 @api.get("/ticket-types")
 @roles("manager", "staff", "technician")
+@accepts()
 def list_ticket_types():
     with _ctx().sessions() as db:
         rows = db.scalars(select(TicketType).where(TicketType.site_id == _site()).order_by(TicketType.id))
@@ -201,17 +286,9 @@ def list_ticket_types():
 
 @api.post("/ticket-types")
 @roles("manager")
-def define_ticket_type():
-    data = _body()
-    unknown = set(data) - set(_TYPE_FIELDS)
-    if unknown:
-        raise Invalid("bad_field", f"unknown fields: {', '.join(sorted(unknown))}")
-    if not isinstance(data.get("name"), str) or not data["name"]:
-        raise Invalid("missing", "name is required")
-    try:
-        spec = ticket_service.TicketTypeSpec(**data)
-    except TypeError as exc:
-        raise Invalid("bad_field", str(exc)) from None
+@accepts(body=schema.TicketTypeBody)
+def define_ticket_type(body: schema.TicketTypeBody):
+    spec = ticket_service.TicketTypeSpec(**msgspec.structs.asdict(body))
     with _ctx().sessions.begin() as db:
         tt = ticket_service.define_ticket_type(db, _site(), spec, actor=g.actor)
         out = ticket_type_json(tt)
@@ -219,28 +296,17 @@ def define_ticket_type():
     return jsonify(out), 201
 
 
-def _issue_request(data: dict) -> ticket_service.IssueRequest:
-    if not isinstance(data, dict):
-        raise Invalid("bad_json", "each ticket is a JSON object")
-    zones = data.get("zones") or []
-    if not isinstance(zones, list) or not all(isinstance(z, int) for z in zones):
-        raise Invalid("bad_zone", "zones is a list of zone numbers")
-    return ticket_service.IssueRequest(
-        ticket_type=_int(data, "ticket_type", required=True), visit_date=_day(data.get("visit_date"), "visit_date"),
-        valid_from=_time(data.get("valid_from"), "valid_from"), valid_to=_time(data.get("valid_to"), "valid_to"),
-        headcount=_int(data, "headcount", 1), holder_name=data.get("holder_name"), id_number=data.get("id_number"),
-        channel=data.get("channel", "box_office"), channel_ref=data.get("channel_ref"), price=data.get("price"),
-        zones=zones,
-    )
+def _issue_request(body: schema.TicketBody) -> ticket_service.IssueRequest:
+    return ticket_service.IssueRequest(**msgspec.structs.asdict(body))
 
 
 @api.post("/tickets")
 @roles(*SELLERS)
-def issue_ticket():
-    request_ = _issue_request(_body())
+@accepts(body=schema.TicketBody)
+def issue_ticket(body: schema.TicketBody):
     ctx = _ctx()
     with ctx.sessions.begin() as db:
-        ticket = ticket_service.issue_ticket(db, _site(), request_, actor=g.actor)
+        ticket = ticket_service.issue_ticket(db, _site(), _issue_request(body), actor=g.actor)
         out = ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer))
     _after_commit()
     return jsonify(out), 201
@@ -248,18 +314,17 @@ def issue_ticket():
 
 @api.post("/tickets/bulk")
 @roles(*SELLERS)
-def issue_bulk():
+@accepts(body=schema.BulkBody)
+def issue_bulk(body: schema.BulkBody):
     """`{"tickets": [...]}`, or `{"ticket": {...}, "count": N}` for N identical tickets."""
-    data = _body()
-    if "tickets" in data:
-        if not isinstance(data["tickets"], list):
-            raise Invalid("bad_field", "tickets is a list")
-        requests_ = [_issue_request(item) for item in data["tickets"]]
+    if body.tickets is not None:
+        if body.ticket is not None or body.count is not None:
+            raise Invalid("bad_field", "send either tickets, or ticket and count")
+        requests_ = [_issue_request(item) for item in body.tickets]
     else:
-        count = _int(data, "count", required=True)
-        if not 1 <= count <= ticket_service.MAX_BULK:
-            raise Invalid("bad_count", f"count is 1-{ticket_service.MAX_BULK}")
-        requests_ = [_issue_request(data.get("ticket"))] * count
+        if body.ticket is None or body.count is None:
+            raise Invalid("missing", "send either tickets, or ticket and count")
+        requests_ = [_issue_request(body.ticket)] * body.count
     ctx = _ctx()
     with ctx.sessions.begin() as db:
         tickets = ticket_service.issue_tickets(db, _site(), requests_, actor=g.actor)
@@ -268,51 +333,64 @@ def issue_bulk():
     return jsonify({"count": len(out), "tickets": out}), 201
 
 
-@api.get("/tickets/<int:ticket_id>")
+@api.get("/tickets/<bigid:ticket_id>")
 @roles(*SELLERS)
+@accepts()
 def get_ticket(ticket_id: int):
     ctx = _ctx()
     with ctx.sessions() as db:
         ticket = ticket_service.get_ticket(db, ticket_id)
-        return jsonify(ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer)))
+        try:
+            code = ticket_service.ticket_code(ticket, ctx.signer)
+        except ServiceError:  # stored before the issue checks: shown, with no code to print
+            code = None
+        return jsonify(ticket_json(ticket, code) | {"code": code})
 
 
-@api.get("/tickets/<int:ticket_id>/qr.<kind>")
-@roles(*SELLERS)
-def ticket_qr(ticket_id: int, kind: str):
-    if kind not in ("png", "svg"):
-        raise Invalid("bad_format", "qr.png or qr.svg")
+def _ticket_code(ticket_id: int) -> str:
     ctx = _ctx()
     with ctx.sessions() as db:
-        code = ticket_service.ticket_code(ticket_service.get_ticket(db, ticket_id), ctx.signer)
-    scale = request.args.get("scale", type=int)
-    if kind == "png":
-        return Response(ticket_service.qr_png(code, scale=scale or 8), mimetype="image/png")
-    return Response(ticket_service.qr_svg(code, scale=scale or 4), mimetype="image/svg+xml")
+        return ticket_service.ticket_code(ticket_service.get_ticket(db, ticket_id), ctx.signer)
 
 
-def _end_ticket(ticket_id: int, action):
-    data = request.get_json(silent=True) or {}
+@api.get("/tickets/<bigid:ticket_id>/qr.png")
+@roles(*SELLERS)
+@accepts(query=schema.QrPngQuery)
+def ticket_qr_png(ticket_id: int):
+    return Response(ticket_service.qr_png(_ticket_code(ticket_id), scale=g.query.scale), mimetype="image/png")
+
+
+@api.get("/tickets/<bigid:ticket_id>/qr.svg")
+@roles(*SELLERS)
+@accepts(query=schema.QrSvgQuery)
+def ticket_qr_svg(ticket_id: int):
+    return Response(ticket_service.qr_svg(_ticket_code(ticket_id), scale=g.query.scale), mimetype="image/svg+xml")
+
+
+def _end_ticket(ticket_id: int, action, body: schema.ReasonBody):
     with _ctx().sessions.begin() as db:
-        ticket = action(db, ticket_id, actor=g.actor, reason=data.get("reason"))
+        ticket = action(db, ticket_id, actor=g.actor, reason=body.reason)
         out = ticket_json(ticket)
     _after_commit()
     return jsonify(out)
 
 
-@api.post("/tickets/<int:ticket_id>/refund")
+@api.post("/tickets/<bigid:ticket_id>/refund")
 @roles(*SELLERS)
-def refund(ticket_id: int):
-    return _end_ticket(ticket_id, ticket_service.refund_ticket)
+@accepts(body=schema.ReasonBody, body_required=False)
+def refund(ticket_id: int, body: schema.ReasonBody):
+    return _end_ticket(ticket_id, ticket_service.refund_ticket, body)
 
 
-@api.post("/tickets/<int:ticket_id>/revoke")
+@api.post("/tickets/<bigid:ticket_id>/revoke")
 @roles("manager")
-def revoke(ticket_id: int):
-    return _end_ticket(ticket_id, ticket_service.revoke_ticket)
+@accepts(body=schema.ReasonBody, body_required=False)
+def revoke(ticket_id: int, body: schema.ReasonBody):
+    return _end_ticket(ticket_id, ticket_service.revoke_ticket, body)
 
 
 @api.get("/keys")
+@accepts()
 def public_keys():
     """The ticket verification keys (public: anyone may verify a code)."""
     with _ctx().sessions() as db:
@@ -326,12 +404,10 @@ def public_keys():
 
 @api.post("/quotas")
 @roles("manager")
-def define_quota():
-    data = _body()
+@accepts(body=schema.QuotaBody)
+def define_quota(body: schema.QuotaBody):
     with _ctx().sessions.begin() as db:
-        quota = booking_service.define_quota(db, _site(), _time(data.get("slot_start"), "slot_start"),
-                                             _time(data.get("slot_end"), "slot_end"),
-                                             _int(data, "capacity", required=True))
+        quota = booking_service.define_quota(db, _site(), body.slot_start, body.slot_end, body.capacity)
         out = {"id": quota.id, "slot_start": _iso(quota.slot_start), "slot_end": _iso(quota.slot_end),
                "capacity": quota.capacity, "booked": quota.booked}
     return jsonify(out), 201
@@ -339,18 +415,14 @@ def define_quota():
 
 @api.post("/bookings")
 @roles(*SELLERS)
-def book():
-    data = _body()
-    slot_start = _time(data.get("slot_start"), "slot_start")
-    if slot_start is None or not data.get("id_number"):
-        raise Invalid("missing", "slot_start and id_number are required")
+@accepts(body=schema.BookingBody)
+def book(body: schema.BookingBody):
     ctx = _ctx()
     with ctx.sessions.begin() as db:
         ticket = booking_service.book_slot(
-            db, _site(), ticket_type=_int(data, "ticket_type", required=True), slot_start=slot_start,
-            id_number=str(data["id_number"]), holder_name=data.get("holder_name"),
-            headcount=_int(data, "headcount", 1), channel=data.get("channel", "web"),
-            channel_ref=data.get("channel_ref"), price=data.get("price"), actor=g.actor)
+            db, _site(), ticket_type=body.ticket_type, slot_start=body.slot_start, id_number=body.id_number,
+            holder_name=body.holder_name, headcount=body.headcount, channel=body.channel,
+            channel_ref=body.channel_ref, price=body.price, actor=g.actor)
         out = ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer))
     _after_commit()
     return jsonify(out), 201
@@ -361,17 +433,18 @@ def book():
 
 @api.post("/persons")
 @roles(*SELLERS)
-def create_person():
-    data = _body()
+@accepts(body=schema.PersonBody)
+def create_person(body: schema.PersonBody):
     with _ctx().sessions.begin() as db:
-        person = pass_service.create_person(db, _site(), str(data.get("name") or ""), phone=data.get("phone"),
-                                            id_last4=data.get("id_last4"), actor=g.actor)
+        person = pass_service.create_person(db, _site(), body.name, phone=body.phone, id_last4=body.id_last4,
+                                            actor=g.actor)
         out = {"id": person.id, "holder": person.holder_ref, "name": person.name}
     return jsonify(out), 201
 
 
-@api.delete("/persons/<int:person_id>")
+@api.delete("/persons/<id:person_id>")
 @roles("manager")
+@accepts()
 def forget_person(person_id: int):
     with _ctx().sessions.begin() as db:
         pass_service.forget_person(db, person_id, actor=g.actor)
@@ -379,8 +452,9 @@ def forget_person(person_id: int):
     return jsonify({"forgotten": f"H{person_id}"})
 
 
-@api.get("/persons/<int:person_id>/export")
+@api.get("/persons/<id:person_id>/export")
 @roles("staff")
+@accepts()
 def export_person(person_id: int):
     """Everything the central holds about a person (templates as metadata only); the export is audited."""
     with _ctx().sessions.begin() as db:
@@ -393,29 +467,24 @@ def export_person(person_id: int):
 
 @api.post("/passes")
 @roles(*SELLERS)
-def create_pass():
-    data = _body()
+@accepts(body=schema.PassBody)
+def create_pass(body: schema.PassBody):
     with _ctx().sessions.begin() as db:
-        person_id = data.get("person_id")
+        person_id = body.person_id
         if person_id is None:
-            person = pass_service.create_person(db, _site(), str(data.get("holder_name") or ""),
-                                                phone=data.get("phone"), actor=g.actor)
+            person = pass_service.create_person(db, _site(), body.holder_name or "", phone=body.phone, actor=g.actor)
             person_id = person.id
-        valid_from = _time(data.get("valid_from"), "valid_from")
-        valid_to = _time(data.get("valid_to"), "valid_to")
-        if valid_from is None or valid_to is None:
-            raise Invalid("missing", "valid_from and valid_to are required")
         annual_pass = pass_service.create_pass(
-            db, _site(), person_id=int(person_id), valid_from=valid_from, valid_to=valid_to,
-            card_uid=str(data.get("card_uid") or ""), zones=data.get("zones") or [],
-            channel=data.get("channel", "box_office"), price=data.get("price", 0), actor=g.actor)
+            db, _site(), person_id=person_id, valid_from=body.valid_from, valid_to=body.valid_to,
+            card_uid=body.card_uid, zones=body.zones, channel=body.channel, price=body.price, actor=g.actor)
         out = pass_json(annual_pass)
     _after_commit()
     return jsonify(out), 201
 
 
-@api.get("/passes/<int:pass_id>")
+@api.get("/passes/<id:pass_id>")
 @roles(*SELLERS)
+@accepts()
 def get_pass(pass_id: int):
     with _ctx().sessions() as db:
         return jsonify(pass_json(pass_service.get_pass(db, pass_id)))
@@ -429,60 +498,58 @@ def _pass_action(pass_id: int, action, *args, status: int = 200, **kwargs):
     return jsonify(out), status
 
 
-@api.post("/passes/<int:pass_id>/card")
+@api.post("/passes/<id:pass_id>/card")
 @roles(*SELLERS)
-def bind_card(pass_id: int):
-    return _pass_action(pass_id, pass_service.bind_card, str(_body().get("card_uid") or ""))
+@accepts(body=schema.CardBody)
+def bind_card(pass_id: int, body: schema.CardBody):
+    return _pass_action(pass_id, pass_service.bind_card, body.card_uid)
 
 
-@api.post("/passes/<int:pass_id>/suspend")
+@api.post("/passes/<id:pass_id>/suspend")
 @roles(*SELLERS)
+@accepts()
 def suspend(pass_id: int):
     return _pass_action(pass_id, pass_service.suspend_pass)
 
 
-@api.post("/passes/<int:pass_id>/resume")
+@api.post("/passes/<id:pass_id>/resume")
 @roles(*SELLERS)
+@accepts()
 def resume(pass_id: int):
     return _pass_action(pass_id, pass_service.resume_pass)
 
 
-@api.post("/passes/<int:pass_id>/lost")
+@api.post("/passes/<id:pass_id>/lost")
 @roles(*SELLERS)
+@accepts()
 def lost(pass_id: int):
     return _pass_action(pass_id, pass_service.report_lost)
 
 
-@api.post("/passes/<int:pass_id>/replace")
+@api.post("/passes/<id:pass_id>/replace")
 @roles(*SELLERS)
-def replace(pass_id: int):
-    return _pass_action(pass_id, pass_service.replace_card, str(_body().get("card_uid") or ""), status=201)
+@accepts(body=schema.CardBody)
+def replace(pass_id: int, body: schema.CardBody):
+    return _pass_action(pass_id, pass_service.replace_card, body.card_uid, status=201)
 
 
-@api.post("/passes/<int:pass_id>/renew")
+@api.post("/passes/<id:pass_id>/renew")
 @roles(*SELLERS)
-def renew(pass_id: int):
-    data = _body()
-    valid_to = _time(data.get("valid_to"), "valid_to")
-    if valid_to is None:
-        raise Invalid("missing", "valid_to is required")
-    return _pass_action(pass_id, pass_service.renew_pass, valid_to, price=data.get("price"))
+@accepts(body=schema.RenewBody)
+def renew(pass_id: int, body: schema.RenewBody):
+    return _pass_action(pass_id, pass_service.renew_pass, body.valid_to, price=body.price)
 
 
-@api.post("/passes/<int:pass_id>/templates")
+@api.post("/passes/<id:pass_id>/templates")
 @roles(*SELLERS)
-def bind_template(pass_id: int):
+@accepts(body=schema.TemplateBody)
+def bind_template(pass_id: int, body: schema.TemplateBody):
     """`{"kind": "face"|"fingerprint", "data": base64, "finger": n}`: bound to the pass's holder."""
-    data = _body()
-    try:
-        template = base64.b64decode(str(data.get("data") or ""), validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("bad_template", "data must be base64") from None
     ctx = _ctx()
     with ctx.sessions.begin() as db:
         annual_pass = pass_service.get_pass(db, pass_id)
-        row = pass_service.bind_template(db, ctx.cipher, annual_pass.person_id, str(data.get("kind")), template,
-                                         finger=_int(data, "finger", 0), actor=g.actor)
+        row = pass_service.bind_template(db, ctx.cipher, annual_pass.person_id, body.kind, body.data,
+                                         finger=body.finger, actor=g.actor)
         out = {"holder": f"H{row.person_id}", "kind": row.kind, "finger": row.finger, "version": row.version}
     _after_commit()
     return jsonify(out), 201
@@ -493,6 +560,7 @@ def bind_template(pass_id: int):
 
 @api.get("/occupancy")
 @roles("manager", "staff", "technician")
+@accepts()
 def get_occupancy():
     with _ctx().sessions() as db:
         gate_service.get_site(db, _site())
@@ -501,10 +569,11 @@ def get_occupancy():
 
 @api.get("/conflicts")
 @roles("manager")
+@accepts(query=schema.ConflictsQuery)
 def list_conflicts():
-    limit = min(request.args.get("limit", 100, type=int), 1000)
     with _ctx().sessions() as db:
-        rows = db.scalars(select(Conflict).where(Conflict.site_id == _site()).order_by(Conflict.at.desc()).limit(limit))
+        rows = db.scalars(select(Conflict).where(Conflict.site_id == _site()).order_by(Conflict.at.desc())
+                          .limit(g.query.limit))
         return jsonify({"conflicts": [
             {"event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason, "gate": c.gate,
              "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline} for c in rows]})
@@ -515,6 +584,7 @@ def list_conflicts():
 
 @api.get("/gates")
 @roles("manager", "technician")
+@accepts()
 def list_gates():
     with _ctx().sessions() as db:
         rows = db.scalars(select(Gate).where(Gate.site_id == _site()).order_by(Gate.name))
@@ -523,12 +593,12 @@ def list_gates():
 
 @api.post("/gates")
 @roles(*TECH)
-def register_gate():
-    data = _body()
+@accepts(body=schema.GateBody)
+def register_gate(body: schema.GateBody):
     with _ctx().sessions.begin() as db:
         gate, creds = gate_service.register_gate(
-            db, _site(), str(data.get("name") or ""), _int(data, "zone", required=True),
-            direction=data.get("direction", "both"), hardware=data.get("hardware"), actor=g.actor,
+            db, _site(), body.name, body.zone, direction=body.direction,
+            hardware=schema.hardware_dict(body.hardware), actor=g.actor,
             profiles=_ctx().config.gates.known_profiles)
         out = gate_json(gate) | {"mqtt_password": creds.password}
     _after_commit()
@@ -537,6 +607,7 @@ def register_gate():
 
 @api.get("/gates/<name>/config")
 @roles(*TECH)
+@accepts()
 def gate_config(name: str):
     from protocol.messages import encode
 
@@ -547,11 +618,11 @@ def gate_config(name: str):
 
 @api.patch("/gates/<name>/config")
 @roles(*TECH)
-def update_gate(name: str):
-    data = _body()
+@accepts(body=schema.GateUpdateBody)
+def update_gate(name: str, body: schema.GateUpdateBody):
     with _ctx().sessions.begin() as db:
-        gate = gate_service.update_gate(db, _site(), name, zone=_int(data, "zone"), direction=data.get("direction"),
-                                        hardware=data.get("hardware"), actor=g.actor,
+        gate = gate_service.update_gate(db, _site(), name, zone=body.zone, direction=body.direction,
+                                        hardware=schema.hardware_dict(body.hardware), actor=g.actor,
                                         profiles=_ctx().config.gates.known_profiles)
         out = gate_json(gate)
     _after_commit()
@@ -560,21 +631,20 @@ def update_gate(name: str):
 
 @api.post("/gates/<name>/mode")
 @roles(*TECH, "manager")
-def gate_mode(name: str):
+@accepts(body=schema.ModeBody)
+def gate_mode(name: str, body: schema.ModeBody):
     with _ctx().sessions.begin() as db:
-        gate = gate_service.set_gate_mode(db, _site(), name, str(_body().get("mode")), actor=g.actor)
+        gate = gate_service.set_gate_mode(db, _site(), name, body.mode, actor=g.actor)
         out = gate_json(gate)
     _after_commit()
     return jsonify(out)
 
 
-def _command(gate: str | None):
-    data = _body()
+def _command(gate: str | None, body: schema.CommandBody):
     ctx = _ctx()
     with ctx.sessions.begin() as db:
         record, _message, _topic = gate_service.create_command(
-            db, _site(), gate, str(data.get("kind")), mode=data.get("mode"), direction=data.get("direction", "in"),
-            actor=g.actor)
+            db, _site(), gate, body.kind, mode=body.mode, direction=body.direction, actor=g.actor)
         command_id = record.id
     sent = True
     try:
@@ -586,15 +656,18 @@ def _command(gate: str | None):
 
 @api.post("/gates/<name>/command")
 @roles(*TECH, "manager")
-def gate_command(name: str):
-    return _command(name)
+@accepts(body=schema.CommandBody)
+def gate_command(name: str, body: schema.CommandBody):
+    return _command(name, body)
 
 
 @api.post("/site/command")
 @roles("manager")
-def site_command():
+@accepts(body=schema.CommandBody)
+def site_command(body: schema.CommandBody):
     """A command to every gate of the site at once (emergency: `{"kind": "set_mode", "mode": "emergency"}`)."""
-    return _command(None)
+    return _command(None, body)
+
 
 
 # --- staff accounts and machine tokens (admin only) --------------------------------------------
@@ -604,6 +677,7 @@ def site_command():
 
 @api.post("/tokens/<name>/revoke")
 @roles()
+@accepts()
 def revoke_tokens(name: str):
     from central.services import users as user_service
 
@@ -615,6 +689,7 @@ def revoke_tokens(name: str):
 
 @api.post("/users/<name>/deactivate")
 @roles()
+@accepts()
 def deactivate_user(name: str):
     from central.services import users as user_service
 
@@ -626,6 +701,7 @@ def deactivate_user(name: str):
 
 @api.post("/users/<name>/reactivate")
 @roles()
+@accepts()
 def reactivate_user(name: str):
     from central.services import users as user_service
 

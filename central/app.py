@@ -21,11 +21,24 @@ log = logging.getLogger(__name__)
 EXTENSION = "central"
 
 
+class CentralFlask(Flask):
+    """Flask, logging an unhandled exception by its types and stack, not its message (`central.logs`)."""
+
+    def log_exception(self, exc_info) -> None:
+        from flask import request
+
+        from central.logs import stack_without_messages
+
+        # Like Flask: the path (no query string, no body) and the method; then the stack, without messages.
+        self.logger.error("Exception on %s [%s]\n%s", request.path, request.method,
+                          stack_without_messages(exc_info[1]))
+
+
 def create_app(config: CentralConfig, *, context: CentralContext | None = None, mqtt: bool = True,
                web: bool = True) -> Flask:
     """Build the central's web app; pass `context` to share one with the ingest and scheduler;
     `web=False` leaves out the browser pages (API-only processes, API tests)."""
-    app = Flask("central", static_folder=None)
+    app = CentralFlask("central", static_folder=None)
     app.config["SECRET_KEY"] = config.web.secret_key or secrets.token_hex(32)
     if not config.web.secret_key:
         log.warning("web.secret_key is not set: sessions end when the process restarts")

@@ -19,15 +19,19 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for `url`; creates the SQLite file's folder when needed."""
+    """An engine for `url`; creates the SQLite file's folder when needed.
+
+    `hide_parameters`: a failed statement's error (and so its log) never shows the row's values, which
+    are names, phones, card UIDs."""
     if is_sqlite(url):
         db_path = make_url(url).database
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, echo=echo, hide_parameters=True,
+                               connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -14,19 +14,23 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.models import SlotQuota, Ticket
-from central.services import Invalid, NotFound, Refused
+from central.services import Invalid, NotFound, Refused, limits
 from central.services.gates import get_site
-from central.services.tickets import IssueRequest, day_window, get_ticket_type, issue_tickets
+from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
 from protocol.ids import id_number_digest
 
 
 def define_quota(session: Session, site_id: str, slot_start: datetime, slot_end: datetime, capacity: int) -> SlotQuota:
     """Create or resize the quota of one time slot."""
     get_site(session, site_id)
-    if slot_start.tzinfo is None or slot_end <= slot_start:
+    if not isinstance(slot_start, datetime) or not isinstance(slot_end, datetime) or slot_start.tzinfo is None \
+            or slot_end.tzinfo is None or slot_end <= slot_start:
         raise Invalid("bad_slot", "a slot needs an aware start and a later end")
-    if capacity < 0:
-        raise Invalid("bad_capacity", "capacity must not be negative")
+    try:
+        check_encodable(slot_start, slot_end, slot_start, slot_end)  # its tickets must be printable
+    except Invalid as exc:
+        raise Invalid("bad_slot", exc.detail) from None
+    limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
     quota = session.scalar(select(SlotQuota).where(SlotQuota.site_id == site_id, SlotQuota.slot_start == slot_start))
     if quota is None:
         quota = SlotQuota(site_id=site_id, slot_start=slot_start, slot_end=slot_end, capacity=capacity, booked=0)
@@ -50,11 +54,13 @@ def book_slot(session: Session, site_id: str, *, ticket_type: int, slot_start: d
     """Book `headcount` places of a slot for the holder of `id_number`; `Refused('quota_full')` when full."""
     site = get_site(session, site_id)
     tt = get_ticket_type(session, ticket_type)
+    id_number = limits.id_number(id_number)
+    limits.integer("bad_headcount", "headcount", headcount, 1, limits.HEADCOUNT)
+    if not isinstance(slot_start, datetime) or slot_start.tzinfo is None:
+        raise Invalid("bad_slot", "slot_start needs a UTC offset")
     quota = session.scalar(select(SlotQuota).where(SlotQuota.site_id == site_id, SlotQuota.slot_start == slot_start))
     if quota is None:
         raise NotFound("no_slot", f"no bookable slot at {slot_start.isoformat()}")
-    if not 1 <= headcount <= 255:
-        raise Invalid("bad_headcount", "headcount must be 1-255")
     day = quota.slot_start.astimezone(ZoneInfo(site.timezone)).date()
     valid_from, valid_to = day_window(site.timezone, day, tt.validity_days)
     digest = id_number_digest(site.id_salt, id_number)

@@ -25,7 +25,7 @@ from central.models import (
     Zone,
     utcnow,
 )
-from central.services import Invalid, NotFound, Refused
+from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from protocol import topics
 from protocol.controllers import SHIPPED_PROFILES
@@ -63,6 +63,10 @@ def ensure_site(session: Session, site_id: str, *, name: str = "", timezone: str
 
 
 def get_site(session: Session, site_id: str) -> Site:
+    try:
+        topics.check_name("site", site_id)
+    except ValueError:
+        raise Invalid("bad_site", "a site id must be 1-64 characters of A-Z a-z 0-9 _ -") from None
     site = session.get(Site, site_id)
     if site is None:
         raise NotFound("no_site", f"no site {site_id}")
@@ -96,8 +100,7 @@ def update_site(session: Session, site_id: str, actor: str | None = None, **sett
 
 def ensure_zone(session: Session, site_id: str, number: int, *, name: str = "",
                 capacity: int | None = None) -> Zone:
-    if not 1 <= number <= 32:
-        raise Invalid("bad_zone", "zone numbers are 1-32")
+    limits.integer("bad_zone", "zone", number, 1, limits.ZONE)
     zone = session.scalar(select(Zone).where(Zone.site_id == site_id, Zone.number == number))
     if zone is None:
         zone = Zone(site_id=site_id, number=number, name=name or f"Zone {number}", capacity=capacity)
@@ -111,8 +114,8 @@ def set_zone_capacity(session: Session, site_id: str, number: int, capacity: int
     zone = session.scalar(select(Zone).where(Zone.site_id == site_id, Zone.number == number))
     if zone is None:
         raise NotFound("no_zone", f"no zone {number} at {site_id}")
-    if capacity is not None and capacity < 0:
-        raise Invalid("bad_capacity", "capacity must not be negative")
+    if capacity is not None:
+        limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
     zone.capacity = capacity
     audit(session, actor, "zone.capacity", f"{site_id}/{number}", capacity=capacity)
     return zone
@@ -121,7 +124,16 @@ def set_zone_capacity(session: Session, site_id: str, number: int, capacity: int
 # --- gates -------------------------------------------------------------------------------------
 
 
+def gate_name(name: str) -> str:
+    """`name` if it can be a gate's name (it becomes an MQTT topic level), else Invalid('bad_gate_name')."""
+    try:
+        return topics.check_name("gate", name)
+    except ValueError:
+        raise Invalid("bad_gate_name", "a gate name must be 1-64 characters of A-Z a-z 0-9 _ -") from None
+
+
 def get_gate(session: Session, site_id: str, name: str) -> Gate:
+    gate_name(name)
     gate = session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name))
     if gate is None:
         raise NotFound("no_gate", f"no gate {name} at {site_id}")
@@ -139,9 +151,9 @@ def register_gate(session: Session, site_id: str, name: str, zone: int, *, direc
                   profiles: tuple[str, ...] = SHIPPED_PROFILES) -> tuple[Gate, GateCredentials]:
     """Register a gate and make its MQTT credentials (the password is returned once). A controller
     profile in `hardware` must be one of `profiles` (the central's `[gates] known_profiles`)."""
-    topics.check_name("gate", name)
+    gate_name(name)
     get_site(session, site_id)
-    if direction not in DIRECTIONS:
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
         raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
     if session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name)):
         raise Refused("gate_exists", f"gate {name} exists at {site_id}")
@@ -162,6 +174,12 @@ def register_gate(session: Session, site_id: str, name: str, zone: int, *, direc
 def _check_hardware(hardware: dict, profiles: tuple[str, ...]) -> dict:
     import msgspec
 
+    if not isinstance(hardware, dict):
+        raise Invalid("bad_hardware", "hardware is an object")
+    # An unknown key would be stored, then break every GateConfig built from it (HardwareParams(**...)).
+    unknown = sorted(str(key)[:64] for key in hardware if key not in HardwareParams.__struct_fields__)
+    if unknown:
+        raise Invalid("bad_hardware", f"unknown hardware settings: {', '.join(unknown)}")
     try:
         params = msgspec.convert(hardware, HardwareParams)
     except msgspec.ValidationError as exc:
@@ -181,13 +199,13 @@ def update_gate(session: Session, site_id: str, name: str, *, zone: int | None =
         ensure_zone(session, site_id, zone)
         gate.zone_number = zone
     if direction is not None:
-        if direction not in DIRECTIONS:
+        if not isinstance(direction, str) or direction not in DIRECTIONS:
             raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
         gate.direction = direction
     if hardware is not None:
         gate.hardware = _check_hardware(hardware, profiles)
     if mode is not None:
-        if mode not in MODES:
+        if not isinstance(mode, str) or mode not in MODES:
             raise Invalid("bad_mode", f"mode must be one of {MODES}")
         gate.mode = mode
     gate.config_version += 1
@@ -292,11 +310,11 @@ def create_command(session: Session, site_id: str, gate: str | None, kind: str, 
     get_site(session, site_id)
     if gate is not None:
         get_gate(session, site_id, gate)
-    if kind not in ("open_once", "set_mode", "resync", "test_devices"):
-        raise Invalid("bad_command", f"unknown command {kind}")
-    if kind == "set_mode" and mode not in MODES:
+    if not isinstance(kind, str) or kind not in ("open_once", "set_mode", "resync", "test_devices"):
+        raise Invalid("bad_command", "kind is open_once, set_mode, resync or test_devices")
+    if (kind == "set_mode" or mode is not None) and mode not in MODES:
         raise Invalid("bad_mode", f"mode must be one of {MODES}")
-    if direction not in ("in", "out"):
+    if not isinstance(direction, str) or direction not in ("in", "out"):
         raise Invalid("bad_direction", "direction must be in or out")
     message = Command(id=new_event_id(), kind=kind, direction=direction, mode=mode, at=utcnow())
     record = CommandRecord(id=message.id, site_id=site_id, gate=gate, kind=kind, payload=encode(message),

@@ -17,24 +17,32 @@ from sqlalchemy.orm import Session
 
 from biometrics.templates import TemplateFormatError, check_template
 from central.models import CHANNELS, AnnualPass, BiometricTemplate, Person, utcnow
-from central.services import Invalid, NotFound, Refused
+from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.sync import forget_change, pass_change, record_delta, template_change
 from central.services.tickets import _money
 
-_UID = re.compile(r"^[0-9A-F]{0,32}$")
-MAX_TEMPLATE = 4096 - 64
+_UID = re.compile(r"[0-9A-F]{0,32}")
+MAX_TEMPLATE = limits.TEMPLATE
 
 
 def normalise_uid(uid: str) -> str:
+    if not isinstance(uid, str) or len(uid) > limits.CARD_UID_INPUT:
+        raise Invalid("bad_card_uid", "a card UID is up to 32 hex digits")
     value = uid.replace(":", "").replace(" ", "").upper()
-    if not _UID.match(value):
+    if not _UID.fullmatch(value):
         raise Invalid("bad_card_uid", "a card UID is up to 32 hex digits")
     return value
 
 
+def _record_id(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 0 < value <= limits.MAX_ID
+
+
 def get_pass(session: Session, pass_id: int, lock: bool = False) -> AnnualPass:
+    if not _record_id(pass_id):
+        raise NotFound("no_pass", "no such annual pass")
     annual_pass = session.get(AnnualPass, pass_id, with_for_update=lock)
     if annual_pass is None:
         raise NotFound("no_pass", f"no annual pass {pass_id}")
@@ -42,6 +50,8 @@ def get_pass(session: Session, pass_id: int, lock: bool = False) -> AnnualPass:
 
 
 def get_person(session: Session, person_id: int) -> Person:
+    if not _record_id(person_id):
+        raise NotFound("no_person", "no such person")
     person = session.get(Person, person_id)
     if person is None or person.forgotten_at is not None:
         raise NotFound("no_person", f"no person {person_id}")
@@ -51,9 +61,8 @@ def get_person(session: Session, person_id: int) -> Person:
 def create_person(session: Session, site_id: str, name: str, *, phone: str | None = None,
                   id_last4: str | None = None, actor: str | None = None) -> Person:
     get_site(session, site_id)
-    if not name or len(name) > 200:
-        raise Invalid("bad_name", "a name is 1-200 characters")
-    person = Person(site_id=site_id, name=name, phone=phone, id_last4=(id_last4 or None) and id_last4[-4:])
+    limits.text("bad_name", "name", name, limits.NAME, required=True)
+    person = Person(site_id=site_id, name=name, phone=limits.phone(phone), id_last4=limits.id_last4(id_last4))
     session.add(person)
     session.flush()
     audit(session, actor, "person.create", person.holder_ref)
@@ -76,15 +85,17 @@ def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: d
     person = get_person(session, person_id)
     if person.site_id != site_id:
         raise Invalid("bad_person", "the person belongs to another site")
-    if valid_from.tzinfo is None or valid_to <= valid_from:
+    if not isinstance(valid_from, datetime) or not isinstance(valid_to, datetime) or valid_from.tzinfo is None \
+            or valid_to.tzinfo is None or valid_to <= valid_from:
         raise Invalid("bad_validity", "valid_to must be after valid_from (aware times)")
-    if channel not in CHANNELS:
+    if not isinstance(channel, str) or channel not in CHANNELS:
         raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+    zones = limits.zones(zones or [])
+    price = _money(price)
     uid = normalise_uid(card_uid)
     _check_card_free(session, site_id, uid)
     annual_pass = AnnualPass(site_id=site_id, person_id=person.id, card_uid=uid, status="active",
-                             valid_from=valid_from, valid_to=valid_to, zones=sorted(set(zones or [])),
-                             channel=channel, price=_money(price))
+                             valid_from=valid_from, valid_to=valid_to, zones=zones, channel=channel, price=price)
     annual_pass.person = person
     session.add(annual_pass)
     session.flush()
@@ -146,7 +157,7 @@ def renew_pass(session: Session, pass_id: int, valid_to: datetime, *, price=None
         raise Refused("pass_lost", "a lost pass cannot be renewed: replace the card")
     if annual_pass.person.forgotten_at is not None:
         raise Refused("person_forgotten", "the holder's data was deleted on request")
-    if valid_to.tzinfo is None or valid_to <= annual_pass.valid_from:
+    if not isinstance(valid_to, datetime) or valid_to.tzinfo is None or valid_to <= annual_pass.valid_from:
         raise Invalid("bad_validity", "the new end must be after the pass's start")
     annual_pass.valid_to = valid_to
     if annual_pass.status == "expired":
@@ -164,7 +175,7 @@ def bind_template(session: Session, cipher, person_id: int, kind: str, template:
     """Store (encrypted) a face or fingerprint template for a person and send it to the site's gates."""
     if cipher is None:
         raise Refused("no_template_key", "keys.template_key is not configured")
-    if kind not in ("face", "fingerprint"):
+    if not isinstance(kind, str) or kind not in ("face", "fingerprint"):
         raise Invalid("bad_kind", "kind is face or fingerprint")
     if not template or len(template) > MAX_TEMPLATE:
         raise Invalid("bad_template", f"a template is 1-{MAX_TEMPLATE} bytes")
@@ -172,8 +183,7 @@ def bind_template(session: Session, cipher, person_id: int, kind: str, template:
         template = check_template(kind, template)
     except TemplateFormatError as exc:
         raise Invalid("bad_template", str(exc)) from None
-    if not 0 <= finger <= 10:
-        raise Invalid("bad_finger", "finger is 0-10")
+    limits.integer("bad_finger", "finger", finger, 0, limits.FINGER)
     person = get_person(session, person_id)
     holder = person.holder_ref
     row = session.scalar(select(BiometricTemplate).where(

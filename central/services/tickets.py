@@ -11,21 +11,21 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from central.models import CHANNELS, SlotQuota, Ticket, TicketType, utcnow
-from central.services import Invalid, NotFound, Refused
+from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from central.services.gates import bump_site_configs, get_site
 from central.services.sync import record_delta, ticket_change
-from protocol.ids import id_number_digest, normalise_id_number
-from protocol.ticket_code import TicketClaims, TicketSigner
+from protocol.ids import id_number_digest
+from protocol.ticket_code import TicketClaims, TicketSigner, encode_body
 
-MAX_BULK = 10_000
+MAX_BULK = limits.BULK
 
 
 @dataclass(frozen=True)
@@ -44,32 +44,34 @@ class TicketTypeSpec:
     price: Decimal | str | int = 0
 
 
-def _money(value) -> Decimal:
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise Invalid("bad_price", f"price {value!r} is not a number") from None
-    if amount < 0 or amount.as_tuple().exponent < -2:
-        raise Invalid("bad_price", "price must be non-negative with at most 2 decimals")
-    return amount.quantize(Decimal("0.01"))
+_money = limits.money  # the name passes.py and older callers import
+
+
+def _check_spec(spec: TicketTypeSpec) -> None:
+    limits.text("bad_name", "name", spec.name, limits.NAME, required=True)
+    if spec.entries is not None:
+        limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
+    for flag in ("same_person", "anti_passback", "real_name"):
+        if not isinstance(getattr(spec, flag), bool):
+            raise Invalid("bad_rules", f"{flag} is true or false")
+    limits.zones(spec.zones)
+    if not isinstance(spec.weekdays, list | tuple) or len(spec.weekdays) > 7:
+        raise Invalid("bad_weekday", "weekdays is a list of at most 7 days")
+    for day in spec.weekdays:
+        limits.integer("bad_weekday", "weekdays (0 Monday to 6)", day, 0, 6)
+    limits.integer("bad_rules", "validity_days", spec.validity_days, 1, limits.VALIDITY_DAYS)
+    limits.integer("bad_rules", "min_gap_s", spec.min_gap_s, 0, limits.MIN_GAP_S)
+    limits.integer("bad_rules", "slot_grace_min", spec.slot_grace_min, 0, limits.SLOT_GRACE_MIN)
 
 
 def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, actor: str | None = None) -> TicketType:
     """Create a ticket type, or change the rules of an existing one (gates learn it with their config)."""
     get_site(session, site_id)
-    if spec.entries is not None and spec.entries < 1:
-        raise Invalid("bad_entries", "entries must be at least 1, or null for unlimited")
-    if any(not 1 <= z <= 32 for z in spec.zones):
-        raise Invalid("bad_zone", "zones are 1-32")
-    if any(not 0 <= d <= 6 for d in spec.weekdays):
-        raise Invalid("bad_weekday", "weekdays are 0 (Monday) to 6")
-    if spec.validity_days < 1 or spec.min_gap_s < 0 or spec.slot_grace_min < 0:
-        raise Invalid("bad_rules", "validity_days >= 1, min_gap_s and slot_grace_min >= 0")
+    _check_spec(spec)
     type_id = spec.id
     if type_id is None:
         type_id = (session.scalar(select(func.max(TicketType.id))) or 0) + 1
-    if not 0 <= type_id < 65536:
-        raise Invalid("bad_type_id", "ticket type ids are 0-65535")
+    limits.integer("bad_type_id", "ticket type id", type_id, 0, limits.TYPE_ID)
     tt = session.get(TicketType, type_id)
     if tt is not None and tt.site_id != site_id:
         raise Refused("type_exists", f"ticket type {type_id} belongs to another site")
@@ -95,6 +97,7 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
 
 
 def get_ticket_type(session: Session, type_id: int) -> TicketType:
+    limits.integer("bad_ticket_type", "ticket_type", type_id, 0, limits.TYPE_ID)
     tt = session.get(TicketType, type_id)
     if tt is None:
         raise NotFound("no_ticket_type", f"no ticket type {type_id}")
@@ -102,6 +105,8 @@ def get_ticket_type(session: Session, type_id: int) -> TicketType:
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    if isinstance(ticket_id, bool) or not isinstance(ticket_id, int) or not 0 < ticket_id <= limits.MAX_BIG_ID:
+        raise NotFound("no_ticket", "no such ticket")
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         raise NotFound("no_ticket", f"no ticket {ticket_id}")
@@ -130,9 +135,39 @@ class IssueRequest:
 def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, datetime]:
     """Local midnight of `day` to local midnight `days` later, as aware datetimes."""
     tz = ZoneInfo(tz_name)
-    start = datetime.combine(day, time(0), tzinfo=tz)
-    end = datetime.combine(day + timedelta(days=days), time(0), tzinfo=tz)
+    try:
+        start = datetime.combine(day, time(0), tzinfo=tz)
+        end = datetime.combine(day + timedelta(days=days), time(0), tzinfo=tz)
+    except OverflowError:  # past year 9999
+        raise Invalid("bad_validity", "the validity ends after the calendar does") from None
     return start, end
+
+
+def check_encodable(valid_from: datetime, valid_to: datetime, slot_start: datetime | None = None,
+                    slot_end: datetime | None = None) -> None:
+    """Refuse a validity or slot the signed code cannot carry (before 2024, a slot of 45 days ...).
+
+    A ticket sold with such times could never show a code: its QR and its API answer would fail."""
+    try:
+        encode_body(TicketClaims(ticket_id=1, ticket_type=0, valid_from=valid_from, valid_to=valid_to,
+                                 slot_start=slot_start, slot_end=slot_end))
+    except (ValueError, OverflowError) as exc:
+        raise Invalid("bad_validity", f"a ticket code cannot carry these times: {exc}") from None
+
+
+def _check_request(req: IssueRequest) -> None:
+    limits.integer("bad_headcount", "headcount", req.headcount, 1, limits.HEADCOUNT)
+    limits.text("bad_name", "holder_name", req.holder_name, limits.NAME)
+    limits.text("bad_channel_ref", "channel_ref", req.channel_ref, limits.REF)
+    if not isinstance(req.channel, str) or req.channel not in CHANNELS:
+        raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+    limits.zones(req.zones)
+    for key in ("valid_from", "valid_to", "slot_start", "slot_end"):
+        value = getattr(req, key)
+        if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+            raise Invalid("bad_validity", f"{key} needs a UTC offset")
+    if req.visit_date is not None and not isinstance(req.visit_date, date):
+        raise Invalid("bad_validity", "visit_date is a date")
 
 
 def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketType, tz: str, salt: bytes,
@@ -141,17 +176,10 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         raise Invalid("bad_ticket_type", f"ticket type {tt.id} belongs to another site")
     if not tt.active:
         raise Refused("type_inactive", f"ticket type {tt.id} is not on sale")
-    if not 1 <= req.headcount <= 255:
-        raise Invalid("bad_headcount", "headcount must be 1-255")
-    if req.channel not in CHANNELS:
-        raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
-    if any(not 1 <= z <= 32 for z in req.zones):
-        raise Invalid("bad_zone", "zones are 1-32")
+    _check_request(req)
     if req.valid_from is not None or req.valid_to is not None:
         if req.valid_from is None or req.valid_to is None:
             raise Invalid("bad_validity", "give both valid_from and valid_to, or a visit_date")
-        if req.valid_from.tzinfo is None or req.valid_to.tzinfo is None:
-            raise Invalid("bad_validity", "times need a UTC offset")
         valid_from, valid_to = req.valid_from, req.valid_to
     else:
         day = req.visit_date or utcnow().astimezone(ZoneInfo(tz)).date()
@@ -160,11 +188,10 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         raise Invalid("bad_validity", "valid_to must be after valid_from")
     if (req.slot_start is None) != (req.slot_end is None) or (req.slot_start and req.slot_end <= req.slot_start):
         raise Invalid("bad_slot", "a time slot needs a start and a later end")
+    check_encodable(valid_from, valid_to, req.slot_start, req.slot_end)
     digest = last4 = None
     if req.id_number:
-        number = normalise_id_number(req.id_number)
-        if not 6 <= len(number) <= 32:
-            raise Invalid("bad_id_number", "an ID number is 6-32 characters")
+        number = limits.id_number(req.id_number)
         digest, last4 = id_number_digest(salt, number), number[-4:]
     elif tt.real_name:
         raise Invalid("id_number_required", f"ticket type {tt.name} is real-name: give the visitor's ID number")
@@ -211,8 +238,15 @@ def ticket_claims(ticket: Ticket) -> TicketClaims:
 
 
 def ticket_code(ticket: Ticket, signer: TicketSigner) -> str:
-    """The signed code printed in the ticket's QR (Ed25519 is deterministic: the same every time)."""
-    return signer.sign(ticket_claims(ticket))
+    """The signed code printed in the ticket's QR (Ed25519 is deterministic: the same every time).
+
+    `Refused('no_code')` for a ticket whose times no code can carry (one stored before the issue
+    checks, `check_encodable`, existed): there is nothing a gate could read, so nothing to print."""
+    try:
+        return signer.sign(ticket_claims(ticket))
+    except (ValueError, OverflowError):
+        raise Refused("no_code", f"ticket {ticket.ref} has times a ticket code cannot carry: revoke it and "
+                                 "issue a new one") from None
 
 
 def _release_quota(session: Session, ticket: Ticket) -> None:
@@ -224,6 +258,7 @@ def _release_quota(session: Session, ticket: Ticket) -> None:
 
 def _end_ticket(session: Session, ticket_id: int, status: str, allowed: tuple[str, ...], actor: str | None,
                 reason: str | None) -> Ticket:
+    limits.text("bad_reason", "reason", reason, limits.REASON)
     ticket = session.get(Ticket, ticket_id, with_for_update=True)
     if ticket is None:
         raise NotFound("no_ticket", f"no ticket {ticket_id}")
@@ -261,17 +296,19 @@ def expire_tickets(session: Session, now: datetime | None = None) -> int:
     return result.rowcount or 0
 
 
-def qr_png(code: str, scale: int = 8) -> bytes:
+def _qr(code: str, kind: str, scale: int, **options) -> bytes:
     import segno
 
+    # Memory grows with the square of the scale: a scale of 10,000 would want tens of gigabytes.
+    limits.integer("bad_scale", "scale", scale, 1, limits.QR_SCALE)
     buf = io.BytesIO()
-    segno.make(code, error="m", micro=False).save(buf, kind="png", scale=scale, border=4)
+    segno.make(code, error="m", micro=False).save(buf, kind=kind, scale=scale, border=4, **options)
     return buf.getvalue()
+
+
+def qr_png(code: str, scale: int = 8) -> bytes:
+    return _qr(code, "png", scale)
 
 
 def qr_svg(code: str, scale: int = 4) -> bytes:
-    import segno
-
-    buf = io.BytesIO()
-    segno.make(code, error="m", micro=False).save(buf, kind="svg", scale=scale, border=4, xmldecl=False)
-    return buf.getvalue()
+    return _qr(code, "svg", scale, xmldecl=False)

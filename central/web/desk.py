@@ -161,7 +161,10 @@ def ticket_qr(ticket_id: int):
         abort(404)
     if t.site_id != site_id() or t.status not in ("valid", "used"):
         abort(404)
-    svg = ticket_service.qr_svg(ticket_service.ticket_code(t, ctx().signer))
+    try:
+        svg = ticket_service.qr_svg(ticket_service.ticket_code(t, ctx().signer))
+    except ServiceError:  # times no code can carry (a ticket stored before the issue checks)
+        abort(404)
     return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 

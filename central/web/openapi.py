@@ -1,191 +1,256 @@
 """The OpenAPI 3.1 document of the JSON API at /api/v1, served at /api/v1/openapi.json.
 
-Hand-maintained next to `central/api.py`: one line per operation (method, path, roles, summary,
-request body, answer). `tests/web/test_openapi.py` fails when a route of the API is missing here or
-an operation here has no route, so the two cannot drift apart silently.
+What a request may carry comes from the API itself, so the document cannot drift from the checks:
+each view's `@accepts(body=..., query=...)` structs (`central.api_schema`) become the request bodies
+and query parameters through `msgspec.json.schema_components`, with every limit (maxLength, minimum,
+maximum, pattern, enum, required); each view's `@roles(...)` becomes `x-roles`; path parameters come
+from the route's converters. Written by hand here: one line per operation with its summary, its
+answer's schema and the refusals by state (409) it can meet. `tests/web/test_openapi.py` fails when a
+route is missing here or an operation here has no route; `tests/web/test_schemathesis.py` checks the
+answers against the document.
 """
 
 from __future__ import annotations
 
 import re
 
-from flask import Blueprint, jsonify
+import msgspec
+from flask import Blueprint, Flask, current_app, jsonify
+
+from central import api_schema
+from central.api import MAX_BODY
+from central.services import limits
+from protocol.messages import GateConfig
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
-
-SELLERS = ("manager", "staff")
+PREFIX = "/api/v1"
+REF = "#/components/schemas/{name}"
 
 
 def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(name=name)}
 
 
-def _obj(required: tuple[str, ...] = (), **props) -> dict:
+def _obj(required: tuple[str, ...] | bool = True, **props) -> dict:
+    """An object with `props`; all of them required unless `required` names some (or is False)."""
     out = {"type": "object", "properties": props}
-    if required:
-        out["required"] = list(required)
+    names = list(props) if required is True else list(required or ())
+    if names:
+        out["required"] = names
     return out
+
+
+def _null(schema: dict) -> dict:
+    return {**schema, "type": [schema["type"], "null"]}
 
 
 S, INT, B, N = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"}
 T = {"type": "string", "format": "date-time", "description": "ISO 8601 with a UTC offset"}
-D = {"type": "string", "format": "date"}
 INTS = {"type": "array", "items": INT}
-NULL_S = {"type": ["string", "null"]}
+NULL_S, NULL_T, NULL_INT = _null(S), _null(T), _null(INT)
+PRICE = {"type": "string", "pattern": r"^[0-9]{1,10}\.[0-9]{2}$", "description": "a decimal, two places"}
+CHANNEL = {"enum": list(api_schema.CHANNELS)}
+MODE = {"enum": ["normal", "free", "locked", "emergency"]}
+CONFLICT = _obj(event_id=S, credential_ref=S, reason=S, gate=S, other_gate=NULL_S, at=T, offline=B)
 
-SCHEMAS = {
-    "Error": _obj(("error",), error=S, detail=S),
-    "TicketType": _obj(("id", "name"), id=INT, name=S, entries={"type": ["integer", "null"]}, same_person=B,
-                       anti_passback=B, min_gap_s=INT, zones=INTS, weekdays=INTS, slot_grace_min=INT, real_name=B,
-                       validity_days=INT, price=S, active=B),
-    "TicketRequest": _obj(("ticket_type",), ticket_type=INT, visit_date=D, valid_from=T, valid_to=T, headcount=INT,
-                          holder_name=S, id_number={**S, "description": "digested at once, never stored"},
-                          channel={"enum": ["box_office", "web", "ota", "agency", "group", "other"]},
-                          channel_ref=S, price=S, zones=INTS),
-    "Ticket": _obj(("id", "ref", "status"), id=INT, ref=S, ticket_type=INT,
-                   status={"enum": ["valid", "used", "refunded", "revoked", "expired"]}, valid_from=T, valid_to=T,
-                   slot_start=T, slot_end=T, headcount=INT, zones=INTS, holder_name=NULL_S, id_last4=NULL_S,
-                   channel=S, channel_ref=NULL_S, price=S, issued_at=T,
-                   code={**S, "description": "the signed code for the QR (on issue and GET)"}),
-    "Pass": _obj(("id", "ref", "status"), id=INT, ref=S, holder=S, person_id=INT, holder_name=NULL_S, card_uid=S,
+ANSWERS = {
+    "Error": _obj(("error", "detail"), error={**S, "description": "a stable code: bad_<field>, missing, not_found ..."},
+                  detail={**S, "description": "what is wrong, in words"},
+                  field={**S, "description": "the offending field, when one is to blame (`ticket.headcount`)"}),
+    "TicketType": _obj(id=INT, name=S, entries=NULL_INT, same_person=B, anti_passback=B, min_gap_s=INT, zones=INTS,
+                       weekdays=INTS, slot_grace_min=INT, real_name=B, validity_days=INT, price=PRICE, active=B),
+    "Ticket": _obj(("id", "ref", "ticket_type", "status", "valid_from", "valid_to", "slot_start", "slot_end",
+                    "headcount", "zones", "holder_name", "id_last4", "channel", "channel_ref", "price", "issued_at"),
+                   id=INT, ref=S, ticket_type=INT, status={"enum": ["valid", "used", "refunded", "revoked", "expired"]},
+                   valid_from=T, valid_to=T, slot_start=NULL_T, slot_end=NULL_T, headcount=INT, zones=INTS,
+                   holder_name=NULL_S, id_last4=NULL_S, channel=CHANNEL, channel_ref=NULL_S, price=PRICE,
+                   issued_at=T, code={**NULL_S, "description": "the signed code for the QR (on issue and GET); null "
+                                                               "for a ticket whose times no code can carry"}),
+    "Pass": _obj(id=INT, ref=S, holder=S, person_id=INT, holder_name=NULL_S, card_uid=S,
                  status={"enum": ["active", "suspended", "lost", "expired"]}, valid_from=T, valid_to=T, zones=INTS,
-                 channel=S, price=S),
+                 channel=CHANNEL, price=PRICE),
     "PersonExport": _obj(
-        ("person", "passes", "templates", "passages", "audit"), exported_at=T,
+        ("person", "passes", "templates", "passages", "usage", "conflicts", "audit"), exported_at=T,
         person=_obj(id=INT, holder=S, site=S, name=S, phone=NULL_S, id_last4=NULL_S, created_at=T),
         passes={"type": "array", "items": _obj(id=INT, ref=S, card_uid=S, status=S, valid_from=T, valid_to=T,
-                                                zones=INTS, channel=S, price=S, created_at=T, status_changed_at=T)},
+                                                zones=INTS, channel=S, price=PRICE, created_at=T,
+                                                status_changed_at=NULL_T)},
         templates={"type": "array", "items": _obj(kind={"enum": ["face", "fingerprint"]}, finger=INT, version=INT,
                                                    created_at=T)},
         passages={"type": "array", "items": _obj(event_id=S, gate=S, zone=INT, at=T, direction=S,
                                                   credential_kind=S, credential_ref=S, decision=S, reason=S,
                                                   passed=B, headcount=INT, offline=B)},
-        usage={"type": "array", "items": _obj(ref=S, entries=INT, exits=INT, last_entry_at=T, last_gate=NULL_S)},
-        conflicts={"type": "array", "items": _obj(event_id=S, credential_ref=S, reason=S, gate=S,
-                                                   other_gate=NULL_S, at=T, offline=B)},
-        audit={"type": "array", "items": _obj(at=T, actor=S, action=S, target=S, detail={"type": "object"})}),
-    "Gate": _obj(("site", "name"), site=S, name=S, zone=INT, direction={"enum": ["in", "out", "both"]},
-                 mode={"enum": ["normal", "free", "locked", "emergency"]}, hardware={"type": "object"}, online=B,
-                 last_seen_at=T, config_version=INT, config_acked=INT, config_error=NULL_S, outbox=INT,
-                 alarms={"type": "array", "items": S}, mqtt_username=NULL_S,
+        usage={"type": "array", "items": _obj(ref=S, entries=INT, exits=INT, last_entry_at=NULL_T, last_gate=NULL_S)},
+        conflicts={"type": "array", "items": CONFLICT},
+        audit={"type": "array", "items": _obj(at=T, actor=S, action=S, target=S,
+                                               detail={"type": ["object", "null"]})}),
+    "Gate": _obj(("site", "name", "zone", "direction", "mode", "hardware", "online", "last_seen_at", "config_version",
+                  "config_acked", "config_error", "outbox", "alarms", "mqtt_username"),
+                 site=S, name=S, zone=INT, direction={"enum": ["in", "out", "both"]}, mode=MODE,
+                 hardware={"type": "object"}, online=B, last_seen_at=NULL_T, config_version=INT, config_acked=INT,
+                 config_error=NULL_S, outbox=INT, alarms={"type": "array", "items": S}, mqtt_username=NULL_S,
                  mqtt_password={**S, "description": "only in the answer to registration, once"}),
-    "Occupancy": _obj(("site", "zones"), site=S, at=T, inside=INT, entries_today=INT, exits_today=INT,
-                      capacity={"type": ["integer", "null"]}, full_zones=INTS,
-                      zones={"type": "array", "items": _obj(
+    "Occupancy": _obj(site=S, at=T, inside=INT, entries_today=INT, exits_today=INT, capacity=NULL_INT,
+                      full_zones=INTS, zones={"type": "array", "items": _obj(
                           zone=INT, name=S, inside=INT, entries_today=INT, exits_today=INT, peak=INT,
-                          capacity={"type": ["integer", "null"]}, full=B)}),
-    "Command": _obj(("kind",), kind={"enum": ["open_once", "set_mode", "resync", "test_devices"]},
-                    mode={"enum": ["normal", "free", "locked", "emergency"]}, direction={"enum": ["in", "out"]}),
+                          capacity=NULL_INT, full=B)}),
 }
+PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+SVG = {"image/svg+xml": {"schema": {"type": "string"}}}
 
-# method, path (Flask syntax), roles (admin always), summary, request body schema or None, answer schema or None
-OPERATIONS: list[tuple[str, str, tuple[str, ...] | None, str, dict | None, dict | None]] = [
-    ("get", "/ticket-types", ("manager", "staff", "technician"), "List the site's ticket types", None,
-     _obj(ticket_types={"type": "array", "items": _ref("TicketType")})),
-    ("post", "/ticket-types", ("manager",), "Define a ticket type or change its rules", _ref("TicketType"),
-     _ref("TicketType")),
-    ("post", "/tickets", SELLERS, "Issue one ticket (sale)", _ref("TicketRequest"), _ref("Ticket")),
-    ("post", "/tickets/bulk", SELLERS, "Issue many tickets of one kind (group, OTA batch)",
-     _obj(("ticket", "count"), ticket=_ref("TicketRequest"), count=INT),
-     _obj(count=INT, tickets={"type": "array", "items": _ref("Ticket")})),
-    ("get", "/tickets/<int:ticket_id>", SELLERS, "A ticket with its signed code", None, _ref("Ticket")),
-    ("get", "/tickets/<int:ticket_id>/qr.<kind>", SELLERS, "The ticket's QR code as png or svg", None, None),
-    ("post", "/tickets/<int:ticket_id>/refund", SELLERS, "Refund an unused ticket", _obj(reason=S), _ref("Ticket")),
-    ("post", "/tickets/<int:ticket_id>/revoke", ("manager",), "Revoke a ticket whatever its use", _obj(reason=S),
-     _ref("Ticket")),
-    ("get", "/keys", None, "Public ticket-signing keys (no authentication)", None,
-     _obj(keys={"type": "array", "items": _obj(key_id=INT, public=S, retired_at=T)})),
-    ("post", "/quotas", ("manager",), "Define the quota of a time slot",
-     _obj(("slot_start", "slot_end", "capacity"), slot_start=T, slot_end=T, capacity=INT), None),
-    ("post", "/bookings", SELLERS, "Book a time slot for an ID number (real-name)",
-     _obj(("ticket_type", "slot_start", "id_number"), ticket_type=INT, slot_start=T, id_number=S, holder_name=S,
-          headcount=INT, channel=S, channel_ref=S, price=S), _ref("Ticket")),
-    ("post", "/persons", SELLERS, "Create a person (annual-pass holder)",
-     _obj(("name",), name=S, phone=S, id_last4=S), None),
-    ("delete", "/persons/<int:person_id>", ("manager",), "Delete a person's data and templates on request", None,
-     _obj(forgotten=S)),
-    ("get", "/persons/<int:person_id>/export", ("staff",),
-     "Everything held about a person, on their request (templates as metadata only; audited)", None,
-     _ref("PersonExport")),
-    ("post", "/passes", SELLERS, "Create an annual pass (and its holder)",
-     _obj(("valid_from", "valid_to"), person_id=INT, holder_name=S, phone=S, valid_from=T, valid_to=T, card_uid=S,
-          zones=INTS, channel=S, price=S), _ref("Pass")),
-    ("get", "/passes/<int:pass_id>", SELLERS, "An annual pass", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/card", SELLERS, "Bind a card UID", _obj(("card_uid",), card_uid=S), _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/suspend", SELLERS, "Suspend a pass", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/resume", SELLERS, "Resume a suspended pass", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/lost", SELLERS, "Report the card lost (the pass ends)", None, _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/replace", SELLERS, "A new pass with a new card after a loss",
-     _obj(("card_uid",), card_uid=S), _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/renew", SELLERS, "Extend a pass", _obj(("valid_to",), valid_to=T, price=S),
-     _ref("Pass")),
-    ("post", "/passes/<int:pass_id>/templates", SELLERS, "Bind a face or fingerprint template (base64)",
-     _obj(("kind", "data"), kind={"enum": ["face", "fingerprint"]}, data=S, finger=INT), None),
-    ("get", "/occupancy", ("manager", "staff", "technician"), "Live occupancy per zone", None, _ref("Occupancy")),
-    ("get", "/conflicts", ("manager",), "Passages the central's rules would have refused (offline gates)", None,
-     _obj(conflicts={"type": "array", "items": _obj(event_id=S, credential_ref=S, reason=S, gate=S,
-                                                      other_gate=NULL_S, at=T, offline=B)})),
-    ("get", "/gates", ("manager", "technician"), "The site's gates with status and config state", None,
-     _obj(gates={"type": "array", "items": _ref("Gate")})),
-    ("post", "/gates", ("technician",), "Register a gate; the answer holds its MQTT password once",
-     _obj(("name", "zone"), name=S, zone=INT, direction=S, hardware={"type": "object"}), _ref("Gate")),
-    ("get", "/gates/<name>/config", ("technician",), "The GateConfig message the gate receives", None,
-     {"type": "object"}),
-    ("patch", "/gates/<name>/config", ("technician",), "Change zone, direction or hardware; pushed to the gate",
-     _obj(zone=INT, direction=S,
-          hardware=_obj(controller_profile=S, unit_id=INT, passage_timeout_s=N, repeat_scan_s=N)),
-     _ref("Gate")),
-    ("post", "/gates/<name>/mode", ("technician", "manager"), "Set a gate's mode",
-     _obj(("mode",), mode={"enum": ["normal", "free", "locked", "emergency"]}), _ref("Gate")),
-    ("post", "/gates/<name>/command", ("technician", "manager"), "Send a command to a gate (open once ...)",
-     _ref("Command"), _obj(id=S, sent=B)),
-    ("post", "/site/command", ("manager",), "A command to every gate of the site (emergency)", _ref("Command"),
-     _obj(id=S, sent=B)),
-    ("get", "/openapi.json", None, "This document", None, {"type": "object"}),
+# method, path (Flask syntax), summary, answer (a JSON schema, or {media type: ...}), can be refused by state (409)
+OPERATIONS: list[tuple[str, str, str, dict, bool]] = [
+    ("get", "/ticket-types", "List the site's ticket types",
+     _obj(ticket_types={"type": "array", "items": _ref("TicketType")}), False),
+    ("post", "/ticket-types", "Define a ticket type or change its rules", _ref("TicketType"), True),
+    ("post", "/tickets", "Issue one ticket (sale)", _ref("Ticket"), True),
+    ("post", "/tickets/bulk", "Issue many tickets at once (group, OTA batch)",
+     _obj(count=INT, tickets={"type": "array", "items": _ref("Ticket")}), True),
+    ("get", "/tickets/<bigid:ticket_id>", "A ticket with its signed code", _ref("Ticket"), False),
+    ("get", "/tickets/<bigid:ticket_id>/qr.png", "The ticket's QR code as PNG", PNG, True),
+    ("get", "/tickets/<bigid:ticket_id>/qr.svg", "The ticket's QR code as SVG", SVG, True),
+    ("post", "/tickets/<bigid:ticket_id>/refund", "Refund an unused ticket", _ref("Ticket"), True),
+    ("post", "/tickets/<bigid:ticket_id>/revoke", "Revoke a ticket whatever its use", _ref("Ticket"), True),
+    ("get", "/keys", "Public ticket-signing keys (no authentication)",
+     _obj(keys={"type": "array", "items": _obj(key_id=INT, public=S, retired_at=NULL_T, grace_s=INT)}), False),
+    ("post", "/quotas", "Define the quota of a time slot",
+     _obj(id=INT, slot_start=T, slot_end=T, capacity=INT, booked=INT), False),
+    ("post", "/bookings", "Book a time slot for an ID number (real-name)", _ref("Ticket"), True),
+    ("post", "/persons", "Create a person (annual-pass holder)", _obj(id=INT, holder=S, name=S), False),
+    ("delete", "/persons/<id:person_id>", "Delete a person's data and templates on request", _obj(forgotten=S),
+     False),
+    ("get", "/persons/<id:person_id>/export",
+     "Everything held about a person, on their request (templates as metadata only; audited)",
+     _ref("PersonExport"), False),
+    ("post", "/passes", "Create an annual pass (and its holder)", _ref("Pass"), True),
+    ("get", "/passes/<id:pass_id>", "An annual pass", _ref("Pass"), False),
+    ("post", "/passes/<id:pass_id>/card", "Bind a card UID", _ref("Pass"), True),
+    ("post", "/passes/<id:pass_id>/suspend", "Suspend a pass", _ref("Pass"), True),
+    ("post", "/passes/<id:pass_id>/resume", "Resume a suspended pass", _ref("Pass"), True),
+    ("post", "/passes/<id:pass_id>/lost", "Report the card lost (the pass ends)", _ref("Pass"), True),
+    ("post", "/passes/<id:pass_id>/replace", "A new pass with a new card after a loss", _ref("Pass"), True),
+    ("post", "/passes/<id:pass_id>/renew", "Extend a pass", _ref("Pass"), True),
+    ("post", "/passes/<id:pass_id>/templates", "Bind a face or fingerprint template (base64)",
+     _obj(holder=S, kind={"enum": ["face", "fingerprint"]}, finger=INT, version=INT), True),
+    ("get", "/occupancy", "Live occupancy per zone", _ref("Occupancy"), False),
+    ("get", "/conflicts", "Passages the central's rules would have refused (offline gates), newest first",
+     _obj(conflicts={"type": "array", "items": CONFLICT}), False),
+    ("get", "/gates", "The site's gates with status and config state",
+     _obj(gates={"type": "array", "items": _ref("Gate")}), False),
+    ("post", "/gates", "Register a gate; the answer holds its MQTT password once", _ref("Gate"), True),
+    ("get", "/gates/<name>/config", "The GateConfig message the gate receives", _ref("GateConfig"), False),
+    ("patch", "/gates/<name>/config", "Change zone, direction or hardware; pushed to the gate", _ref("Gate"), False),
+    ("post", "/gates/<name>/mode", "Set a gate's mode", _ref("Gate"), False),
+    ("post", "/gates/<name>/command", "Send a command to a gate (open once ...)", _obj(id=S, sent=B), False),
+    ("post", "/site/command", "A command to every gate of the site (emergency)", _obj(id=S, sent=B), False),
+    ("get", "/openapi.json", "This document", {"type": "object"}, False),
 ]
 
 # Staff accounts and machine tokens, admin only (central/api.py's section of the same name).
 _ACCOUNT = _obj(username=S, role=S, active=B)
 OPERATIONS += [
-    ("post", "/tokens/<name>/revoke", (), "Revoke every active token of this name; each gets 401 from now on",
-     None, _obj(name=S, revoked=INT)),
-    ("post", "/users/<name>/deactivate", (), "Deactivate a staff user: no more logins, their sessions end at once",
-     None, _ACCOUNT),
-    ("post", "/users/<name>/reactivate", (), "Let a deactivated staff user log in again", None, _ACCOUNT),
+    ("post", "/tokens/<name>/revoke", "Revoke every active token of this name; each gets 401 from now on",
+     _obj(name=S, revoked=INT), True),
+    ("post", "/users/<name>/deactivate", "Deactivate a staff user: no more logins, their sessions end at once",
+     _ACCOUNT, True),
+    ("post", "/users/<name>/reactivate", "Let a deactivated staff user log in again", _ACCOUNT, True),
 ]
+ACCOUNT_PATHS = ("/tokens/", "/users/")  # their <name> is a token's or user's name, not a gate's
 
 CREATED = {("post", p) for p in ("/ticket-types", "/tickets", "/tickets/bulk", "/quotas", "/bookings", "/persons",
-                                 "/passes", "/passes/<int:pass_id>/templates", "/gates")}
+                                 "/passes", "/passes/<id:pass_id>/replace", "/passes/<id:pass_id>/templates",
+                                 "/gates")}
+PATH_PARAMS = {
+    "id": {"type": "integer", "minimum": 1, "maximum": limits.MAX_ID},
+    "bigid": {"type": "integer", "minimum": 1, "maximum": limits.MAX_BIG_ID},
+    "default": {"type": "string", "pattern": api_schema.NAME_PATTERN, "description": "a gate's name"},
+    "account": {"type": "string", "minLength": 1, "maxLength": 128, "description": "a token's or user's name"},
+}
 
 
 def openapi_path(flask_path: str) -> str:
-    """`/tickets/<int:ticket_id>` -> `/tickets/{ticket_id}`."""
+    """`/tickets/<bigid:ticket_id>` -> `/tickets/{ticket_id}`."""
     return re.sub(r"<(?:[^>:]+:)?([^>]+)>", r"{\1}", flask_path)
 
 
-def document() -> dict:
+def _views(app: Flask) -> dict[tuple[str, str], object]:
+    out = {}
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(PREFIX + "/"):
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                out[(method.lower(), rule.rule[len(PREFIX):])] = app.view_functions[rule.endpoint]
+    return out
+
+
+def _content(answer: dict) -> dict:
+    """`answer` is a JSON schema, or already a map of media types (`image/png`) to their schemas."""
+    if all("/" in key for key in answer):
+        return answer
+    return {"application/json": {"schema": answer}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _query_parameters(struct: type, components: dict) -> list[dict]:
+    schema = components[struct.__name__]
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        if "anyOf" in prop:  # `X | None`: absent is the null
+            prop = next(p for p in prop["anyOf"] if p.get("type") != "null")
+            description = prop.pop("description", description)
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            param["description"] = description
+        out.append(param)
+    return out
+
+
+def document(app: Flask | None = None) -> dict:
+    app = app or current_app
+    views = _views(app)
+    structs = {api_schema.SiteQuery, GateConfig}
+    for view in views.values():
+        structs.update(s for s in (getattr(view, "api_body", None), getattr(view, "api_query", None)) if s)
+    _, components = msgspec.json.schema_components(sorted(structs, key=lambda s: s.__name__), ref_template=REF)
     paths: dict[str, dict] = {}
-    for method, path, roles, summary, body, answer in OPERATIONS:
+    for method, path, summary, answer, refusable in OPERATIONS:
+        view = views.get((method, path))
         op_path = openapi_path(path)
-        params = [{"name": name, "in": "path", "required": True,
-                   "schema": INT if f"<int:{name}>" in path else S}
+        plain = "account" if path.startswith(ACCOUNT_PATHS) else "default"
+        converters = dict((name, kind or plain) for kind, name in re.findall(r"<(?:([^>:]+):)?([^>]+)>", path))
+        params = [{"name": name, "in": "path", "required": True, "schema": PATH_PARAMS[converters[name]]}
                   for name in re.findall(r"{([^}]+)}", op_path)]
-        params.append({"name": "site", "in": "query", "required": False, "schema": S,
-                       "description": "the site; the configured default when absent"})
+        query = getattr(view, "api_query", None)
+        if query is not None:
+            params += _query_parameters(query, components)
         ok = "202" if path.endswith("command") else "201" if (method, path) in CREATED else "200"
-        op = {"summary": summary, "parameters": params, "responses": {
-            ok: {"description": "done", **({"content": {"application/json": {"schema": answer}}} if answer else {})},
-            "400": {"description": "invalid request", "content": {"application/json": {"schema": _ref("Error")}}},
-            "401": {"description": "no or bad credentials"},
-            "403": {"description": "the role may not do this"},
-            "404": {"description": "no such record"},
-            "409": {"description": "refused by state"}}}
+        responses = {ok: {"description": "done", "content": _content(answer)}}
+        if query is not None:
+            responses["400"] = _error("invalid request: the field is named")
+        roles = getattr(view, "api_roles", None)
+        if roles is not None:
+            responses["401"] = _error("no or bad credentials")
+            responses["403"] = _error("the role may not do this")
+            responses["404"] = _error("no such record, or no such site")
+        if refusable:
+            responses["409"] = _error("refused by state (already used, quota full, card in use ...)")
+        body = getattr(view, "api_body", None)
+        if body is not None:
+            responses["413"] = _error(f"the body is larger than {MAX_BODY} bytes")
+        op = {"operationId": getattr(view, "__name__", path), "summary": summary, "parameters": params,
+              "responses": dict(sorted(responses.items()))}
         if roles is None:
             op["security"] = []
         else:
             op["x-roles"] = ["admin", *roles]
         if body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            op["requestBody"] = {"required": bool(getattr(view, "api_body_required", True)),
+                                 "content": {"application/json": {"schema": _ref(body.__name__)}}}
         paths.setdefault(op_path, {})[method] = op
     return {
         "openapi": "3.1.0",
@@ -193,10 +258,12 @@ def document() -> dict:
                  "description": "Tickets, bookings, annual passes, occupancy and gates. Machines send "
                                 "`Authorization: Bearer <token>` (`park-central token create`); staff in the "
                                 "browser use their session and the X-CSRFToken header. Admin may call every "
-                                "operation; `x-roles` lists the other roles each one admits."},
-        "servers": [{"url": "/api/v1"}],
+                                "operation; `x-roles` lists the other roles each one admits. Every refusal is "
+                                "an `Error` object; unknown body fields are refused, unknown query parameters "
+                                "ignored."},
+        "servers": [{"url": PREFIX}],
         "security": [{"bearer": []}, {"session": []}],
-        "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "components": {"schemas": components | ANSWERS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "session": {"type": "apiKey", "in": "cookie", "name": "session"}}},
         "paths": paths,
