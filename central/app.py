@@ -1,24 +1,23 @@
-"""The Flask app factory: `create_app(config)` builds the app, its shared context and blueprints.
-
-Blueprints: `central.api` at /api/v1 (machines and the web UI's scripts), `/healthz`, and the browser
-pages of `central.web` when that package exists (it provides `register(app)`). Views stay thin:
-they call `central.services` and commit; the shared `CentralContext` is `current_context()`.
+"""The Flask app factory: `create_app(config)` builds the app, its shared context and `/healthz`, and
+has `central.web.register` add the one web stack: the JSON API at /api/v1 and, unless `web=False`
+(API-only processes, API tests), the browser pages. Views stay thin: they call `central.services`
+through `central.web.stack` (the request's session, who is asking, `commit()`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import secrets
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, jsonify
 from sqlalchemy import text
 
 from central.config import CentralConfig
 from central.context import CentralContext
+from central.web import register
+from central.web.stack import EXTENSION, current_context
 
 log = logging.getLogger(__name__)
-EXTENSION = "central"
 
 
 class CentralFlask(Flask):
@@ -54,10 +53,6 @@ def create_app(config: CentralConfig, *, context: CentralContext | None = None, 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.extensions[EXTENSION] = context or CentralContext.create(config, mqtt=mqtt)
 
-    from central.api import api
-
-    app.register_blueprint(api)
-
     @app.get("/healthz")
     def healthz():
         ctx = current_context()
@@ -71,13 +66,8 @@ def create_app(config: CentralConfig, *, context: CentralContext | None = None, 
         status = 200 if db_ok else 503
         return jsonify({"ok": db_ok, "database": db_ok, "mqtt": mqtt_ok}), status
 
-    # The web UI (a separate package) plugs its blueprints in here.
-    if web and importlib.util.find_spec("central.web") is not None:
-        web = importlib.import_module("central.web")
-        if hasattr(web, "register"):
-            web.register(app)
+    register(app, pages=web)
     return app
 
 
-def current_context() -> CentralContext:
-    return current_app.extensions[EXTENSION]
+__all__ = ["create_app", "current_context"]

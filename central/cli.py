@@ -85,14 +85,14 @@ def cmd_db(args) -> int:
 
 
 def _start_ingest(config, ctx, worker_id: str):
-    from central.ingest import IngestWorker
+    from central.bus.ingest_worker import IngestWorker
 
     return IngestWorker(config, ctx.sessions, ctx.link, worker_id=worker_id, cipher=ctx.cipher).start()
 
 
 def _start_claims(config, ctx, worker_id: str):
-    """Central claims (site policy claim=central), answered at once beside the ingest (central.claims)."""
-    from central.claims import ClaimServer
+    """Central claims (site policy claim=central), answered at once beside the ingest (central.bus.claim_server)."""
+    from central.bus.claim_server import ClaimServer
 
     return ClaimServer(config, ctx.sessions, worker_id=worker_id).start()
 
@@ -440,7 +440,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_bridge_config(args) -> int:
-    from central.bridge import bridge_config
+    from central.bus.bridge import bridge_config
 
     host, _, port = args.head_office.rpartition(":")
     print(bridge_config(args.site, host, int(port), username=args.username, password=args.password,

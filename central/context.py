@@ -1,5 +1,11 @@
 """Everything a central process shares: configuration, database, signer, template cipher, MQTT
-publisher. The web app, the ingest worker, the scheduler and the CLI each build one."""
+publisher. The web app, the ingest worker, the scheduler and the CLI each build one.
+
+The one after-commit hook: a session whose commit is marked `session.info[PUBLISH]` (the web's
+`commit()`) has the publisher send, once the commit succeeded, the deltas and gate configs that the
+change made (`Publisher.flush`). Other commits (the ingest's batches, the scheduler's jobs, the
+publisher's own bookkeeping) publish on their own paths.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,18 @@ import logging
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.bus.link import MqttLink
+from central.bus.publisher import Publisher
 from central.config import CentralConfig
 from central.db import make_engine, session_factory
 from central.keys import register_public_key, signer_from_config
-from central.mqtt import MqttLink
-from central.publisher import Publisher
 from protocol.ticket_code import TicketSigner
 
 log = logging.getLogger(__name__)
+PUBLISH = "publish_after_commit"  # session.info key: this commit's changes are for the gates too
 
 
 def template_cipher(config: CentralConfig):
@@ -38,6 +45,19 @@ class CentralContext:
     cipher: object | None
     link: MqttLink | None
     publisher: Publisher
+
+    def __post_init__(self) -> None:
+        publisher = self.publisher
+
+        def publish_after_commit(session: Session) -> None:
+            if not session.info.get(PUBLISH):
+                return
+            try:
+                publisher.flush()
+            except Exception:  # the change is committed; the scheduler's publish job sends it later
+                log.exception("publishing after commit failed")
+
+        event.listen(self.sessions, "after_commit", publish_after_commit)
 
     @classmethod
     def create(cls, config: CentralConfig, *, mqtt: bool = True, client_suffix: str = "web") -> CentralContext:

@@ -31,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from protocol.ids import holder_ref, pass_ref, ticket_ref
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -236,7 +238,7 @@ class Ticket(Base):
 
     @property
     def ref(self) -> str:
-        return f"T{self.id}"
+        return ticket_ref(self.id)
 
 
 class SlotQuota(Base):
@@ -269,7 +271,7 @@ class Person(Base):
 
     @property
     def holder_ref(self) -> str:
-        return f"H{self.id}"
+        return holder_ref(self.id)
 
 
 PASS_STATUSES = ("active", "suspended", "lost", "expired")
@@ -296,7 +298,7 @@ class AnnualPass(Base):
 
     @property
     def ref(self) -> str:
-        return f"P{self.id}"
+        return pass_ref(self.id)
 
 
 class BiometricTemplate(Base):
@@ -379,7 +381,7 @@ class Conflict(Base):
 
 
 class Claim(Base):
-    """A gate's claim on a credential's entry (site policy `claim: central`), granted by `central.claims`.
+    """A gate's claim on a credential's entry (site policy `claim: central`), granted by `central.bus.claim_server`.
 
     It holds `passages` entries until the gate's passage events carrying `claim_id = id` arrive (they
     then count as usage instead) or until `expires_at` (nobody walked through: the entry is released).

@@ -217,7 +217,7 @@ class Demo:
         from waitress.server import create_server
 
         from central.app import create_app
-        from central.ingest import IngestWorker
+        from central.bus.ingest_worker import IngestWorker
         from central.services.jobs import build_scheduler
 
         self.ingest = IngestWorker(config, self.ctx.sessions, self.ctx.link, worker_id="demo",
@@ -229,7 +229,7 @@ class Demo:
         threading.Thread(target=self.server.run, name="web", daemon=True).start()
 
     def _start_gates(self, park, passwords, broker, protocol) -> None:
-        from demo.gates import DemoGate
+        from demo.gate_rig import DemoGate
 
         for spec in park.gates:
             gate = DemoGate(spec, self.workdir / "gates" / spec.name, site=park.site, broker=broker,
@@ -341,7 +341,7 @@ class Demo:
             except Exception:
                 log.debug("web server shutdown", exc_info=True)
         if self.app is not None:
-            from central.web.deps import HUB
+            from central.web.stack import HUB
 
             hub = self.app.extensions.get(HUB)
             if hub is not None:

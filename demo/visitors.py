@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from demo.gates import DemoGate
+from demo.gate_rig import DemoGate
 from demo.people import fake_card_uid, fake_id_number, random_face, random_finger
 from demo.seed import Carried, Park
 

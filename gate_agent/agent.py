@@ -46,7 +46,7 @@ from . import config_state
 from .announcer import Announcer
 from .arm import Arm, TurnstileUnavailable
 from .cache_sync import CacheSync
-from .claims import ClaimClient
+from .claim_client import ClaimClient
 from .config import GateFileConfig
 from .decider import KINDS, ActiveConfig, Attempt, Decider, Outcome, Resolved, ZoneTracker
 from .display import ConsoleDisplay, Display, make_display
@@ -311,7 +311,7 @@ class GateAgent:
             outcome = Outcome(Resolved(attempt.kind), refused(Reason.GATE_LOCKED))
         else:
             outcome = self.decider.decide(attempt, active, now=now, mode=mode, capture=self._capture)
-            # Site policy claim=central: the central grants the entry first (gate_agent.claims).
+            # Site policy claim=central: the central grants the entry first (gate_agent.claim_client).
             settled = self.claims.settle(active, attempt, outcome, mode, now)
             outcome, claim_id, alone = settled.outcome, settled.claim_id, settled.alone
             offline = offline or alone

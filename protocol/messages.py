@@ -299,6 +299,30 @@ class Occupancy(_Msg, frozen=True, kw_only=True):
     zones: list[ZoneCount]
 
 
+class StoredPassage(msgspec.Struct, frozen=True, kw_only=True):
+    """One passage as the dashboards see it: no credential, no template (see StoredPassages)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=8, max_length=64)]
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    at: At
+    direction: Direction
+    decision: Decision = "granted"
+    reason: Short = "ok"
+    passed: bool = False
+    headcount: Headcount = 1
+    offline: bool = False
+
+
+class StoredPassages(_Msg, frozen=True, kw_only=True):
+    """The passages the central has just stored and counted, each once (a gate's resend of an event
+    already stored is not in it, nor an implausible event the central flagged): the live dashboards'
+    entries per minute and refusals come from here, from the same truth as occupancy."""
+
+    site: Name
+    events: Annotated[list[StoredPassage], msgspec.Meta(max_length=10000)]
+
+
 # --- encoding and strict decoding -------------------------------------------------------------
 
 MAX_BYTES: dict[type, int] = {
@@ -315,6 +339,7 @@ MAX_BYTES: dict[type, int] = {
     SnapshotRequest: 2 * 1024,
     SnapshotChunk: 8 * 1024 * 1024,  # the central's are at most about 4 MiB (`central.services.sync.chunk`)
     Occupancy: 64 * 1024,
+    StoredPassages: 4 * 1024 * 1024,
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed

@@ -16,6 +16,8 @@
     gates/v1/{site}/deltas                     central -> gates, QoS 1, sequence-numbered (Delta)
     gates/v1/{site}/cmd                        central -> every gate of the site (Command: emergency)
     gates/v1/{site}/occupancy                  central -> all, retained (Occupancy)
+    gates/v1/{site}/live/passages              central -> dashboards, QoS 0: the passages just stored, each
+                                               once (StoredPassages; gates may not read it)
 
 A gate publishes only below its own `gate/{gate}/` prefix; the ACL the central writes for Mosquitto
 (`acl_for_gate`) says exactly that, and lets it read its own config, commands, replies and sync, and
@@ -98,9 +100,21 @@ def occupancy(site: str) -> str:
     return f"{ROOT}/{check_name('site', site)}/occupancy"
 
 
+def live_passages(site: str) -> str:
+    return f"{ROOT}/{check_name('site', site)}/live/passages"
+
+
 # Subscriptions with wildcards, for the central and for gates sharing usage.
 def all_events(site: str = "+") -> str:
     return f"{ROOT}/{site}/gate/+/event"
+
+
+def all_live_passages() -> str:
+    return f"{ROOT}/+/live/passages"
+
+
+def all_occupancy() -> str:
+    return f"{ROOT}/+/occupancy"
 
 
 def all_of_kind(suffix: str, site: str = "+") -> str:

@@ -37,8 +37,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from central.models import AnnualPass, Claim, CredentialUsage, Gate, PassageEventRecord, Site, Ticket, TicketType, Zone
+from central.services.facts import pass_credential, site_policy, ticket_credential
 from central.services.gates import ticket_type_rules
-from protocol.ids import ref_number
+from protocol.ids import HOLDER, PASS, TICKET, ref_kind, ref_number
 from protocol.messages import ClaimReply, ClaimRequest, HardwareParams, TicketTypeRules
 from protocol.reasons import Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, biometric_step, decide
@@ -182,8 +183,7 @@ def _cached(session: Session, key: tuple, load):
 def _site_policy(session: Session, site_id: str) -> SitePolicy | None:
     def load():
         site = session.get(Site, site_id)
-        return None if site is None else SitePolicy(timezone=site.timezone, opens=site.opens, closes=site.closes,
-                                                    pass_biometric=site.pass_biometric)  # type: ignore[arg-type]
+        return None if site is None else site_policy(site)
     return _cached(session, ("site", site_id), load)
 
 
@@ -197,26 +197,23 @@ def _type_rules(session: Session, type_id: int) -> TicketTypeRules:
 def _credential(session: Session, request: ClaimRequest) -> tuple[Credential, TicketTypeRules | None] | None:
     """The central's facts for the claimed credential of the request's site; None when it has none."""
     ref = request.credential_ref
-    kind, number = ref[:1], ref_number(ref)
-    if kind == "T" and number is not None:
+    kind, number = ref_kind(ref), ref_number(ref)
+    if kind == TICKET and number is not None:
         t = session.execute(select(Ticket.site_id, Ticket.ticket_type_id, Ticket.status, Ticket.valid_from,
                                    Ticket.valid_to, Ticket.slot_start, Ticket.slot_end, Ticket.headcount,
                                    Ticket.zones).where(Ticket.id == number)).first()
         if t is not None and t.site_id == request.site:
             # `used` is the ingest's summary of usage: let the usage (with the open claims) speak.
             status = "valid" if t.status == "used" else t.status
-            return (Credential(kind=request.credential_kind, ref=ref, ticket_type=t.ticket_type_id, status=status,
-                               valid_from=t.valid_from, valid_to=t.valid_to, slot_start=t.slot_start,
-                               slot_end=t.slot_end, headcount=t.headcount, zones=frozenset(t.zones or ())),
+            return (ticket_credential(t, kind=request.credential_kind, ref=ref, status=status),
                     _type_rules(session, t.ticket_type_id))
-    if kind in ("P", "H") and number is not None:
+    if kind in (PASS, HOLDER) and number is not None:
         query = select(AnnualPass).where(AnnualPass.site_id == request.site)
-        query = (query.where(AnnualPass.id == number) if kind == "P"
+        query = (query.where(AnnualPass.id == number) if kind == PASS
                  else query.where(AnnualPass.person_id == number).order_by(AnnualPass.valid_to.desc()).limit(1))
         p = session.scalars(query).first()
         if p is not None:
-            return (Credential(kind=request.credential_kind, ref=ref, status=p.status, valid_from=p.valid_from,
-                               valid_to=p.valid_to, zones=frozenset(p.zones or ()), holder_bound=True), None)
+            return pass_credential(p, kind=request.credential_kind, ref=ref, status=p.status), None
     # A gate's facts alone are no ground for a grant: a gate's identity may be in other hands.
     return None
 

@@ -26,7 +26,7 @@ Everything is Core statements over plain rows: no ORM objects are made for event
 The entry happened, so a plausible event is always stored and counted, never rejected (pretix's
 "forced"). What is plausible, and why each check holds for every event a real gate writes:
 
-    unknown_site, unknown_gate  the site and gate (the topic's, see `central.ingest`) are registered
+    unknown_site, unknown_gate  the site and gate (the topic's, see `central.bus.ingest_worker`) are registered
     future_time       `at` at most MAX_AHEAD_S after the central received it (gates run NTP; very old
                       events are fine: an offline gate delivers days late)
     gate_zone         the zone is the gate's (`gates.zone_number`); 0 is allowed on events that
@@ -75,9 +75,10 @@ from central.models import (
     utcnow,
 )
 from central.services.alerts import IMPLAUSIBLE_EVENT, AlertRaise, raise_alerts
+from central.services.facts import pass_credential, site_policy, ticket_credential
 from central.services.gates import ticket_type_rules
 from central.services.sync import record_delta
-from protocol.ids import ref_number
+from protocol.ids import HOLDER, PASS, TICKET, is_ticket_ref, ref_kind, ref_number
 from protocol.messages import MAX_AHEAD_S, PassageEvent, TicketChange, TicketTypeRules
 from protocol.reasons import FINAL, Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, decide
@@ -85,8 +86,8 @@ from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, 
 CONFLICT_REASONS = FINAL | {Reason.EXIT_FIRST}
 CLOCK_SKEW = timedelta(minutes=5)  # a gate's clock against the validity it checked
 FREE_MODES = frozenset({"free", "emergency"})
-_KINDS_OF = {"T": frozenset({"qr", "id_card"}), "P": frozenset({"annual_pass", "face", "fingerprint"}),
-             "H": frozenset({"annual_pass", "face", "fingerprint"})}
+_KINDS_OF = {TICKET: frozenset({"qr", "id_card"}), PASS: frozenset({"annual_pass", "face", "fingerprint"}),
+             HOLDER: frozenset({"annual_pass", "face", "fingerprint"})}
 _EVENTS = PassageEventRecord.__table__
 _USAGE = CredentialUsage.__table__
 _TICKETS = Ticket.__table__
@@ -112,6 +113,7 @@ class BatchResult:
     sites: set[str] = field(default_factory=set)
     used_up: list[int] = field(default_factory=list)
     flagged: dict[str, str] = field(default_factory=dict)  # event id -> the check it failed
+    counted: list[PassageEvent] = field(default_factory=list)  # new, not flagged: what moved the counts
 
 
 def _insert(session: Session, model):
@@ -243,6 +245,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
     if not known:
         raise_alerts(session, alerts)
         return
+    result.counted.extend(known)
     passed = [e for e in known if e.passed]
     usage = _lock_usage(session, {(e.site, e.credential_ref) for e in passed if e.credential_ref})
     zones: dict[tuple[str, int], _ZoneDelta] = {}
@@ -331,9 +334,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
 def _load_sites(session: Session, ids: set[str]) -> dict[str, _SiteFacts]:
     rows = session.execute(select(_SITES.c.id, _SITES.c.timezone, _SITES.c.opens, _SITES.c.closes,
                                   _SITES.c.pass_biometric).where(_SITES.c.id.in_(ids)))
-    return {r.id: _SiteFacts(r.id, ZoneInfo(r.timezone), SitePolicy(timezone=r.timezone, opens=r.opens,
-                                                                    closes=r.closes, pass_biometric=r.pass_biometric))
-            for r in rows}
+    return {r.id: _SiteFacts(r.id, ZoneInfo(r.timezone), site_policy(r)) for r in rows}
 
 
 _ZONE_ADD = (
@@ -418,9 +419,9 @@ class _Facts:
     """What the central knows of the credentials in one batch, loaded with one query per kind."""
 
     def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str]) -> None:
-        numbered = [(r[:1], ref_number(r)) for r in refs]
-        ticket_ids = {n for k, n in numbered if k == "T" and n is not None}
-        pass_ids = {n for k, n in numbered if k == "P" and n is not None}
+        numbered = [(ref_kind(r), ref_number(r)) for r in refs]
+        ticket_ids = {n for k, n in numbered if k == TICKET}
+        pass_ids = {n for k, n in numbered if k == PASS}
         holder_ids = {n for k, n in numbered if k == "H" and n is not None}
         self.tickets = {t.id: t for t in _rows_by_id(session, _TICKET_COLUMNS, _TICKETS.c.id, ticket_ids)}
         self.passes = {p.id: p for p in _rows_by_id(session, _PASS_COLUMNS, _PASSES.c.id, pass_ids)}
@@ -438,30 +439,26 @@ class _Facts:
 
     def credential(self, e: PassageEvent) -> tuple[Credential, TicketTypeRules | None] | None:
         ref = e.credential_ref
-        kind, number = ref[:1], ref_number(ref)
-        if number is None:
+        kind, number = ref_kind(ref), ref_number(ref)
+        if kind is None or number is None:
             return None
-        if kind == "T":
+        if kind == TICKET:
             t = self.tickets.get(number)
             if t is None or t.site_id != e.site:
                 return None
             status = t.status
             if status in ("used", "expired") or (t.status_changed_at and t.status_changed_at > e.at):
                 status = "valid"  # usage and dates decide; a later refund does not undo an entry
-            zones = frozenset(t.zones or ())
-            return (Credential(kind=e.credential_kind, ref=ref, ticket_type=t.ticket_type_id, status=status,
-                               valid_from=t.valid_from, valid_to=t.valid_to, slot_start=t.slot_start,
-                               slot_end=t.slot_end, headcount=t.headcount, zones=zones),
+            return (ticket_credential(t, kind=e.credential_kind, ref=ref, status=status),
                     self.rules.get(t.ticket_type_id))
-        if kind in ("P", "H"):
-            p = self.passes.get(number) if kind == "P" else self.holder_pass.get(number)
+        if kind in (PASS, HOLDER):
+            p = self.passes.get(number) if kind == PASS else self.holder_pass.get(number)
             if p is None or p.site_id != e.site:
                 return None
             status = p.status
             if status == "expired" or (p.status_changed_at and p.status_changed_at > e.at):
                 status = "active"
-            return (Credential(kind=e.credential_kind, ref=ref, status=status, valid_from=p.valid_from,
-                               valid_to=p.valid_to, zones=frozenset(p.zones or ()), holder_bound=True), None)
+            return pass_credential(p, kind=e.credential_kind, ref=ref, status=status), None
         return None
 
     def replay(self, e: PassageEvent, row: _UsageRow) -> Reason | None:
@@ -527,13 +524,13 @@ class _Checks:
         return self._credential(e, entry and not free)
 
     def _credential(self, e: PassageEvent, entry: bool) -> str | None:
-        kind, number = e.credential_ref[:1], ref_number(e.credential_ref)
+        kind, number = ref_kind(e.credential_ref), ref_number(e.credential_ref)
         if kind not in _KINDS_OF or number is None:
             return "unknown_credential"
         if e.credential_kind != "none" and e.credential_kind not in _KINDS_OF[kind]:
             return "credential_kind"
         f = self.facts
-        if kind == "T":
+        if kind == TICKET:
             t = f.tickets.get(number)
             if t is None or t.site_id != e.site:
                 return "unknown_credential"
@@ -544,7 +541,7 @@ class _Checks:
             rules = f.rules.get(t.ticket_type_id)
             zones, type_zones = t.zones or (), rules.zones if rules else ()
         else:
-            p = f.passes.get(number) if kind == "P" else f.holder_pass.get(number)
+            p = f.passes.get(number) if kind == PASS else f.holder_pass.get(number)
             if p is None or p.site_id != e.site:
                 return "unknown_credential"
             if e.headcount > 1:
@@ -582,7 +579,7 @@ def _mark_used_up(session: Session, facts: _Facts, dirty: list[_UsageRow], now: 
     due: list[int] = []
     for row in dirty:
         number = ref_number(row.ref)
-        if row.ref[:1] != "T" or number is None:
+        if not is_ticket_ref(row.ref) or number is None:
             continue
         ticket = facts.tickets.get(number)
         if ticket is None or ticket.status != "valid":

@@ -1,7 +1,7 @@
 """The bounds of what the central accepts, checked by the services and stated at the API's edge.
 
 The services check every value a caller hands them against these (the web pages, the CLI and the
-API all call them), and `central.api_schema` builds the API's request types from the same numbers,
+API all call them), and `central.web.api_schema` builds the API's request types from the same numbers,
 so the document, the edge and the services agree. A value out of bounds is `Invalid(code, detail)`;
 the detail names the field and the bound, never the value (it may be a name or a phone number).
 """

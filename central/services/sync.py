@@ -1,7 +1,7 @@
 """What gates must know beyond a ticket code: sequence-numbered deltas and full snapshots.
 
 Every change is written, in the caller's transaction, as one row of `sync_changes` holding the
-encoded `Delta` and the site's next sequence number; `Publisher.flush()` (central.publisher) sends
+encoded `Delta` and the site's next sequence number; `Publisher.flush()` (central.bus.publisher) sends
 rows not yet published after the commit, so a change is never announced before it is durable and
 never lost when the broker is away. A gate that sees a gap in `seq` asks for a snapshot.
 
@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType, utcnow
+from protocol.ids import holder_ref
 from protocol.messages import (
     Change,
     Delta,
@@ -71,7 +72,7 @@ def ticket_change(ticket: Ticket) -> TicketChange:
 
 def pass_change(annual_pass: AnnualPass) -> PassChange:
     return PassChange(
-        pass_id=annual_pass.id, holder_id=f"H{annual_pass.person_id}", card_uid=annual_pass.card_uid,
+        pass_id=annual_pass.id, holder_id=holder_ref(annual_pass.person_id), card_uid=annual_pass.card_uid,
         status=annual_pass.status, valid_from=annual_pass.valid_from, valid_to=annual_pass.valid_to,
         zones=list(annual_pass.zones or []),
     )
@@ -79,12 +80,12 @@ def pass_change(annual_pass: AnnualPass) -> PassChange:
 
 def template_change(template: BiometricTemplate) -> TemplateChange:
     """A TemplateChange carrying the *encrypted* record; `Publisher` decrypts it on the way out."""
-    return TemplateChange(holder_id=f"H{template.person_id}", kind=template.kind, data=template.record,
+    return TemplateChange(holder_id=holder_ref(template.person_id), kind=template.kind, data=template.record,
                           version=template.version, finger=template.finger)
 
 
 def forget_change(person_id: int) -> HolderForget:
-    return HolderForget(holder_id=f"H{person_id}")
+    return HolderForget(holder_id=holder_ref(person_id))
 
 
 # --- snapshots ---------------------------------------------------------------------------------

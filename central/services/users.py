@@ -8,7 +8,7 @@ its user is active, so a session ends at once, on every web process, when
     password change      set_password           every session of the user
     deactivation         deactivate_user        every session of the user
 
-The web UI (`central.web.auth.current_user`) and the API's cookie path (`central.api._authenticate`)
+The request stack (`central.web.stack.current_user`, for pages and the API alike)
 both call `session_user`. Tokens: `revoke_tokens` ends every active token of a name at once (the
 next request with it gets 401).
 """

@@ -1,15 +1,18 @@
-"""The central's web UI: server-rendered pages for managers, staff, technicians and admins.
+"""The central's one web stack: the JSON API and the server-rendered pages, on one request stack.
 
+    request    the request's session and its commit, who is asking (session or token), the role guard
+    api        /api/v1/...                         machines and staff   (api_schema: what each call reads)
+    openapi    /api/v1/openapi.json                anyone    the API's OpenAPI document
     auth       /login /logout /account/password   everyone   server-side sessions, login throttling
     dashboard  /dashboard                          manager   live occupancy, passages per minute, gates
     live       /live/stream (server-sent events)   manager   fed by the LiveHub's MQTT subscription
     desk       /desk/...                           staff     tickets, look-ups, refunds, persons, passes, enrolment
-    gates      /gates/...                          technician register, hardware, push config, modes, health
+    gate_pages /gates/...                          technician register, hardware, push config, modes, health
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
-    openapi    /api/v1/openapi.json                anyone    the API's OpenAPI document
+    i18n       /language                           everyone  the page language; dates in the park's time
 
-`register(app)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
+`register(app, pages=...)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
 CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
 `Authorization: Bearer` are exempt, staff calls to /api/v1 with the session cookie are not.
 Front-end pieces (htmx, uPlot) are served from `static/vendor/`, never from a CDN.
@@ -22,11 +25,11 @@ import os
 from datetime import timedelta
 
 from flask import Blueprint, Flask, jsonify, render_template, request
-from flask_babel import force_locale, get_translations
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from protocol.reasons import visitor_text
+from central.web.stack import EXTENSION, HUB, close_db, current_user, has_role
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -41,48 +44,49 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe
 HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of the park's domain are not ours
 
 
-def reason_text(reason: str) -> str:
-    """A refusal reason in the page's language, with no time: "Too early, please come back later"."""
-    try:
-        return visitor_text(reason, translations=get_translations())
-    except ValueError:
-        return reason
+def register(app: Flask, pages: bool = True) -> None:
+    """Plug the web stack into the central's app: the request stack, CSRF, the API, and with `pages`
+    the browser pages (cookies, headers, languages, login throttling, the live hub)."""
+    from central.web.api import api
+
+    app.teardown_appcontext(close_db)
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so machine API calls can be exempt
+    csrf.init_app(app)
+
+    @app.before_request
+    def _check_csrf():
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE") or request.routing_exception is not None:
+            return None  # nothing to forge: a safe method, or no view will run (404, 405)
+        # By path, not blueprint: a wrong method on an API route matches no blueprint, and is then a 405.
+        if request.path.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer "):
+            return None  # a machine with a token: no cookie, so no cross-site request to forge
+        csrf.protect()
+        return None
+
+    app.register_blueprint(api)
+    if pages:
+        _register_pages(app)
 
 
-def register(app: Flask) -> None:
-    """Plug the web UI into the central's app: blueprints, CSRF, cookies, headers, the live hub."""
-    from central.web import admin, auth, dashboard, desk, gates, i18n, live, openapi, reporting, security
-    from central.web.deps import HUB, close_db
+def _register_pages(app: Flask) -> None:
+    from central.web import admin, auth, dashboard, desk, gate_pages, i18n, live, openapi, reporting, security
 
-    context = app.extensions["central"]  # the CentralContext create_app made
+    context = app.extensions[EXTENSION]  # the CentralContext create_app made
     config = context.config
     secure = bool(getattr(config.web, "secure_cookies", False)) or os.environ.get("PARK_CENTRAL_SECURE_COOKIES") == "1"
     app.config["SESSION_COOKIE_SECURE"] = app.config.get("SESSION_COOKIE_SECURE") or secure
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
-    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so machine API calls can be exempt
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 12 * 3600)
     app.config.setdefault("MAX_PHOTO_BYTES", 8 * 1024 * 1024)
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
-    csrf.init_app(app)
     i18n.init_app(app)
 
-    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gates.bp, reporting.bp, admin.bp, openapi.bp):
+    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp):
         app.register_blueprint(bp)
     security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
-    app.teardown_appcontext(close_db)
-
-    @app.before_request
-    def _check_csrf():
-        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
-            return None
-        # By path, not blueprint: a wrong method on an API route matches no blueprint, and is then a 405.
-        if request.path.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer "):
-            return None  # a machine with a token: no cookie, so no cross-site request to forge
-        csrf.protect()
-        return None
 
     @app.after_request
     def _headers(response):
@@ -131,7 +135,7 @@ def register(app: Flask) -> None:
     def _too_large(_exc):
         return _page(413, "too_large", _l("Too large"), _l("The upload is too large."))
 
-    app.jinja_env.globals.update(current_user=auth.current_user, has_role=auth.has_role, reason_text=reason_text)
+    app.jinja_env.globals.update(current_user=current_user, has_role=has_role, reason_text=i18n.reason_text)
 
     if app.config.get("LIVE_HUB", True) and context.link is not None:
         try:

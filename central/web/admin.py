@@ -14,8 +14,7 @@ from central.services import ServiceError
 from central.services import users as user_service
 from central.services.users import create_user
 from central.web import queries, security
-from central.web.auth import current_user, require
-from central.web.deps import db
+from central.web.stack import commit, current_user, db, require
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -51,7 +50,7 @@ def add_user():
     try:
         user, password = create_user(db(), (request.form.get("username") or "").strip(), request.form.get("role", ""),
                                      request.form.get("password") or None, actor=current_user().username)
-        db().commit()
+        commit()
     except ServiceError as exc:
         db().rollback()
         flash(exc.detail or exc.code, "error")
@@ -64,7 +63,7 @@ def add_user():
 @require()
 def unlock(username: str):
     security.unlock(db(), username, current_user().username)
-    db().commit()
+    commit()
     flash(f"{username} may log in again.")
     return redirect(url_for(".users"))
 
@@ -72,7 +71,7 @@ def unlock(username: str):
 def _change(action, done: str):
     try:
         action()
-        db().commit()
+        commit()
         flash(done)
     except ServiceError as exc:
         db().rollback()
@@ -99,7 +98,7 @@ def reactivate(username: str):
 def revoke_token(token_id: int):
     try:
         token = user_service.revoke_token(db(), token_id, actor=current_user().username)
-        db().commit()
+        commit()
         flash(f"Token {token.name} is revoked: it no longer opens the API.")
     except ServiceError as exc:
         db().rollback()

@@ -1,4 +1,5 @@
-"""Staff login and logout, the current user, and the role guard every page uses.
+"""Staff login and logout, and one's own password (the current user and the role guard every page
+and API call uses are `central.web.stack`).
 
 Roles: `admin` may go everywhere; `manager` the dashboard and reports; `staff` the desk (tickets,
 passes, enrolment); `technician` the gates. An anonymous visitor is sent to the login page, a
@@ -12,39 +13,20 @@ web process, however long the cookie itself would have lasted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from central.models import StaffUser
 from central.services import ServiceError
 from central.services import users as user_service
 from central.web import security
-from central.web.deps import db
+from central.web.stack import commit, current_user, db, has_role, require
 
 bp = Blueprint("auth", __name__)
 
 HOME = {"admin": "dashboard.index", "manager": "dashboard.index", "staff": "desk.index",
         "technician": "gates.index"}
-
-
-def current_user() -> StaffUser | None:
-    """The user of this request's session, if that session is still live (see the module doc)."""
-    if "user" not in g:
-        user = None
-        if session.get("user_id") is not None or session.get("sid") is not None:
-            session_db = db()
-            pending = bool(session_db.new or session_db.dirty or session_db.deleted)
-            user = user_service.session_user(session_db, session.get("sid"))
-            if user is None:
-                session.clear()  # revoked, expired or unknown: the cookie is worth nothing now
-            elif not pending and session_db.dirty:
-                session_db.commit()  # only the session's last-seen time: nothing of the view's yet
-        g.user = user
-    return g.user
 
 
 def client_hash() -> str | None:
@@ -61,32 +43,7 @@ def start_session(user: StaffUser) -> None:
     session["sid"] = sid
     session.permanent = True
     g.user = user
-
-
-def has_role(*roles: str) -> bool:
-    user = current_user()
-    return user is not None and (user.role == "admin" or user.role in roles)
-
-
-def require(*roles: str) -> Callable:
-    """Only these roles (and admin) may use the view; anonymous users go to the login page."""
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def guarded(*args: Any, **kwargs: Any):
-            user = current_user()
-            if user is None:
-                if request.accept_mimetypes.best == "text/event-stream" or request.headers.get("HX-Request"):
-                    abort(401)
-                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-            if not has_role(*roles):
-                abort(403)
-            return view(*args, **kwargs)
-
-        guarded.roles = roles  # read by the role-matrix test
-        return guarded
-
-    return decorate
+    g.pop("who", None)  # the request's actor is this user from now on
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -105,11 +62,11 @@ def login():
     if request.method == "POST":
         result = security.login(db(), request.form.get("username", ""), request.form.get("password", ""),
                                 remote=request.remote_addr or "", client=client_hash())
-        db().commit()
+        commit()
         if result.ok:
             user = result.user
             start_session(user)
-            db().commit()
+            commit()
             return redirect(_safe_next(request.args.get("next")) or url_for(HOME.get(user.role, "auth.login")))
         if result.locked_until is not None:
             error = (f"Too many failed attempts: this account is locked on this device until "
@@ -127,7 +84,7 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     user_service.end_session(db(), session.get("sid"), "logout")
-    db().commit()
+    commit()
     session.clear()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
@@ -147,7 +104,7 @@ def change_password():
             try:
                 user_service.change_own_password(db(), user, request.form.get("current_password", ""), new)
                 start_session(user)
-                db().commit()
+                commit()
                 flash("Password changed: every other session of yours has ended.")
                 return redirect(url_for("auth.home"))
             except ServiceError as exc:
@@ -162,3 +119,6 @@ def home():
     if user is None:
         return redirect(url_for("auth.login"))
     return redirect(url_for(HOME.get(user.role, "auth.login")))
+
+
+__all__ = ["HOME", "bp", "client_hash", "current_user", "has_role", "require", "start_session"]

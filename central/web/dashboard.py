@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from central.web.auth import require
-from central.web.deps import site_id
+from central.web.stack import require, site_id
 from protocol.reasons import Reason
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")

@@ -15,8 +15,7 @@ from central.services import passes as pass_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
-from central.web.auth import current_user, require
-from central.web.deps import ctx, db, site_id
+from central.web.stack import commit, ctx, current_user, db, require, site_id
 from protocol.errors import CodeError
 from protocol.ticket_code import KeyRing, PublicKey
 
@@ -89,12 +88,11 @@ def issue():
         return redirect(url_for(".index"))
     try:
         tickets = ticket_service.issue_tickets(db(), site_id(), [req] * quantity, actor=_actor())
-        db().commit()
+        commit()
     except ServiceError as exc:
         db().rollback()
         _fail(exc)
         return redirect(url_for(".index"))
-    ctx().publisher.flush()
     if len(tickets) == 1:
         flash(f"Ticket {tickets[0].ref} issued.")
         return redirect(url_for(".ticket", ticket_id=tickets[0].id))
@@ -174,13 +172,12 @@ def end_ticket(ticket_id: int, action: str):
     fn = ticket_service.refund_ticket if action == "refund" else ticket_service.revoke_ticket
     try:
         fn(db(), ticket_id, actor=_actor(), reason=request.form.get("reason") or None)
-        db().commit()
+        commit()
         flash(f"Ticket T{ticket_id} {action}ed: gates refuse it within seconds." if action == "refund"
               else f"Ticket T{ticket_id} revoked: gates refuse it within seconds.")
     except ServiceError as exc:
         db().rollback()
         _fail(exc)
-    ctx().publisher.flush()
     return redirect(url_for(".ticket", ticket_id=ticket_id))
 
 
@@ -225,12 +222,11 @@ def create_person():
                                      valid_to=valid_to, card_uid=form.get("card_uid") or "",
                                      channel=form.get("channel") or "box_office", price=form.get("price") or 0,
                                      actor=_actor())
-        session.commit()
+        commit()
     except ServiceError as exc:
         session.rollback()
         _fail(exc)
         return redirect(url_for(".persons"))
-    ctx().publisher.flush()
     flash(f"{person.holder_ref} enrolled. Add the face photo or fingerprint below.")
     return redirect(url_for(".person", person_id=person.id))
 
@@ -295,14 +291,13 @@ def enrol_face(person_id: int):
         else:
             try:
                 pass_service.bind_template(db(), ctx().cipher, person_id, "face", template.to_bytes(), actor=_actor())
-                db().commit()
+                commit()
             except ServiceError as exc:
                 db().rollback()
                 failed, message = "bind", exc.detail or exc.code
     checks = _checklist(failed)
     status = 200
     if failed is None:
-        ctx().publisher.flush()
         flash(f"Face enrolled for {p.holder_ref}: gates will recognise the holder within seconds.")
     else:
         status = 422
@@ -338,12 +333,11 @@ def enrol_fingerprint(person_id: int):
     try:
         pass_service.bind_template(db(), ctx().cipher, person_id, "fingerprint", data, finger=finger or 0,
                                    actor=_actor())
-        db().commit()
+        commit()
         flash("Fingerprint enrolled.")
     except ServiceError as exc:
         db().rollback()
         _fail(exc)
-    ctx().publisher.flush()
     return redirect(url_for(".person", person_id=person_id))
 
 
@@ -356,12 +350,11 @@ def forget(person_id: int):
         return redirect(url_for(".person", person_id=person_id))
     try:
         pass_service.forget_person(db(), person_id, actor=_actor())
-        db().commit()
+        commit()
     except ServiceError as exc:
         db().rollback()
         _fail(exc)
         return redirect(url_for(".person", person_id=person_id))
-    ctx().publisher.flush()
     flash(f"H{person_id}: personal data and biometric templates deleted; gates forget them within seconds.")
     return redirect(url_for(".persons"))
 
@@ -394,11 +387,10 @@ def pass_action(pass_id: int, action: str):
                 flash("Give the new end date.", "error")
                 return redirect(url_for(".person", person_id=person_id))
             pass_service.renew_pass(session, pass_id, until, price=request.form.get("price") or None, actor=_actor())
-        session.commit()
+        commit()
         flash(f"Pass P{pass_id}: {action} done.")
     except ServiceError as exc:
         session.rollback()
         _fail(exc)
-    ctx().publisher.flush()
     return redirect(url_for(".person", person_id=person_id))
 

@@ -20,11 +20,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, request, url_for
-from flask_babel import Babel, format_date, format_datetime, format_decimal, format_time, get_locale, lazy_pgettext
+from flask_babel import (
+    Babel,
+    format_date,
+    format_datetime,
+    format_decimal,
+    format_time,
+    get_locale,
+    get_translations,
+    lazy_pgettext,
+)
 
 from central.models import Site, StaffUser
+from central.web.stack import commit, current_user, db, site_id
 from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
-from protocol.reasons import Reason
+from protocol.reasons import Reason, visitor_text
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -66,16 +76,12 @@ LABELS: dict[str, dict[str, Any]] = {
 def _site() -> Site | None:
     """This request's site row (its language and time zone), read once."""
     if "i18n_site" not in g:
-        from central.web.deps import db, site_id
-
         g.i18n_site = db().get(Site, site_id())
     return g.i18n_site
 
 
 def select_locale() -> str:
     """The catalogue locale of this request: the user's choice, the cookie, the browser's, the site's."""
-    from central.web.auth import current_user
-
     user = current_user()
     if user is not None and user.language in LOCALES:
         return user.language
@@ -158,10 +164,16 @@ def labels(kind: str) -> dict[str, str]:
     return {code: str(text) for code, text in LABELS.get(kind, {}).items()}
 
 
+def reason_text(reason: str) -> str:
+    """A refusal reason in the page's language, with no time: "Too early, please come back later"."""
+    try:
+        return visitor_text(reason, translations=get_translations())
+    except ValueError:
+        return reason
+
+
 def reason_texts() -> dict[str, str]:
     """Every refusal reason in the reader's words, with no time (for a page's script)."""
-    from central.web import reason_text
-
     return {reason.value: reason_text(reason.value) for reason in Reason}
 
 
@@ -179,9 +191,6 @@ def _local_path(target: str | None) -> str | None:
 @bp.post("/language")
 def set_language():
     """Remember the chosen language: on the user's record when logged in, and in a cookie for this browser."""
-    from central.web.auth import current_user
-    from central.web.deps import db
-
     choice = request.form.get("language", "")
     target = _local_path(request.form.get("next")) or url_for("auth.home")
     response = redirect(target)
@@ -190,7 +199,7 @@ def set_language():
     user = current_user()
     if user is not None:
         db().get(StaffUser, user.id).language = choice
-        db().commit()
+        commit()
     response.set_cookie(COOKIE, choice, max_age=COOKIE_AGE_S, httponly=True, samesite="Lax",
                         secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
     return response

@@ -1,13 +1,14 @@
 """The live stream for the dashboard: one MQTT subscriber per web process, fanned out over
 server-sent events to every open dashboard.
 
-    broker --(occupancy, gate status, passage events, config acks)--> LiveHub --queue--> /live/stream
+    broker --(occupancy, stored passages, gate status, config acks)--> LiveHub --queue--> /live/stream
 
-The hub subscribes to the retained `Occupancy` of every site, every gate's retained status, every
-passage event (for entries and exits per minute and denials) and config/command acknowledgements. A
-browser that connects first gets a snapshot built from the database (and the hub's newer
-occupancy), then each message as it arrives: a passage reaches the page within a second of the gate
-publishing it, with no polling.
+The hub subscribes to the retained `Occupancy` of every site, the passages the ingest has just
+stored and counted (`StoredPassages`: each event once, never a gate's resend, never an event the
+central flagged; entries and exits per minute and refusals come from there, the same truth as
+occupancy), every gate's retained status and config/command acknowledgements. A browser that
+connects first gets a snapshot built from the database (and the hub's newer occupancy), then each
+message as it arrives: a passage reaches the page within a second of being stored, with no polling.
 
 Each open stream holds one of waitress's threads for as long as it is open, so streams are
 rationed (`StreamSlots`): at most `PER_SESSION` (3) per login session, answered 429, and at most
@@ -34,11 +35,10 @@ from central.config import MqttConfig
 from central.models import Gate, Site
 from central.services import occupancy as occupancy_service
 from central.services import reports
-from central.web.auth import require
-from central.web.deps import db, live_hub, site_id
+from central.web.stack import db, live_hub, require, site_id
 from protocol import topics
 from protocol.errors import MessageError
-from protocol.messages import CommandAck, ConfigAck, GateStatus, Occupancy, PassageEvent, decode
+from protocol.messages import CommandAck, ConfigAck, GateStatus, Occupancy, StoredPassage, StoredPassages, decode
 
 log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__, url_prefix="/live")
@@ -149,13 +149,13 @@ class LiveHub:
 
     # --- MQTT side ---------------------------------------------------------------------------
     def start(self, wait: float | None = 5.0) -> LiveHub:
-        from central.mqtt import MqttLink
+        from central.bus.link import MqttLink
 
         client_id = f"central-web-{os.getpid()}-{secrets.token_hex(3)}"
         self._link = MqttLink(self.mqtt_cfg, client_id=client_id)
-        self._link.subscribe(f"{topics.ROOT}/+/occupancy", self._on_occupancy)  # occupancy() refuses "+"
+        self._link.subscribe(topics.all_occupancy(), self._on_occupancy)
         self._link.subscribe(topics.all_of_kind("status"), self._on_status)
-        self._link.subscribe(topics.all_events(), self._on_event, qos=0)
+        self._link.subscribe(topics.all_live_passages(), self._on_stored, qos=0)
         self._link.subscribe(topics.all_of_kind("config/ack"), self._on_config_ack)
         self._link.subscribe(topics.all_of_kind("cmd/ack"), self._on_command_ack)
         self._link.start(wait=wait)
@@ -200,15 +200,16 @@ class LiveHub:
             self.gates[(status.site, status.gate)] = data
         self.broadcast(data)
 
-    def _on_event(self, msg) -> None:
-        event = self._decode(PassageEvent, msg)
-        if event is not None:
-            self.broadcast(self.passage_json(event))
+    def _on_stored(self, msg) -> None:
+        stored = self._decode(StoredPassages, msg)
+        if stored is not None:
+            for event in stored.events:
+                self.broadcast(self.passage_json(stored.site, event))
 
-    def passage_json(self, event: PassageEvent) -> dict:
-        tz = ZoneInfo(self.timezones.get(event.site, "UTC"))
+    def passage_json(self, site: str, event: StoredPassage) -> dict:
+        tz = ZoneInfo(self.timezones.get(site, "UTC"))
         local = event.at.astimezone(tz)
-        return {"type": "passage", "site": event.site, "gate": event.gate, "zone": event.zone,
+        return {"type": "passage", "id": event.id, "site": site, "gate": event.gate, "zone": event.zone,
                 "at": event.at.isoformat(), "day": local.date().isoformat(),
                 "minute": local.hour * 60 + local.minute, "direction": event.direction,
                 "decision": event.decision, "reason": event.reason, "passed": event.passed,

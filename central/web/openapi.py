@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the JSON API at /api/v1, served at /api/v1/openapi.json.
 
 What a request may carry comes from the API itself, so the document cannot drift from the checks:
-each view's `@accepts(body=..., query=...)` structs (`central.api_schema`) become the request bodies
+each view's `@accepts(body=..., query=...)` structs (`central.web.api_schema`) become the request bodies
 and query parameters through `msgspec.json.schema_components`, with every limit (maxLength, minimum,
 maximum, pattern, enum, required); each view's `@roles(...)` becomes `x-roles`; path parameters come
 from the route's converters. Written by hand here: one line per operation with its summary, its
@@ -17,9 +17,9 @@ import re
 import msgspec
 from flask import Blueprint, Flask, current_app, jsonify
 
-from central import api_schema
-from central.api import MAX_BODY
 from central.services import limits
+from central.web import api_schema
+from central.web.api import MAX_BODY
 from protocol.messages import GateConfig
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
@@ -146,7 +146,7 @@ OPERATIONS: list[tuple[str, str, str, dict, bool]] = [
     ("get", "/openapi.json", "This document", {"type": "object"}, False),
 ]
 
-# Staff accounts and machine tokens, admin only (central/api.py's section of the same name).
+# Staff accounts and machine tokens, admin only (central/web/api.py's section of the same name).
 _ACCOUNT = _obj(username=S, role=S, active=B)
 OPERATIONS += [
     ("post", "/tokens/<name>/revoke", "Revoke every active token of this name; each gets 401 from now on",

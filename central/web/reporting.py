@@ -8,8 +8,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from central.services import ServiceError
 from central.services import reports as report_service
-from central.web.auth import require
-from central.web.deps import db, site_id
+from central.web.stack import db, require, site_id
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 

@@ -34,7 +34,7 @@ class _Gate:
 
     def __init__(self, work, port: int, name: str) -> None:
         from gate_agent import config as gate_config
-        from gate_agent.claims import ClaimClient
+        from gate_agent.claim_client import ClaimClient
         from gate_agent.link import Link
         from gate_agent.store import Store
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, PassageEventRecord
 from protocol import topics
 from protocol.ids import new_event_id

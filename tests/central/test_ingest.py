@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.models import (
     Conflict,
     CredentialUsage,

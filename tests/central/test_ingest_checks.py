@@ -209,7 +209,7 @@ def test_a_gates_alert_is_one_row_while_open_and_a_new_one_after_it_is_resolved(
 @pytest.mark.mosquitto
 def test_through_the_broker_a_forged_passage_is_stored_flagged_and_no_delta_tells_the_gates_its_ticket_is_used(
         live_config, live_ctx, mosquitto, listen):
-    from central.ingest import IngestWorker
+    from central.bus.ingest_worker import IngestWorker
     from protocol import topics
     from protocol.messages import Delta, EventAck, decode, encode
     from tests.central.test_ingest import GatePublisher

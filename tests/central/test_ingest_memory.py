@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.models import PassageEventRecord, Zone, utcnow
 from central.services.ingest import ingest_batch
 from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket_type, issue_tickets

@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select, text
 
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.models import CommandRecord, Gate, SyncChange
 from central.services import sync
 from central.services.passes import bind_template, create_pass, create_person

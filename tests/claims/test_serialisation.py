@@ -10,7 +10,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from central.claims import ClaimServer
+from central.bus.claim_server import ClaimServer
 from central.models import Claim, utcnow
 from central.services.claims import handle_claim
 from central.services.ingest import ingest_batch

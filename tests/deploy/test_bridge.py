@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from central.bridge import bridge_config
-from central.ingest import IngestWorker
+from central.bus.bridge import bridge_config
+from central.bus.ingest_worker import IngestWorker
 from central.models import PassageEventRecord, Zone
 from tests.central.conftest import add_gates, make_config, prepare
 from tests.deploy.helpers import publish_passages, wait_rows

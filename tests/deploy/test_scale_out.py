@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.models import PassageEventRecord, Zone
 from tests.central.conftest import add_gates, make_config, prepare
 from tests.deploy.helpers import publish_passages, wait_rows

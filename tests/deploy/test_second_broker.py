@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from sqlalchemy import select
 
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.models import PassageEventRecord, Zone
 from central.services.gates import register_gate
 from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket_type, issue_tickets, ticket_code

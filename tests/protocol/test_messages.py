@@ -31,6 +31,8 @@ from protocol.messages import (
     ReaderHealth,
     SnapshotChunk,
     SnapshotRequest,
+    StoredPassage,
+    StoredPassages,
     TemplateChange,
     TicketChange,
     TicketTypeRules,
@@ -75,6 +77,8 @@ SAMPLES: dict[type, msgspec.Struct] = {
     SnapshotChunk: SnapshotChunk(site="lijiang", gate="north-1", snapshot_id="s1", index=0, last=True, seq=42,
                                  changes=CHANGES),
     Occupancy: Occupancy(site="lijiang", at=AT, zones=[ZoneCount(zone=1, name="old town", inside=-1, capacity=500)]),
+    StoredPassages: StoredPassages(site="lijiang", events=[StoredPassage(id="0192a9e4-1", gate="east-1", zone=1, at=AT,
+                                                                         direction="in", passed=True)]),
 }
 KINDS = list(MAX_BYTES)
 ids = [k.__name__ for k in KINDS]

@@ -131,7 +131,7 @@ def test_errors_with_personal_data_leave_none_of_it_in_the_logs(app, web_ctx, se
     assert _leaks(text, secrets) == []
     # The errors were logged (so the search searched something), as their types and stacks.
     assert text.count("(message withheld)") >= 3 and "RuntimeError" in text and "StringDataRightTruncation" in text
-    assert "central/api.py" in text and "central/web/desk.py" in text
+    assert "central/web/api.py" in text and "central/web/desk.py" in text
     assert [status for _path, status, _answer in answers] == expected
     for path, status, answer in answers:
         if status == 500 and path.startswith("/persons"):  # nothing of the request in the answer either

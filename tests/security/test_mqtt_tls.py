@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central.bus.link import MqttLink
 from central.config import MqttConfig
-from central.mqtt import MqttLink
 from gate_agent import config as gate_config
 from gate_agent.agent import GateAgent
 from gate_agent.display import ConsoleDisplay

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from biometrics.face import FaceTemplate
-from central.ingest import IngestWorker
+from central.bus.ingest_worker import IngestWorker
 from central.services.gates import register_gate, update_site
 from central.services.passes import bind_template, create_pass, create_person
 from central.services.users import create_token

@@ -134,7 +134,7 @@ def _passage(site: str, gate: str, zone: int, *, decision: str = "granted", reas
 def test_the_dashboard_moves_within_a_second_of_a_passage(server, page, publisher):
     from playwright.sync_api import expect
 
-    from central.ingest import IngestWorker
+    from central.bus.ingest_worker import IngestWorker
     from central.services.gates import register_gate, set_zone_capacity
 
     ctx = server.ctx

@@ -23,9 +23,9 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from central.bus.link import MqttLink, PublishError
 from central.config import CentralConfig
 from central.models import utcnow
-from central.mqtt import MqttLink, PublishError
 from central.services.claims import expired, handle_claim, prune_claims
 from protocol import topics
 from protocol.errors import MessageError

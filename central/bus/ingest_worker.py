@@ -14,7 +14,7 @@ the load grew by 8 KB per message received). A message that cannot be decoded, o
 to store, is parked in `parked_messages` with the error, as its first 4 KB with its size and SHA-256
 (one transaction per message on the retry path), so one bad message neither crashes the worker, nor
 holds back the events behind it, nor fills the database. Several workers with the same group split
-the load through the shared subscription. Snapshots are built by `central.snapshots.SnapshotSender`,
+the load through the shared subscription. Snapshots are built by `central.bus.snapshots.SnapshotSender`,
 coalesced per gate and off this loop: a gate asking again and again neither holds back other gates'
 events nor gets one full build per request.
 """
@@ -32,13 +32,13 @@ from functools import lru_cache
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from central.bus.link import MqttLink
+from central.bus.publisher import Publisher
+from central.bus.snapshots import SnapshotSender
 from central.config import CentralConfig
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
-from central.mqtt import MqttLink
-from central.publisher import Publisher
 from central.services.gates import record_command_ack, record_config_ack, record_status
 from central.services.ingest import ingest_batch
-from central.snapshots import SnapshotSender
 from protocol import topics
 from protocol.errors import MessageError
 from protocol.messages import (
@@ -48,6 +48,8 @@ from protocol.messages import (
     GateStatus,
     PassageEvent,
     SnapshotRequest,
+    StoredPassage,
+    StoredPassages,
     decode,
     encode,
 )
@@ -108,6 +110,7 @@ class IngestWorker:
         self._occupancy_interval = occupancy_interval
         self._dirty_sites: set[str] = set()
         self._unacked: dict[tuple[str, str], list[str]] = {}  # stored event ids not yet acknowledged to gates
+        self._counted: list[PassageEvent] = []  # committed and counted, not yet told to the dashboards
         self._acks_due = 0.0
         self._need_flush = False
         self.link = MqttLink(config.mqtt, client_id=f"{config.mqtt.client_id}-ingest-{worker_id}", persistent=True,
@@ -261,6 +264,7 @@ class IngestWorker:
 
     def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         now = utcnow()
+        counted: list[PassageEvent] = []
         with self.sessions.begin() as session:
             for item in items:
                 if item.kind == "status":
@@ -285,6 +289,8 @@ class IngestWorker:
                                 ", ".join(sorted(set(result.flagged.values()))))
                 self._dirty_sites |= result.sites
                 self._need_flush = self._need_flush or bool(result.used_up)
+                counted = result.counted
+        self._counted.extend(counted)  # committed: a retried batch never tells the dashboards twice
         self.stats.parked += len(parked)
         self.stats.batches += 1
 
@@ -310,6 +316,24 @@ class IngestWorker:
         if self._need_flush or any(i.kind == "config/ack" for i in items):
             self._need_flush = False
             self.publisher.flush()
+        self._publish_counted()
+
+    def _publish_counted(self) -> None:
+        """The dashboards' live passages: what this batch stored and counted, each event once."""
+        counted, self._counted = self._counted, []
+        by_site: dict[str, list[StoredPassage]] = {}
+        for e in counted:
+            by_site.setdefault(e.site, []).append(StoredPassage(
+                id=e.id, gate=e.gate, zone=e.zone, at=e.at, direction=e.direction, decision=e.decision,
+                reason=e.reason, passed=e.passed, headcount=e.headcount, offline=e.offline))
+        link = self.publisher.link or self.link
+        for site, events in by_site.items():
+            for start in range(0, len(events), 5000):
+                try:
+                    link.publish(topics.live_passages(site), encode(StoredPassages(site=site,
+                                 events=events[start:start + 5000])), qos=0, wait=False)
+                except Exception:  # a dashboard missing a minute's bar is not a loss: its snapshot has it
+                    log.debug("live passages of %s not published", site)
 
     def _send_event_acks(self, force: bool) -> None:
         """Tell each gate which of its events are stored, so it may drop them from its outbox: one

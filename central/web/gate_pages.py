@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from central.mqtt import PublishError
+from central.bus.link import PublishError
 from central.services import ServiceError
 from central.services import gates as gate_service
 from central.web import queries
-from central.web.auth import current_user, require
-from central.web.deps import config, ctx, db, live_hub, site_id
+from central.web.stack import commit, config, ctx, current_user, db, live_hub, require, site_id
 
 bp = Blueprint("gates", __name__, url_prefix="/gates")
 MODES = gate_service.MODES
@@ -21,14 +20,6 @@ DIRECTIONS = gate_service.DIRECTIONS
 
 def _actor() -> str:
     return current_user().username
-
-
-def _flush() -> None:
-    """Publish the configs and deltas just committed; a broker that is away only delays them."""
-    try:
-        ctx().publisher.flush()
-    except PublishError as exc:
-        flash(f"Saved; not yet sent to the gates ({exc}). It is sent when the broker is back.", "error")
 
 
 @dataclass
@@ -95,12 +86,11 @@ def register():
         gate, creds = gate_service.register_gate(db(), site_id(), (form.get("name") or "").strip(), zone,
                                                  direction=form.get("direction") or "both", actor=_actor(),
                                                  profiles=config().gates.known_profiles)
-        db().commit()
+        commit()
     except (ServiceError, ValueError) as exc:
         db().rollback()
         flash(getattr(exc, "detail", None) or str(exc), "error")
         return redirect(url_for(".index"))
-    _flush()
     # The password is shown once, on this page: never put into a flash message (the session cookie).
     session = db()
     return render_template("gates/index.html", gates=queries.gates(session, site_id()),
@@ -181,12 +171,11 @@ def save_config(name: str):
     try:
         gate_service.update_gate(db(), site_id(), name, zone=zone, direction=direction, hardware=hw.as_dict(),
                                  actor=_actor(), profiles=config().gates.known_profiles)
-        db().commit()
+        commit()
     except ServiceError as exc:
         db().rollback()
         flash(exc.detail or exc.code, "error")
         return redirect(url_for(".gate", name=name))
-    _flush()
     flash("Config saved and pushed: the state below shows when the gate has applied it.")
     return redirect(url_for(".gate", name=name))
 
@@ -196,8 +185,7 @@ def save_config(name: str):
 def push(name: str):
     _gate_or_404(name)
     gate_service.update_gate(db(), site_id(), name, actor=_actor())  # a new version: every gate re-applies
-    db().commit()
-    _flush()
+    commit()
     flash("Config pushed again.")
     return redirect(url_for(".gate", name=name))
 
@@ -208,19 +196,18 @@ def mode(name: str):
     _gate_or_404(name)
     try:
         gate_service.set_gate_mode(db(), site_id(), name, request.form.get("mode", ""), actor=_actor())
-        db().commit()
+        commit()
         flash(f"Gate {name}: mode {request.form.get('mode')} sent.")
     except ServiceError as exc:
         db().rollback()
         flash(exc.detail or exc.code, "error")
-    _flush()
     return redirect(url_for(".gate", name=name))
 
 
 def _send_command(gate: str | None, kind: str, **kwargs) -> bool:
     record, _message, _topic = gate_service.create_command(db(), site_id(), gate, kind, actor=_actor(), **kwargs)
     command_id = record.id
-    db().commit()
+    commit()
     try:
         ctx().publisher.send_command(command_id)
         return True
@@ -257,12 +244,11 @@ def zone_mode():
     try:
         for name in names:
             gate_service.set_gate_mode(db(), site_id(), name, mode_, actor=_actor())
-        db().commit()
+        commit()
         flash(f"Zone {zone}: mode {mode_} sent to {len(names)} gates.")
     except ServiceError as exc:
         db().rollback()
         flash(exc.detail or exc.code, "error")
-    _flush()
     return redirect(url_for(".index"))
 
 
@@ -275,13 +261,12 @@ def emergency():
     try:
         for g in queries.gates(db(), site_id()):
             gate_service.set_gate_mode(db(), site_id(), g.name, mode_, actor=_actor())
-        db().commit()
+        commit()
         sent = _send_command(None, "set_mode", mode=mode_)
     except ServiceError as exc:
         db().rollback()
         flash(exc.detail or exc.code, "error")
         return redirect(url_for(".index"))
-    _flush()
     flash(("Emergency: every gate is told to open." if on else "Emergency ended: gates back to normal.")
           + ("" if sent else " The broker is away: gates learn it when it is back."), "message" if sent else "error")
     return redirect(url_for(".index"))

@@ -4,7 +4,7 @@ revocations, annual passes, occupancy, gates and commands.
 Machines authenticate with `Authorization: Bearer <token>` (tokens stored hashed, made with
 `park-central token create`); staff with the web UI's session login (a live `staff_sessions` record).
 Each endpoint names the roles it admits (`@roles`; admin is admitted everywhere) and what it reads
-(`@accepts`: the msgspec structs of `central.api_schema`, decoded before the view runs, which the
+(`@accepts`: the msgspec structs of `central.web.api_schema`, decoded before the view runs, which the
 OpenAPI document is built from). Errors are JSON: `{"error": code, "detail": text}`, plus `"field"`
 when one field is to blame; an unexpected exception is a 500 that says nothing of the request, logged
 without its message. The site is `?site=` or the configured default.
@@ -18,12 +18,11 @@ import logging
 import re
 
 import msgspec
-from flask import Blueprint, Response, g, jsonify, request, session
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from central import api_schema as schema
 from central.logs import stack_without_messages
 from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
 from central.services import Invalid, ServiceError, limits
@@ -33,7 +32,10 @@ from central.services import passes as pass_service
 from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
-from central.services.users import session_user, token_for
+from central.web import api_schema as schema
+from central.web.stack import commit, current_context, require
+from central.web.stack import db as request_db
+from protocol.ids import holder_ref
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -66,20 +68,6 @@ api.record_once(_converters)  # before the routes below are added: their rules n
 
 
 # --- plumbing ----------------------------------------------------------------------------------
-
-
-def _ctx():
-    from central.app import current_context
-
-    return current_context()
-
-
-class _Unauthorised(ServiceError):
-    status = 401
-
-
-class _Forbidden(ServiceError):
-    status = 403
 
 
 @api.errorhandler(ServiceError)
@@ -119,25 +107,6 @@ def _unexpected(exc: Exception):
     log.error("unexpected %s in %s %s\n%s", type(exc).__name__, request.method,
               request.url_rule.rule if request.url_rule else "?", stack_without_messages(exc))
     return jsonify({"error": "internal_error", "detail": "an unexpected error; it was logged"}), 500
-
-
-def roles(*allowed: str):
-    """Admit a bearer token or a logged-in staff user whose role is in `allowed` (or admin)."""
-
-    def wrap(view):
-        @functools.wraps(view)
-        def inner(*args, **kwargs):
-            role, actor = _authenticate()
-            if role != "admin" and role not in allowed:
-                raise _Forbidden("forbidden", f"role {role} may not do this")
-            g.actor = actor
-            g.role = role
-            return view(*args, **kwargs)
-
-        inner.api_roles = allowed
-        return inner
-
-    return wrap
 
 
 def accepts(*, body: type[msgspec.Struct] | None = None, query: type[schema.SiteQuery] = schema.SiteQuery,
@@ -209,31 +178,13 @@ def _decode_body(body: type[msgspec.Struct], required: bool):
         raise Invalid("bad_json", "the request body is not valid JSON (UTF-8)") from None
 
 
-def _authenticate() -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    with _ctx().sessions.begin() as db:
-        if header.startswith("Bearer "):
-            token = token_for(db, header[7:].strip())
-            if token is None:
-                raise _Unauthorised("bad_token", "unknown or revoked token")
-            return token.role, f"token:{token.name}"
-        user = session_user(db, session.get("sid"))  # a live server-side session (central.services.users)
-        if user is not None:
-            return user.role, user.username
-    raise _Unauthorised("login_required", "send Authorization: Bearer <token> or log in")
-
-
 def _site() -> str:
     query = g.get("query")
-    return (query.site if query is not None else None) or _ctx().config.site
+    return (query.site if query is not None else None) or current_context().config.site
 
 
 def _iso(at) -> str | None:
     return at.isoformat() if at else None
-
-
-def _after_commit() -> None:
-    _ctx().publisher.flush()
 
 
 # --- representations ---------------------------------------------------------------------------
@@ -258,7 +209,7 @@ def ticket_json(t: Ticket, code: str | None = None) -> dict:
 
 
 def pass_json(p: AnnualPass) -> dict:
-    return {"id": p.id, "ref": p.ref, "holder": f"H{p.person_id}", "person_id": p.person_id,
+    return {"id": p.id, "ref": p.ref, "holder": holder_ref(p.person_id), "person_id": p.person_id,
             "holder_name": p.person.name if p.person else None, "card_uid": p.card_uid, "status": p.status,
             "valid_from": _iso(p.valid_from), "valid_to": _iso(p.valid_to), "zones": p.zones,
             "channel": p.channel, "price": str(p.price)}
@@ -276,23 +227,23 @@ def gate_json(gate: Gate) -> dict:
 
 
 @api.get("/ticket-types")
-@roles("manager", "staff", "technician")
+@require("manager", "staff", "technician")
 @accepts()
 def list_ticket_types():
-    with _ctx().sessions() as db:
-        rows = db.scalars(select(TicketType).where(TicketType.site_id == _site()).order_by(TicketType.id))
-        return jsonify({"ticket_types": [ticket_type_json(t) for t in rows]})
+    db = request_db()
+    rows = db.scalars(select(TicketType).where(TicketType.site_id == _site()).order_by(TicketType.id))
+    return jsonify({"ticket_types": [ticket_type_json(t) for t in rows]})
 
 
 @api.post("/ticket-types")
-@roles("manager")
+@require("manager")
 @accepts(body=schema.TicketTypeBody)
 def define_ticket_type(body: schema.TicketTypeBody):
     spec = ticket_service.TicketTypeSpec(**msgspec.structs.asdict(body))
-    with _ctx().sessions.begin() as db:
-        tt = ticket_service.define_ticket_type(db, _site(), spec, actor=g.actor)
-        out = ticket_type_json(tt)
-    _after_commit()
+    db = request_db()
+    tt = ticket_service.define_ticket_type(db, _site(), spec, actor=g.actor)
+    out = ticket_type_json(tt)
+    commit()
     return jsonify(out), 201
 
 
@@ -301,19 +252,19 @@ def _issue_request(body: schema.TicketBody) -> ticket_service.IssueRequest:
 
 
 @api.post("/tickets")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.TicketBody)
 def issue_ticket(body: schema.TicketBody):
-    ctx = _ctx()
-    with ctx.sessions.begin() as db:
-        ticket = ticket_service.issue_ticket(db, _site(), _issue_request(body), actor=g.actor)
-        out = ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer))
-    _after_commit()
+    ctx = current_context()
+    db = request_db()
+    ticket = ticket_service.issue_ticket(db, _site(), _issue_request(body), actor=g.actor)
+    out = ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer))
+    commit()
     return jsonify(out), 201
 
 
 @api.post("/tickets/bulk")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.BulkBody)
 def issue_bulk(body: schema.BulkBody):
     """`{"tickets": [...]}`, or `{"ticket": {...}, "count": N}` for N identical tickets."""
@@ -325,65 +276,65 @@ def issue_bulk(body: schema.BulkBody):
         if body.ticket is None or body.count is None:
             raise Invalid("missing", "send either tickets, or ticket and count")
         requests_ = [_issue_request(body.ticket)] * body.count
-    ctx = _ctx()
-    with ctx.sessions.begin() as db:
-        tickets = ticket_service.issue_tickets(db, _site(), requests_, actor=g.actor)
-        out = [ticket_json(t, ticket_service.ticket_code(t, ctx.signer)) for t in tickets]
-    _after_commit()
+    ctx = current_context()
+    db = request_db()
+    tickets = ticket_service.issue_tickets(db, _site(), requests_, actor=g.actor)
+    out = [ticket_json(t, ticket_service.ticket_code(t, ctx.signer)) for t in tickets]
+    commit()
     return jsonify({"count": len(out), "tickets": out}), 201
 
 
 @api.get("/tickets/<bigid:ticket_id>")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts()
 def get_ticket(ticket_id: int):
-    ctx = _ctx()
-    with ctx.sessions() as db:
-        ticket = ticket_service.get_ticket(db, ticket_id)
-        try:
-            code = ticket_service.ticket_code(ticket, ctx.signer)
-        except ServiceError:  # stored before the issue checks: shown, with no code to print
-            code = None
-        return jsonify(ticket_json(ticket, code) | {"code": code})
+    ctx = current_context()
+    db = request_db()
+    ticket = ticket_service.get_ticket(db, ticket_id)
+    try:
+        code = ticket_service.ticket_code(ticket, ctx.signer)
+    except ServiceError:  # stored before the issue checks: shown, with no code to print
+        code = None
+    return jsonify(ticket_json(ticket, code) | {"code": code})
 
 
 def _ticket_code(ticket_id: int) -> str:
-    ctx = _ctx()
-    with ctx.sessions() as db:
-        return ticket_service.ticket_code(ticket_service.get_ticket(db, ticket_id), ctx.signer)
+    ctx = current_context()
+    db = request_db()
+    return ticket_service.ticket_code(ticket_service.get_ticket(db, ticket_id), ctx.signer)
 
 
 @api.get("/tickets/<bigid:ticket_id>/qr.png")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(query=schema.QrPngQuery)
 def ticket_qr_png(ticket_id: int):
     return Response(ticket_service.qr_png(_ticket_code(ticket_id), scale=g.query.scale), mimetype="image/png")
 
 
 @api.get("/tickets/<bigid:ticket_id>/qr.svg")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(query=schema.QrSvgQuery)
 def ticket_qr_svg(ticket_id: int):
     return Response(ticket_service.qr_svg(_ticket_code(ticket_id), scale=g.query.scale), mimetype="image/svg+xml")
 
 
 def _end_ticket(ticket_id: int, action, body: schema.ReasonBody):
-    with _ctx().sessions.begin() as db:
-        ticket = action(db, ticket_id, actor=g.actor, reason=body.reason)
-        out = ticket_json(ticket)
-    _after_commit()
+    db = request_db()
+    ticket = action(db, ticket_id, actor=g.actor, reason=body.reason)
+    out = ticket_json(ticket)
+    commit()
     return jsonify(out)
 
 
 @api.post("/tickets/<bigid:ticket_id>/refund")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.ReasonBody, body_required=False)
 def refund(ticket_id: int, body: schema.ReasonBody):
     return _end_ticket(ticket_id, ticket_service.refund_ticket, body)
 
 
 @api.post("/tickets/<bigid:ticket_id>/revoke")
-@roles("manager")
+@require("manager")
 @accepts(body=schema.ReasonBody, body_required=False)
 def revoke(ticket_id: int, body: schema.ReasonBody):
     return _end_ticket(ticket_id, ticket_service.revoke_ticket, body)
@@ -393,38 +344,39 @@ def revoke(ticket_id: int, body: schema.ReasonBody):
 @accepts()
 def public_keys():
     """The ticket verification keys (public: anyone may verify a code)."""
-    with _ctx().sessions() as db:
-        keys = db.scalars(select(SigningKey).order_by(SigningKey.key_id))
-        return jsonify({"keys": [{"key_id": k.key_id, "public": base64.b64encode(k.public).decode(),
-                                  "retired_at": _iso(k.retired_at), "grace_s": k.grace_s} for k in keys]})
+    db = request_db()
+    keys = db.scalars(select(SigningKey).order_by(SigningKey.key_id))
+    return jsonify({"keys": [{"key_id": k.key_id, "public": base64.b64encode(k.public).decode(),
+                              "retired_at": _iso(k.retired_at), "grace_s": k.grace_s} for k in keys]})
 
 
 # --- quotas and bookings -----------------------------------------------------------------------
 
 
 @api.post("/quotas")
-@roles("manager")
+@require("manager")
 @accepts(body=schema.QuotaBody)
 def define_quota(body: schema.QuotaBody):
-    with _ctx().sessions.begin() as db:
-        quota = booking_service.define_quota(db, _site(), body.slot_start, body.slot_end, body.capacity)
-        out = {"id": quota.id, "slot_start": _iso(quota.slot_start), "slot_end": _iso(quota.slot_end),
-               "capacity": quota.capacity, "booked": quota.booked}
+    db = request_db()
+    quota = booking_service.define_quota(db, _site(), body.slot_start, body.slot_end, body.capacity)
+    out = {"id": quota.id, "slot_start": _iso(quota.slot_start), "slot_end": _iso(quota.slot_end),
+           "capacity": quota.capacity, "booked": quota.booked}
+    commit()
     return jsonify(out), 201
 
 
 @api.post("/bookings")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.BookingBody)
 def book(body: schema.BookingBody):
-    ctx = _ctx()
-    with ctx.sessions.begin() as db:
-        ticket = booking_service.book_slot(
-            db, _site(), ticket_type=body.ticket_type, slot_start=body.slot_start, id_number=body.id_number,
-            holder_name=body.holder_name, headcount=body.headcount, channel=body.channel,
-            channel_ref=body.channel_ref, price=body.price, actor=g.actor)
-        out = ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer))
-    _after_commit()
+    ctx = current_context()
+    db = request_db()
+    ticket = booking_service.book_slot(
+        db, _site(), ticket_type=body.ticket_type, slot_start=body.slot_start, id_number=body.id_number,
+        holder_name=body.holder_name, headcount=body.headcount, channel=body.channel,
+        channel_ref=body.channel_ref, price=body.price, actor=g.actor)
+    out = ticket_json(ticket, ticket_service.ticket_code(ticket, ctx.signer))
+    commit()
     return jsonify(out), 201
 
 
@@ -432,126 +384,128 @@ def book(body: schema.BookingBody):
 
 
 @api.post("/persons")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.PersonBody)
 def create_person(body: schema.PersonBody):
-    with _ctx().sessions.begin() as db:
-        person = pass_service.create_person(db, _site(), body.name, phone=body.phone, id_last4=body.id_last4,
-                                            actor=g.actor)
-        out = {"id": person.id, "holder": person.holder_ref, "name": person.name}
+    db = request_db()
+    person = pass_service.create_person(db, _site(), body.name, phone=body.phone, id_last4=body.id_last4,
+                                        actor=g.actor)
+    out = {"id": person.id, "holder": person.holder_ref, "name": person.name}
+    commit()
     return jsonify(out), 201
 
 
 @api.delete("/persons/<id:person_id>")
-@roles("manager")
+@require("manager")
 @accepts()
 def forget_person(person_id: int):
-    with _ctx().sessions.begin() as db:
-        pass_service.forget_person(db, person_id, actor=g.actor)
-    _after_commit()
-    return jsonify({"forgotten": f"H{person_id}"})
+    db = request_db()
+    pass_service.forget_person(db, person_id, actor=g.actor)
+    commit()
+    return jsonify({"forgotten": holder_ref(person_id)})
 
 
 @api.get("/persons/<id:person_id>/export")
-@roles("staff")
+@require("staff")
 @accepts()
 def export_person(person_id: int):
     """Everything the central holds about a person (templates as metadata only); the export is audited."""
-    with _ctx().sessions.begin() as db:
-        out = privacy_service.export_person(db, person_id, actor=g.actor).as_json()
+    db = request_db()
+    out = privacy_service.export_person(db, person_id, actor=g.actor).as_json()
+    commit()
     res = jsonify(out)
     res.headers["Cache-Control"] = "no-store"
-    res.headers["Content-Disposition"] = f'attachment; filename="person-H{person_id}.json"'
+    res.headers["Content-Disposition"] = f'attachment; filename="person-{holder_ref(person_id)}.json"'
     return res
 
 
 @api.post("/passes")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.PassBody)
 def create_pass(body: schema.PassBody):
-    with _ctx().sessions.begin() as db:
-        person_id = body.person_id
-        if person_id is None:
-            person = pass_service.create_person(db, _site(), body.holder_name or "", phone=body.phone, actor=g.actor)
-            person_id = person.id
-        annual_pass = pass_service.create_pass(
-            db, _site(), person_id=person_id, valid_from=body.valid_from, valid_to=body.valid_to,
-            card_uid=body.card_uid, zones=body.zones, channel=body.channel, price=body.price, actor=g.actor)
-        out = pass_json(annual_pass)
-    _after_commit()
+    db = request_db()
+    person_id = body.person_id
+    if person_id is None:
+        person = pass_service.create_person(db, _site(), body.holder_name or "", phone=body.phone, actor=g.actor)
+        person_id = person.id
+    annual_pass = pass_service.create_pass(
+        db, _site(), person_id=person_id, valid_from=body.valid_from, valid_to=body.valid_to,
+        card_uid=body.card_uid, zones=body.zones, channel=body.channel, price=body.price, actor=g.actor)
+    out = pass_json(annual_pass)
+    commit()
     return jsonify(out), 201
 
 
 @api.get("/passes/<id:pass_id>")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts()
 def get_pass(pass_id: int):
-    with _ctx().sessions() as db:
-        return jsonify(pass_json(pass_service.get_pass(db, pass_id)))
+    db = request_db()
+    return jsonify(pass_json(pass_service.get_pass(db, pass_id)))
 
 
 def _pass_action(pass_id: int, action, *args, status: int = 200, **kwargs):
-    with _ctx().sessions.begin() as db:
-        result = action(db, pass_id, *args, actor=g.actor, **kwargs)
-        out = pass_json(result)
-    _after_commit()
+    db = request_db()
+    result = action(db, pass_id, *args, actor=g.actor, **kwargs)
+    out = pass_json(result)
+    commit()
     return jsonify(out), status
 
 
 @api.post("/passes/<id:pass_id>/card")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.CardBody)
 def bind_card(pass_id: int, body: schema.CardBody):
     return _pass_action(pass_id, pass_service.bind_card, body.card_uid)
 
 
 @api.post("/passes/<id:pass_id>/suspend")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts()
 def suspend(pass_id: int):
     return _pass_action(pass_id, pass_service.suspend_pass)
 
 
 @api.post("/passes/<id:pass_id>/resume")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts()
 def resume(pass_id: int):
     return _pass_action(pass_id, pass_service.resume_pass)
 
 
 @api.post("/passes/<id:pass_id>/lost")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts()
 def lost(pass_id: int):
     return _pass_action(pass_id, pass_service.report_lost)
 
 
 @api.post("/passes/<id:pass_id>/replace")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.CardBody)
 def replace(pass_id: int, body: schema.CardBody):
     return _pass_action(pass_id, pass_service.replace_card, body.card_uid, status=201)
 
 
 @api.post("/passes/<id:pass_id>/renew")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.RenewBody)
 def renew(pass_id: int, body: schema.RenewBody):
     return _pass_action(pass_id, pass_service.renew_pass, body.valid_to, price=body.price)
 
 
 @api.post("/passes/<id:pass_id>/templates")
-@roles(*SELLERS)
+@require(*SELLERS)
 @accepts(body=schema.TemplateBody)
 def bind_template(pass_id: int, body: schema.TemplateBody):
     """`{"kind": "face"|"fingerprint", "data": base64, "finger": n}`: bound to the pass's holder."""
-    ctx = _ctx()
-    with ctx.sessions.begin() as db:
-        annual_pass = pass_service.get_pass(db, pass_id)
-        row = pass_service.bind_template(db, ctx.cipher, annual_pass.person_id, body.kind, body.data,
-                                         finger=body.finger, actor=g.actor)
-        out = {"holder": f"H{row.person_id}", "kind": row.kind, "finger": row.finger, "version": row.version}
-    _after_commit()
+    ctx = current_context()
+    db = request_db()
+    annual_pass = pass_service.get_pass(db, pass_id)
+    row = pass_service.bind_template(db, ctx.cipher, annual_pass.person_id, body.kind, body.data,
+                                     finger=body.finger, actor=g.actor)
+    out = {"holder": holder_ref(row.person_id), "kind": row.kind, "finger": row.finger, "version": row.version}
+    commit()
     return jsonify(out), 201
 
 
@@ -559,93 +513,94 @@ def bind_template(pass_id: int, body: schema.TemplateBody):
 
 
 @api.get("/occupancy")
-@roles("manager", "staff", "technician")
+@require("manager", "staff", "technician")
 @accepts()
 def get_occupancy():
-    with _ctx().sessions() as db:
-        gate_service.get_site(db, _site())
-        return jsonify(as_json(occupancy(db, _site())))
+    db = request_db()
+    gate_service.get_site(db, _site())
+    return jsonify(as_json(occupancy(db, _site())))
 
 
 @api.get("/conflicts")
-@roles("manager")
+@require("manager")
 @accepts(query=schema.ConflictsQuery)
 def list_conflicts():
-    with _ctx().sessions() as db:
-        rows = db.scalars(select(Conflict).where(Conflict.site_id == _site()).order_by(Conflict.at.desc())
-                          .limit(g.query.limit))
-        return jsonify({"conflicts": [
-            {"event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason, "gate": c.gate,
-             "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline} for c in rows]})
+    db = request_db()
+    rows = db.scalars(select(Conflict).where(Conflict.site_id == _site()).order_by(Conflict.at.desc())
+                      .limit(g.query.limit))
+    return jsonify({"conflicts": [
+        {"event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason, "gate": c.gate,
+         "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline} for c in rows]})
 
 
 # --- gates -------------------------------------------------------------------------------------
 
 
 @api.get("/gates")
-@roles("manager", "technician")
+@require("manager", "technician")
 @accepts()
 def list_gates():
-    with _ctx().sessions() as db:
-        rows = db.scalars(select(Gate).where(Gate.site_id == _site()).order_by(Gate.name))
-        return jsonify({"gates": [gate_json(gate) for gate in rows]})
+    db = request_db()
+    rows = db.scalars(select(Gate).where(Gate.site_id == _site()).order_by(Gate.name))
+    return jsonify({"gates": [gate_json(gate) for gate in rows]})
 
 
 @api.post("/gates")
-@roles(*TECH)
+@require(*TECH)
 @accepts(body=schema.GateBody)
 def register_gate(body: schema.GateBody):
-    with _ctx().sessions.begin() as db:
-        gate, creds = gate_service.register_gate(
-            db, _site(), body.name, body.zone, direction=body.direction,
-            hardware=schema.hardware_dict(body.hardware), actor=g.actor,
-            profiles=_ctx().config.gates.known_profiles)
-        out = gate_json(gate) | {"mqtt_password": creds.password}
-    _after_commit()
+    db = request_db()
+    gate, creds = gate_service.register_gate(
+        db, _site(), body.name, body.zone, direction=body.direction,
+        hardware=schema.hardware_dict(body.hardware), actor=g.actor,
+        profiles=current_context().config.gates.known_profiles)
+    out = gate_json(gate) | {"mqtt_password": creds.password}
+    commit()
     return jsonify(out), 201
 
 
 @api.get("/gates/<name>/config")
-@roles(*TECH)
+@require(*TECH)
 @accepts()
 def gate_config(name: str):
     from protocol.messages import encode
 
-    with _ctx().sessions() as db:
-        message = gate_service.build_gate_config(db, gate_service.get_gate(db, _site(), name))
+    db = request_db()
+    message = gate_service.build_gate_config(db, gate_service.get_gate(db, _site(), name))
     return Response(encode(message), mimetype="application/json")
 
 
 @api.patch("/gates/<name>/config")
-@roles(*TECH)
+@require(*TECH)
 @accepts(body=schema.GateUpdateBody)
 def update_gate(name: str, body: schema.GateUpdateBody):
-    with _ctx().sessions.begin() as db:
-        gate = gate_service.update_gate(db, _site(), name, zone=body.zone, direction=body.direction,
-                                        hardware=schema.hardware_dict(body.hardware), actor=g.actor,
-                                        profiles=_ctx().config.gates.known_profiles)
-        out = gate_json(gate)
-    _after_commit()
+    db = request_db()
+    gate = gate_service.update_gate(db, _site(), name, zone=body.zone, direction=body.direction,
+                                    hardware=schema.hardware_dict(body.hardware), actor=g.actor,
+                                    profiles=current_context().config.gates.known_profiles)
+    out = gate_json(gate)
+    commit()
     return jsonify(out)
 
 
 @api.post("/gates/<name>/mode")
-@roles(*TECH, "manager")
+@require(*TECH, "manager")
 @accepts(body=schema.ModeBody)
 def gate_mode(name: str, body: schema.ModeBody):
-    with _ctx().sessions.begin() as db:
-        gate = gate_service.set_gate_mode(db, _site(), name, body.mode, actor=g.actor)
-        out = gate_json(gate)
-    _after_commit()
+    db = request_db()
+    gate = gate_service.set_gate_mode(db, _site(), name, body.mode, actor=g.actor)
+    out = gate_json(gate)
+    commit()
     return jsonify(out)
 
 
 def _command(gate: str | None, body: schema.CommandBody):
-    ctx = _ctx()
-    with ctx.sessions.begin() as db:
-        record, _message, _topic = gate_service.create_command(
-            db, _site(), gate, body.kind, mode=body.mode, direction=body.direction, actor=g.actor)
-        command_id = record.id
+    ctx = current_context()
+    db = request_db()
+    record, _message, _topic = gate_service.create_command(
+        db, _site(), gate, body.kind, mode=body.mode, direction=body.direction, actor=g.actor)
+    command_id = record.id
+    commit()
     sent = True
     try:
         ctx.publisher.send_command(command_id)
@@ -655,14 +610,14 @@ def _command(gate: str | None, body: schema.CommandBody):
 
 
 @api.post("/gates/<name>/command")
-@roles(*TECH, "manager")
+@require(*TECH, "manager")
 @accepts(body=schema.CommandBody)
 def gate_command(name: str, body: schema.CommandBody):
     return _command(name, body)
 
 
 @api.post("/site/command")
-@roles("manager")
+@require("manager")
 @accepts(body=schema.CommandBody)
 def site_command(body: schema.CommandBody):
     """A command to every gate of the site at once (emergency: `{"kind": "set_mode", "mode": "emergency"}`)."""
@@ -676,36 +631,39 @@ def site_command(body: schema.CommandBody):
 
 
 @api.post("/tokens/<name>/revoke")
-@roles()
+@require()
 @accepts()
 def revoke_tokens(name: str):
     from central.services import users as user_service
 
-    with _ctx().sessions.begin() as db:
-        revoked = user_service.revoke_tokens(db, name, actor=g.actor)
-        out = {"name": name, "revoked": len(revoked)}
+    db = request_db()
+    revoked = user_service.revoke_tokens(db, name, actor=g.actor)
+    out = {"name": name, "revoked": len(revoked)}
+    commit()
     return jsonify(out)
 
 
 @api.post("/users/<name>/deactivate")
-@roles()
+@require()
 @accepts()
 def deactivate_user(name: str):
     from central.services import users as user_service
 
-    with _ctx().sessions.begin() as db:
-        user = user_service.deactivate_user(db, name, actor=g.actor)
-        out = {"username": user.username, "role": user.role, "active": user.active}
+    db = request_db()
+    user = user_service.deactivate_user(db, name, actor=g.actor)
+    out = {"username": user.username, "role": user.role, "active": user.active}
+    commit()
     return jsonify(out)
 
 
 @api.post("/users/<name>/reactivate")
-@roles()
+@require()
 @accepts()
 def reactivate_user(name: str):
     from central.services import users as user_service
 
-    with _ctx().sessions.begin() as db:
-        user = user_service.reactivate_user(db, name, actor=g.actor)
-        out = {"username": user.username, "role": user.role, "active": user.active}
+    db = request_db()
+    user = user_service.reactivate_user(db, name, actor=g.actor)
+    out = {"username": user.username, "role": user.role, "active": user.active}
+    commit()
     return jsonify(out)

@@ -11,8 +11,8 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.bus.link import MqttLink, PublishError
 from central.models import CommandRecord, Gate, SyncChange, utcnow
-from central.mqtt import MqttLink, PublishError
 from central.services import gates as gate_service
 from central.services import sync
 from central.services.occupancy import occupancy

@@ -1,6 +1,6 @@
 """What the JSON API accepts: one msgspec Struct per request body and per query string, with its limits.
 
-`central.api` decodes every request into these before any service runs (`@accepts(body=..., query=...)`):
+`central.web.api` decodes every request into these before any service runs (`@accepts(body=..., query=...)`):
 a value out of its limits, of the wrong type, or a field the API does not know is a 400 that names the
 field. `central.web.openapi` builds the document's request schemas and query parameters from the same
 structs (`msgspec.json.schema_components`), so the checks and the document cannot drift. The numbers

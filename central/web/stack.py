@@ -1,0 +1,181 @@
+"""One request stack for the pages and the JSON API: the running central, the request's database
+session, who is asking, the role guard, and the commit that publishes.
+
+    current_context()  the CentralContext the app factory keeps (config, sessions, signer, publisher)
+    db()               the request's session: one unit of work, rolled back and closed at teardown
+    commit()           commit it; the gates then learn what changed (deltas, configs) from the one
+                       after-commit hook of request sessions (`central.context.publish_after_commit`)
+    current_user()     the staff user of a live server-side session (`staff_sessions`), or None
+    actor()            who is asking: that user, or under /api/ a bearer token
+    require(*roles)    only these roles (and admin); anonymous: JSON 401 under /api/, else the login page;
+                       another role: JSON 403 under /api/, else the 403 page
+
+Tokens count only under /api/ (a page never takes one); a session cookie counts everywhere, and its
+POSTs carry the CSRF token (`central.web`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy.orm import Session
+
+from central.config import CentralConfig
+from central.context import PUBLISH, CentralContext
+from central.models import StaffUser
+from central.services import ServiceError
+from central.services import users as user_service
+
+EXTENSION = "central"  # app.extensions key of the CentralContext
+HUB = "central_web_hub"  # app.extensions key of the live hub
+API_PREFIX = "/api/"
+
+
+class Unauthorised(ServiceError):
+    status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking: `name` goes into the audit log (a username, or token:<name>)."""
+
+    role: str
+    name: str
+    user: StaffUser | None = None
+
+
+def current_context() -> CentralContext:
+    return current_app.extensions[EXTENSION]
+
+
+ctx = current_context
+
+
+def config() -> CentralConfig:
+    return current_context().config
+
+
+def site_id() -> str:
+    return current_context().config.site
+
+
+def live_hub():
+    return current_app.extensions.get(HUB)
+
+
+def is_api() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def db() -> Session:
+    """The request's session; a view commits what it changed (`commit`), teardown rolls back the rest."""
+    if "db" not in g:
+        g.db = current_context().sessions()
+    return g.db
+
+
+def commit() -> None:
+    """Commit the request's work; the after-commit hook then publishes what the gates must learn."""
+    session = db()
+    session.info[PUBLISH] = True
+    try:
+        session.commit()
+    finally:
+        session.info.pop(PUBLISH, None)
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.rollback()
+        session.close()
+
+
+def _commit_touch(session: Session, pending: bool) -> None:
+    """Keep a session's or token's last-seen time: committed at once when the view has nothing yet."""
+    if not pending and session.dirty:
+        session.commit()
+
+
+def current_user() -> StaffUser | None:
+    """The user of this request's session cookie, if its server-side session is still live."""
+    if "user" not in g:
+        user = None
+        if session.get("user_id") is not None or session.get("sid") is not None:
+            session_db = db()
+            pending = bool(session_db.new or session_db.dirty or session_db.deleted)
+            user = user_service.session_user(session_db, session.get("sid"))
+            if user is None:
+                session.clear()  # revoked, expired or unknown: the cookie is worth nothing now
+            else:
+                _commit_touch(session_db, pending)
+        g.user = user
+    return g.user
+
+
+def actor() -> Actor | None:
+    """Who is asking (see the module doc); None when nobody is logged in and no token counts."""
+    if "who" not in g:
+        who = None
+        header = request.headers.get("Authorization", "")
+        if is_api() and header.startswith("Bearer "):
+            session_db = db()
+            pending = bool(session_db.new or session_db.dirty or session_db.deleted)
+            token = user_service.token_for(session_db, header[7:].strip())
+            if token is None:
+                g.auth_error = ("bad_token", "unknown or revoked token")
+            else:
+                who = Actor(token.role, f"token:{token.name}")
+                _commit_touch(session_db, pending)
+        else:
+            user = current_user()
+            if user is not None:
+                who = Actor(user.role, user.username, user)
+        g.who = who
+    return g.who
+
+
+def has_role(*roles: str) -> bool:
+    who = actor()
+    return who is not None and (who.role == "admin" or who.role in roles)
+
+
+def require(*roles: str) -> Callable:
+    """Only these roles (and admin) may use the view (see the module doc); sets g.actor and g.role."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any):
+            who = actor()
+            if who is None:
+                if is_api():
+                    code, detail = g.get("auth_error") or ("login_required",
+                                                            "send Authorization: Bearer <token> or log in")
+                    raise Unauthorised(code, detail)
+                if request.accept_mimetypes.best == "text/event-stream" or request.headers.get("HX-Request"):
+                    abort(401)
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if who.role != "admin" and who.role not in roles:
+                if is_api():
+                    raise Forbidden("forbidden", f"role {who.role} may not do this")
+                abort(403)
+            g.actor, g.role = who.name, who.role
+            return view(*args, **kwargs)
+
+        guarded.roles = roles  # read by the role-matrix tests
+        guarded.api_roles = roles  # and by the OpenAPI document (x-roles)
+        return guarded
+
+    return decorate
+
+
+__all__ = ["Actor", "Forbidden", "Unauthorised", "actor", "close_db", "commit", "config", "ctx", "current_context",
+           "current_user", "db", "has_role", "is_api", "live_hub", "require", "site_id"]
