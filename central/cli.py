@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         from central.services import ServiceError
 
         if isinstance(exc, ServiceError):
-            print(f"{exc.code}: {exc.detail}", file=sys.stderr)
+            print(f"{exc.code}: {exc.text}", file=sys.stderr)
             return 1
         raise
 

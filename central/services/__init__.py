@@ -13,12 +13,20 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
+    """`code` is stable (machines, tests); `detail` is for people: a text marked for translation
+    (`central.i18n._l`), read in the reader's language when shown (`text`)."""
+
     status = 400
 
-    def __init__(self, code: str, detail: str = "") -> None:
+    def __init__(self, code: str, detail: object = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
+
+    @property
+    def text(self) -> str:
+        """The detail in the current language (the code when there is none)."""
+        return str(self.detail) if self.detail else self.code
 
 
 class NotFound(ServiceError):

@@ -53,7 +53,7 @@ def add_user():
         commit()
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
         return redirect(url_for(".users"))
     shown = None if request.form.get("password") else password  # a generated password is shown once
     return _users_page(password=shown, new_user=user.username)
@@ -75,7 +75,7 @@ def _change(action, done: str):
         flash(done)
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
     return redirect(url_for(".users"))
 
 
@@ -102,5 +102,5 @@ def revoke_token(token_id: int):
         flash(f"Token {token.name} is revoked: it no longer opens the API.")
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
     return redirect(url_for(".users"))

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from central.i18n import force_locale
 from central.logs import stack_without_messages
 from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
 from central.services import Invalid, ServiceError, limits
@@ -72,11 +73,17 @@ api.record_once(_converters)  # before the routes below are added: their rules n
 
 @api.errorhandler(ServiceError)
 def _service_error(exc: ServiceError):
-    body = {"error": exc.code, "detail": exc.detail}
+    # The detail in English for machines, unless the caller asks for Chinese (Accept-Language: zh).
+    with force_locale(_api_locale()):
+        body = {"error": exc.code, "detail": str(exc.detail)}
     field = getattr(exc, "field", None)
     if field:
         body["field"] = field
     return jsonify(body), exc.status
+
+
+def _api_locale() -> str:
+    return "zh_Hans" if request.accept_languages.best_match(["en", "zh"], default="en") == "zh" else "en"
 
 
 def _http_error(exc: HTTPException):

@@ -109,7 +109,7 @@ def change_password():
                 return redirect(url_for("auth.home"))
             except ServiceError as exc:
                 db().rollback()
-                error = exc.detail or exc.code
+                error = exc.text
     return render_template("account_password.html", error=error), (400 if error else 200)
 
 

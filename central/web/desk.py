@@ -36,7 +36,7 @@ def _actor() -> str:
 
 
 def _fail(exc: ServiceError) -> None:
-    flash(exc.detail or exc.code, "error")
+    flash(exc.text, "error")
 
 
 def _int(value, default=None):
@@ -294,7 +294,7 @@ def enrol_face(person_id: int):
                 commit()
             except ServiceError as exc:
                 db().rollback()
-                failed, message = "bind", exc.detail or exc.code
+                failed, message = "bind", exc.text
     checks = _checklist(failed)
     status = 200
     if failed is None:

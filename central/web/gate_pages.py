@@ -89,7 +89,7 @@ def register():
         commit()
     except (ServiceError, ValueError) as exc:
         db().rollback()
-        flash(getattr(exc, "detail", None) or str(exc), "error")
+        flash(exc.text if isinstance(exc, ServiceError) else str(exc), "error")
         return redirect(url_for(".index"))
     # The password is shown once, on this page: never put into a flash message (the session cookie).
     session = db()
@@ -174,7 +174,7 @@ def save_config(name: str):
         commit()
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
         return redirect(url_for(".gate", name=name))
     flash("Config saved and pushed: the state below shows when the gate has applied it.")
     return redirect(url_for(".gate", name=name))
@@ -200,7 +200,7 @@ def mode(name: str):
         flash(f"Gate {name}: mode {request.form.get('mode')} sent.")
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
     return redirect(url_for(".gate", name=name))
 
 
@@ -225,7 +225,7 @@ def open_once(name: str):
               "message" if sent else "error")
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
     return redirect(url_for(".gate", name=name))
 
 
@@ -248,7 +248,7 @@ def zone_mode():
         flash(f"Zone {zone}: mode {mode_} sent to {len(names)} gates.")
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
     return redirect(url_for(".index"))
 
 
@@ -265,7 +265,7 @@ def emergency():
         sent = _send_command(None, "set_mode", mode=mode_)
     except ServiceError as exc:
         db().rollback()
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
         return redirect(url_for(".index"))
     flash(("Emergency: every gate is told to open." if on else "Emergency ended: gates back to normal.")
           + ("" if sent else " The broker is away: gates learn it when it is back."), "message" if sent else "error")

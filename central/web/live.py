@@ -308,7 +308,7 @@ def stream():
     try:
         slot = slots().acquire(str(session.get("sid")))
     except StreamRefused as exc:
-        response = jsonify({"error": exc.code, "detail": exc.detail})
+        response = jsonify({"error": exc.code, "detail": str(exc.detail)})
         response.status_code = exc.status
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response

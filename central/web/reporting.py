@@ -47,7 +47,7 @@ def index():
     try:
         p = _period()
     except ServiceError as exc:
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
         return redirect(url_for(".index"))
     session = db()
     tables = {name: fn(session, p) for name, fn in TABLES.items()}
@@ -63,7 +63,7 @@ def csv(name: str):
     try:
         p = _period()
     except ServiceError as exc:
-        return Response(exc.detail, status=400, mimetype="text/plain")
+        return Response(exc.text, status=400, mimetype="text/plain")
     body = report_service.to_csv(fn(db(), p))
     filename = f"{site_id()}-{name}-{p.start.isoformat()}-{p.end.isoformat()}.csv"
     return Response("\ufeff" + body, mimetype="text/csv",  # the BOM makes spreadsheet programs read UTF-8
@@ -76,7 +76,7 @@ def daily():
     try:
         p = _period()
     except ServiceError as exc:
-        flash(exc.detail or exc.code, "error")
+        flash(exc.text, "error")
         return redirect(url_for(".index"))
     summary = report_service.daily_summary(db(), site_id(), p.start)
     return render_template("reports/daily.html", s=summary)
