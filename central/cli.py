@@ -297,7 +297,8 @@ def cmd_user(args) -> int:
     with _transaction(args) as db:
         if args.action == "create":
             user, password = users.create_user(db, args.name, args.role, actor="cli")
-            print(f"user {user.username} ({user.role}) password: {password}")
+            print(f"user {user.username} ({user.role}) one-time password: {password} "
+                  "(to be changed at the first login)")
         elif args.action == "list":
             print(f"{'user':<24} {'role':<11} {'state':<9} {'last login':<17} sessions")
             for user in users.list_users(db):
@@ -313,7 +314,8 @@ def cmd_user(args) -> int:
         elif args.action == "password":
             user = users.get_user(db, args.name)
             password = users.set_password(db, user, actor="cli")
-            print(f"user {user.username} new password: {password} (their sessions have ended)")
+            print(f"user {user.username} one-time password: {password} "
+                  "(their sessions have ended; to be changed at the next login)")
     return 0
 
 
@@ -469,10 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the database URL (default: PostgreSQL database park over the local socket)")
     p.add_argument("--site", default="park1", help="the default site of CLI commands and the API")
     p.add_argument("--state-dir", default="/var/lib/park-central", help="where the signing key lives")
-    p.add_argument("--mqtt-host", default="127.0.0.1")
-    p.add_argument("--mqtt-port", type=int, default=1883)
-    p.add_argument("--web-host", default="127.0.0.1")
-    p.add_argument("--web-port", type=int, default=8080)
+    p.add_argument("--mqtt-host", default="127.0.0.1", help="the broker the central connects to")
+    p.add_argument("--mqtt-port", type=int, default=1883, help="its port (the loopback listener of park.conf)")
+    p.add_argument("--web-host", default="127.0.0.1", help="where the web UI and API listen (behind a proxy)")
+    p.add_argument("--web-port", type=int, default=8080, help="their port")
     p.add_argument("--group", help="the file's group (the service's, e.g. park-central)")
     p.set_defaults(func=cmd_init_config)
     sub.add_parser("serve", help="the web UI and API").set_defaults(func=cmd_serve)
@@ -481,11 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-claims", action="store_true", help="leave claims to `park-central claims`")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("claims", help="a claim server alone (site policy claim=central)")
-    p.add_argument("--worker-id", default="1")
+    p.add_argument("--worker-id", default="1", help="stable per claim server: it names its MQTT session")
     p.set_defaults(func=cmd_claims)
     sub.add_parser("scheduler", help="the scheduled jobs").set_defaults(func=cmd_scheduler)
     p = sub.add_parser("run", help="web + ingest + scheduler in one process")
-    p.add_argument("--worker-id", default="1")
+    p.add_argument("--worker-id", default="1", help="the ingest worker's id (its persistent MQTT session)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("keys", help="the ticket signing key")
     p.add_argument("action", choices=["generate", "show"])
@@ -511,15 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("revoke", help="revoke every active token of this name").add_argument("name")
     p = sub.add_parser("site", help="sites and zones")
     p.add_argument("action", choices=["create"])
-    p.add_argument("site")
-    p.add_argument("--name")
-    p.add_argument("--timezone", default="Asia/Shanghai")
+    p.add_argument("site", help="the park's id (A-Z a-z 0-9 _ -: it is a topic level)")
+    p.add_argument("--name", help="the park's name as people read it")
+    p.add_argument("--timezone", default="Asia/Shanghai", help="the park's time zone (IANA name)")
     p.add_argument("--zone", action="append", help="NUMBER[:CAPACITY], repeatable")
     p.set_defaults(func=cmd_site)
     p = sub.add_parser("provision-gate", help="register a gate and print its starting TOML")
-    p.add_argument("site")
-    p.add_argument("gate")
-    p.add_argument("--zone", type=int, required=True)
+    p.add_argument("site", help="the park's id")
+    p.add_argument("gate", help="the gate's id (A-Z a-z 0-9 _ -)")
+    p.add_argument("--zone", type=int, required=True, help="the zone the gate serves (one the park has)")
     p.add_argument("--controller", default=DEFAULT_PROFILE, metavar="MODEL",
                    help=f"the turnstile controller profile (default {DEFAULT_PROFILE}; shipped: "
                         f"{', '.join(SHIPPED_PROFILES)})")
@@ -537,14 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the backup file (default var/backups/central-<time>.dump)")
     p.set_defaults(func=cmd_backup)
     p = sub.add_parser("restore", help="replace the database's content with a backup (stop the services first)")
-    p.add_argument("file")
+    p.add_argument("file", help="a file `park-central backup` wrote")
     p.set_defaults(func=cmd_restore)
     p = sub.add_parser("bridge-config", help="print the Mosquitto bridge block for an on-site server")
-    p.add_argument("site")
+    p.add_argument("site", help="the park's id")
     p.add_argument("head_office", help="HOST:PORT of head office's broker")
-    p.add_argument("--username")
-    p.add_argument("--password")
-    p.add_argument("--cafile")
+    p.add_argument("--username", help="the park's user at head office's broker")
+    p.add_argument("--password", help="its password")
+    p.add_argument("--cafile", help="the CA that signed head office's broker certificate (TLS)")
     p.add_argument("--managed-from-head-office", action="store_true",
                    help="also bridge config, commands and deltas in (no central at the park)")
     p.set_defaults(func=cmd_bridge_config)

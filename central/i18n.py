@@ -12,10 +12,50 @@ extracted by `make messages` into the one catalogue (`protocol/locale`) and tran
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_babel import force_locale, gettext, lazy_gettext, lazy_pgettext, ngettext, pgettext
 
 _ = gettext
 _l = lazy_gettext
 _p = lazy_pgettext
 
-__all__ = ["_", "_l", "_p", "force_locale", "gettext", "lazy_gettext", "lazy_pgettext", "ngettext", "pgettext"]
+# The codes the store keeps, as a reader of the page says them; the context tells a translator where
+# the word stands (a badge, a select). In English they read as the pages always showed them.
+LABELS: dict[str, dict[str, Any]] = {
+    "ticket_status": {
+        "valid": _p("ticket status", "valid"), "used": _p("ticket status", "used"),
+        "refunded": _p("ticket status", "refunded"), "revoked": _p("ticket status", "revoked"),
+        "expired": _p("ticket status", "expired")},
+    "pass_status": {"active": _p("pass status", "active"), "suspended": _p("pass status", "suspended"),
+                    "lost": _p("pass status", "lost"), "expired": _p("pass status", "expired")},
+    "mode": {"normal": _p("gate mode", "normal"), "free": _p("gate mode", "free passage"),
+             "locked": _p("gate mode", "locked"), "emergency": _p("gate mode", "emergency")},
+    "direction": {"in": _p("gate direction", "in"), "out": _p("gate direction", "out"),
+                  "both": _p("gate direction", "both")},
+    "role": {"admin": _p("role", "admin"), "manager": _p("role", "manager"), "staff": _p("role", "staff"),
+             "technician": _p("role", "technician")},
+    "channel": {"box_office": _p("sales channel", "box office"), "web": _p("sales channel", "website"),
+                "ota": _p("sales channel", "online travel agency"), "agency": _p("sales channel", "travel agency"),
+                "group": _p("sales channel", "group"), "other": _p("sales channel", "other")},
+    "credential": {"qr": _p("credential", "QR ticket"), "id_card": _p("credential", "ID card"),
+                   "annual_pass": _p("credential", "annual pass"), "face": _p("credential", "face"),
+                   "fingerprint": _p("credential", "fingerprint"), "none": _p("credential", "none")},
+    "command": {"open_once": _p("gate command", "open once"), "set_mode": _p("gate command", "set mode"),
+                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices")},
+    "check": {"passed": _p("face check", "passed"), "failed": _p("face check", "failed"),
+              "skipped": _p("face check", "skipped")},
+}
+
+
+
+
+def status_label(kind: str, code: str | None) -> object:
+    """A stored code (`kind` as in LABELS) in people's words (lazy); an unknown code as it is."""
+    if code is None:
+        return ""
+    return LABELS.get(kind, {}).get(code, code)
+
+
+__all__ = ["LABELS", "_", "_l", "_p", "force_locale", "gettext", "lazy_gettext", "lazy_pgettext", "ngettext",
+           "pgettext", "status_label"]

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -147,6 +148,11 @@ class Gate(Base):
     outbox: Mapped[int] = mapped_column(default=0)
     alarms: Mapped[list[str]] = mapped_column(JSON, default=list)
     agent_version: Mapped[str] = mapped_column(String(64), default="")
+    # The mode the gate says it is in (its status): the central's `mode` unless overridden at the box,
+    # by a command (a site emergency) or by the controller's fire input.
+    reported_mode: Mapped[str | None] = mapped_column(String(16))
+    # While the site is in emergency: the mode to go back to when it ends (None: not in a site emergency).
+    mode_before_emergency: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -187,7 +193,8 @@ class TicketType(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # 0-65535, in the code
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
     name: Mapped[str] = mapped_column(String(200))
-    entries: Mapped[int | None] = mapped_column(default=1)  # None: unlimited within validity
+    # None: unlimited within validity. No Python default: SQLAlchemy would fill it in for an explicit None.
+    entries: Mapped[int | None]
     same_person: Mapped[bool] = mapped_column(default=False)
     anti_passback: Mapped[bool] = mapped_column(default=False)
     min_gap_s: Mapped[int] = mapped_column(default=0)
@@ -197,6 +204,9 @@ class TicketType(Base):
     real_name: Mapped[bool] = mapped_column(default=False)
     validity_days: Mapped[int] = mapped_column(default=1)
     price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    # The headcounts one ticket of this type may carry: 1-1 a single ticket, 10-60 a group ticket.
+    min_headcount: Mapped[int] = mapped_column(default=1, server_default="1")
+    max_headcount: Mapped[int] = mapped_column(default=255, server_default="255")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -518,6 +528,8 @@ class StaffUser(Base):
     last_login_at: Mapped[datetime | None]
     # The page language this user chose (a catalogue locale: "zh_Hans", "en"); none: the browser's.
     language: Mapped[str | None] = mapped_column(String(16))
+    # A generated (one-time) password: every page asks for a new one until it is changed.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class ApiToken(Base):

@@ -110,7 +110,7 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
             id=BOOKING, name="Time-slot booking (real name)", entries=1, real_name=True, slot_grace_min=15,
             price="70"), actor="demo")
         password = secrets.token_urlsafe(12)
-        create_user(db, "admin", "admin", password=password, actor="demo")
+        create_user(db, "admin", "admin", password=password, actor="demo", one_time=True)
         park.admin_password = password
     park.pools = sell(ctx, visitors, faces=faces, rng=rng, progress=progress, wrong_day=True,
                       finger_share=FINGER_SHARE)

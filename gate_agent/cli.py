@@ -54,21 +54,28 @@ def _ask(cfg: gate_config.GateFileConfig, payload: dict) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gate-agent", description="The gate agent at a turnstile.")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "status", "outbox", "store-info", "resync"):
-        sub.add_parser(name).add_argument("--config", required=True)
-    test = sub.add_parser("test-device")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log everything")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "the gate's TOML file (e.g. /etc/scenic-gates/gate.toml)"
+    for name, what in (("run", "run the agent: readers, decisions, the turnstile, the link (the service)"),
+                       ("status", "the running agent's status as JSON (mode, config, outbox, devices)"),
+                       ("outbox", "the passage events the central has not confirmed yet"),
+                       ("store-info", "what the local store holds (tickets, passes, templates, usage)"),
+                       ("resync", "ask the central for a full snapshot of the cache")):
+        sub.add_parser(name, help=what, description=what).add_argument("--config", required=True, help=config_help)
+    what = "test one device (or all): the turnstile opens once, readers report their health"
+    test = sub.add_parser("test-device", help=what, description=what)
     test.add_argument("name", nargs="?", help="turnstile, qr, idcard, rfid, fingerprint, camera (default: all)")
-    test.add_argument("--config", required=True)
+    test.add_argument("--config", required=True, help=config_help)
     for name, what in (("backup", "write a consistent copy of the store (the agent may run)"),
                        ("restore", "replace the store with a backup (stop the agent first)")):
-        cmd = sub.add_parser(name, help=what)
-        cmd.add_argument("file")
-        cmd.add_argument("--config", required=True)
-    mode = sub.add_parser("set-mode")
+        cmd = sub.add_parser(name, help=what, description=what)
+        cmd.add_argument("file", help="the backup file")
+        cmd.add_argument("--config", required=True, help=config_help)
+    what = "set the gate's mode here at the box (kept until the central's next config; shown at the central)"
+    mode = sub.add_parser("set-mode", help=what, description=what)
     mode.add_argument("mode", choices=["normal", "free", "locked", "emergency"])
-    mode.add_argument("--config", required=True)
+    mode.add_argument("--config", required=True, help=config_help)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

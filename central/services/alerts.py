@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from central.i18n import _l
 from central.models import Alert, utcnow
 from central.services import NotFound, Refused
 from central.services.audit import audit
@@ -91,9 +92,9 @@ def resolve_alert(session: Session, alert_id: int, actor: str | None = None) -> 
     """A person has looked at it: closed; the gate's next occurrence opens a new alert."""
     alert = session.get(Alert, alert_id)
     if alert is None:
-        raise NotFound("no_alert", f"no alert {alert_id}")
+        raise NotFound("no_alert", _l('There is no such alert.'))
     if alert.resolved_at is not None:
-        raise Refused("alert_resolved", f"alert {alert_id} is already resolved")
+        raise Refused("alert_resolved", _l('This alert is already resolved.'))
     alert.resolved_at = utcnow()
     alert.resolved_by = actor
     audit(session, actor, "alert.resolve", str(alert_id), kind=alert.kind, gate=alert.gate)

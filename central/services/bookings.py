@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from central.i18n import _l
 from central.models import SlotQuota, Ticket
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.gates import get_site
@@ -25,7 +26,7 @@ def define_quota(session: Session, site_id: str, slot_start: datetime, slot_end:
     get_site(session, site_id)
     if not isinstance(slot_start, datetime) or not isinstance(slot_end, datetime) or slot_start.tzinfo is None \
             or slot_end.tzinfo is None or slot_end <= slot_start:
-        raise Invalid("bad_slot", "a slot needs an aware start and a later end")
+        raise Invalid("bad_slot", _l("A time slot needs a start and a later end."))
     try:
         check_encodable(slot_start, slot_end, slot_start, slot_end)  # its tickets must be printable
     except Invalid as exc:
@@ -57,22 +58,22 @@ def book_slot(session: Session, site_id: str, *, ticket_type: int, slot_start: d
     id_number = limits.id_number(id_number)
     limits.integer("bad_headcount", "headcount", headcount, 1, limits.HEADCOUNT)
     if not isinstance(slot_start, datetime) or slot_start.tzinfo is None:
-        raise Invalid("bad_slot", "slot_start needs a UTC offset")
+        raise Invalid("bad_slot", _l("The slot start needs its UTC offset (such as +08:00)."))
     quota = session.scalar(select(SlotQuota).where(SlotQuota.site_id == site_id, SlotQuota.slot_start == slot_start))
     if quota is None:
-        raise NotFound("no_slot", f"no bookable slot at {slot_start.isoformat()}")
+        raise NotFound("no_slot", _l('There is no time slot to book at that time.'))
     day = quota.slot_start.astimezone(ZoneInfo(site.timezone)).date()
     valid_from, valid_to = day_window(site.timezone, day, tt.validity_days)
     digest = id_number_digest(site.id_salt, id_number)
     if session.scalar(select(Ticket.id).where(Ticket.site_id == site_id, Ticket.id_digest == digest,
                                               Ticket.status == "valid", Ticket.valid_from == valid_from)):
-        raise Refused("already_booked", "this ID number already holds a booking for that day")
+        raise Refused("already_booked", _l("This ID number already holds a booking for that day."))
     taken = session.execute(
         update(SlotQuota).where(SlotQuota.id == quota.id, SlotQuota.booked + headcount <= SlotQuota.capacity)
         .values(booked=SlotQuota.booked + headcount).returning(SlotQuota.id)
     ).first()
     if taken is None:
-        raise Refused("quota_full", f"the {quota.slot_start.isoformat()} slot is fully booked")
+        raise Refused("quota_full", _l('This time slot is fully booked.'))
     request = IssueRequest(ticket_type=ticket_type, valid_from=valid_from, valid_to=valid_to, headcount=headcount,
                            holder_name=holder_name, id_number=id_number, channel=channel, channel_ref=channel_ref,
                            price=price, slot_start=quota.slot_start, slot_end=quota.slot_end)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from central.i18n import _l
 from central.models import (
     CommandRecord,
     Gate,
@@ -66,10 +67,10 @@ def get_site(session: Session, site_id: str) -> Site:
     try:
         topics.check_name("site", site_id)
     except ValueError:
-        raise Invalid("bad_site", "a site id must be 1-64 characters of A-Z a-z 0-9 _ -") from None
+        raise Invalid("bad_site", _l("A park id is 1 to 64 letters, digits, _ and -.")) from None
     site = session.get(Site, site_id)
     if site is None:
-        raise NotFound("no_site", f"no site {site_id}")
+        raise NotFound("no_site", _l('There is no park %(site_id)s.', site_id=site_id))
     return site
 
 
@@ -88,10 +89,10 @@ def update_site(session: Session, site_id: str, actor: str | None = None, **sett
                "overnight", "claim_deadline_ms"}
     for key, value in settings.items():
         if key not in allowed:
-            raise Invalid("bad_field", f"unknown site setting {key}")
+            raise Invalid("bad_field", _l('There is no park setting “%(key)s”.', key=key))
         check = _SITE_CHECKS.get(key)
         if check is not None and not check(value):
-            raise Invalid("bad_value", f"site setting {key}: {value!r} is not allowed")
+            raise Invalid("bad_value", _l('The park setting “%(key)s” does not allow this value.', key=key))
         setattr(site, key, value)
     bump_site_configs(session, site_id)
     audit(session, actor, "site.update", site_id, fields=sorted(settings))
@@ -109,11 +110,20 @@ def ensure_zone(session: Session, site_id: str, number: int, *, name: str = "",
     return zone
 
 
+def get_zone(session: Session, site_id: str, number: int) -> Zone:
+    """One of the park's zones; a gate may only serve a zone the park has (no phantom zones)."""
+    limits.integer("bad_zone", "zone", number, 1, limits.ZONE)
+    zone = session.scalar(select(Zone).where(Zone.site_id == site_id, Zone.number == number))
+    if zone is None:
+        raise Invalid("no_zone", _l("The park has no zone %(number)s: add the zone first.", number=number))
+    return zone
+
+
 def set_zone_capacity(session: Session, site_id: str, number: int, capacity: int | None,
                       actor: str | None = None) -> Zone:
     zone = session.scalar(select(Zone).where(Zone.site_id == site_id, Zone.number == number))
     if zone is None:
-        raise NotFound("no_zone", f"no zone {number} at {site_id}")
+        raise NotFound("no_zone", _l('The park has no zone %(number)s.', number=number))
     if capacity is not None:
         limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
     zone.capacity = capacity
@@ -129,14 +139,14 @@ def gate_name(name: str) -> str:
     try:
         return topics.check_name("gate", name)
     except ValueError:
-        raise Invalid("bad_gate_name", "a gate name must be 1-64 characters of A-Z a-z 0-9 _ -") from None
+        raise Invalid("bad_gate_name", _l("A gate name is 1 to 64 letters, digits, _ and -.")) from None
 
 
 def get_gate(session: Session, site_id: str, name: str) -> Gate:
     gate_name(name)
     gate = session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name))
     if gate is None:
-        raise NotFound("no_gate", f"no gate {name} at {site_id}")
+        raise NotFound("no_gate", _l('There is no gate %(name)s.', name=name))
     return gate
 
 
@@ -154,10 +164,10 @@ def register_gate(session: Session, site_id: str, name: str, zone: int, *, direc
     gate_name(name)
     get_site(session, site_id)
     if not isinstance(direction, str) or direction not in DIRECTIONS:
-        raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
+        raise Invalid("bad_direction", _l('A direction is in, out or both.'))
     if session.scalar(select(Gate).where(Gate.site_id == site_id, Gate.name == name)):
-        raise Refused("gate_exists", f"gate {name} exists at {site_id}")
-    ensure_zone(session, site_id, zone)
+        raise Refused("gate_exists", _l('There is already a gate %(name)s.', name=name))
+    get_zone(session, site_id, zone)
     hardware = _check_hardware(hardware or {}, profiles)
     username = f"gate-{site_id}-{name}"
     password = secrets.token_urlsafe(18)
@@ -175,19 +185,20 @@ def _check_hardware(hardware: dict, profiles: tuple[str, ...]) -> dict:
     import msgspec
 
     if not isinstance(hardware, dict):
-        raise Invalid("bad_hardware", "hardware is an object")
+        raise Invalid("bad_hardware", _l("The hardware settings are a set of named values."))
     # An unknown key would be stored, then break every GateConfig built from it (HardwareParams(**...)).
     unknown = sorted(str(key)[:64] for key in hardware if key not in HardwareParams.__struct_fields__)
     if unknown:
-        raise Invalid("bad_hardware", f"unknown hardware settings: {', '.join(unknown)}")
+        raise Invalid("bad_hardware", _l('Unknown hardware settings: %(names)s.', names=', '.join(unknown)))
     try:
         params = msgspec.convert(hardware, HardwareParams)
     except msgspec.ValidationError as exc:
         raise Invalid("bad_hardware", str(exc)) from None
     if params.controller_profile and params.controller_profile not in profiles:
         # A typo would be pushed, refused by the gate, and leave its turnstile undriven.
-        raise Invalid("bad_profile", f"controller profile {params.controller_profile!r} is not known "
-                                     f"(known: {', '.join(profiles)})")
+        raise Invalid("bad_profile", _l('There is no controller profile “%(profile)s” (known: %(known)s).',
+                                        profile=params.controller_profile,
+                                          known=', '.join(profiles)))
     return dict(hardware)
 
 
@@ -196,22 +207,92 @@ def update_gate(session: Session, site_id: str, name: str, *, zone: int | None =
                 actor: str | None = None, profiles: tuple[str, ...] = SHIPPED_PROFILES) -> Gate:
     gate = get_gate(session, site_id, name)
     if zone is not None:
-        ensure_zone(session, site_id, zone)
+        get_zone(session, site_id, zone)
         gate.zone_number = zone
     if direction is not None:
         if not isinstance(direction, str) or direction not in DIRECTIONS:
-            raise Invalid("bad_direction", f"direction must be one of {DIRECTIONS}")
+            raise Invalid("bad_direction", _l('A direction is in, out or both.'))
         gate.direction = direction
     if hardware is not None:
         gate.hardware = _check_hardware(hardware, profiles)
     if mode is not None:
         if not isinstance(mode, str) or mode not in MODES:
-            raise Invalid("bad_mode", f"mode must be one of {MODES}")
+            raise Invalid("bad_mode", _l('A mode is normal, free passage, locked or emergency.'))
         gate.mode = mode
     gate.config_version += 1
     audit(session, actor, "gate.update", f"{site_id}/{name}", zone=zone, direction=direction, mode=mode,
           hardware=hardware is not None)
     return gate
+
+
+def start_site_emergency(session: Session, site_id: str, actor: str | None = None) -> list[Gate]:
+    """Every gate of the site to emergency (free passage); each remembers its mode to go back to."""
+    gates = list(session.scalars(select(Gate).where(Gate.site_id == site_id).order_by(Gate.name)))
+    for gate in gates:
+        if gate.mode_before_emergency is None:
+            gate.mode_before_emergency = gate.mode if gate.mode != "emergency" else "normal"
+        update_gate(session, site_id, gate.name, mode="emergency", actor=actor)
+    audit(session, actor, "site.emergency", site_id, state="on", gates=len(gates))
+    return gates
+
+
+def end_site_emergency(session: Session, site_id: str, actor: str | None = None) -> list[Gate]:
+    """The emergency is over: each gate goes back to the mode it had before it (a locked gate locked).
+    The new config version also clears a mode set by the emergency's site command at the gates."""
+    gates = list(session.scalars(select(Gate).where(Gate.site_id == site_id).order_by(Gate.name)))
+    for gate in gates:
+        back = gate.mode_before_emergency or ("normal" if gate.mode == "emergency" else gate.mode)
+        gate.mode_before_emergency = None
+        update_gate(session, site_id, gate.name, mode=back, actor=actor)
+    audit(session, actor, "site.emergency", site_id, state="off", gates=len(gates))
+    return gates
+
+
+def in_emergency(session: Session, site_id: str) -> list[str]:
+    """The gates of the site in emergency, by the central's mode or as they report it (a fire input)."""
+    return list(session.scalars(select(Gate.name).where(
+        Gate.site_id == site_id, (Gate.mode == "emergency") | (Gate.reported_mode == "emergency"))
+        .order_by(Gate.name)))
+
+
+def update_zone(session: Session, site_id: str, number: int, *, name: str | None = None,
+                capacity: int | None = None, actor: str | None = None) -> Zone:
+    """A zone's name and capacity (None: no limit)."""
+    zone = get_zone(session, site_id, number)
+    if name is not None:
+        zone.name = limits.text("bad_name", "name", name.strip(), limits.NAME, required=True) or zone.name
+    if capacity is not None:
+        limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
+    zone.capacity = capacity  # gates learn it with the next occupancy message
+    audit(session, actor, "zone.update", f"{site_id}/{number}", capacity=capacity)
+    return zone
+
+
+def add_zone(session: Session, site_id: str, *, name: str, capacity: int | None = None,
+             actor: str | None = None) -> Zone:
+    """A new zone with the next free number (1-32)."""
+    get_site(session, site_id)
+    used = set(session.scalars(select(Zone.number).where(Zone.site_id == site_id)))
+    number = next((n for n in range(1, limits.ZONE + 1) if n not in used), None)
+    if number is None:
+        raise Refused("too_many_zones", _l("A park has at most %(n)s zones.", n=limits.ZONE))
+    limits.text("bad_name", "name", (name or "").strip(), limits.NAME, required=True)
+    if capacity is not None:
+        limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
+    zone = ensure_zone(session, site_id, number, name=name.strip(), capacity=capacity)
+    audit(session, actor, "zone.add", f"{site_id}/{number}", capacity=capacity)
+    return zone
+
+
+def remove_zone(session: Session, site_id: str, number: int, actor: str | None = None) -> None:
+    """Remove a zone no gate serves (a zone made by mistake)."""
+    zone = get_zone(session, site_id, number)
+    serving = list(session.scalars(select(Gate.name).where(Gate.site_id == site_id, Gate.zone_number == number)))
+    if serving:
+        raise Refused("zone_in_use", _l("Gates %(gates)s serve this zone: move them to another zone first.",
+                                        gates=", ".join(serving)))
+    session.delete(zone)
+    audit(session, actor, "zone.remove", f"{site_id}/{number}")
 
 
 def set_gate_mode(session: Session, site_id: str, name: str, mode: str, actor: str | None = None) -> Gate:
@@ -280,6 +361,7 @@ def record_status(session: Session, status: GateStatus, received_at: datetime | 
     if gate.online != status.online:
         gate.offline_since = None if status.online else received_at
     gate.online = status.online
+    gate.reported_mode = status.mode  # set at the box, by a command or the fire input: shown at the central
     gate.store_seq = status.store_seq
     gate.outbox = status.outbox
     gate.alarms = list(status.alarms)
@@ -311,11 +393,11 @@ def create_command(session: Session, site_id: str, gate: str | None, kind: str, 
     if gate is not None:
         get_gate(session, site_id, gate)
     if not isinstance(kind, str) or kind not in ("open_once", "set_mode", "resync", "test_devices"):
-        raise Invalid("bad_command", "kind is open_once, set_mode, resync or test_devices")
+        raise Invalid("bad_command", _l("Unknown command."))
     if (kind == "set_mode" or mode is not None) and mode not in MODES:
-        raise Invalid("bad_mode", f"mode must be one of {MODES}")
+        raise Invalid("bad_mode", _l('A mode is normal, free passage, locked or emergency.'))
     if not isinstance(direction, str) or direction not in ("in", "out"):
-        raise Invalid("bad_direction", "direction must be in or out")
+        raise Invalid("bad_direction", _l("A direction is in or out."))
     message = Command(id=new_event_id(), kind=kind, direction=direction, mode=mode, at=utcnow())
     record = CommandRecord(id=message.id, site_id=site_id, gate=gate, kind=kind, payload=encode(message),
                            issued_by=actor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from central.i18n import _l
 from central.services import Invalid
 
 NAME = 200  # a person's, a holder's or a ticket type's name (String(200))
@@ -44,54 +45,73 @@ _ID_NUMBER = re.compile(r"[0-9A-Z()-]{6,32}")
 _ID_LAST4 = re.compile(r"[0-9A-Za-z]*")
 
 
+# What a person calls each field a service checks: messages name the field the way the form does.
+FIELDS = {
+    "name": _l("Name"), "holder_name": _l("Visitor name"), "phone": _l("Phone"),
+    "channel_ref": _l("Agency / order reference"), "reason": _l("Reason"), "id_last4": _l("ID number"),
+    "headcount": _l("Headcount"), "entries": _l("Entries"), "zones": _l("Zones"), "finger": _l("Finger"),
+    "capacity": _l("Capacity"), "validity_days": _l("Days of validity"),
+    "min_gap_s": _l("Shortest gap between entries (seconds)"), "slot_grace_min": _l("Grace after the slot (minutes)"),
+    "ticket_type": _l("Ticket type"), "ticket type id": _l("Ticket type number"),
+    "weekdays (0 Monday to 6)": _l("Weekdays"), "count": _l("How many tickets"),
+    "entries (or null for unlimited)": _l("Entries"), "username": _l("Username"), "password": _l("Password"),
+    "min_headcount": _l("Fewest people on one ticket"), "max_headcount": _l("Most people on one ticket"),
+}
+
+
+def label(field: str) -> object:
+    return FIELDS.get(field, field)
+
+
 def text(code: str, field: str, value: str | None, max_length: int, *, required: bool = False) -> str | None:
     """`value` if it is printable text of at most `max_length` characters (None or "" when not required)."""
     if value is None or value == "":
         if required:
-            raise Invalid(code, f"{field} is required (1-{max_length} characters)")
+            raise Invalid(code, _l("“%(field)s” is required (at most %(n)s characters).",
+                                   field=label(field), n=max_length))
         return None if value is None else ""
     if not isinstance(value, str):
-        raise Invalid(code, f"{field} must be text")
+        raise Invalid(code, _l("“%(field)s” must be text.", field=label(field)))
     if len(value) > max_length:
-        raise Invalid(code, f"{field} is at most {max_length} characters")
+        raise Invalid(code, _l("“%(field)s” is too long: at most %(n)s characters.", field=label(field), n=max_length))
     if _CONTROL.search(value):
-        raise Invalid(code, f"{field} must not contain control characters")
+        raise Invalid(code, _l("“%(field)s” must not contain control characters.", field=label(field)))
     return value
 
 
 def phone(value: str | None) -> str | None:
     value = text("bad_phone", "phone", value, PHONE)
     if value and not _PHONE.fullmatch(value):
-        raise Invalid("bad_phone", "a phone number is digits, spaces and + - ( ) . /")
+        raise Invalid("bad_phone", _l("A phone number is digits, spaces and + - ( ) . / only."))
     return value or None
 
 
 def id_number(value: str) -> str:
     """The normalised ID number (upper case, no surrounding space), or Invalid."""
-    if not isinstance(value, str) or len(value) > ID_NUMBER + 8:
-        raise Invalid("bad_id_number", f"an ID number is 6-{ID_NUMBER} letters, digits and ( ) -")
-    number = value.strip().upper()
+    number = value.strip().upper() if isinstance(value, str) and len(value) <= ID_NUMBER + 8 else ""
     if not _ID_NUMBER.fullmatch(number):
-        raise Invalid("bad_id_number", f"an ID number is 6-{ID_NUMBER} letters, digits and ( ) -")
+        raise Invalid("bad_id_number", _l("An ID or passport number is 6 to %(n)s letters, digits and ( ) -.",
+                                          n=ID_NUMBER))
     return number
 
 
 def id_last4(value: str | None) -> str | None:
     value = text("bad_id_last4", "id_last4", value, ID_LAST4_INPUT)
     if value and not _ID_LAST4.fullmatch(value):
-        raise Invalid("bad_id_last4", "id_last4 is letters and digits")
+        raise Invalid("bad_id_last4", _l("An ID number is letters and digits only."))
     return value[-4:].upper() if value else None
 
 
 def integer(code: str, field: str, value: int, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Invalid(code, f"{field} is an integer {low}-{high}")
+        raise Invalid(code, _l("“%(field)s” is a whole number from %(low)s to %(high)s.", field=label(field), low=low,
+                               high=high))
     return value
 
 
 def zones(value) -> list[int]:
     if not isinstance(value, list | tuple) or len(value) > ZONE:
-        raise Invalid("bad_zone", f"zones is a list of at most {ZONE} zone numbers")
+        raise Invalid("bad_zone", _l("Choose at most %(n)s zones.", n=ZONE))
     for zone in value:
         integer("bad_zone", "zones", zone, 1, ZONE)
     return sorted(set(value))
@@ -100,15 +120,15 @@ def zones(value) -> list[int]:
 def money(value) -> Decimal:
     """A price: a finite decimal 0-9999999999.99 with at most two decimals."""
     if isinstance(value, bool | float):
-        raise Invalid("bad_price", "a price is a decimal string such as \"80.00\" (or an integer)")
+        raise Invalid("bad_price", _l("A price is written as a decimal, such as 80.00."))
     if isinstance(value, str) and len(value) > 32:
-        raise Invalid("bad_price", "a price is at most 32 characters")
+        raise Invalid("bad_price", _l("A price is written as a decimal, such as 80.00."))
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError, TypeError):
-        raise Invalid("bad_price", "a price is a decimal number such as 80.00") from None
+        raise Invalid("bad_price", _l("A price is written as a decimal, such as 80.00.")) from None
     if not amount.is_finite() or amount < 0 or amount > PRICE_MAX:
-        raise Invalid("bad_price", f"a price is 0-{PRICE_MAX}")
+        raise Invalid("bad_price", _l("A price is from 0 to %(max)s.", max=PRICE_MAX))
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]  (finite: an int)
-        raise Invalid("bad_price", "a price has at most 2 decimals")
+        raise Invalid("bad_price", _l("A price has at most two decimals."))
     return (amount + 0).quantize(Decimal("0.01"))  # + 0: "-0" is 0.00, not -0.00

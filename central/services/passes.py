@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from biometrics.templates import TemplateFormatError, check_template
+from central.i18n import _l, status_label
 from central.models import CHANNELS, AnnualPass, BiometricTemplate, Person, utcnow
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
@@ -23,16 +24,19 @@ from central.services.gates import get_site
 from central.services.sync import forget_change, pass_change, record_delta, template_change
 from central.services.tickets import _money
 
-_UID = re.compile(r"[0-9A-F]{0,32}")
+# ISO 14443 cards have 4-, 7- or 10-byte UIDs; "" is a pass whose card is not bound yet.
+_UID = re.compile(r"(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})?")
 MAX_TEMPLATE = limits.TEMPLATE
 
 
 def normalise_uid(uid: str) -> str:
     if not isinstance(uid, str) or len(uid) > limits.CARD_UID_INPUT:
-        raise Invalid("bad_card_uid", "a card UID is up to 32 hex digits")
+        raise Invalid("bad_card_uid", _l(
+            "A card number (UID) is 8, 14 or 20 hex digits: 4, 7 or 10 bytes, as the desk reader types it."))
     value = uid.replace(":", "").replace(" ", "").upper()
     if not _UID.fullmatch(value):
-        raise Invalid("bad_card_uid", "a card UID is up to 32 hex digits")
+        raise Invalid("bad_card_uid", _l(
+            "A card number (UID) is 8, 14 or 20 hex digits: 4, 7 or 10 bytes, as the desk reader types it."))
     return value
 
 
@@ -42,19 +46,19 @@ def _record_id(value) -> bool:
 
 def get_pass(session: Session, pass_id: int, lock: bool = False) -> AnnualPass:
     if not _record_id(pass_id):
-        raise NotFound("no_pass", "no such annual pass")
+        raise NotFound("no_pass", _l("There is no such annual pass."))
     annual_pass = session.get(AnnualPass, pass_id, with_for_update=lock)
     if annual_pass is None:
-        raise NotFound("no_pass", f"no annual pass {pass_id}")
+        raise NotFound("no_pass", _l('There is no annual pass P%(pass_id)s.', pass_id=pass_id))
     return annual_pass
 
 
 def get_person(session: Session, person_id: int) -> Person:
     if not _record_id(person_id):
-        raise NotFound("no_person", "no such person")
+        raise NotFound("no_person", _l("There is no such holder."))
     person = session.get(Person, person_id)
     if person is None or person.forgotten_at is not None:
-        raise NotFound("no_person", f"no person {person_id}")
+        raise NotFound("no_person", _l('There is no such holder (H%(person_id)s).', person_id=person_id))
     return person
 
 
@@ -76,7 +80,8 @@ def _check_card_free(session: Session, site_id: str, uid: str, except_pass: int 
         AnnualPass.site_id == site_id, AnnualPass.card_uid == uid,
         AnnualPass.status.in_(("active", "suspended")), AnnualPass.id != (except_pass or -1)))
     if clash:
-        raise Refused("card_in_use", f"card is bound to pass {clash}")
+        raise Refused("card_in_use", _l("This card already belongs to annual pass P%(clash)s: report that one "
+                                        "lost first, or use another card.", clash=clash))
 
 
 def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: datetime, valid_to: datetime,
@@ -84,12 +89,12 @@ def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: d
                 actor: str | None = None) -> AnnualPass:
     person = get_person(session, person_id)
     if person.site_id != site_id:
-        raise Invalid("bad_person", "the person belongs to another site")
+        raise Invalid("bad_person", _l("This holder belongs to another park."))
     if not isinstance(valid_from, datetime) or not isinstance(valid_to, datetime) or valid_from.tzinfo is None \
             or valid_to.tzinfo is None or valid_to <= valid_from:
-        raise Invalid("bad_validity", "valid_to must be after valid_from (aware times)")
+        raise Invalid("bad_validity", _l("The pass must end after it starts."))
     if not isinstance(channel, str) or channel not in CHANNELS:
-        raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+        raise Invalid("bad_channel", _l('Choose a sales channel from the list.'))
     zones = limits.zones(zones or [])
     price = _money(price)
     uid = normalise_uid(card_uid)
@@ -107,7 +112,9 @@ def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: d
 def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None = None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status not in ("active", "suspended"):
-        raise Refused(f"pass_{annual_pass.status}", f"pass {pass_id} is {annual_pass.status}")
+        status = status_label("pass_status", annual_pass.status)
+        raise Refused(f"pass_{annual_pass.status}", _l("Annual pass P%(pass_id)s is %(status)s.", pass_id=pass_id,
+                                                       status=status))
     uid = normalise_uid(card_uid)
     _check_card_free(session, annual_pass.site_id, uid, except_pass=pass_id)
     annual_pass.card_uid = uid
@@ -119,7 +126,9 @@ def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None =
 def _set_status(session: Session, pass_id: int, status: str, allowed: tuple[str, ...], actor: str | None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status not in allowed:
-        raise Refused(f"pass_{annual_pass.status}", f"pass {pass_id} is {annual_pass.status}")
+        status = status_label("pass_status", annual_pass.status)
+        raise Refused(f"pass_{annual_pass.status}", _l("Annual pass P%(pass_id)s is %(status)s.", pass_id=pass_id,
+                                                       status=status))
     annual_pass.status = status
     annual_pass.status_changed_at = utcnow()
     record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])
@@ -144,7 +153,7 @@ def replace_card(session: Session, pass_id: int, new_card_uid: str, actor: str |
     """A new pass with a new card for the holder of a lost pass, same validity and zones."""
     old = get_pass(session, pass_id)
     if old.status != "lost":
-        raise Refused(f"pass_{old.status}", "report the old card lost first")
+        raise Refused(f"pass_{old.status}", _l("Report the old card lost first."))
     return create_pass(session, old.site_id, person_id=old.person_id, valid_from=old.valid_from,
                        valid_to=old.valid_to, card_uid=new_card_uid, zones=list(old.zones or []),
                        channel=old.channel, price=0, actor=actor)
@@ -154,11 +163,11 @@ def renew_pass(session: Session, pass_id: int, valid_to: datetime, *, price=None
                actor: str | None = None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status == "lost":
-        raise Refused("pass_lost", "a lost pass cannot be renewed: replace the card")
+        raise Refused("pass_lost", _l("A lost pass cannot be renewed: give the holder a new card."))
     if annual_pass.person.forgotten_at is not None:
-        raise Refused("person_forgotten", "the holder's data was deleted on request")
+        raise Refused("person_forgotten", _l("The holder's data was deleted on their request."))
     if not isinstance(valid_to, datetime) or valid_to.tzinfo is None or valid_to <= annual_pass.valid_from:
-        raise Invalid("bad_validity", "the new end must be after the pass's start")
+        raise Invalid("bad_validity", _l("The new end must be after the pass starts."))
     annual_pass.valid_to = valid_to
     if annual_pass.status == "expired":
         annual_pass.status = "active"
@@ -174,11 +183,13 @@ def bind_template(session: Session, cipher, person_id: int, kind: str, template:
                   actor: str | None = None) -> BiometricTemplate:
     """Store (encrypted) a face or fingerprint template for a person and send it to the site's gates."""
     if cipher is None:
-        raise Refused("no_template_key", "keys.template_key is not configured")
+        raise Refused("no_template_key", _l(
+            "Face and fingerprint enrolment needs the template key: the administrator sets [keys] template_key."))
     if not isinstance(kind, str) or kind not in ("face", "fingerprint"):
-        raise Invalid("bad_kind", "kind is face or fingerprint")
+        raise Invalid("bad_kind", _l("A template is a face or a fingerprint."))
     if not template or len(template) > MAX_TEMPLATE:
-        raise Invalid("bad_template", f"a template is 1-{MAX_TEMPLATE} bytes")
+        raise Invalid("bad_template", _l('The template file is empty or too large (at most %(n)s bytes).',
+                                         n=MAX_TEMPLATE))
     try:  # what the gates' devices can use: an AS608 module template, a face descriptor
         template = check_template(kind, template)
     except TemplateFormatError as exc:

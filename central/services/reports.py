@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, and_, case, cast, func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
+from central.i18n import _l
 from central.models import Conflict, PassageEventRecord, Ticket, TicketType, utcnow
 from central.services import Invalid
 from central.services.gates import get_site
@@ -62,9 +63,9 @@ def period(session: Session, site_id: str, start: date | None = None, end: date 
     start = start or end or today
     end = end or start
     if end < start:
-        raise Invalid("bad_period", "the end of the period is before its start")
+        raise Invalid("bad_period", _l("The end of the period is before its start."))
     if (end - start).days >= MAX_DAYS:
-        raise Invalid("bad_period", f"a report covers at most {MAX_DAYS} days")
+        raise Invalid("bad_period", _l('A report covers at most %(n)s days.', n=MAX_DAYS))
     return Period(site_id, tz, start, end)
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from central.i18n import _l, status_label
 from central.models import CHANNELS, SlotQuota, Ticket, TicketType, utcnow
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
@@ -42,6 +43,8 @@ class TicketTypeSpec:
     real_name: bool = False
     validity_days: int = 1
     price: Decimal | str | int = 0
+    min_headcount: int = 1  # a group ticket type: e.g. 10 to 60 people on one ticket
+    max_headcount: int = limits.HEADCOUNT
 
 
 _money = limits.money  # the name passes.py and older callers import
@@ -53,15 +56,17 @@ def _check_spec(spec: TicketTypeSpec) -> None:
         limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
     for flag in ("same_person", "anti_passback", "real_name"):
         if not isinstance(getattr(spec, flag), bool):
-            raise Invalid("bad_rules", f"{flag} is true or false")
+            raise Invalid("bad_rules", _l('“%(flag)s” is yes or no.', flag=flag))
     limits.zones(spec.zones)
     if not isinstance(spec.weekdays, list | tuple) or len(spec.weekdays) > 7:
-        raise Invalid("bad_weekday", "weekdays is a list of at most 7 days")
+        raise Invalid("bad_weekday", _l("Choose at most the 7 days of the week."))
     for day in spec.weekdays:
         limits.integer("bad_weekday", "weekdays (0 Monday to 6)", day, 0, 6)
     limits.integer("bad_rules", "validity_days", spec.validity_days, 1, limits.VALIDITY_DAYS)
     limits.integer("bad_rules", "min_gap_s", spec.min_gap_s, 0, limits.MIN_GAP_S)
     limits.integer("bad_rules", "slot_grace_min", spec.slot_grace_min, 0, limits.SLOT_GRACE_MIN)
+    limits.integer("bad_headcount", "min_headcount", spec.min_headcount, 1, limits.HEADCOUNT)
+    limits.integer("bad_headcount", "max_headcount", spec.max_headcount, spec.min_headcount, limits.HEADCOUNT)
 
 
 def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, actor: str | None = None) -> TicketType:
@@ -74,7 +79,7 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     limits.integer("bad_type_id", "ticket type id", type_id, 0, limits.TYPE_ID)
     tt = session.get(TicketType, type_id)
     if tt is not None and tt.site_id != site_id:
-        raise Refused("type_exists", f"ticket type {type_id} belongs to another site")
+        raise Refused("type_exists", _l('Ticket type %(type_id)s belongs to another park.', type_id=type_id))
     if tt is None:
         tt = TicketType(id=type_id, site_id=site_id)
         session.add(tt)
@@ -89,6 +94,8 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     tt.real_name = spec.real_name
     tt.validity_days = spec.validity_days
     tt.price = _money(spec.price)
+    tt.min_headcount = spec.min_headcount
+    tt.max_headcount = spec.max_headcount
     tt.active = True
     bump_site_configs(session, site_id)
     audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
@@ -100,16 +107,16 @@ def get_ticket_type(session: Session, type_id: int) -> TicketType:
     limits.integer("bad_ticket_type", "ticket_type", type_id, 0, limits.TYPE_ID)
     tt = session.get(TicketType, type_id)
     if tt is None:
-        raise NotFound("no_ticket_type", f"no ticket type {type_id}")
+        raise NotFound("no_ticket_type", _l('There is no ticket type %(type_id)s.', type_id=type_id))
     return tt
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
     if isinstance(ticket_id, bool) or not isinstance(ticket_id, int) or not 0 < ticket_id <= limits.MAX_BIG_ID:
-        raise NotFound("no_ticket", "no such ticket")
+        raise NotFound("no_ticket", _l("There is no such ticket."))
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
-        raise NotFound("no_ticket", f"no ticket {ticket_id}")
+        raise NotFound("no_ticket", _l('There is no ticket T%(ticket_id)s.', ticket_id=ticket_id))
     return ticket
 
 
@@ -130,6 +137,7 @@ class IssueRequest:
     zones: list[int] = field(default_factory=list)
     slot_start: datetime | None = None
     slot_end: datetime | None = None
+    allow_past: bool = False  # sell a ticket whose validity is over (a correction): only when asked
 
 
 def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, datetime]:
@@ -139,7 +147,7 @@ def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, dateti
         start = datetime.combine(day, time(0), tzinfo=tz)
         end = datetime.combine(day + timedelta(days=days), time(0), tzinfo=tz)
     except OverflowError:  # past year 9999
-        raise Invalid("bad_validity", "the validity ends after the calendar does") from None
+        raise Invalid("bad_validity", _l("The validity would end after the year 9999.")) from None
     return start, end
 
 
@@ -151,8 +159,9 @@ def check_encodable(valid_from: datetime, valid_to: datetime, slot_start: dateti
     try:
         encode_body(TicketClaims(ticket_id=1, ticket_type=0, valid_from=valid_from, valid_to=valid_to,
                                  slot_start=slot_start, slot_end=slot_end))
-    except (ValueError, OverflowError) as exc:
-        raise Invalid("bad_validity", f"a ticket code cannot carry these times: {exc}") from None
+    except (ValueError, OverflowError):
+        raise Invalid("bad_validity", _l(
+            'A ticket cannot be valid at these times (from 2024 on, a time slot of at most 45 days).')) from None
 
 
 def _check_request(req: IssueRequest) -> None:
@@ -160,41 +169,50 @@ def _check_request(req: IssueRequest) -> None:
     limits.text("bad_name", "holder_name", req.holder_name, limits.NAME)
     limits.text("bad_channel_ref", "channel_ref", req.channel_ref, limits.REF)
     if not isinstance(req.channel, str) or req.channel not in CHANNELS:
-        raise Invalid("bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+        raise Invalid("bad_channel", _l('Choose a sales channel from the list.'))
     limits.zones(req.zones)
     for key in ("valid_from", "valid_to", "slot_start", "slot_end"):
         value = getattr(req, key)
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
-            raise Invalid("bad_validity", f"{key} needs a UTC offset")
+            raise Invalid("bad_validity", _l('“%(key)s” needs its UTC offset (such as +08:00).', key=key))
     if req.visit_date is not None and not isinstance(req.visit_date, date):
-        raise Invalid("bad_validity", "visit_date is a date")
+        raise Invalid("bad_validity", _l("The visit date is a date."))
 
 
 def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketType, tz: str, salt: bytes,
                 actor: str | None) -> Ticket:
     if tt.site_id != site_id:
-        raise Invalid("bad_ticket_type", f"ticket type {tt.id} belongs to another site")
+        raise Invalid("bad_ticket_type", _l('Ticket type %(id)s belongs to another park.', id=tt.name))
     if not tt.active:
-        raise Refused("type_inactive", f"ticket type {tt.id} is not on sale")
+        raise Refused("type_inactive", _l('Ticket type %(id)s is not on sale.', id=tt.name))
     _check_request(req)
+    if not tt.min_headcount <= req.headcount <= tt.max_headcount:
+        raise Invalid("bad_headcount", _l("A %(type)s ticket is for %(low)s to %(high)s people.", type=tt.name,
+                                          low=tt.min_headcount, high=tt.max_headcount))
     if req.valid_from is not None or req.valid_to is not None:
         if req.valid_from is None or req.valid_to is None:
-            raise Invalid("bad_validity", "give both valid_from and valid_to, or a visit_date")
+            raise Invalid("bad_validity", _l("Give both the start and the end of the validity, or a visit date."))
         valid_from, valid_to = req.valid_from, req.valid_to
     else:
         day = req.visit_date or utcnow().astimezone(ZoneInfo(tz)).date()
         valid_from, valid_to = day_window(tz, day, tt.validity_days)
     if valid_to <= valid_from:
-        raise Invalid("bad_validity", "valid_to must be after valid_from")
+        raise Invalid("bad_validity", _l("The validity must end after it starts."))
     if (req.slot_start is None) != (req.slot_end is None) or (req.slot_start and req.slot_end <= req.slot_start):
-        raise Invalid("bad_slot", "a time slot needs a start and a later end")
+        raise Invalid("bad_slot", _l("A time slot needs a start and a later end."))
     check_encodable(valid_from, valid_to, req.slot_start, req.slot_end)
+    if valid_to <= utcnow() and not req.allow_past:
+        # Sold by mistake, such a ticket admits nobody: say so, and sell it only when asked to.
+        raise Refused("past_date", _l("This ticket's validity is already over (%(day)s, the park's date): "
+                                      "choose today or a later day, or confirm a sale for a past date.",
+                                      day=valid_from.astimezone(ZoneInfo(tz)).date().isoformat()))
     digest = last4 = None
     if req.id_number:
         number = limits.id_number(req.id_number)
         digest, last4 = id_number_digest(salt, number), number[-4:]
     elif tt.real_name:
-        raise Invalid("id_number_required", f"ticket type {tt.name} is real-name: give the visitor's ID number")
+        raise Invalid("id_number_required", _l("%(name)s is a real-name ticket: give the visitor's ID number.",
+                                               name=tt.name))
     ticket = Ticket(
         site_id=site_id, ticket_type_id=tt.id, status="valid", valid_from=valid_from, valid_to=valid_to,
         slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount, zones=sorted(set(req.zones)),
@@ -212,7 +230,7 @@ def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
     if not requests:
         return []
     if len(requests) > MAX_BULK:
-        raise Invalid("too_many", f"at most {MAX_BULK} tickets per request")
+        raise Invalid("too_many", _l('At most %(n)s tickets at once.', n=MAX_BULK))
     site = get_site(session, site_id)
     types: dict[int, TicketType] = {}
     tickets = []
@@ -245,8 +263,8 @@ def ticket_code(ticket: Ticket, signer: TicketSigner) -> str:
     try:
         return signer.sign(ticket_claims(ticket))
     except (ValueError, OverflowError):
-        raise Refused("no_code", f"ticket {ticket.ref} has times a ticket code cannot carry: revoke it and "
-                                 "issue a new one") from None
+        raise Refused("no_code", _l('Ticket %(ref)s has times no ticket code can carry: revoke it and issue a new one.',
+                                    ref=ticket.ref)) from None
 
 
 def _release_quota(session: Session, ticket: Ticket) -> None:
@@ -261,9 +279,11 @@ def _end_ticket(session: Session, ticket_id: int, status: str, allowed: tuple[st
     limits.text("bad_reason", "reason", reason, limits.REASON)
     ticket = session.get(Ticket, ticket_id, with_for_update=True)
     if ticket is None:
-        raise NotFound("no_ticket", f"no ticket {ticket_id}")
+        raise NotFound("no_ticket", _l('There is no ticket T%(ticket_id)s.', ticket_id=ticket_id))
     if ticket.status not in allowed:
-        raise Refused(f"ticket_{ticket.status}", f"ticket {ticket_id} is {ticket.status}")
+        label = status_label("ticket_status", ticket.status)
+        raise Refused(f"ticket_{ticket.status}", _l("Ticket T%(ticket_id)s is already %(status)s.",
+                                                    ticket_id=ticket_id, status=label))
     ticket.status = status
     ticket.status_changed_at = utcnow()
     _release_quota(session, ticket)
@@ -279,7 +299,8 @@ def refund_ticket(session: Session, ticket_id: int, actor: str | None = None, re
     ticket = get_ticket(session, ticket_id)
     used = session.get(CredentialUsage, (ticket.site_id, ticket.ref))
     if used is not None and used.entries > 0:
-        raise Refused("ticket_used", f"ticket {ticket_id} was already used: revoke it instead")
+        raise Refused("ticket_used", _l('Ticket T%(ticket_id)s was already used: it cannot be refunded, only revoked.',
+                                        ticket_id=ticket_id))
     return _end_ticket(session, ticket_id, "refunded", ("valid",), actor, reason)
 
 

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from central.i18n import _l
 from central.models import ROLES, ApiToken, StaffSession, StaffUser, utcnow
 from central.services import Invalid, NotFound, Refused
 from central.services.audit import audit
@@ -53,20 +54,24 @@ def check_password(stored: str, password: str) -> bool:
 
 def _check_role(role: str) -> str:
     if role not in ROLES:
-        raise Invalid("bad_role", f"role must be one of {', '.join(ROLES)}")
+        raise Invalid("bad_role", _l('Choose a role from the list.'))
     return role
 
 
 def create_user(session: Session, username: str, role: str, password: str | None = None,
-                actor: str | None = None) -> tuple[StaffUser, str]:
-    """A new staff user; returns the user and the password (generated when not given)."""
+                actor: str | None = None, one_time: bool | None = None) -> tuple[StaffUser, str]:
+    """A new staff user; returns the user and the password. A generated password (none given) is
+    one-time: the user must choose their own at first login (`one_time` says so for a given one)."""
     _check_role(role)
-    if not username or len(username) > 128:
-        raise Invalid("bad_username", "a username is 1-128 characters")
+    if not isinstance(username, str) or not username.strip() or len(username) > 128:
+        raise Invalid("bad_username", _l("A username is 1 to 128 characters."))
     if session.scalar(select(StaffUser).where(StaffUser.username == username)):
-        raise Refused("user_exists", f"user {username} exists")
-    password = password or secrets.token_urlsafe(12)
-    user = StaffUser(username=username, password_hash=hash_password(password), role=role)
+        raise Refused("user_exists", _l('There is already a user %(username)s.', username=username))
+    if one_time is None:
+        one_time = password is None
+    password = _check_new_password(password, username) if password is not None else generate_password()
+    user = StaffUser(username=username, password_hash=hash_password(password), role=role,
+                     must_change_password=one_time)
     session.add(user)
     audit(session, actor, "user.create", username, role=role)
     session.flush()
@@ -84,7 +89,7 @@ def authenticate(session: Session, username: str, password: str) -> StaffUser | 
 def get_user(session: Session, username: str) -> StaffUser:
     user = session.scalar(select(StaffUser).where(StaffUser.username == username))
     if user is None:
-        raise NotFound("no_user", f"no user {username}")
+        raise NotFound("no_user", _l('There is no user %(username)s.', username=username))
     return user
 
 
@@ -92,18 +97,50 @@ def list_users(session: Session) -> list[StaffUser]:
     return list(session.scalars(select(StaffUser).order_by(StaffUser.username)))
 
 
-def _check_new_password(password: str) -> str:
-    # The password policy (length, classes, known-breached lists) belongs here when it comes.
-    if not password or len(password) > MAX_PASSWORD:
-        raise Invalid("bad_password", f"a password is 1-{MAX_PASSWORD} characters")
+MIN_PASSWORD = 10
+# Passwords people pick first and attackers try first (at least MIN_PASSWORD long; shorter ones are
+# refused by length anyway). NIST SP 800-63B: length and a list of known-bad passwords, no composition rules.
+COMMON_PASSWORDS = frozenset({
+    "1234567890", "0123456789", "12345678910", "0987654321", "1111111111", "1234512345", "1q2w3e4r5t",
+    "1qaz2wsx3edc", "123456789a", "a123456789", "abc1234567", "abcd123456", "abcdefghij", "qwertyuiop",
+    "asdfghjkl;", "zxcvbnm123", "password12", "password123", "password1!", "passw0rd12", "admin12345",
+    "admin123456", "administrator", "welcome123", "welcome1234", "iloveyou12", "qwerty1234", "qwerty12345",
+    "letmein123", "changeme12", "p@ssw0rd12", "woaini1314", "5201314520", "a1b2c3d4e5", "aa12345678",
+    "zhang123456", "wang1234567", "li12345678", "huangshan123", "scenicpark1", "park123456", "ticket1234",
+    "gate123456",
+})
+
+
+def generate_password() -> str:
+    """A one-time password for a new or reset account (16 characters, about 96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def _check_new_password(password: str, username: str | None = None) -> str:
+    """The password policy: at least MIN_PASSWORD characters, not a known-bad one, not the username,
+    not one character repeated."""
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+        raise Invalid("bad_password", _l('A password is at most %(n)s characters.', n=MAX_PASSWORD))
+    if len(password) < MIN_PASSWORD:
+        raise Invalid("bad_password", _l("A password has at least %(n)s characters: a short sentence is easy to "
+                                         "remember and hard to guess.", n=MIN_PASSWORD))
+    lowered = password.lower()
+    # Mostly the username ("admin12345" for admin) is as good as the username alone.
+    around_name = lowered.replace(username.lower(), "") if username else lowered
+    if lowered in COMMON_PASSWORDS or len(set(password)) < 3 or len(around_name) < 6:
+        raise Invalid("bad_password", _l("This password is too easy to guess (a common one, the username, or one "
+                                         "character repeated): choose another."))
     return password
 
 
 def set_password(session: Session, user: StaffUser, password: str | None = None,
                  actor: str | None = None) -> str:
-    """A new password for `user` (generated when not given); every session of theirs ends."""
-    password = _check_new_password(password) if password is not None else secrets.token_urlsafe(12)
+    """A new password for `user` (generated when not given: one-time, to be changed at the next
+    login); every session of theirs ends."""
+    generated = password is None
+    password = _check_new_password(password, user.username) if password is not None else generate_password()
     user.password_hash = hash_password(password)
+    user.must_change_password = generated
     ended = revoke_sessions(session, user.id, "password")
     audit(session, actor, "user.password", user.username, sessions_ended=ended)
     return password
@@ -112,7 +149,7 @@ def set_password(session: Session, user: StaffUser, password: str | None = None,
 def change_own_password(session: Session, user: StaffUser, current: str, new: str) -> None:
     """The user changes their own password: the current one must be right."""
     if len(current) > MAX_PASSWORD or not check_password(user.password_hash, current):
-        raise Refused("wrong_password", "the current password is wrong")
+        raise Refused("wrong_password", _l("The current password is wrong."))
     set_password(session, user, new, actor=user.username)
 
 
@@ -120,11 +157,11 @@ def deactivate_user(session: Session, username: str, actor: str | None = None) -
     """The user may no longer log in, and every session of theirs ends at once."""
     user = get_user(session, username)
     if actor == username:
-        raise Refused("own_account", "you cannot deactivate your own account")
+        raise Refused("own_account", _l("You cannot deactivate your own account."))
     if user.role == "admin" and user.active:
         admins = session.scalars(select(StaffUser.id).where(StaffUser.role == "admin", StaffUser.active.is_(True)))
         if len(list(admins)) <= 1:
-            raise Refused("last_admin", "the last active admin cannot be deactivated")
+            raise Refused("last_admin", _l("The last active admin cannot be deactivated."))
     was_active = user.active
     user.active = False
     ended = revoke_sessions(session, user.id, "deactivated")
@@ -241,7 +278,7 @@ def revoke_token(session: Session, token_id: int, actor: str | None = None) -> A
     """Revoke one token by id (the admin page's button); the next request with it gets 401."""
     token = session.get(ApiToken, token_id)
     if token is None:
-        raise NotFound("no_token", f"no token {token_id}")
+        raise NotFound("no_token", _l('There is no such token.'))
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         audit(session, actor, "token.revoke", token.name, token_id=token.id)
@@ -252,7 +289,7 @@ def revoke_tokens(session: Session, name: str, actor: str | None = None) -> list
     """Revoke every active token named `name` (names need not be unique); NotFound when none is."""
     tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))))
     if not tokens:
-        raise NotFound("no_token", f"no active token named {name}")
+        raise NotFound("no_token", _l('There is no active token named %(name)s.', name=name))
     for token in tokens:
         revoke_token(session, token.id, actor)
     return tokens

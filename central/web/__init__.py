@@ -47,9 +47,11 @@ HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of the pa
 def register(app: Flask, pages: bool = True) -> None:
     """Plug the web stack into the central's app: the request stack, CSRF, the API, and with `pages`
     the browser pages (cookies, headers, languages, login throttling, the live hub)."""
+    from central.web import i18n
     from central.web.api import api
 
     app.teardown_appcontext(close_db)
+    i18n.init_app(app)  # every text, the API's error details too, comes from the one catalogue
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so machine API calls can be exempt
     csrf.init_app(app)
 
@@ -69,7 +71,19 @@ def register(app: Flask, pages: bool = True) -> None:
 
 
 def _register_pages(app: Flask) -> None:
-    from central.web import admin, auth, dashboard, desk, gate_pages, i18n, live, openapi, reporting, security
+    from central.web import (
+        admin,
+        auth,
+        dashboard,
+        desk,
+        gate_pages,
+        i18n,
+        live,
+        openapi,
+        reporting,
+        security,
+        ticket_types,
+    )
 
     context = app.extensions[EXTENSION]  # the CentralContext create_app made
     config = context.config
@@ -82,9 +96,8 @@ def _register_pages(app: Flask) -> None:
     app.config.setdefault("MAX_PHOTO_BYTES", 8 * 1024 * 1024)
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
-    i18n.init_app(app)
-
-    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp):
+    for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
+               ticket_types.bp):
         app.register_blueprint(bp)
     security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
 
@@ -135,7 +148,15 @@ def _register_pages(app: Flask) -> None:
     def _too_large(_exc):
         return _page(413, "too_large", _l("Too large"), _l("The upload is too large."))
 
-    app.jinja_env.globals.update(current_user=current_user, has_role=has_role, reason_text=i18n.reason_text)
+    def emergency_gates() -> list[str]:
+        """The gates of this site in emergency, for the banner every page shows while there are any."""
+        from central.services.gates import in_emergency
+        from central.web.stack import db, site_id
+
+        return in_emergency(db(), site_id())
+
+    app.jinja_env.globals.update(current_user=current_user, has_role=has_role, reason_text=i18n.reason_text,
+                                 emergency_gates=emergency_gates)
 
     if app.config.get("LIVE_HUB", True) and context.link is not None:
         try:

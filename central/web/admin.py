@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from central.i18n import _
 from central.models import ROLES
 from central.services import ServiceError
 from central.services import users as user_service
@@ -29,13 +30,13 @@ def audit():
     return render_template("admin/audit.html", entries=entries, args=args)
 
 
-def _users_page(**extra):
+def _users_page(status: int = 200, **extra):
     rows = queries.staff_users(db())
     locks = {u.username: security.lock_state(db(), u.username) for u in rows}
     sessions = {u.username: user_service.live_sessions(db(), u.id) for u in rows}
     return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, sessions=sessions,
                            tokens=user_service.list_tokens(db()), me=current_user().username,
-                           **({"password": None} | extra))
+                           **({"password": None, "form": {}, "errors": {}} | extra)), status
 
 
 @bp.route("/users")
@@ -47,14 +48,18 @@ def users():
 @bp.post("/users")
 @require()
 def add_user():
+    form = request.form
+    if not form.get("role"):
+        return _users_page(form=form, errors={"role": _("Choose the user's role.")}, status=422)
     try:
-        user, password = create_user(db(), (request.form.get("username") or "").strip(), request.form.get("role", ""),
-                                     request.form.get("password") or None, actor=current_user().username)
+        user, password = create_user(db(), (form.get("username") or "").strip(), form.get("role", ""),
+                                     form.get("password") or None, actor=current_user().username)
         commit()
     except ServiceError as exc:
         db().rollback()
-        flash(exc.text, "error")
-        return redirect(url_for(".users"))
+        field = {"bad_username": "username", "user_exists": "username", "bad_password": "password",
+                 "bad_role": "role"}.get(exc.code, "form")
+        return _users_page(form=form, errors={field: exc.text}, status=422)
     shown = None if request.form.get("password") else password  # a generated password is shown once
     return _users_page(password=shown, new_user=user.username)
 
@@ -64,7 +69,7 @@ def add_user():
 def unlock(username: str):
     security.unlock(db(), username, current_user().username)
     commit()
-    flash(f"{username} may log in again.")
+    flash(_("%(user)s may log in again.", user=username))
     return redirect(url_for(".users"))
 
 
@@ -83,14 +88,14 @@ def _change(action, done: str):
 @require()
 def deactivate(username: str):
     return _change(lambda: user_service.deactivate_user(db(), username, actor=current_user().username),
-                   f"{username} is deactivated: their sessions have ended.")
+                   _("%(user)s is deactivated: their sessions have ended.", user=username))
 
 
 @bp.post("/users/<username>/reactivate")
 @require()
 def reactivate(username: str):
     return _change(lambda: user_service.reactivate_user(db(), username, actor=current_user().username),
-                   f"{username} may log in again.")
+                   _("%(user)s may log in again.", user=username))
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -99,7 +104,7 @@ def revoke_token(token_id: int):
     try:
         token = user_service.revoke_token(db(), token_id, actor=current_user().username)
         commit()
-        flash(f"Token {token.name} is revoked: it no longer opens the API.")
+        flash(_("Token %(name)s is revoked: it no longer opens the API.", name=token.name))
     except ServiceError as exc:
         db().rollback()
         flash(exc.text, "error")

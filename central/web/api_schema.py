@@ -73,6 +73,8 @@ class TicketTypeBody(_Body):
     real_name: bool = False
     validity_days: Annotated[int, Meta(ge=1, le=limits.VALIDITY_DAYS)] = 1
     price: Price = 0
+    min_headcount: Headcount = 1
+    max_headcount: Headcount = limits.HEADCOUNT
 
 
 class TicketBody(_Body):
@@ -89,6 +91,7 @@ class TicketBody(_Body):
     channel_ref: ChannelRef | None = None
     price: Price | None = None
     zones: Zones = []
+    allow_past: Annotated[bool, Meta(description="sell even though the validity is already over")] = False
 
 
 class BulkBody(_Body):

@@ -17,10 +17,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
+from central.i18n import _
 from central.models import StaffUser
 from central.services import ServiceError
 from central.services import users as user_service
 from central.web import security
+from central.web.i18n import local_time
 from central.web.stack import commit, current_user, db, has_role, require
 
 bp = Blueprint("auth", __name__)
@@ -67,15 +69,19 @@ def login():
             user = result.user
             start_session(user)
             commit()
-            return redirect(_safe_next(request.args.get("next")) or url_for(HOME.get(user.role, "auth.login")))
+            target = _safe_next(request.args.get("next")) or url_for(HOME.get(user.role, "auth.login"))
+            if user.must_change_password:
+                flash(_("You logged in with a one-time password: choose your own now."))
+                return redirect(url_for("auth.change_password", next=target))
+            return redirect(target)
         if result.locked_until is not None:
-            error = (f"Too many failed attempts: this account is locked on this device until "
-                     f"{result.locked_until.strftime('%H:%M')} UTC (or until an admin unlocks it).")
+            error = _("Too many failed attempts: this account is locked on this device until %(time)s (or until an "
+                      "admin unlocks it).", time=local_time(result.locked_until))
         elif result.retry_after_s is not None:
-            error = (f"Too many failed attempts for this account: wait {result.retry_after_s} seconds "
-                     "and try again.")
+            error = _("Too many failed attempts for this account: wait %(n)s seconds and try again.",
+                      n=result.retry_after_s)
         else:
-            error = "Wrong username or password."
+            error = _("Wrong username or password.")
     elif current_user() is not None:
         return redirect(url_for(HOME.get(current_user().role, "auth.login")))
     return render_template("login.html", error=error), (401 if error else 200)
@@ -86,31 +92,33 @@ def logout():
     user_service.end_session(db(), session.get("sid"), "logout")
     commit()
     session.clear()
-    flash("You are logged out.")
+    flash(_("You are logged out."))
     return redirect(url_for("auth.login"))
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @require(*HOME)
 def change_password():
-    """Change one's own password: every session of the user ends, this browser gets a fresh one."""
+    """Change one's own password: every session of the user ends, this browser gets a fresh one. A
+    user with a one-time password comes here first, whatever page they asked for (`next`)."""
     error = None
+    user = current_user()
     if request.method == "POST":
-        user = current_user()
         new = request.form.get("new_password", "")
         if new != request.form.get("confirm_password", ""):
-            error = "The two new passwords differ."
+            error = _("The two new passwords differ.")
         else:
             try:
                 user_service.change_own_password(db(), user, request.form.get("current_password", ""), new)
                 start_session(user)
                 commit()
-                flash("Password changed: every other session of yours has ended.")
-                return redirect(url_for("auth.home"))
+                flash(_("Password changed: every other session of yours has ended."))
+                return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))
             except ServiceError as exc:
                 db().rollback()
                 error = exc.text
-    return render_template("account_password.html", error=error), (400 if error else 200)
+    return render_template("account_password.html", error=error, one_time=user.must_change_password), \
+        (400 if error else 200)
 
 
 @bp.route("/")

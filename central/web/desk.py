@@ -9,26 +9,33 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
+from central.i18n import _, _l
 from central.models import CHANNELS
 from central.services import ServiceError
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
+from central.web.i18n import site_today
 from central.web.stack import commit, ctx, current_user, db, require, site_id
 from protocol.errors import CodeError
+from protocol.ids import pass_ref, ticket_ref
 from protocol.ticket_code import KeyRing, PublicKey
 
 bp = Blueprint("desk", __name__, url_prefix="/desk")
 
 # The checks `biometrics.enrol_face` makes, in its order, and the refusal reason each one gives.
 FACE_CHECKS = [
-    ("unreadable_image", "The file is a readable photo"),
-    ("no_face", "A face is found"),
-    ("several_faces", "Only one face is in the photo"),
-    ("face_too_small", "The face is large enough"),
-    ("too_blurred", "The face is sharp enough"),
+    ("unreadable_image", _l("The file is a readable photo")),
+    ("no_face", _l("A face is found")),
+    ("several_faces", _l("Only one face is in the photo")),
+    ("face_too_small", _l("The face is large enough")),
+    ("too_blurred", _l("The face is sharp enough")),
 ]
+PASS_DONE = {"suspend": _l("Pass %(ref)s suspended."), "resume": _l("Pass %(ref)s resumed."),
+             "lost": _l("Pass %(ref)s reported lost: its card admits nobody from now on."),
+             "renew": _l("Pass %(ref)s renewed."), "card": _l("Card bound to pass %(ref)s."),
+             "replace": _l("A new card replaces the lost one of pass %(ref)s.")}
 
 
 def _actor() -> str:
@@ -60,43 +67,63 @@ def _site_tz() -> ZoneInfo:
 # --- tickets -----------------------------------------------------------------------------------
 
 
+# Which form field a service refusal is about, so the message stands beside it.
+SALE_FIELDS = {"bad_headcount": "headcount", "past_date": "visit_date", "bad_validity": "visit_date",
+               "id_number_required": "id_number", "bad_id_number": "id_number", "bad_price": "price",
+               "bad_name": "holder_name", "bad_channel_ref": "channel_ref", "bad_channel": "channel",
+               "bad_ticket_type": "ticket_type", "no_ticket_type": "ticket_type", "type_inactive": "ticket_type",
+               "quota_full": "visit_date", "too_many": "quantity"}
+
+
+def _sell_page(form=None, errors: dict | None = None, status: int = 200):
+    """The desk's sale form; after a refusal, with what was typed and the message beside its field."""
+    session = db()
+    return render_template("desk/index.html", types=queries.ticket_types(session, site_id()), channels=CHANNELS,
+                           recent=queries.recent_tickets(session, site_id()), today=site_today().isoformat(),
+                           zones=queries.zones(session, site_id()), form=form or {}, errors=errors or {}), status
+
+
 @bp.route("/")
 @require("staff")
 def index():
-    session = db()
-    return render_template("desk/index.html", types=queries.ticket_types(session, site_id()), channels=CHANNELS,
-                           recent=queries.recent_tickets(session, site_id()), today=date.today().isoformat(),
-                           zones=queries.zones(session, site_id()))
+    return _sell_page()
 
 
 @bp.post("/tickets")
 @require("staff")
 def issue():
     form = request.form
+    errors: dict[str, str] = {}
     type_id = _int(form.get("ticket_type"))
     if type_id is None:
-        flash("Choose a ticket type.", "error")
-        return redirect(url_for(".index"))
+        errors["ticket_type"] = _("Choose a ticket type.")
+    visit_date = _day(form.get("visit_date"))
+    if form.get("visit_date") and visit_date is None:
+        errors["visit_date"] = _("Give the visit date as a date.")
+    headcount = _int(form.get("headcount") or "1")
+    if headcount is None:
+        errors["headcount"] = _("The headcount is a whole number.")
+    quantity = _int(form.get("quantity") or "1")
+    if quantity is None or not 1 <= quantity <= 500:
+        errors["quantity"] = _("Sell 1 to 500 tickets at once.")
+    if errors:
+        return _sell_page(form, errors, 422)
     req = ticket_service.IssueRequest(
-        ticket_type=type_id, visit_date=_day(form.get("visit_date")), headcount=_int(form.get("headcount"), 1),
-        holder_name=form.get("holder_name") or None, id_number=form.get("id_number") or None,
-        channel=form.get("channel") or "box_office", channel_ref=form.get("channel_ref") or None,
-        price=form.get("price") or None)
-    quantity = _int(form.get("quantity"), 1)
-    if not 1 <= quantity <= 500:
-        flash("Sell 1 to 500 tickets at once.", "error")
-        return redirect(url_for(".index"))
+        ticket_type=type_id, visit_date=visit_date, headcount=headcount, holder_name=form.get("holder_name") or None,
+        id_number=form.get("id_number") or None, channel=form.get("channel") or "box_office",
+        channel_ref=form.get("channel_ref") or None, price=form.get("price") or None,
+        allow_past=form.get("allow_past") == "yes")
     try:
         tickets = ticket_service.issue_tickets(db(), site_id(), [req] * quantity, actor=_actor())
         commit()
     except ServiceError as exc:
         db().rollback()
-        _fail(exc)
-        return redirect(url_for(".index"))
+        return _sell_page(form, {SALE_FIELDS.get(exc.code, "form"): exc.text, "code": exc.code}, 422)
     if len(tickets) == 1:
-        flash(f"Ticket {tickets[0].ref} issued.")
+        flash(_("Ticket %(ref)s issued.", ref=tickets[0].ref))
         return redirect(url_for(".ticket", ticket_id=tickets[0].id))
-    flash(f"{len(tickets)} tickets issued: {tickets[0].ref} to {tickets[-1].ref}.")
+    flash(_("%(n)s tickets issued: %(first)s to %(last)s.", n=len(tickets), first=tickets[0].ref,
+            last=tickets[-1].ref))
     return redirect(url_for(".index"))
 
 
@@ -131,9 +158,9 @@ def lookup():
                 except ServiceError:
                     pass
             elif by == "code":
-                message = "This is not a valid ticket code of this park."
+                message = _("This is not a valid ticket code of this park.")
         if not tickets and message is None:
-            message = "No ticket found."
+            message = _("No ticket found.")
     template = "desk/_results.html" if request.headers.get("HX-Request") else "desk/lookup.html"
     return render_template(template, tickets=tickets, q=q, by=by, message=message)
 
@@ -173,8 +200,9 @@ def end_ticket(ticket_id: int, action: str):
     try:
         fn(db(), ticket_id, actor=_actor(), reason=request.form.get("reason") or None)
         commit()
-        flash(f"Ticket T{ticket_id} {action}ed: gates refuse it within seconds." if action == "refund"
-              else f"Ticket T{ticket_id} revoked: gates refuse it within seconds.")
+        flash(_("Ticket %(ref)s refunded: gates refuse it within seconds.", ref=ticket_ref(ticket_id))
+              if action == "refund" else
+              _("Ticket %(ref)s revoked: gates refuse it within seconds.", ref=ticket_ref(ticket_id)))
     except ServiceError as exc:
         db().rollback()
         _fail(exc)
@@ -184,22 +212,31 @@ def end_ticket(ticket_id: int, action: str):
 # --- persons and annual passes -----------------------------------------------------------------
 
 
-@bp.route("/persons")
-@require("staff")
-def persons():
+PERSON_FIELDS = {"bad_name": "name", "bad_phone": "phone", "bad_id_last4": "id_last4", "bad_card_uid": "card_uid",
+                 "card_in_use": "card_uid", "bad_validity": "valid_to", "bad_price": "price", "bad_channel": "channel"}
+
+
+def _persons_page(form=None, errors: dict | None = None, status: int = 200):
     q = request.args.get("q", "")
     uid = request.args.get("card", "").strip()
-    found = queries.search_persons(db(), site_id(), q)
-    by_card = []
+    by_card, card_error = [], None
     if uid:
         try:
             by_card = queries.passes_by_card(db(), site_id(), pass_service.normalise_uid(uid))
         except ServiceError as exc:
-            _fail(exc)
-    today = date.today()
-    return render_template("desk/persons.html", persons=found, q=q, card=uid, by_card=by_card,
+            card_error = exc.text
+    found = queries.search_persons(db(), site_id(), q)
+    today = site_today()
+    return render_template("desk/persons.html", persons=found, q=q, card=uid, by_card=by_card, card_error=card_error,
                            channels=CHANNELS, today=today.isoformat(),
-                           next_year=(today + timedelta(days=365)).isoformat())
+                           next_year=(today + timedelta(days=365)).isoformat(), form=form or {},
+                           errors=errors or {}), status
+
+
+@bp.route("/persons")
+@require("staff")
+def persons():
+    return _persons_page()
 
 
 def _local_midnight(day: date | None) -> datetime | None:
@@ -211,23 +248,29 @@ def _local_midnight(day: date | None) -> datetime | None:
 def create_person():
     form = request.form
     session = db()
+    errors: dict[str, str] = {}
+    valid_from, valid_to = _day(form.get("valid_from")), _day(form.get("valid_to"))
+    if form.get("valid_from") and valid_from is None:
+        errors["valid_from"] = _("Give the start as a date.")
+    if form.get("valid_to") and valid_to is None:
+        errors["valid_to"] = _("Give the end as a date.")
+    if errors:
+        return _persons_page(form, errors, 422)
     try:
         person = pass_service.create_person(session, site_id(), (form.get("name") or "").strip(),
                                             phone=form.get("phone") or None, id_last4=form.get("id_last4") or None,
                                             actor=_actor())
-        valid_from = _local_midnight(_day(form.get("valid_from")))
-        valid_to = _local_midnight(_day(form.get("valid_to")))
         if valid_from and valid_to:
-            pass_service.create_pass(session, site_id(), person_id=person.id, valid_from=valid_from,
-                                     valid_to=valid_to, card_uid=form.get("card_uid") or "",
+            pass_service.create_pass(session, site_id(), person_id=person.id, valid_from=_local_midnight(valid_from),
+                                     valid_to=_local_midnight(valid_to), card_uid=form.get("card_uid") or "",
                                      channel=form.get("channel") or "box_office", price=form.get("price") or 0,
                                      actor=_actor())
         commit()
     except ServiceError as exc:
         session.rollback()
-        _fail(exc)
-        return redirect(url_for(".persons"))
-    flash(f"{person.holder_ref} enrolled. Add the face photo or fingerprint below.")
+        return _persons_page(form, {PERSON_FIELDS.get(exc.code, "form"): exc.text}, 422)
+    flash(_("%(name)s enrolled (holder %(ref)s). Add the face photo or fingerprint below.", name=person.name,
+            ref=person.holder_ref))
     return redirect(url_for(".person", person_id=person.id))
 
 
@@ -254,19 +297,19 @@ def _photo_bytes() -> tuple[bytes | None, str | None]:
     """The uploaded photo, or why it was refused (missing, too large, not an image)."""
     upload = request.files.get("photo")
     if upload is None or not upload.filename:
-        return None, "Choose a photo or take one with the camera."
+        return None, _("Choose a photo or take one with the camera.")
     data = upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
     if len(data) > current_app.config["MAX_PHOTO_BYTES"]:
-        return None, f"The photo is larger than {current_app.config['MAX_PHOTO_BYTES'] // (1024 * 1024)} MB."
+        return None, _("The photo is larger than %(n)s MB.", n=current_app.config["MAX_PHOTO_BYTES"] // (1024 * 1024))
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("JPEG", "PNG", "WEBP"):
-                return None, "The file is not a JPEG, PNG or WebP photo."
+                return None, _("The file is not a JPEG, PNG or WebP photo.")
             img.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None, "The file is not a photo that can be read."
+        return None, _("The file is not a photo that can be read.")
     return data, None
 
 
@@ -298,7 +341,7 @@ def enrol_face(person_id: int):
     checks = _checklist(failed)
     status = 200
     if failed is None:
-        flash(f"Face enrolled for {p.holder_ref}: gates will recognise the holder within seconds.")
+        flash(_("Face enrolled for %(name)s: gates recognise the holder within seconds.", name=p.name))
     else:
         status = 422
     return render_template("desk/person.html", p=p, passes=queries.passes_of(db(), person_id),
@@ -318,7 +361,7 @@ def _checklist(failed: str | None) -> list[tuple[str, str]]:
         else:
             out.append((label, "passed"))
     if failed == "bind":
-        out.append(("The template is stored", "failed"))
+        out.append((_l("The template is stored"), "failed"))
     return out
 
 
@@ -334,7 +377,7 @@ def enrol_fingerprint(person_id: int):
         pass_service.bind_template(db(), ctx().cipher, person_id, "fingerprint", data, finger=finger or 0,
                                    actor=_actor())
         commit()
-        flash("Fingerprint enrolled.")
+        flash(_("Fingerprint enrolled."))
     except ServiceError as exc:
         db().rollback()
         _fail(exc)
@@ -346,7 +389,7 @@ def enrol_fingerprint(person_id: int):
 def forget(person_id: int):
     _person_or_404(person_id)
     if request.form.get("confirm") != "yes":
-        flash("Tick the box to confirm the deletion.", "error")
+        flash(_("Tick the box to confirm the deletion."), "error")
         return redirect(url_for(".person", person_id=person_id))
     try:
         pass_service.forget_person(db(), person_id, actor=_actor())
@@ -355,7 +398,7 @@ def forget(person_id: int):
         db().rollback()
         _fail(exc)
         return redirect(url_for(".person", person_id=person_id))
-    flash(f"H{person_id}: personal data and biometric templates deleted; gates forget them within seconds.")
+    flash(_("The holder's personal data and biometric templates are deleted; gates forget them within seconds."))
     return redirect(url_for(".persons"))
 
 
@@ -384,11 +427,11 @@ def pass_action(pass_id: int, action: str):
         else:
             until = _local_midnight(_day(request.form.get("valid_to")))
             if until is None:
-                flash("Give the new end date.", "error")
+                flash(_("Give the new end date."), "error")
                 return redirect(url_for(".person", person_id=person_id))
             pass_service.renew_pass(session, pass_id, until, price=request.form.get("price") or None, actor=_actor())
         commit()
-        flash(f"Pass P{pass_id}: {action} done.")
+        flash(str(PASS_DONE[action]) % {"ref": pass_ref(pass_id)})
     except ServiceError as exc:
         session.rollback()
         _fail(exc)

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from central.bus.link import PublishError
-from central.services import ServiceError
+from central.i18n import _, _l
+from central.services import Invalid, ServiceError
 from central.services import gates as gate_service
 from central.web import queries
+from central.web.i18n import label
 from central.web.stack import commit, config, ctx, current_user, db, live_hub, require, site_id
 
 bp = Blueprint("gates", __name__, url_prefix="/gates")
@@ -20,6 +22,10 @@ DIRECTIONS = gate_service.DIRECTIONS
 
 def _actor() -> str:
     return current_user().username
+
+
+HARDWARE_FIELDS = {"unit_id": _l("Modbus unit id"), "passage_timeout_s": _l("Passage timeout (seconds)"),
+                   "repeat_scan_s": _l("Repeat-scan window (seconds)")}
 
 
 @dataclass
@@ -36,8 +42,8 @@ class HardwareForm:
         errors: dict[str, str] = {}
         out = cls()
         profile = (form.get("controller_profile") or "").strip()
-        if len(profile) > 64 or any(not (c.isalnum() or c in "-_.") for c in profile):
-            errors["controller_profile"] = "a profile name is up to 64 letters, digits, - _ ."
+        if profile and profile not in config().gates.known_profiles:
+            errors["controller_profile"] = _("Choose a controller profile from the list.")
         out.controller_profile = profile
 
         def number(key: str, kind, low, high, low_open=False):
@@ -45,11 +51,13 @@ class HardwareForm:
             try:
                 value = kind(raw)
             except ValueError:
-                errors[key] = f"{key.replace('_', ' ')} must be a number"
+                errors[key] = _("“%(field)s” is a number.", field=HARDWARE_FIELDS[key])
                 return getattr(out, key)
             if value != value or (value <= low if low_open else value < low) or value > high:  # NaN too
-                floor = "above" if low_open else "at least"
-                errors[key] = f"{key.replace('_', ' ')} must be {floor} {low} and at most {high}"
+                errors[key] = (_("“%(field)s” is above %(low)s and at most %(high)s.", field=HARDWARE_FIELDS[key],
+                                 low=low, high=high) if low_open else
+                               _("“%(field)s” is from %(low)s to %(high)s.", field=HARDWARE_FIELDS[key], low=low,
+                                 high=high))
             return value
 
         out.unit_id = number("unit_id", int, 1, 247)
@@ -65,13 +73,17 @@ class HardwareForm:
         return data
 
 
-@bp.route("/")
-@require("technician")
-def index():
+def _index_page(status: int = 200, **extra):
     session = db()
     return render_template("gates/index.html", gates=queries.gates(session, site_id()),
                            zones=queries.zones(session, site_id()), modes=MODES, directions=DIRECTIONS,
-                           creds=None)
+                           **({"creds": None, "form": {}, "errors": {}} | extra)), status
+
+
+@bp.route("/")
+@require("technician", "manager")
+def index():
+    return _index_page()
 
 
 @bp.post("/")
@@ -87,15 +99,64 @@ def register():
                                                  direction=form.get("direction") or "both", actor=_actor(),
                                                  profiles=config().gates.known_profiles)
         commit()
-    except (ServiceError, ValueError) as exc:
+    except ServiceError as exc:
         db().rollback()
-        flash(exc.text if isinstance(exc, ServiceError) else str(exc), "error")
-        return redirect(url_for(".index"))
+        field = {"bad_gate_name": "name", "gate_exists": "name", "no_zone": "zone", "bad_zone": "zone",
+                 "bad_direction": "direction"}.get(exc.code, "form")
+        return _index_page(422, form=form, errors={field: exc.text})
     # The password is shown once, on this page: never put into a flash message (the session cookie).
-    session = db()
-    return render_template("gates/index.html", gates=queries.gates(session, site_id()),
-                           zones=queries.zones(session, site_id()), modes=MODES, directions=DIRECTIONS,
-                           creds=creds, new_gate=gate.name)
+    return _index_page(creds=creds, new_gate=gate.name)
+
+
+@bp.post("/zones")
+@require("technician", "manager")
+def add_zone():
+    form = request.form
+    capacity = _capacity(form.get("capacity"))
+    if capacity is False:
+        return _index_page(422, zone_form=form, zone_errors={"capacity": _("The capacity is a whole number.")})
+    try:
+        zone = gate_service.add_zone(db(), site_id(), name=form.get("name") or "", capacity=capacity, actor=_actor())
+        commit()
+    except ServiceError as exc:
+        db().rollback()
+        return _index_page(422, zone_form=form, zone_errors={"name": exc.text})
+    flash(_("Zone %(number)s, %(name)s, added.", number=zone.number, name=zone.name))
+    return redirect(url_for(".index"))
+
+
+@bp.post("/zones/<int:number>")
+@require("technician", "manager")
+def edit_zone(number: int):
+    form = request.form
+    capacity = _capacity(form.get("capacity"))
+    try:
+        if form.get("action") == "remove":
+            gate_service.remove_zone(db(), site_id(), number, actor=_actor())
+            done = _("Zone %(number)s removed.", number=number)
+        elif capacity is False:
+            raise Invalid("bad_capacity", _l("The capacity is a whole number."))
+        else:
+            gate_service.update_zone(db(), site_id(), number, name=form.get("name"), capacity=capacity,
+                                     actor=_actor())
+            done = _("Zone %(number)s saved.", number=number)
+        commit()
+        flash(done)
+    except ServiceError as exc:
+        db().rollback()
+        flash(exc.text, "error")
+    return redirect(url_for(".index"))
+
+
+def _capacity(text: str | None):
+    """The capacity typed (None: empty, no limit; False: not a number)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return False
 
 
 def _gate_or_404(name: str):
@@ -141,6 +202,7 @@ def _gate_page(g, hw: HardwareForm, errors: dict[str, str], status: int = 200):
     return render_template("gates/gate.html", g=g, hw=hw, errors=errors, history=history, faults=faults,
                            latest=history[0] if history else None, config=config_state(g),
                            zones=queries.zones(db(), site_id()), modes=MODES, directions=DIRECTIONS,
+                           profiles=config().gates.known_profiles,
                            commands=queries.gate_commands(db(), site_id(), g.name)), status
 
 
@@ -158,13 +220,13 @@ def save_config(name: str):
     hw, errors = HardwareForm.parse(request.form)
     direction = request.form.get("direction") or g.direction
     if direction not in DIRECTIONS:
-        errors["direction"] = "direction must be in, out or both"
+        errors["direction"] = _("A direction is in, out or both.")
     try:
         zone = int(request.form.get("zone") or g.zone_number)
-        if not 1 <= zone <= 32:
-            raise ValueError
     except ValueError:
-        errors["zone"] = "zone must be 1-32"
+        zone = 0
+    if zone not in {z.number for z in queries.zones(db(), site_id())}:
+        errors["zone"] = _("Choose one of the park's zones.")
         zone = g.zone_number
     if errors:
         return _gate_page(g, hw, errors, 422)
@@ -174,9 +236,9 @@ def save_config(name: str):
         commit()
     except ServiceError as exc:
         db().rollback()
-        flash(exc.text, "error")
-        return redirect(url_for(".gate", name=name))
-    flash("Config saved and pushed: the state below shows when the gate has applied it.")
+        field = {"bad_profile": "controller_profile", "no_zone": "zone", "bad_hardware": "form"}.get(exc.code, "form")
+        return _gate_page(g, hw, {field: exc.text}, 422)
+    flash(_("Config saved and pushed: the state below shows when the gate has applied it."))
     return redirect(url_for(".gate", name=name))
 
 
@@ -186,7 +248,7 @@ def push(name: str):
     _gate_or_404(name)
     gate_service.update_gate(db(), site_id(), name, actor=_actor())  # a new version: every gate re-applies
     commit()
-    flash("Config pushed again.")
+    flash(_("Config pushed again."))
     return redirect(url_for(".gate", name=name))
 
 
@@ -197,7 +259,7 @@ def mode(name: str):
     try:
         gate_service.set_gate_mode(db(), site_id(), name, request.form.get("mode", ""), actor=_actor())
         commit()
-        flash(f"Gate {name}: mode {request.form.get('mode')} sent.")
+        flash(_("Gate %(name)s: mode %(mode)s sent.", name=name, mode=label("mode", request.form.get("mode"))))
     except ServiceError as exc:
         db().rollback()
         flash(exc.text, "error")
@@ -221,7 +283,8 @@ def open_once(name: str):
     _gate_or_404(name)
     try:
         sent = _send_command(name, "open_once", direction=request.form.get("direction", "in"))
-        flash(f"Gate {name}: open once {'sent' if sent else 'recorded, but the broker is away'}.",
+        flash(_("Gate %(name)s: open once sent.", name=name) if sent else
+              _("Gate %(name)s: open once recorded, but the broker is away.", name=name),
               "message" if sent else "error")
     except ServiceError as exc:
         db().rollback()
@@ -239,13 +302,14 @@ def zone_mode():
         zone = 0
     names = [g.name for g in queries.gates(db(), site_id()) if g.zone_number == zone]
     if not names:
-        flash(f"No gate in zone {zone}.", "error")
+        flash(_("No gate in zone %(zone)s.", zone=zone), "error")
         return redirect(url_for(".index"))
     try:
         for name in names:
             gate_service.set_gate_mode(db(), site_id(), name, mode_, actor=_actor())
         commit()
-        flash(f"Zone {zone}: mode {mode_} sent to {len(names)} gates.")
+        flash(_("Zone %(zone)s: mode %(mode)s sent to %(n)s gates.", zone=zone, mode=label("mode", mode_),
+                n=len(names)))
     except ServiceError as exc:
         db().rollback()
         flash(exc.text, "error")
@@ -253,20 +317,30 @@ def zone_mode():
 
 
 @bp.post("/emergency")
-@require("technician")
+@require("technician", "manager")
 def emergency():
-    """Emergency for the whole site: every gate opens now (site command) and keeps it (config)."""
+    """Emergency for the whole site: every gate opens now (site command) and keeps it (config); ending it
+    returns each gate to the mode it had before (a locked gate stays locked)."""
     on = request.form.get("state") == "on"
-    mode_ = "emergency" if on else "normal"
     try:
-        for g in queries.gates(db(), site_id()):
-            gate_service.set_gate_mode(db(), site_id(), g.name, mode_, actor=_actor())
+        if on:
+            gate_service.start_site_emergency(db(), site_id(), actor=_actor())
+        else:
+            gate_service.end_site_emergency(db(), site_id(), actor=_actor())
         commit()
-        sent = _send_command(None, "set_mode", mode=mode_)
+        # The command reaches the gates at once; ending needs none: the new config versions clear it.
+        sent = _send_command(None, "set_mode", mode="emergency") if on else True
     except ServiceError as exc:
         db().rollback()
         flash(exc.text, "error")
         return redirect(url_for(".index"))
-    flash(("Emergency: every gate is told to open." if on else "Emergency ended: gates back to normal.")
-          + ("" if sent else " The broker is away: gates learn it when it is back."), "message" if sent else "error")
-    return redirect(url_for(".index"))
+    message = (_("Emergency: every gate is told to open.") if on else
+               _("Emergency ended: every gate goes back to the mode it had before."))
+    if not sent:
+        message = f"{message} {_('The broker is away: gates learn it when it is back.')}"
+    flash(message, "message" if sent else "error")
+    return redirect(request.form.get("back") if _local(request.form.get("back")) else url_for(".index"))
+
+
+def _local(target: str | None) -> bool:
+    return bool(target) and target.startswith("/") and not target.startswith("//")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, request, url_for
@@ -28,9 +27,9 @@ from flask_babel import (
     format_time,
     get_locale,
     get_translations,
-    lazy_pgettext,
 )
 
+from central.i18n import LABELS  # the codes in people's words, shared with the services
 from central.models import Site, StaffUser
 from central.web.stack import commit, current_user, db, site_id
 from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
@@ -44,40 +43,21 @@ COOKIE_AGE_S = 365 * 24 * 3600
 LANGUAGES = (("zh_Hans", "中文"), ("en", "English"))
 HTML_LANG = {"zh_Hans": "zh-Hans", "en": "en"}
 
-# The codes the store keeps, as a reader of the page says them; the context tells a translator where
-# the word stands (a badge, a select). In English they read as the pages always showed them.
-_p = lazy_pgettext
-LABELS: dict[str, dict[str, Any]] = {
-    "ticket_status": {
-        "valid": _p("ticket status", "valid"), "used": _p("ticket status", "used"),
-        "refunded": _p("ticket status", "refunded"), "revoked": _p("ticket status", "revoked"),
-        "expired": _p("ticket status", "expired")},
-    "pass_status": {"active": _p("pass status", "active"), "suspended": _p("pass status", "suspended"),
-                    "lost": _p("pass status", "lost"), "expired": _p("pass status", "expired")},
-    "mode": {"normal": _p("gate mode", "normal"), "free": _p("gate mode", "free passage"),
-             "locked": _p("gate mode", "locked"), "emergency": _p("gate mode", "emergency")},
-    "direction": {"in": _p("gate direction", "in"), "out": _p("gate direction", "out"),
-                  "both": _p("gate direction", "both")},
-    "role": {"admin": _p("role", "admin"), "manager": _p("role", "manager"), "staff": _p("role", "staff"),
-             "technician": _p("role", "technician")},
-    "channel": {"box_office": _p("sales channel", "box office"), "web": _p("sales channel", "website"),
-                "ota": _p("sales channel", "online travel agency"), "agency": _p("sales channel", "travel agency"),
-                "group": _p("sales channel", "group"), "other": _p("sales channel", "other")},
-    "credential": {"qr": _p("credential", "QR ticket"), "id_card": _p("credential", "ID card"),
-                   "annual_pass": _p("credential", "annual pass"), "face": _p("credential", "face"),
-                   "fingerprint": _p("credential", "fingerprint"), "none": _p("credential", "none")},
-    "command": {"open_once": _p("gate command", "open once"), "set_mode": _p("gate command", "set mode"),
-                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices")},
-    "check": {"passed": _p("face check", "passed"), "failed": _p("face check", "failed"),
-              "skipped": _p("face check", "skipped")},
-}
-
-
 def _site() -> Site | None:
     """This request's site row (its language and time zone), read once."""
     if "i18n_site" not in g:
         g.i18n_site = db().get(Site, site_id())
     return g.i18n_site
+
+
+def site_today() -> date:
+    """Today in the park's time zone (a desk at 02:53 in Shanghai sells for Shanghai's date)."""
+    from zoneinfo import ZoneInfo
+
+    from central.models import utcnow
+
+    site = _site()
+    return utcnow().astimezone(ZoneInfo(site.timezone if site is not None else "UTC")).date()
 
 
 def select_locale() -> str:
@@ -218,4 +198,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-__all__ = ["LABELS", "init_app", "label", "labels", "local_date", "local_dt", "local_time", "money", "number"]
+__all__ = ["LABELS", "init_app", "label", "labels", "local_date", "local_dt", "local_time", "money", "number",
+           "site_today"]

@@ -26,11 +26,13 @@ from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
 from central.context import PUBLISH, CentralContext
+from central.i18n import _l
 from central.models import StaffUser
 from central.services import ServiceError
 from central.services import users as user_service
 
 EXTENSION = "central"  # app.extensions key of the CentralContext
+PASSWORD_PAGES = frozenset({"auth.change_password", "auth.logout", "i18n.set_language"})
 HUB = "central_web_hub"  # app.extensions key of the live hub
 API_PREFIX = "/api/"
 
@@ -163,9 +165,14 @@ def require(*roles: str) -> Callable:
                 if request.accept_mimetypes.best == "text/event-stream" or request.headers.get("HX-Request"):
                     abort(401)
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if who.user is not None and who.user.must_change_password and request.endpoint not in PASSWORD_PAGES:
+                # A one-time password (generated at creation or reset): nothing else until it is replaced.
+                if is_api():
+                    raise Forbidden("password_change_required", _l("Choose your own password first."))
+                return redirect(url_for("auth.change_password", next=request.full_path.rstrip("?")))
             if who.role != "admin" and who.role not in roles:
                 if is_api():
-                    raise Forbidden("forbidden", f"role {who.role} may not do this")
+                    raise Forbidden("forbidden", _l("Your role may not do this."))
                 abort(403)
             g.actor, g.role = who.name, who.role
             return view(*args, **kwargs)

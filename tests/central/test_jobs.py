@@ -84,7 +84,8 @@ def test_tickets_and_passes_past_their_validity_expire(ctx, config):
     with ctx.sessions.begin() as db:
         tt = define_ticket_type(db, site, TicketTypeSpec(name="Day"))
         old, new = issue_tickets(db, site, [
-            IssueRequest(ticket_type=tt.id, valid_from=now - timedelta(days=3), valid_to=now - timedelta(days=2)),
+            IssueRequest(ticket_type=tt.id, valid_from=now - timedelta(days=3), valid_to=now - timedelta(days=2),
+                         allow_past=True),
             IssueRequest(ticket_type=tt.id)])
         person = create_person(db, site, "Zhao")
         create_pass(db, site, person_id=person.id, valid_from=now - timedelta(days=400),

@@ -120,7 +120,7 @@ def test_a_snapshot_request_is_answered_with_chunks_whose_union_is_the_full_stat
             revoke_ticket(db, t.id)
         person = create_person(db, site, "Wang")
         p = create_pass(db, site, person_id=person.id, valid_from=now, valid_to=now + timedelta(days=9),
-                        card_uid="AA01")
+                        card_uid="AA01BB02")
         bind_template(db, live_ctx.cipher, person.id, "fingerprint", fingerprint_bytes(1))
         expected = sync.snapshot(db, site)
     add_gates(live_ctx, site, "g7")

@@ -51,6 +51,17 @@ class Browser:
         except urllib.error.HTTPError as exc:
             return exc.code
 
+    def change_password(self, current: str, new: str) -> int:
+        _status, page = self.get("/account/password")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        form = urllib.parse.urlencode({"csrf_token": token, "current_password": current, "new_password": new,
+                                       "confirm_password": new}).encode()
+        try:
+            with self.opener.open(self.base + "/account/password", data=form, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
 
 def _wait(what: str, check, timeout: float, proc: subprocess.Popen, output: list[str]):
     deadline = time.monotonic() + timeout
@@ -88,6 +99,10 @@ def test_demo_moves_live_counts_and_stops_cleanly_on_sigterm(tmp_path):
         assert username == "admin" and len(password) >= 12
         assert any(password in line for line in output), "the login is printed for the user"
         assert browser.login(username, password) == 200
+        # The printed password is one-time: nothing but choosing one's own until it is replaced.
+        status, body = browser.get("/api/v1/occupancy")
+        assert status == 403 and b"password_change_required" in body
+        assert browser.change_password(password, "the admin's own passphrase") == 200
 
         def occupancy() -> dict | None:
             status, body = browser.get("/api/v1/occupancy")

@@ -61,7 +61,7 @@ def test_a_holder_gets_everything_the_central_holds_about_them_and_never_their_t
         bind_template(db, ctx.cipher, person.id, "face", FACE_AGAIN, actor="desk1")  # re-enrolled: version 2
         other = create_person(db, site, "Han Meimei", phone="+86 139 0000 0002", actor="desk1")
         other_pass = create_pass(db, site, person_id=other.id, valid_from=start, valid_to=start + timedelta(days=30),
-                                 card_uid="0499", actor="desk1")
+                                 card_uid="04990000", actor="desk1")
         person_id, ref, other_ref = person.id, annual.ref, other_pass.ref
         records = list(db.scalars(select(BiometricTemplate.record).where(BiometricTemplate.person_id == person_id)))
     with ctx.sessions.begin() as db:

@@ -84,7 +84,7 @@ def test_a_new_password_from_the_cli_ends_the_users_sessions(app, cli):
     manager = login(app, "manager")
     code, out, _ = cli("user", "password", "manager")
     assert code == 0
-    new = out.split("new password: ")[1].split(" ")[0]
+    new = out.split("one-time password: ")[1].split(" ")[0]
     res = manager.get("/dashboard/")
     assert res.status_code == 302 and "/login" in res.headers["Location"]
     browser = Browser(app.test_client())
