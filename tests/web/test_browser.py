@@ -261,7 +261,7 @@ def test_a_gate_config_change_reaches_a_running_gate_agent(server, page, tmp_pat
 
         page.fill("input[name=unit_id]", "900")
         page.click("#hw-form button[type=submit]")
-        expect(page.locator("[data-field=unit_id]")).to_contain_text("at most 247")
+        expect(page.locator("[data-field=unit_id]")).to_contain_text("from 1 to 247")
     finally:
         agent.stop()
         sim.stop()
