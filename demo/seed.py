@@ -105,7 +105,7 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
             id=DAY_PASS, name="Day pass (re-entry, face bound)" if faces else "Day pass (re-entry)", entries=None,
             same_person=faces, anti_passback=True, min_gap_s=0, price="150"), actor="demo")
         ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=GROUP, name="Group ticket", entries=1, price="60"), actor="demo")
+            id=GROUP, name="Group ticket", entries=1, price="60", min_headcount=4, max_headcount=60), actor="demo")
         ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
             id=BOOKING, name="Time-slot booking (real name)", entries=1, real_name=True, slot_grace_min=15,
             price="70"), actor="demo")
