@@ -296,9 +296,14 @@ def cmd_user(args) -> int:
 
     with _transaction(args) as db:
         if args.action == "create":
-            user, password = users.create_user(db, args.name, args.role, actor="cli")
+            sites = args.site or ([] if args.all_sites else [_config(args).site])
+            user, password = users.create_user(db, args.name, args.role, actor="cli", sites=sites,
+                                               all_sites=args.all_sites)
             print(f"user {user.username} ({user.role}) one-time password: {password} "
                   "(to be changed at the first login)")
+        elif args.action == "sites":
+            user = users.set_user_sites(db, args.name, args.site or [], all_sites=args.all_sites, actor="cli")
+            print(f"user {user.username} works for: {', '.join(users.user_site_ids(db, user))}")
         elif args.action == "list":
             print(f"{'user':<24} {'role':<11} {'state':<9} {'last login':<17} sessions")
             for user in users.list_users(db):
@@ -324,7 +329,7 @@ def cmd_token(args) -> int:
 
     with _transaction(args) as db:
         if args.action == "create":
-            token, plaintext = users.create_token(db, args.name, args.role, actor="cli")
+            token, plaintext = users.create_token(db, args.name, args.role, actor="cli", site=args.site)
             print(f"token {token.name} ({token.role}): {plaintext}")
         elif args.action == "list":
             print(f"{'id':>5} {'name':<24} {'role':<11} {'created':<17} {'last used':<17} state")
@@ -498,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("create", help="a new user; prints a generated password once")
     q.add_argument("name")
     q.add_argument("--role", required=True, choices=ROLES)
+    site_help = "a park the user works for, repeatable (default: this central's [central] site)"
+    q.add_argument("--site", action="append", help=site_help)
+    q.add_argument("--all-sites", action="store_true", help="head office: every park, present and future")
+    q = actions.add_parser("sites", help="set the parks a user works for (their next request sees only those)")
+    q.add_argument("name")
+    q.add_argument("--site", action="append", help="a park the user works for, repeatable")
+    q.add_argument("--all-sites", action="store_true", help="head office: every park, present and future")
     actions.add_parser("list", help="every user, active or not, with their open sessions")
     for action, text in (("deactivate", "no more logins; their sessions end at once"),
                          ("reactivate", "let a deactivated user log in again"),
@@ -509,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("create", help="a new token; printed once")
     q.add_argument("name")
     q.add_argument("--role", required=True, choices=ROLES)
+    q.add_argument("--site", help="the one park the token acts for (default: every park)")
     actions.add_parser("list", help="every token with its state")
     actions.add_parser("revoke", help="revoke every active token of this name").add_argument("name")
     p = sub.add_parser("site", help="sites and zones")

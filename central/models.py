@@ -530,6 +530,17 @@ class StaffUser(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     # A generated (one-time) password: every page asks for a new one until it is changed.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Head office: every park, present and future (admins always); else the parks in staff_user_sites.
+    all_sites: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class StaffUserSite(Base):
+    """A park a staff user works for: pages, sales and reports are for these parks only."""
+
+    __tablename__ = "staff_user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
 
 
 class ApiToken(Base):
@@ -539,6 +550,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The one park the token acts for; none: every park (a head office's own integration).
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

@@ -29,7 +29,7 @@ from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from central.web.stack import EXTENSION, HUB, close_db, current_user, has_role
+from central.web.stack import EXTENSION, HUB, close_db, current_user, has_role, site_id
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -80,6 +80,7 @@ def _register_pages(app: Flask) -> None:
         i18n,
         live,
         openapi,
+        parks,
         reporting,
         security,
         ticket_types,
@@ -97,7 +98,7 @@ def _register_pages(app: Flask) -> None:
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
-               ticket_types.bp):
+               ticket_types.bp, parks.bp):
         app.register_blueprint(bp)
     security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
 
@@ -155,8 +156,16 @@ def _register_pages(app: Flask) -> None:
 
         return in_emergency(db(), site_id())
 
+    def my_parks() -> list[tuple[str, str]]:
+        """(id, name) of the parks the user works for, for the header's park switch."""
+        from central.web.queries import sites
+        from central.web.stack import db, visible_sites
+
+        mine = set(visible_sites())  # and the request's session is scoped to them from here on
+        return [(s.id, s.name or s.id) for s in sites(db()) if s.id in mine]
+
     app.jinja_env.globals.update(current_user=current_user, has_role=has_role, reason_text=i18n.reason_text,
-                                 emergency_gates=emergency_gates)
+                                 emergency_gates=emergency_gates, my_parks=my_parks, current_site=site_id)
 
     if app.config.get("LIVE_HUB", True) and context.link is not None:
         try:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from central.i18n import force_locale
+from central.i18n import _l, force_locale
 from central.logs import stack_without_messages
 from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
 from central.services import Invalid, ServiceError, limits
@@ -34,7 +34,7 @@ from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.web import api_schema as schema
-from central.web.stack import commit, current_context, require
+from central.web.stack import Forbidden, commit, current_context, may_see_site, require, site_id
 from central.web.stack import db as request_db
 from protocol.ids import holder_ref
 
@@ -186,8 +186,12 @@ def _decode_body(body: type[msgspec.Struct], required: bool):
 
 
 def _site() -> str:
+    """The park asked for (`?site=`), else the asker's current one: refused unless the asker works for it."""
     query = g.get("query")
-    return (query.site if query is not None else None) or current_context().config.site
+    site = (query.site if query is not None else None) or site_id()
+    if not may_see_site(site):
+        raise Forbidden("site_forbidden", _l("You do not work for park %(site_id)s.", site_id=site))
+    return site
 
 
 def _iso(at) -> str | None:
