@@ -340,9 +340,8 @@ class Demo:
                 _say(self._status_line())
 
     def _status_line(self) -> str:
-        from central.services.occupancy import occupancy
-
         from central.models import Site
+        from central.services.occupancy import occupancy
 
         with self.ctx.sessions() as db:
             occ = occupancy(db, self.park.site)
