@@ -41,7 +41,20 @@ from protocol import host  # systemd: READY=1 and the watchdog (shared with the 
 log = logging.getLogger("central")
 
 
+def _check_clock() -> None:
+    """A PARK_CLOCK that cannot be read stops the start; a simulated one is said out loud."""
+    from protocol.clock import ClockError, WallClock, park_clock
+
+    try:
+        clock = park_clock()
+    except ClockError as exc:
+        raise ConfigError(str(exc)) from None
+    if not isinstance(clock, WallClock):
+        log.warning("the park's clock is simulated (PARK_CLOCK=%s): a demo, not a park", clock.spec())
+
+
 def _config(args) -> CentralConfig:
+    _check_clock()
     return load_config(args.config or os.environ.get("PARK_CENTRAL_CONFIG"))
 
 

@@ -6,7 +6,7 @@
     [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
     [keys]     signing_key_file, signing_key_id, template_key
     [web]      secret_key, host, port, secure_cookies, proxy_hops, ratelimit_storage, threads
-    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
+    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s, roll_over_check_s
     [gates]    controller_profiles (a site's own turnstile models, beside the shipped ones)
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
@@ -79,6 +79,7 @@ class JobsConfig:
     template_retention_days: int = 30
     snapshot_interval_s: int = 3600
     publish_interval_s: float = 2.0
+    roll_over_check_s: float = 60.0  # how often the day's end is looked for (the demo's days are short)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: keys.signing_key_id must be 0-255")
     if config.jobs.heartbeat_timeout_s < 1:
         raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
+    if not 0.1 <= config.jobs.roll_over_check_s <= 3600:
+        raise ConfigError(f"{src}: jobs.roll_over_check_s must be 0.1-3600 seconds")
     if config.ingest.batch_size < 1:
         raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
     if not MIN_THREADS <= config.web.threads <= MAX_THREADS:

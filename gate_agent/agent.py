@@ -34,10 +34,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from protocol import host, topics
 from protocol import messages as m
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.reasons import Reason
 from protocol.rules import Biometric, refused
@@ -303,7 +303,7 @@ class GateAgent:
             self._recent[key] = time.monotonic()  # the window counts from the end of the passage
 
     def _decide_and_act(self, attempt: Attempt) -> Handled:
-        now = datetime.now(UTC)
+        now = park_now()
         offline = not self.link.connected
         active, mode = self.active, self.mode
         claim_id, alone = None, False
@@ -343,7 +343,7 @@ class GateAgent:
                 break  # the note stays: a controller that went silent mid-passage may have counted the visitor
             handled.passed += 1
             binding = outcome.probe if (verdict.bind and turn == 0) else None
-            handled.events.append(record(outcome, now=datetime.now(UTC), passed=True,
+            handled.events.append(record(outcome, now=park_now(), passed=True,
                                          offline=alone or not self.link.connected, binding=binding))
         if handled.passed == 0:
             # Nobody walked through: the entry is kept (a claim is released), the attempt recorded. When the

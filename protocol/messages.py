@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -34,7 +34,7 @@ Short = Annotated[str, msgspec.Meta(max_length=256)]
 At = Annotated[datetime, msgspec.Meta(tz=True)]  # naive times are refused: gates span time zones
 
 
-class _Msg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
     v: int = V
 
 
@@ -325,7 +325,7 @@ class StoredPassages(_Msg, frozen=True, kw_only=True):
 
 # --- encoding and strict decoding -------------------------------------------------------------
 
-MAX_BYTES: dict[type, int] = {
+MAX_BYTES: dict[type[_Msg], int] = {
     PassageEvent: 8 * 1024,
     EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
@@ -347,7 +347,7 @@ MAX_BYTES: dict[type, int] = {
 # it, so the broker refuses (disconnects) whatever no receiver would accept anyway.
 MAX_PACKET_BYTES = max(MAX_BYTES.values()) + 4096
 
-T = TypeVar("T")
+T = TypeVar("T", bound=_Msg)
 
 
 class _Version(msgspec.Struct):
@@ -356,7 +356,7 @@ class _Version(msgspec.Struct):
     v: object = None
 
 _encoder = msgspec.json.Encoder()
-_decoders: dict[type, msgspec.json.Decoder] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
+_decoders: dict[type[_Msg], msgspec.json.Decoder[_Msg]] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
 _FIELD = re.compile(r"at `(\$[^`]*)`")
 _MISSING = re.compile(r"missing required field `([^`]*)`")
 _version_decoder = msgspec.json.Decoder(_Version)
@@ -389,7 +389,8 @@ def decode(kind: type[T], payload: bytes | bytearray | memoryview | str) -> T:
     if len(payload) > limit:
         raise MessageError("oversized", f"{len(payload)} bytes, limit {limit}")
     try:
-        message = _decoders[kind].decode(payload)
+        # The decoder made for `kind` returns a `kind` (msgspec checked every field): the dict only forgets it.
+        message = cast(T, _decoders[kind].decode(payload))
     except msgspec.ValidationError as exc:
         _check_version(payload)
         text = str(exc)

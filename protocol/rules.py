@@ -193,7 +193,7 @@ def decide(*, credential: Credential | None, rules: TicketTypeRules | None, usag
         binding_first_entry = not credential.holder_bound and not usage.bound
         # A face match does not satisfy a fingerprint policy, nor the reverse.
         captured = biometric is not None and biometric.matched is not None and step in ("either", biometric.kind)
-        if not captured:
+        if biometric is None or not captured:
             found.append((Reason.FINGER_NEEDED if step == "fingerprint" else Reason.LOOK_AT_CAMERA, None))
         elif binding_first_entry:
             bind = True  # the first entry binds whoever is at the camera now

@@ -28,6 +28,7 @@ from central.config import CentralConfig
 from central.models import utcnow
 from central.services.claims import expired, handle_claim, prune_claims
 from protocol import topics
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.messages import ClaimReply, ClaimRequest, decode, encode
 
@@ -148,7 +149,7 @@ class ClaimServer:
                         # ingest's writes. A crash may forget the last few claims: as if the gate had
                         # decided alone, which the ingest's conflicts then show.
                         session.execute(text("SET LOCAL synchronous_commit = off"))
-                    reply = handle_claim(session, request, utcnow())
+                    reply = handle_claim(session, request, utcnow(), park_now())
                     if expired(request, utcnow()):
                         raise _TooLate  # the gate has stopped waiting: roll back, grant nothing
                 break

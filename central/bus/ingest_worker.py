@@ -40,6 +40,7 @@ from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
 from central.services.gates import record_command_ack, record_config_ack, record_status
 from central.services.ingest import ingest_batch
 from protocol import topics
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.messages import (
     CommandAck,
@@ -279,7 +280,7 @@ class IngestWorker:
             # The events last: ingest_batch locks the rows all workers share just before the commit.
             events = [i.message for i in items if i.kind == "event"]
             if events:
-                result = ingest_batch(session, events, now)
+                result = ingest_batch(session, events, park_now())  # compared with the events' park times
                 self.stats.stored += result.new
                 self.stats.duplicates += result.duplicates
                 self.stats.conflicts += len(result.conflicts)

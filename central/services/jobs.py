@@ -3,7 +3,7 @@
 Each job is a plain function over a session (tests call them directly with a chosen `now`);
 `build_scheduler(context)` wires them into an APScheduler BackgroundScheduler.
 
-The roll-over runs at each site's local midnight (checked every minute, so a central that was down
+The roll-over runs at each site's local midnight (checked every minute by default, so a central that was down
 at midnight closes the day when it comes back): every zone's day is closed into a DailyReport, the
 day's counts reset, and visitors still inside are carried over into the new day (`inside` is kept
 and reported as `carried_over`; the new day's peak starts from it).
@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central.models import DailyReport, DenialCount, Gate, Site, Zone, utcnow
+from central.models import DailyReport, DenialCount, Gate, Site, Zone
 from central.services.audit import audit
 from central.services.gates import mark_stale_gates_offline
 from central.services.passes import expire_passes, purge_templates
 from central.services.tickets import expire_tickets
+from protocol.clock import park_now
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def roll_over(session: Session, site_id: str, now: datetime | None = None) -> li
 
     Visitors still inside are reported (`carried_over`) and then, by the site's `overnight` setting,
     carried out (the count starts the day at zero) or carried over into the new day."""
-    now = now or utcnow()
+    now = now or park_now()
     site = session.get(Site, site_id, with_for_update=True)
     if site is None:
         return []
@@ -132,7 +133,7 @@ def build_scheduler(context):
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(in_tx(heartbeat_check, cfg.heartbeat_timeout_s), "interval",
                       seconds=max(1, min(10, cfg.heartbeat_timeout_s // 3)), id="heartbeat")
-    scheduler.add_job(in_tx(roll_over_all), "interval", seconds=60, id="roll_over")
+    scheduler.add_job(in_tx(roll_over_all), "interval", seconds=cfg.roll_over_check_s, id="roll_over")
     scheduler.add_job(in_tx(expire), "interval", minutes=10, id="expire")
     scheduler.add_job(in_tx(retention, cfg.template_retention_days), "interval", hours=1, id="retention")
     scheduler.add_job(context.publisher.flush, "interval", seconds=cfg.publish_interval_s, id="publish")

@@ -32,6 +32,7 @@ from flask_babel import (
 from central.i18n import LABELS  # the codes in people's words, shared with the services
 from central.models import Site, StaffUser
 from central.web.stack import commit, current_user, db, site_id
+from protocol.clock import park_now
 from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
 from protocol.reasons import Reason, visitor_text
 
@@ -54,10 +55,8 @@ def site_today() -> date:
     """Today in the park's time zone (a desk at 02:53 in Shanghai sells for Shanghai's date)."""
     from zoneinfo import ZoneInfo
 
-    from central.models import utcnow
-
     site = _site()
-    return utcnow().astimezone(ZoneInfo(site.timezone if site is not None else "UTC")).date()
+    return park_now().astimezone(ZoneInfo(site.timezone if site is not None else "UTC")).date()
 
 
 def select_locale() -> str:
