@@ -107,6 +107,7 @@ def _register_pages(app: Flask) -> None:
     app.register_blueprint(booking.bp)  # the public booking site, /book/
     app.register_blueprint(booking_admin.bp)  # its calendar, settings, blocklist and report for managers
     booking.init_limits(app, limiter)
+    booking_admin.init_app(app)
 
     @app.after_request
     def _headers(response):
