@@ -263,6 +263,8 @@ class SlotQuota(Base):
     slot_end: Mapped[datetime]
     capacity: Mapped[int]
     booked: Mapped[int] = mapped_column(default=0)
+    # Booking closes then (None: the site's `close_before_min` before the start), see BookingSettings.
+    closes_at: Mapped[datetime | None]
 
 
 # --- persons, annual passes, templates --------------------------------------------------------
@@ -605,3 +607,125 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(128), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- visitor bookings (the public booking site) -------------------------------------------------
+# Document and phone numbers are never stored: a keyed digest (HMAC with the site's salt, the one gates
+# know ID cards by) and a masked form for display ("110***********002X", "138****5678").
+
+
+class BookingSettings(Base):
+    """A site's booking rules, set by managers: how far ahead, how many per party, cut-offs, face entry."""
+
+    __tablename__ = "booking_settings"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    ticket_type_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_types.id"))
+    days_ahead: Mapped[int] = mapped_column(default=7)
+    party_max: Mapped[int] = mapped_column(default=5)
+    cancel_before_min: Mapped[int] = mapped_column(default=60)
+    close_before_min: Mapped[int] = mapped_column(default=0)
+    retention_days: Mapped[int] = mapped_column(default=30)
+    face_entry: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime | None]
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class BookingDay(Base):
+    """One day of the booking calendar: open or closed, and an optional cap for the whole day."""
+
+    __tablename__ = "booking_days"
+    __table_args__ = (UniqueConstraint("site_id", "day", name="uq_booking_days_site_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    day: Mapped[date] = mapped_column(Date)
+    open: Mapped[bool] = mapped_column(default=True)
+    capacity: Mapped[int | None]
+    booked: Mapped[int] = mapped_column(default=0)
+
+
+BOOKING_STATUSES = ("booked", "cancelled")
+DOCUMENT_TYPES = ("id_card", "passport", "hk_macao", "taiwan")
+
+
+class Booking(Base):
+    """A party's booking of one slot: the number visitors type, the contact phone, the consent."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        UniqueConstraint("number", name="uq_bookings_number"),
+        Index("ix_bookings_site_day", "site_id", "day"),
+        Index("ix_bookings_phone", "site_id", "phone_digest"),
+        Index("ix_bookings_client_created", "site_id", "client_digest", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    number: Mapped[str] = mapped_column(String(16))
+    quota_id: Mapped[int] = mapped_column(ForeignKey("slot_quotas.id"))
+    day: Mapped[date] = mapped_column(Date)
+    slot_start: Mapped[datetime]
+    slot_end: Mapped[datetime]
+    party: Mapped[int]
+    phone_digest: Mapped[str] = mapped_column(String(64))
+    phone_masked: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    consent_at: Mapped[datetime]
+    client_digest: Mapped[str | None] = mapped_column(String(64))
+    client_masked: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(128))
+
+    persons: Mapped[list[BookingPerson]] = relationship(order_by="BookingPerson.position", lazy="selectin",
+                                                        back_populates="booking")
+
+
+class BookingPerson(Base):
+    """One person of a booking party, with their own ticket (entry by ID card or by its signed QR code)."""
+
+    __tablename__ = "booking_persons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    doc_type: Mapped[str] = mapped_column(String(16))
+    doc_digest: Mapped[str] = mapped_column(String(64))
+    doc_masked: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tickets.id"))
+
+    booking: Mapped[Booking] = relationship(back_populates="persons")
+
+
+class BookingDocument(Base):
+    """One booking per document per day per site, held by the primary key (not by a prior read).
+
+    The row goes with the booking's cancellation, so the document may book that day again."""
+
+    __tablename__ = "booking_documents"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    doc_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id"))
+
+
+class BookingBlock(Base):
+    """A document or phone that may not book (scalpers, bans): added by a manager with a reason."""
+
+    __tablename__ = "booking_blocks"
+    __table_args__ = (UniqueConstraint("site_id", "kind", "digest", name="uq_booking_blocks_site_kind_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # document | phone
+    digest: Mapped[str] = mapped_column(String(64))
+    masked: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))

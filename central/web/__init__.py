@@ -11,6 +11,8 @@
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
     i18n       /language                           everyone  the page language; dates in the park's time
+    booking    /book/...                           visitors  book a slot for a party, see, find, cancel (no login)
+    booking_admin /bookings/...                    manager   booking calendar, settings, blocklist, report, desk
 
 `register(app, pages=...)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
 CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
@@ -100,7 +102,13 @@ def _register_pages(app: Flask) -> None:
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
                ticket_types.bp, parks.bp):
         app.register_blueprint(bp)
-    security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
+    limiter = security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
+    from central.web import booking, booking_admin
+
+    app.register_blueprint(booking.bp)  # the public booking site, /book/
+    app.register_blueprint(booking_admin.bp)  # its calendar, settings, blocklist and report for managers
+    booking.init_limits(app, limiter)
+    booking_admin.init_app(app)
 
     @app.after_request
     def _headers(response):
