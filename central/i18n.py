@@ -26,7 +26,7 @@ LABELS: dict[str, dict[str, Any]] = {
     "ticket_status": {
         "valid": _p("ticket status", "valid"), "used": _p("ticket status", "used"),
         "refunded": _p("ticket status", "refunded"), "revoked": _p("ticket status", "revoked"),
-        "expired": _p("ticket status", "expired")},
+        "expired": _p("ticket status", "expired"), "held": _p("ticket status", "on hold")},
     "pass_status": {"active": _p("pass status", "active"), "suspended": _p("pass status", "suspended"),
                     "lost": _p("pass status", "lost"), "expired": _p("pass status", "expired")},
     "mode": {"normal": _p("gate mode", "normal"), "free": _p("gate mode", "free passage"),
@@ -34,7 +34,8 @@ LABELS: dict[str, dict[str, Any]] = {
     "direction": {"in": _p("gate direction", "in"), "out": _p("gate direction", "out"),
                   "both": _p("gate direction", "both")},
     "role": {"admin": _p("role", "admin"), "manager": _p("role", "manager"), "staff": _p("role", "staff"),
-             "technician": _p("role", "technician")},
+             "technician": _p("role", "technician"), "finance": _p("role", "finance"),
+             "sales": _p("role", "sales")},
     "channel": {"box_office": _p("sales channel", "box office"), "web": _p("sales channel", "website"),
                 "ota": _p("sales channel", "online travel agency"), "agency": _p("sales channel", "travel agency"),
                 "group": _p("sales channel", "group"), "other": _p("sales channel", "other")},

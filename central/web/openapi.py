@@ -62,7 +62,8 @@ ANSWERS = {
                        min_headcount=INT, max_headcount=INT, active=B),
     "Ticket": _obj(("id", "ref", "ticket_type", "status", "valid_from", "valid_to", "slot_start", "slot_end",
                     "headcount", "zones", "holder_name", "id_last4", "channel", "channel_ref", "price", "issued_at"),
-                   id=INT, ref=S, ticket_type=INT, status={"enum": ["valid", "used", "refunded", "revoked", "expired"]},
+                   id=INT, ref=S, ticket_type=INT,
+                   status={"enum": ["valid", "used", "refunded", "revoked", "expired", "held"]},
                    valid_from=T, valid_to=T, slot_start=NULL_T, slot_end=NULL_T, headcount=INT, zones=INTS,
                    holder_name=NULL_S, id_last4=NULL_S, channel=CHANNEL, channel_ref=NULL_S, price=PRICE,
                    issued_at=T, code={**NULL_S, "description": "the signed code for the QR (on issue and GET); null "
