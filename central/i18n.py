@@ -48,7 +48,25 @@ LABELS: dict[str, dict[str, Any]] = {
               "skipped": _p("face check", "skipped")},
 }
 
-
+# Group customers and finance (#21).
+LABELS.update({
+    "customer_kind": {"agency": _p("customer kind", "travel agency"),
+                      "ota": _p("customer kind", "online travel agency"),
+                      "company": _p("customer kind", "company"), "school": _p("customer kind", "school"),
+                      "government": _p("customer kind", "government unit")},
+    "customer_status": {"active": _p("customer status", "active"), "suspended": _p("customer status", "suspended")},
+    "payment_method": {"cash": _p("payment method", "cash"), "bank_card": _p("payment method", "bank card"),
+                       "wechat_pay": _p("payment method", "WeChat Pay"), "alipay": _p("payment method", "Alipay"),
+                       "voucher": _p("payment method", "voucher"), "on_account": _p("payment method", "on account"),
+                       "bank_transfer": _p("payment method", "bank transfer"),
+                       "": _p("payment method", "not recorded")},
+    "statement_status": {"open": _p("statement status", "open"), "checked": _p("statement status", "checked"),
+                         "closed": _p("statement status", "closed")},
+    "group_ticketing": {"group": _p("group ticketing", "one group ticket (one code, one passage per person)"),
+                        "members": _p("group ticketing", "one ticket per member")},
+    "payment_status": {"done": _p("payment status", "done"), "pending": _p("payment status", "waiting for approval"),
+                       "rejected": _p("payment status", "rejected")},
+})
 
 
 def status_label(kind: str, code: str | None) -> object:

@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.i18n import _l
-from central.models import ROLES, ApiToken, StaffSession, StaffUser, utcnow
+from central.models import ROLES, ApiToken, Customer, StaffSession, StaffUser, utcnow
 from central.services import Invalid, NotFound, Refused
 from central.services.audit import audit
 
@@ -251,13 +251,25 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str, actor: str | None = None) -> tuple[ApiToken, str]:
-    """A machine token; the plaintext is returned once and stored only as its SHA-256."""
+def create_token(session: Session, name: str, role: str, actor: str | None = None, customer_id: int | None = None,
+                 site_id: str | None = None) -> tuple[ApiToken, str]:
+    """A machine token; the plaintext is returned once and stored only as its SHA-256.
+
+    A channel's token (an OTA, an agency) names its customer and site: what it orders is that
+    customer's, at that site only (`central.web.api_finance`)."""
     _check_role(role)
+    if customer_id is not None:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound("no_customer", _l("There is no such customer."))
+        site_id = site_id or customer.site_id
+        if site_id != customer.site_id:
+            raise Invalid("bad_site", _l("The customer belongs to another park."))
     plaintext = "pc_" + secrets.token_urlsafe(32)
-    token = ApiToken(name=name, token_hash=_token_hash(plaintext), role=role)
+    token = ApiToken(name=name, token_hash=_token_hash(plaintext), role=role, customer_id=customer_id,
+                     site_id=site_id)
     session.add(token)
-    audit(session, actor, "token.create", name, role=role)
+    audit(session, actor, "token.create", name, role=role, customer=customer_id, site=site_id)
     session.flush()
     return token, plaintext
 

@@ -52,6 +52,8 @@ class Actor:
     role: str
     name: str
     user: StaffUser | None = None
+    customer_id: int | None = None  # a channel's token: scoped to this customer ...
+    site: str | None = None  # ... and this site
 
 
 def current_context() -> CentralContext:
@@ -135,7 +137,7 @@ def actor() -> Actor | None:
             if token is None:
                 g.auth_error = ("bad_token", "unknown or revoked token")
             else:
-                who = Actor(token.role, f"token:{token.name}")
+                who = Actor(token.role, f"token:{token.name}", customer_id=token.customer_id, site=token.site_id)
                 _commit_touch(session_db, pending)
         else:
             user = current_user()
