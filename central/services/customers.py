@@ -15,7 +15,7 @@ customer's orders produced carry `customer_id`, so a statement bills exactly wha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -354,14 +354,15 @@ def create_group_order(session: Session, site_id: str, req: GroupOrderRequest,
                 "This order (%(amount)s) would take what %(name)s owes (%(owed)s) past its credit limit "
                 "(%(limit)s).", amount=amount, name=customer.name, owed=owed, limit=customer.credit_limit))
     channel = KIND_CHANNEL.get(customer.kind, "group")
-    base = dict(ticket_type=tt.id, visit_date=req.visit_date, channel=channel, channel_ref=customer.name[:limits.REF],
-                slot_start=req.slot_start, slot_end=req.slot_end)
+    base = ticket_service.IssueRequest(ticket_type=tt.id, visit_date=req.visit_date, channel=channel,
+                                       channel_ref=customer.name[:limits.REF], slot_start=req.slot_start,
+                                       slot_end=req.slot_end)
     if mode == "group":
-        requests = [ticket_service.IssueRequest(headcount=req.headcount, price=amount, **base)]  # type: ignore[arg-type]
+        requests = [replace(base, headcount=req.headcount, price=amount)]
     else:
         members = req.members or [Member(name="") for _ in range(req.headcount)]
-        requests = [ticket_service.IssueRequest(headcount=1, price=unit, holder_name=m.name or None,  # type: ignore[arg-type]
-                                                id_number=m.id_number or None, **base) for m in members]
+        requests = [replace(base, headcount=1, price=unit, holder_name=m.name or None, id_number=m.id_number or None)
+                    for m in members]
     order = GroupOrder(site_id=site_id, customer_id=customer.id, ticket_type_id=tt.id, visit_date=req.visit_date,
                        slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount,
                        guide_name=req.guide_name.strip(), guide_phone=req.guide_phone,

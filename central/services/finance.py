@@ -422,6 +422,7 @@ def decide_refund(session: Session, payment_id: int, supervisor: str, approve: b
     if payment.actor == supervisor:
         raise Refused("own_refund", _l("Another person approves a refund you asked for."))
     if approve:
+        assert payment.ticket_id is not None  # a refund is always of a ticket
         ticket_service.refund_ticket(session, payment.ticket_id, actor=supervisor, reason=payment.reason or None)
         payment.status = "done"
         payment.at = utcnow()
@@ -529,6 +530,11 @@ class RevenueRow:
     @property
     def net(self) -> Decimal:
         return self.gross - self.refunded
+
+    @property
+    def day(self) -> date | None:
+        """The bucket as a date (a daily report), for the page's local date format."""
+        return date.fromisoformat(self.bucket) if len(self.bucket) == 10 else None
 
 
 def revenue(session: Session, site_id: str, start: date, end: date, by: str = "channel",

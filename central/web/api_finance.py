@@ -19,7 +19,7 @@ from central.services import finance as finance_service
 from central.services import tickets as ticket_service
 from central.web import api_schema as schema
 from central.web.api import _site, accepts, api, ticket_json
-from central.web.stack import Forbidden, actor, commit, current_context, require
+from central.web.stack import Actor, Forbidden, actor, commit, current_context, require
 from central.web.stack import db as request_db
 
 SALES = ("sales", "manager")
@@ -29,6 +29,12 @@ FINANCE_READERS = ("finance", "manager")
 
 def _money(value) -> str:
     return f"{value:.2f}"
+
+
+def _who() -> Actor:
+    who = actor()
+    assert who is not None  # behind require()
+    return who
 
 
 def _scoped_site() -> str:
@@ -125,7 +131,7 @@ def list_customers():
 @require(*SALES)
 @accepts(body=schema.CustomerBody)
 def create_customer(body: schema.CustomerBody):
-    if actor().customer_id is not None:
+    if _who().customer_id is not None:
         raise Forbidden("forbidden", "a channel's token cannot add customers")
     db = request_db()
     c = customer_service.create_customer(db, _scoped_site(), customer_service.CustomerSpec(
@@ -154,7 +160,7 @@ def get_customer(customer_id: int):
 @require(*SALES)
 @accepts(body=schema.ContractPriceBody)
 def set_contract_price(customer_id: int, body: schema.ContractPriceBody):
-    if actor().customer_id is not None:
+    if _who().customer_id is not None:
         raise Forbidden("forbidden", "a channel's token cannot set prices")
     db = request_db()
     c = customer_service.get_customer(db, customer_id, _scoped_site())
@@ -167,7 +173,7 @@ def set_contract_price(customer_id: int, body: schema.ContractPriceBody):
 
 
 def _set_status(customer_id: int, fn):
-    if actor().customer_id is not None:
+    if _who().customer_id is not None:
         raise Forbidden("forbidden", "a channel's token cannot do this")
     db = request_db()
     c = customer_service.get_customer(db, customer_id, _scoped_site())

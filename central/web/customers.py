@@ -163,7 +163,7 @@ def set_status(customer_id: int, action: str):
     c = _customer_or_404(customer_id)
     fn = customer_service.suspend_customer if action == "suspend" else customer_service.resume_customer
     try:
-        _, count = fn(db(), c.id, actor=g.actor)
+        _customer, count = fn(db(), c.id, actor=g.actor)
         commit()
     except ServiceError as exc:
         db().rollback()
