@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from central.i18n import _l
@@ -34,6 +34,7 @@ from central.models import (
     FinanceSettings,
     GroupOrder,
     Payment,
+    SlotQuota,
     Ticket,
     utcnow,
 )
@@ -307,6 +308,22 @@ def _check_order(req: GroupOrderRequest) -> None:
         limits.text("bad_members", "members", m.name, limits.NAME, required=True)
 
 
+def _take_slot(session: Session, site_id: str, req: GroupOrderRequest) -> SlotQuota:
+    """The group's places in its time slot (where the site uses slots), taken with one conditional UPDATE."""
+    if not isinstance(req.slot_start, datetime) or req.slot_start.tzinfo is None:
+        raise Invalid("bad_slot", _l("The slot start needs its UTC offset (such as +08:00)."))
+    quota = session.scalar(select(SlotQuota).where(SlotQuota.site_id == site_id,
+                                                   SlotQuota.slot_start == req.slot_start))
+    if quota is None:
+        raise NotFound("no_slot", _l("There is no time slot to book at that time."))
+    taken = session.execute(
+        update(SlotQuota).where(SlotQuota.id == quota.id, SlotQuota.booked + req.headcount <= SlotQuota.capacity)
+        .values(booked=SlotQuota.booked + req.headcount).returning(SlotQuota.id)).first()
+    if taken is None:
+        raise Refused("quota_full", _l("This time slot is fully booked."))
+    return quota
+
+
 def order_tickets(session: Session, order_id: int) -> list[Ticket]:
     return list(session.scalars(select(Ticket).where(Ticket.group_order_id == order_id).order_by(Ticket.id)))
 
@@ -353,10 +370,12 @@ def create_group_order(session: Session, site_id: str, req: GroupOrderRequest,
             raise Refused("credit_limit", _l(
                 "This order (%(amount)s) would take what %(name)s owes (%(owed)s) past its credit limit "
                 "(%(limit)s).", amount=amount, name=customer.name, owed=owed, limit=customer.credit_limit))
+    quota = _take_slot(session, site_id, req) if req.slot_start is not None else None
     channel = KIND_CHANNEL.get(customer.kind, "group")
     base = ticket_service.IssueRequest(ticket_type=tt.id, visit_date=req.visit_date, channel=channel,
-                                       channel_ref=customer.name[:limits.REF], slot_start=req.slot_start,
-                                       slot_end=req.slot_end)
+                                       channel_ref=customer.name[:limits.REF],
+                                       slot_start=quota.slot_start if quota else None,
+                                       slot_end=quota.slot_end if quota else None)
     if mode == "group":
         requests = [replace(base, headcount=req.headcount, price=amount)]
     else:
@@ -364,7 +383,8 @@ def create_group_order(session: Session, site_id: str, req: GroupOrderRequest,
         requests = [replace(base, headcount=1, price=unit, holder_name=m.name or None, id_number=m.id_number or None)
                     for m in members]
     order = GroupOrder(site_id=site_id, customer_id=customer.id, ticket_type_id=tt.id, visit_date=req.visit_date,
-                       slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount,
+                       slot_start=quota.slot_start if quota else None, slot_end=quota.slot_end if quota else None,
+                       headcount=req.headcount,
                        guide_name=req.guide_name.strip(), guide_phone=req.guide_phone,
                        members=[{"name": m.name, "id_last4": (m.id_number or "")[-4:].upper()} for m in req.members],
                        ticketing=mode, unit_price=unit, amount=amount, status="booked",
@@ -374,6 +394,7 @@ def create_group_order(session: Session, site_id: str, req: GroupOrderRequest,
     tickets = ticket_service.issue_tickets(session, site_id, requests, actor=actor)
     for t in tickets:
         t.customer_id, t.group_order_id, t.payment_method = customer.id, order.id, req.payment_method
+        t.quota_id = quota.id if quota else None  # a refund gives the places back
         session.add(Payment(site_id=site_id, kind="sale", method=req.payment_method, amount=t.price, status="done",
                             ticket_id=t.id, customer_id=customer.id, actor=actor))
     session.flush()

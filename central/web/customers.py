@@ -4,7 +4,8 @@ finance records customers' payments."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
@@ -13,6 +14,7 @@ from central.models import CUSTOMER_KINDS, PAYMENT_METHODS
 from central.services import ServiceError
 from central.services import customers as customer_service
 from central.services import finance as finance_service
+from central.services.gates import get_site
 from central.web import queries
 from central.web.i18n import site_today
 from central.web.stack import commit, db, require, site_id
@@ -27,7 +29,7 @@ ORDER_FIELDS = {"bad_headcount": "headcount", "bad_guide_name": "guide_name", "b
                 "bad_validity": "visit_date", "members_required": "members", "bad_members": "members",
                 "bad_id_number": "members", "credit_limit": "form", "customer_suspended": "form",
                 "bad_ticket_type": "ticket_type", "no_ticket_type": "ticket_type", "type_inactive": "ticket_type",
-                "bad_payment_method": "payment_method"}
+                "bad_payment_method": "payment_method", "no_slot": "slot", "quota_full": "slot", "bad_slot": "slot"}
 
 
 def _int(value, default=None):
@@ -219,12 +221,21 @@ def create_order(customer_id: int):
     type_id = _int(form.get("ticket_type"))
     if type_id is None:
         errors["ticket_type"] = _("Choose a ticket type.")
+    slot_start = None
+    if form.get("slot") and visit_date is not None:
+        try:
+            at = time.fromisoformat(form["slot"])
+        except ValueError:
+            errors["slot"] = _("Give the slot's start as a time of day (10:00).")
+        else:
+            slot_start = datetime.combine(visit_date, at, tzinfo=ZoneInfo(get_site(db(), site_id()).timezone))
     if errors:
         return _customer_page(c, form, errors, 422)
     req = customer_service.GroupOrderRequest(
         customer_id=c.id, ticket_type=type_id, visit_date=visit_date, headcount=headcount,  # type: ignore[arg-type]
         guide_name=(form.get("guide_name") or "").strip(), guide_phone=(form.get("guide_phone") or "").strip(),
-        members=_members(form.get("members") or ""), payment_method=form.get("payment_method") or "on_account")
+        members=_members(form.get("members") or ""), payment_method=form.get("payment_method") or "on_account",
+        slot_start=slot_start)
     try:
         result = customer_service.create_group_order(db(), site_id(), req, actor=g.actor)
         commit()

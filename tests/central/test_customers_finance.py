@@ -289,3 +289,22 @@ def test_bad_input_gets_a_clear_refusal_naming_the_field(park):
         with pytest.raises(Invalid):
             fin.open_statement(db, site, c.id, today(), today() - timedelta(days=1))
     assert msgspec  # imported for decode's types
+
+
+def test_a_group_booked_into_a_time_slot_takes_its_places_and_gives_them_back_when_cancelled(park):
+    from central.models import SlotQuota
+    from central.services.bookings import define_quota
+
+    site = park.config.site
+    start = datetime.combine(today() + timedelta(days=1), datetime.min.time(), tzinfo=TZ).replace(hour=10)
+    with park.sessions.begin() as db:
+        c = _customer(db, site)
+        quota = define_quota(db, site, start, start + timedelta(hours=1), 40)
+        result = cs.create_group_order(db, site, _order(c, 30, day=start.date(), slot_start=start))
+        assert result.tickets[0].slot_start == start and db.get(SlotQuota, quota.id).booked == 30
+        with pytest.raises(Refused) as full:
+            cs.create_group_order(db, site, _order(c, 11, day=start.date(), slot_start=start))
+        assert full.value.code == "quota_full"
+        cs.cancel_order(db, result.order.id, actor="sales1")
+        assert db.get(SlotQuota, quota.id).booked == 0
+        assert cs.balance(db, c.id) == Decimal("0.00")

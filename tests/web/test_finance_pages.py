@@ -142,3 +142,25 @@ def test_finance_reports_show_revenue_by_each_dimension(app, web_ctx):
     assert "on_account" in csv and "800.00" in csv
     bad = fin.get("/finance/reports?start=2026-01-01&end=2025-01-01", follow_redirects=True)
     assert bad.status_code == 200 and "before its start" in bad.get_data(as_text=True)
+
+
+def test_a_group_is_booked_into_a_time_slot_from_the_page_and_refused_when_it_is_full(app, web_ctx):
+    from datetime import timedelta
+
+    from central.services.bookings import define_quota
+
+    tz = ZoneInfo("Asia/Shanghai")
+    tomorrow = datetime.now(tz).date() + timedelta(days=1)
+    start = datetime.combine(tomorrow, datetime.min.time(), tzinfo=tz).replace(hour=14)
+    with web_ctx.sessions.begin() as db:
+        define_quota(db, web_ctx.config.site, start, start + timedelta(hours=1), 25)
+    sales = login(app, "sales")
+    sales.post("/customers/", {"name": "Slot Travel", "kind": "agency", "credit_limit": "9000"})
+    cid = _customer_id(web_ctx, "Slot Travel")
+    sales.get(f"/customers/{cid}")
+    res = _book(sales, cid, headcount="20", visit_date=tomorrow.isoformat(), slot="14:00")
+    assert res.status_code == 302
+    full = _book(sales, cid, headcount="10", visit_date=tomorrow.isoformat(), slot="14:00")
+    assert full.status_code == 422 and 'id="err-slot"' in full.get_data(as_text=True)
+    bad = _book(sales, cid, headcount="10", visit_date=tomorrow.isoformat(), slot="2 pm")
+    assert bad.status_code == 422 and 'value="2 pm"' in bad.get_data(as_text=True)
