@@ -342,7 +342,9 @@ def cmd_token(args) -> int:
 
     with _transaction(args) as db:
         if args.action == "create":
-            token, plaintext = users.create_token(db, args.name, args.role, actor="cli", site=args.site)
+            token, plaintext = users.create_token(db, args.name, args.role, actor="cli",
+                                                  customer_id=getattr(args, "customer", None),
+                                                  site_id=getattr(args, "site", None))
             print(f"token {token.name} ({token.role}): {plaintext}")
         elif args.action == "list":
             print(f"{'id':>5} {'name':<24} {'role':<11} {'created':<17} {'last used':<17} state")
@@ -534,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("create", help="a new token; printed once")
     q.add_argument("name")
     q.add_argument("--role", required=True, choices=ROLES)
-    q.add_argument("--site", help="the one park the token acts for (default: every park)")
+    q.add_argument("--customer", type=int, help="a channel's token: what it orders is this customer's (its id)")
+    q.add_argument("--site", help="the one park the token acts for (default: the customer's with --customer, "
+                   "else every park)")
     actions.add_parser("list", help="every token with its state")
     actions.add_parser("revoke", help="revoke every active token of this name").add_argument("name")
     p = sub.add_parser("site", help="sites and zones")

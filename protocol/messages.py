@@ -221,7 +221,7 @@ class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
 
     ticket_id: Annotated[int, msgspec.Meta(ge=0)]
     ticket_type: int
-    status: Literal["valid", "used", "refunded", "revoked", "expired"] = "valid"
+    status: Literal["valid", "used", "refunded", "revoked", "expired", "held"] = "valid"
     valid_from: At | None = None
     valid_to: At | None = None
     slot_start: At | None = None

@@ -38,6 +38,7 @@ class Reason(StrEnum):
     REFUNDED = "refunded"
     PASS_LOST = "pass_lost"
     PASS_SUSPENDED = "pass_suspended"
+    CUSTOMER_SUSPENDED = "customer_suspended"  # a group customer's tickets, held while it is suspended
     EXPIRED = "expired"
     SLOT_MISSED = "slot_missed"
     USED_UP = "used_up"
@@ -62,7 +63,7 @@ class Reason(StrEnum):
 FINAL = frozenset({
     Reason.NOT_A_CODE, Reason.BAD_SIGNATURE, Reason.UNKNOWN_KEY, Reason.KEY_RETIRED,
     Reason.UNKNOWN_CREDENTIAL, Reason.NO_BOOKING, Reason.REVOKED, Reason.REFUNDED, Reason.PASS_LOST,
-    Reason.PASS_SUSPENDED, Reason.EXPIRED, Reason.SLOT_MISSED, Reason.USED_UP,
+    Reason.PASS_SUSPENDED, Reason.CUSTOMER_SUSPENDED, Reason.EXPIRED, Reason.SLOT_MISSED, Reason.USED_UP,
 })
 ACTIONABLE = frozenset({
     Reason.GATE_LOCKED, Reason.TOO_EARLY, Reason.CLOSED, Reason.EXIT_FIRST, Reason.TOO_SOON,
@@ -102,6 +103,7 @@ MESSAGES: dict[Reason, Message] = {
     Reason.REFUNDED: Message(N_("Ticket refunded")),
     Reason.PASS_LOST: Message(N_("Card reported lost, please see staff")),
     Reason.PASS_SUSPENDED: Message(N_("Pass suspended, please see staff")),
+    Reason.CUSTOMER_SUSPENDED: Message(N_("Group ticket on hold, please see staff")),
     Reason.EXPIRED: Message(N_("Ticket expired")),
     Reason.SLOT_MISSED: Message(N_("Your time slot has passed")),
     Reason.USED_UP: Message(N_("Ticket already used")),

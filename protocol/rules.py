@@ -27,7 +27,7 @@ import msgspec
 from protocol.messages import CredentialKind, Direction, Mode, TicketTypeRules
 from protocol.reasons import GRANTING, Reason, rank
 
-Status = Literal["valid", "used", "refunded", "revoked", "expired", "active", "suspended", "lost"]
+Status = Literal["valid", "used", "refunded", "revoked", "expired", "held", "active", "suspended", "lost"]
 BiometricKind = Literal["face", "fingerprint", "either"]
 
 _STATUS_REASON = {
@@ -35,6 +35,7 @@ _STATUS_REASON = {
     "refunded": Reason.REFUNDED,
     "lost": Reason.PASS_LOST,
     "suspended": Reason.PASS_SUSPENDED,
+    "held": Reason.CUSTOMER_SUSPENDED,  # a ticket of a suspended group customer
     "expired": Reason.EXPIRED,
     "used": Reason.USED_UP,
 }

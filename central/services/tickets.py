@@ -314,7 +314,7 @@ def revoke_ticket(session: Session, ticket_id: int, actor: str | None = None, re
 def expire_tickets(session: Session, now: datetime | None = None) -> int:
     """Mark tickets past their validity as expired (gates refuse them by date anyway: no delta)."""
     now = now or park_now()
-    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used")), Ticket.valid_to < now)
+    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used", "held")), Ticket.valid_to < now)
                              .values(status="expired", status_changed_at=now))
     return result.rowcount or 0
 

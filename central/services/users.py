@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.i18n import _l
-from central.models import ROLES, ApiToken, Site, StaffSession, StaffUser, StaffUserSite, utcnow
+from central.models import ROLES, ApiToken, Customer, Site, StaffSession, StaffUser, StaffUserSite, utcnow
 from central.services import Invalid, NotFound, Refused
 from central.services.audit import audit
 
@@ -288,17 +288,28 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str, actor: str | None = None,
-                 site: str | None = None) -> tuple[ApiToken, str]:
-    """A machine token; the plaintext is returned once and stored only as its SHA-256. With `site`
-    it acts for that park only; without, for every park (a head office's own integration)."""
+def create_token(session: Session, name: str, role: str, actor: str | None = None, customer_id: int | None = None,
+                 site_id: str | None = None) -> tuple[ApiToken, str]:
+    """A machine token; the plaintext is returned once and stored only as its SHA-256. With `site_id`
+    it acts for that park only; without, for every park (a head office's own integration).
+
+    A channel's token (an OTA, an agency) names its customer and site: what it orders is that
+    customer's, at that site only (`central.web.api_finance`)."""
     _check_role(role)
-    if site is not None:
-        _check_sites(session, [site], False)
+    if customer_id is not None:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound("no_customer", _l("There is no such customer."))
+        site_id = site_id or customer.site_id
+        if site_id != customer.site_id:
+            raise Invalid("bad_site", _l("The customer belongs to another park."))
+    if site_id is not None:
+        _check_sites(session, [site_id], False)
     plaintext = "pc_" + secrets.token_urlsafe(32)
-    token = ApiToken(name=name, token_hash=_token_hash(plaintext), role=role, site_id=site)
+    token = ApiToken(name=name, token_hash=_token_hash(plaintext), role=role, customer_id=customer_id,
+                     site_id=site_id)
     session.add(token)
-    audit(session, actor, "token.create", name, role=role, site=site or "*")
+    audit(session, actor, "token.create", name, role=role, customer=customer_id, site=site_id or "*")
     session.flush()
     return token, plaintext
 

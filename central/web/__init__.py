@@ -10,6 +10,9 @@
     gate_pages /gates/...                          technician register, hardware, push config, modes, health
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
+    customers  /customers/...                      sales     customers, contract prices, group orders
+    finance    /finance/...                        finance   statements, refund approvals, shift reports, revenue
+    shifts     /shifts/...                         staff     the box office: open, sell, refund, close a shift
     i18n       /language                           everyone  the page language; dates in the park's time
     booking    /book/...                           visitors  book a slot for a party, see, find, cancel (no login)
     booking_admin /bookings/...                    manager   booking calendar, settings, blocklist, report, desk
@@ -67,6 +70,8 @@ def register(app: Flask, pages: bool = True) -> None:
         csrf.protect()
         return None
 
+    from central.web import api_finance  # noqa: F401  (customers, group orders, statements, shifts: on `api`)
+
     app.register_blueprint(api)
     if pages:
         _register_pages(app)
@@ -87,6 +92,9 @@ def _register_pages(app: Flask) -> None:
         security,
         ticket_types,
     )
+    from central.web import customers as customer_pages
+    from central.web import finance as finance_pages
+    from central.web import shifts as shift_pages
 
     context = app.extensions[EXTENSION]  # the CentralContext create_app made
     config = context.config
@@ -100,7 +108,7 @@ def _register_pages(app: Flask) -> None:
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
-               ticket_types.bp, parks.bp):
+               ticket_types.bp, parks.bp, customer_pages.bp, finance_pages.bp, shift_pages.bp):
         app.register_blueprint(bp)
     limiter = security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
     from central.web import booking, booking_admin

@@ -56,6 +56,8 @@ class Actor:
     role: str
     name: str
     user: StaffUser | None = None
+    customer_id: int | None = None  # a channel's token: scoped to this customer ...
+    site: str | None = None  # ... and this site
 
 
 def current_context() -> CentralContext:
@@ -167,7 +169,7 @@ def actor() -> Actor | None:
             if token is None:
                 g.auth_error = ("bad_token", "unknown or revoked token")
             else:
-                who = Actor(token.role, f"token:{token.name}")
+                who = Actor(token.role, f"token:{token.name}", customer_id=token.customer_id, site=token.site_id)
                 g.token = token
                 _commit_touch(session_db, pending)
         else:

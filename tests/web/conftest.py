@@ -11,7 +11,7 @@ from central.services.tickets import TicketTypeSpec, define_ticket_type
 from central.services.users import create_user
 from tests.central.conftest import make_config, prepare
 
-ROLES = ("admin", "manager", "staff", "technician")
+ROLES = ("admin", "manager", "staff", "technician", "finance", "sales")
 _TOKEN = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 

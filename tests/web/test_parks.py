@@ -71,7 +71,7 @@ def test_a_parks_clerk_sees_and_sells_only_for_that_park(app, web_ctx, two_parks
 def test_a_token_for_one_park_acts_for_that_park_only(app, web_ctx, two_parks):
     home, home_ticket, north_ticket = two_parks
     with web_ctx.sessions.begin() as db:
-        _token, plaintext = create_token(db, "ota-north", "staff", site=NORTH)
+        _token, plaintext = create_token(db, "ota-north", "staff", site_id=NORTH)
         _token, everywhere = create_token(db, "head-office-sync", "manager")
     client = app.test_client()
     auth = {"Authorization": f"Bearer {plaintext}"}
