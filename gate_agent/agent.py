@@ -28,6 +28,7 @@ own module and none imports this one:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -43,7 +44,7 @@ from protocol.reasons import Reason
 from protocol.rules import Biometric, refused
 
 from . import config_state
-from .announcer import Announcer
+from .announcer import Announcer, TicketNote
 from .arm import Arm, TurnstileUnavailable
 from .cache_sync import CacheSync
 from .claim_client import ClaimClient
@@ -57,6 +58,7 @@ from .id_key import save_id_salt
 from .link import Link
 from .passages import PENDING_PASSAGE, Passages
 from .readers import Reader, build_readers, run_reader
+from .speaker import Speaker
 from .store import Store
 from .template_key import load_template_cipher
 
@@ -109,10 +111,13 @@ class GateAgent:
         self.faces = FaceMatcher(self.store, cfg.devices.camera,
                                  lambda: self.active.cfg.face_threshold if self.active else None)
         self.decider = Decider(self.store, self.zones, self.faces)
-        self.display: Display = display or make_display(cfg.devices.display.kind, self.gate,
-                                                        cfg.devices.display.voice)
+        self.display: Display = display or make_display(
+            cfg.devices.display.kind, self.gate, cfg.devices.display.voice,
+            listen=cfg.devices.display.listen_address(), language=self._language)
+        # The voice module speaks from its own thread; a failing one is a fault on the status, never a wait.
+        self.speaker = Speaker(cfg.devices.voice, lambda: self.health.dirty.set()) if cfg.devices.voice else None
         self.announcer = Announcer(self.display, self._language,
-                                   lambda: self.active.cfg.timezone if self.active else None)
+                                   lambda: self.active.cfg.timezone if self.active else None, voice=self.speaker)
         self.arm = Arm(cfg.devices.turnstile, lambda: self.mode)
         self.link = Link(cfg, self.store, on_connect=self._on_connect)
         self.passages = Passages(self.store, self.zones, self.site, self.gate,
@@ -123,6 +128,8 @@ class GateAgent:
         self.health = Health(site=self.site, gate=self.gate, store=self.store, link=self.link, arm=self.arm,
                              mode=lambda: self.mode, heartbeat_s=cfg.gate.heartbeat_s,
                              config_version=lambda: self.active.cfg.version if self.active else 0)
+        if self.speaker is not None:
+            self.health.devices.append(self.speaker.health)
         self.claims = ClaimClient(self.link, self.site, self.gate)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
@@ -143,6 +150,8 @@ class GateAgent:
         self.passages.recover(self.arm)  # else the next passage settles it, before the arm opens again
         self.faces.load()
         self._spawn("decide", self._worker)
+        if self.speaker is not None:
+            self._spawn("voice", self.speaker.run, self._stop)
         for reader in self.readers:
             self._spawn(f"reader-{reader.name}", run_reader, reader, self.submit, self._stop)
         self._spawn("monitor", self.health.monitor, self._stop, self._tick)
@@ -170,6 +179,9 @@ class GateAgent:
             thread.join(3)
         self.link.stop(publish_offline=self.health.status(online=False))
         self.arm.close()
+        close = getattr(self.display, "close", None)
+        if close is not None:
+            close()
         self.store.close()
 
     def __enter__(self) -> GateAgent:
@@ -316,7 +328,8 @@ class GateAgent:
             outcome, claim_id, alone = settled.outcome, settled.claim_id, settled.alone
             offline = offline or alone
         verdict = outcome.verdict
-        self.announcer.tell(verdict.reason, verdict.retry_at, verdict.passages)
+        note = self._ticket_note(outcome)
+        self.announcer.tell(verdict.reason, verdict.retry_at, verdict.passages, note)
         handled = Handled(attempt, outcome)
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if not verdict.granted:
@@ -342,6 +355,8 @@ class GateAgent:
             if not passed:
                 break  # the note stays: a controller that went silent mid-passage may have counted the visitor
             handled.passed += 1
+            if note is not None and note.headcount > 1:  # a group: the count moves with each visitor
+                self.announcer.count(dataclasses.replace(note, entered=note.entered + handled.passed))
             binding = outcome.probe if (verdict.bind and turn == 0) else None
             handled.events.append(record(outcome, now=datetime.now(UTC), passed=True,
                                          offline=alone or not self.link.connected, binding=binding))
@@ -352,6 +367,18 @@ class GateAgent:
                 outcome = Outcome(outcome.resolved, refused(Reason.CONTROLLER_FAULT), outcome.biometric)
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
         return handled
+
+    @staticmethod
+    def _ticket_note(outcome: Outcome) -> TicketNote | None:
+        """What the screen says of the ticket beyond the decision: a type staff must check, a group's count."""
+        resolved = outcome.resolved
+        rules, credential = resolved.rules, resolved.credential
+        if rules is None or credential is None:
+            return None
+        if not rules.staff_check and credential.headcount <= 1:
+            return None
+        return TicketNote(type_name=rules.name, staff_check=rules.staff_check, headcount=credential.headcount,
+                          entered=min(resolved.usage.entries, credential.headcount))
 
     def _capture(self, step: str, resolved: Resolved, active: ActiveConfig) -> tuple[Biometric | None, bytes | None]:
         """The 1:1 biometric step; (None, None) when nothing usable was captured."""

@@ -15,7 +15,9 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
     [devices.rfid]        pcsc_reader = "name" | port = "/dev/...", baudrate, direction
     [devices.fingerprint] port, baudrate, direction
     [devices.camera]      files = "glob" | source = "..." | templates = "folder", fps, identify (1:N face-only entry)
-    [devices.display]     kind = "console", voice
+    [devices.display]     kind = "console" | "kiosk", voice, listen = "127.0.0.1:8765" (kiosk: the box's own screen)
+    [devices.voice]       port, baudrate, encoding = "auto" | "gb2312" | "gbk" | "big5" | "unicode", timeout_s
+                          (a SYN6288-family text-to-speech module)
 """
 
 from __future__ import annotations
@@ -135,8 +137,20 @@ class CameraDevice(_Section):
 
 
 class DisplayDevice(_Section):
-    kind: Literal["console"] = "console"
+    kind: Literal["console", "kiosk"] = "console"
     voice: bool = True
+    listen: str = "127.0.0.1:8765"  # kiosk: where the box's own browser reads the page (keep it local)
+
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+class VoiceDevice(_Section):
+    port: Port
+    baudrate: int = 9600
+    encoding: Literal["auto", "gb2312", "gbk", "big5", "unicode"] = "auto"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.3
 
 
 class Devices(_Section):
@@ -147,6 +161,7 @@ class Devices(_Section):
     fingerprint: FingerprintDevice | None = None
     camera: CameraDevice | None = None
     display: DisplayDevice = msgspec.field(default_factory=DisplayDevice)
+    voice: VoiceDevice | None = None
 
 
 class GateFileConfig(_Section):
@@ -239,6 +254,10 @@ def _check(cfg: GateFileConfig, source: str) -> None:
     r = cfg.devices.rfid
     if r is not None and (r.pcsc_reader is None) == (r.port is None):
         fail("devices.rfid", "give exactly one of pcsc_reader = \"name\" or port = \"/dev/...\"")
+    d = cfg.devices.display
+    host, sep, port = d.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        fail("devices.display.listen", f"{d.listen!r} is not \"host:port\"")
     c = cfg.devices.camera
     if c is not None and [c.files, c.source, c.templates].count(None) != 2:
         fail("devices.camera", "give exactly one of files = \"glob\", source = \"...\" or templates = \"folder\"")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from protocol.reasons import ACTIONABLE, GRANTING, Reason
 
@@ -55,6 +56,7 @@ class ConsoleDisplay:
         self.keep = keep
         self.history: list[Shown] = []
         self.spoken: list[str] = []
+        self.notices: list[Any] = []  # gate_agent.announcer.Notice: the whole decision as a screen shows it
         self._changed = threading.Condition()
 
     def _print(self, line: str) -> None:
@@ -72,6 +74,27 @@ class ConsoleDisplay:
             self.history.append(Shown(time.time(), text, colour, reason))
             del self.history[: -self.keep]
             self._changed.notify_all()
+
+    def notice(self, notice: Any) -> None:
+        if notice.lines:
+            self._print(f"[{self.name}]       " + " | ".join(notice.lines))
+        with self._changed:
+            self.notices.append(notice)
+            del self.notices[: -self.keep]
+            self._changed.notify_all()
+
+    def wait_notice(self, predicate, timeout: float = 5.0):
+        """The newest notice matching `predicate`, waiting up to `timeout` seconds for it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for notice in reversed(self.notices):
+                    if predicate(notice):
+                        return notice
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
 
     def speak(self, text: str) -> None:
         if not self.voice:
@@ -96,9 +119,14 @@ class ConsoleDisplay:
                 self._changed.wait(remaining)
 
 
-def make_display(kind: str, name: str, voice: bool = True) -> Display:
+def make_display(kind: str, name: str, voice: bool = True, *, listen: tuple[str, int] = ("127.0.0.1", 8765),
+                 language: Callable[[], str] = lambda: "zh") -> Display:
     if kind == "console":
         return ConsoleDisplay(name, voice=voice)
+    if kind == "kiosk":
+        from .kiosk import KioskDisplay
+
+        return KioskDisplay(*listen, language=language)
     raise ValueError(f"unknown display kind {kind!r}")
 
 

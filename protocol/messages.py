@@ -123,6 +123,9 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     zones: list[Annotated[int, msgspec.Meta(ge=1, le=32)]] = []  # empty: every zone
     weekdays: list[Annotated[int, msgspec.Meta(ge=0, le=6)]] = []  # Monday 0; empty: every day
     slot_grace_min: Count = 15
+    # Staff beside the gate must look at the visitor (a child's, senior's or concession ticket): the
+    # screen and the voice name the type.
+    staff_check: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
