@@ -53,6 +53,7 @@ from .decider import KINDS, ActiveConfig, Attempt, Decider, Outcome, Resolved, Z
 from .display import ConsoleDisplay, Display, make_display
 from .faces import FaceMatcher
 from .fingerprints import FingerprintSync
+from .fire import FireWatch
 from .health import AGENT_VERSION, Health
 from .id_key import save_id_salt
 from .link import Link
@@ -106,6 +107,12 @@ class GateAgent:
         self.active: ActiveConfig | None = None
         self._lock = threading.RLock()  # the config and the mode
         self.zones = ZoneTracker()
+        self.link = Link(cfg, self.store, on_connect=self._on_connect)
+        # The fire latch first: the mode (and so the arm) reads it.
+        self.fire = FireWatch(self.store, self.site, self.gate,
+                              zone=lambda: self.active.cfg.zone if self.active else 0,
+                              scope=lambda: self.active.cfg.fire_scope if self.active else "gate",
+                              publish=self.link.publish, emergency=self._on_fire)
         # The module's slots mirror the store's fingerprint templates (synced in the reader's thread).
         self.fingerprints = FingerprintSync(self.store) if cfg.devices.fingerprint else None
         self.faces = FaceMatcher(self.store, cfg.devices.camera,
@@ -119,7 +126,6 @@ class GateAgent:
         self.announcer = Announcer(self.display, self._language,
                                    lambda: self.active.cfg.timezone if self.active else None, voice=self.speaker)
         self.arm = Arm(cfg.devices.turnstile, lambda: self.mode)
-        self.link = Link(cfg, self.store, on_connect=self._on_connect)
         self.passages = Passages(self.store, self.zones, self.site, self.gate,
                                  zone=lambda: self.active.cfg.zone if self.active else 0,
                                  connected=lambda: self.link.connected, wake=self.link.wake)
@@ -204,6 +210,8 @@ class GateAgent:
 
     @property
     def mode(self) -> m.Mode:
+        if self.fire.active:
+            return "emergency"  # the fire alarm, here or at a gate of the zone/site, until it is ended
         override = self.store.meta("mode_override")
         if override:
             return override  # type: ignore[return-value]
@@ -231,6 +239,8 @@ class GateAgent:
             active = ActiveConfig(cfg, payload)
             if changed:
                 self.arm.rebuild(cfg.hardware)  # before the worker can see the new config
+            if changed and cfg.emergency_ended_at is not None:
+                self.fire.end(cfg.emergency_ended_at)  # the central ended the emergency: the fire too
             self.active = active
             if changed:
                 save_id_salt(self.file_cfg, cfg.id_salt)  # first: the store's copy is saved without it
@@ -244,7 +254,10 @@ class GateAgent:
         return m.ConfigAck(self.gate, cfg.version, True, None)
 
     def set_mode(self, mode: m.Mode) -> None:
-        """A technician's or the central's mode (kept until the next config version)."""
+        """A technician's or the central's mode (kept until the next config version); it ends a fire
+        emergency too (the technician at the box decides)."""
+        if mode != "emergency":
+            self.fire.end()
         self.store.set_meta("mode_override", mode)
         self.arm.apply_mode()
         self.health.dirty.set()
@@ -414,6 +427,12 @@ class GateAgent:
             self.fingerprints.request()
         self.health.dirty.set()
 
+    def _on_fire(self) -> None:
+        """The fire latch closed (here or at a gate in scope): open the arm, say so, report it now."""
+        self.arm.apply_mode()
+        self.health.dirty.set()
+        self.announcer.tell(Reason.EMERGENCY)
+
     def _slot_holder(self, slot: int) -> str | None:
         return self.fingerprints.holder(slot) if self.fingerprints else self.store.fp_slot_holder(slot)
 
@@ -428,9 +447,11 @@ class GateAgent:
         self.link.subscribe(topics.sync(s, g), lambda t, p: self.sync.on_sync(p))
         self.link.subscribe(topics.all_events(s), self.sync.on_site_event)
         self.link.subscribe(topics.occupancy(s), lambda t, p: self.sync.on_occupancy(p))
+        self.link.subscribe(topics.all_of_kind("fire", s), self.fire.on_alarm)
 
     def _on_connect(self, session_present: bool) -> None:
         self.health.publish_status()
+        self.fire.reannounce()
         if self.store.meta("snapshot_id") is None:
             self.resync("first start")
 
@@ -475,6 +496,7 @@ class GateAgent:
         polled = self.arm.poll()
         if polled.alarms_changed:
             self.health.dirty.set()
+        self.fire.input("fire" in self.arm.alarms)
         mode = self.mode
         for direction, count in polled.passed.items():
             self.passages.free(direction, count, mode)  # type: ignore[arg-type]
