@@ -50,12 +50,13 @@ from .cache_sync import CacheSync
 from .claim_client import ClaimClient
 from .config import GateFileConfig
 from .decider import KINDS, ActiveConfig, Attempt, Decider, Outcome, Resolved, ZoneTracker
-from .display import ConsoleDisplay, Display, make_display
+from .display import ConsoleDisplay, Display
 from .faces import FaceMatcher
 from .fingerprints import FingerprintSync
 from .fire import FireWatch
 from .health import AGENT_VERSION, Health
 from .id_key import save_id_salt
+from .kiosk import make_display
 from .link import Link
 from .passages import PENDING_PASSAGE, Passages
 from .readers import Reader, build_readers, run_reader

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TextIO
 
@@ -119,14 +118,10 @@ class ConsoleDisplay:
                 self._changed.wait(remaining)
 
 
-def make_display(kind: str, name: str, voice: bool = True, *, listen: tuple[str, int] = ("127.0.0.1", 8765),
-                 language: Callable[[], str] = lambda: "zh") -> Display:
+def make_display(kind: str, name: str, voice: bool = True) -> Display:
+    """The console display; a kiosk page is `gate_agent.kiosk.make_display`."""
     if kind == "console":
         return ConsoleDisplay(name, voice=voice)
-    if kind == "kiosk":
-        from .kiosk import KioskDisplay
-
-        return KioskDisplay(*listen, language=language)
     raise ValueError(f"unknown display kind {kind!r}")
 
 

@@ -29,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from protocol.i18n import N_, catalogue_locale, translation
 
 from .announcer import Notice
-from .display import Colour
+from .display import Colour, Display
+from .display import make_display as console_display
 
 log = logging.getLogger(__name__)
 IDLE_AFTER_S = 8.0  # the decision stays on the screen this long, then the page goes back to its prompt
@@ -205,4 +206,12 @@ class KioskDisplay:
         self._server.server_close()
 
 
-__all__ = ["KioskDisplay"]
+def make_display(kind: str, name: str, voice: bool = True, *, listen: tuple[str, int] = ("127.0.0.1", 8765),
+                 language: Callable[[], str] = lambda: "zh") -> Display:
+    """The display `devices.display.kind` names: "console", or "kiosk" (this page)."""
+    if kind == "kiosk":
+        return KioskDisplay(*listen, language=language)
+    return console_display(kind, name, voice)
+
+
+__all__ = ["KioskDisplay", "make_display"]

@@ -75,6 +75,7 @@ class TicketTypeBody(_Body):
     price: Price = 0
     min_headcount: Headcount = 1
     max_headcount: Headcount = limits.HEADCOUNT
+    staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
 
 
 class TicketBody(_Body):
