@@ -105,6 +105,8 @@ class Site(Base):
     fire_scope: Mapped[str] = mapped_column(String(8), default="zone", server_default="zone")
     # When the last emergency was ended here (who: the audit log); gates end a fire emergency latched before.
     emergency_ended_at: Mapped[datetime | None]
+    # 人证核验 at every ID-card entry: the camera's face against the card's photo (else per ticket type).
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     zones: Mapped[list[Zone]] = relationship(back_populates="site", order_by="Zone.number")
 
@@ -215,6 +217,8 @@ class TicketType(Base):
     # Staff at the gate must look at the visitor (a child's, senior's or concession ticket): the gate's
     # screen and voice name the type.
     staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -41,7 +41,7 @@ from protocol import host, topics
 from protocol import messages as m
 from protocol.errors import MessageError
 from protocol.reasons import Reason
-from protocol.rules import Biometric, refused
+from protocol.rules import Biometric, id_face_check, refused
 
 from . import config_state
 from .announcer import Announcer, TicketNote
@@ -275,11 +275,12 @@ class GateAgent:
             job.done.set()
         return job
 
-    def present(self, kind: str, value: object, direction: m.Direction = "in", *, timeout: float = 30.0) -> Handled:
+    def present(self, kind: str, value: object, direction: m.Direction = "in", *, timeout: float = 30.0,
+                photo: bytes | None = None) -> Handled:
         """Enter the same decision path as a reader and wait for the outcome (tests, demo)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
-        job = self.submit(Attempt(kind, value, direction, "present"))  # type: ignore[arg-type]
+        job = self.submit(Attempt(kind, value, direction, "present", photo))  # type: ignore[arg-type]
         if not job.done.wait(timeout):
             raise TimeoutError(f"no decision within {timeout} s")
         return job.result
@@ -397,6 +398,8 @@ class GateAgent:
     def _capture(self, step: str, resolved: Resolved, active: ActiveConfig) -> tuple[Biometric | None, bytes | None]:
         """The 1:1 biometric step; (None, None) when nothing usable was captured."""
         if step in ("face", "either") and self.faces.camera is not None:
+            if resolved.credential is not None and id_face_check(resolved.credential, resolved.rules, active.policy):
+                return self.faces.verify_card_photo(resolved.card_photo, active)  # 人证核验
             return self.faces.verify(resolved, active)
         if step in ("fingerprint", "either") and resolved.holder_id:
             reader = next((r for r in self.readers if r.kind == "fingerprint"), None)

@@ -35,7 +35,8 @@ STAFF_COMING = N_("Staff have been called")
 # Refusals a member of staff can resolve at the gate (the holder's photo beside the camera), and the
 # gate's own faults: the visitor is sent to staff rather than left wondering.
 STAFF_REASONS = frozenset({Reason.NOT_SAME_PERSON, Reason.CONTROLLER_FAULT, Reason.UNKNOWN_CREDENTIAL,
-                           Reason.PASS_LOST, Reason.PASS_SUSPENDED, Reason.KEY_RETIRED, Reason.FINGER_NEEDED})
+                           Reason.PASS_LOST, Reason.PASS_SUSPENDED, Reason.KEY_RETIRED, Reason.FINGER_NEEDED,
+                           Reason.CARD_PHOTO_UNREADABLE})
 
 
 @dataclass(frozen=True)

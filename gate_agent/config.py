@@ -11,7 +11,7 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
     [control]   socket (the local CLI's unix socket; default: next to the store)
     [devices.turnstile]   profile, tcp = "host:port" | serial = "/dev/...", baudrate, unit_id, timeout_s
     [devices.qr]          port, baudrate, direction
-    [devices.idcard]      port, direction
+    [devices.idcard]      port, direction, photo_decoder = "module:function" (the maker's WLT decoder, for 人证核验)
     [devices.rfid]        pcsc_reader = "name" | port = "/dev/...", baudrate, direction
     [devices.fingerprint] port, baudrate, direction
     [devices.camera]      files = "glob" | source = "..." | templates = "folder", fps, identify (1:N face-only entry)
@@ -112,6 +112,9 @@ class IdCardDevice(_Section):
     port: Port
     baudrate: int = 115200
     direction: ReaderDirection = "in"
+    # "module:function" decoding the card chip's WLT photo (the reader maker's licensed SDK, wrapped):
+    # needed for 人证核验; without it the reader yields no photo.
+    photo_decoder: str | None = None
 
 
 class RfidDevice(_Section):

@@ -127,6 +127,8 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     # Staff beside the gate must look at the visitor (a child's, senior's or concession ticket): the
     # screen and the voice name the type.
     staff_check: bool = False
+    # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
+    id_face: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
@@ -164,6 +166,7 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
     # What a controller's fire input switches to emergency: its own gate, the gates of its zone, or the
     # site's (a site setting); the gates do it among themselves over MQTT (FireAlarm), without the central.
     fire_scope: FireScope = "zone"
+    id_face: bool = False  # 人证核验 for every ID-card entry of the site (else per ticket type, `id_face`)
     # When the site's last emergency was ended at the central (by whom: its audit log): a fire latched
     # before it is over at the gate; a fire input still raised after it raises a new alarm.
     emergency_ended_at: At | None = None

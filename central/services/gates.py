@@ -81,6 +81,7 @@ _SITE_CHECKS = {
     "claim_deadline_ms": lambda v: isinstance(v, int) and 10 <= v <= 10_000,  # GateConfig's bounds
     "pass_biometric": lambda v: v in ("none", "face", "fingerprint", "either"),
     "fire_scope": lambda v: v in ("gate", "zone", "site"),
+    "id_face": lambda v: isinstance(v, bool),
 }
 
 
@@ -88,7 +89,7 @@ def update_site(session: Session, site_id: str, actor: str | None = None, **sett
     """Change site settings gates apply (opening hours, time zone, language, policies)."""
     site = get_site(session, site_id)
     allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold",
-               "overnight", "claim_deadline_ms", "fire_scope"}
+               "overnight", "claim_deadline_ms", "fire_scope", "id_face"}
     for key, value in settings.items():
         if key not in allowed:
             raise Invalid("bad_field", _l('There is no park setting “%(key)s”.', key=key))
@@ -315,7 +316,7 @@ def ticket_type_rules(tt: TicketType) -> TicketTypeRules:
     return TicketTypeRules(id=tt.id, name=tt.name[:256], entries=tt.entries, same_person=tt.same_person,
                            anti_passback=tt.anti_passback, min_gap_s=tt.min_gap_s, zones=list(tt.zones or []),
                            weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min,
-                           staff_check=bool(tt.staff_check))
+                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face))
 
 
 def build_gate_config(session: Session, gate: Gate) -> GateConfig:
@@ -333,7 +334,7 @@ def build_gate_config(session: Session, gate: Gate) -> GateConfig:
         keys=[PublicKeyInfo(key_id=k.key_id, public=k.public, retired_at=k.retired_at, grace_s=k.grace_s)
               for k in keys],
         id_salt=site.id_salt, hardware=HardwareParams(**(gate.hardware or {})),
-        fire_scope=site.fire_scope or "zone", emergency_ended_at=site.emergency_ended_at,
+        fire_scope=site.fire_scope or "zone", emergency_ended_at=site.emergency_ended_at, id_face=bool(site.id_face),
     )
 
 

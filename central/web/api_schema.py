@@ -76,6 +76,7 @@ class TicketTypeBody(_Body):
     min_headcount: Headcount = 1
     max_headcount: Headcount = limits.HEADCOUNT
     staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
+    id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
 
 
 class TicketBody(_Body):

@@ -61,14 +61,25 @@ def test_a_ticket_type_staff_must_check_is_set_on_the_web_and_named_to_the_gates
     site = web_ctx.config.site
     manager = login(app, "manager")
     manager.get("/ticket-types/")
-    res = manager.post("/ticket-types/", {"name": "儿童票", "entries": "1", "staff_check": "yes",
+    res = manager.post("/ticket-types/", {"name": "儿童票", "entries": "1", "staff_check": "yes", "id_face": "yes",
                                           "validity_days": "1", "price": "40", "min_headcount": "1",
                                           "max_headcount": "1"})
     assert res.status_code == 302
     html = _text(manager.get("/ticket-types/"))
-    assert "staff check at the gate" in html
+    assert "staff check at the gate" in html and "ID card with face" in html
     with web_ctx.sessions.begin() as db:
         gate, _cred = register_gate(db, site, "south1", 1)
         db.flush()
         rules = {t.name: t for t in build_gate_config(db, gate).ticket_types}
-    assert rules["儿童票"].staff_check is True
+    assert rules["儿童票"].staff_check is True and rules["儿童票"].id_face is True
+
+
+def test_the_park_asks_id_card_with_face_of_every_id_card_entry(app, web_ctx):
+    site = web_ctx.config.site
+    with web_ctx.sessions.begin() as db:
+        gate, _cred = register_gate(db, site, "north1", 1)
+        db.flush()
+        assert build_gate_config(db, gate).id_face is False
+        update_site(db, site, actor="manager", id_face=True)
+        db.flush()
+        assert build_gate_config(db, gate).id_face is True
