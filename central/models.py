@@ -101,6 +101,12 @@ class Site(Base):
     # without it occupancy drifts with every missed exit); "carry_over" keeps them inside (overnight stays).
     overnight: Mapped[str] = mapped_column(String(16), default="exit_all", server_default="exit_all")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What a controller's fire input opens, at the gates themselves: "gate", its "zone" or the "site".
+    fire_scope: Mapped[str] = mapped_column(String(8), default="zone", server_default="zone")
+    # When the last emergency was ended here (who: the audit log); gates end a fire emergency latched before.
+    emergency_ended_at: Mapped[datetime | None]
+    # 人证核验 at every ID-card entry: the camera's face against the card's photo (else per ticket type).
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     zones: Mapped[list[Zone]] = relationship(back_populates="site", order_by="Zone.number")
 
@@ -208,6 +214,11 @@ class TicketType(Base):
     min_headcount: Mapped[int] = mapped_column(default=1, server_default="1")
     max_headcount: Mapped[int] = mapped_column(default=255, server_default="255")
     active: Mapped[bool] = mapped_column(default=True)
+    # Staff at the gate must look at the visitor (a child's, senior's or concession ticket): the gate's
+    # screen and voice name the type.
+    staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,11 +11,13 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
     [control]   socket (the local CLI's unix socket; default: next to the store)
     [devices.turnstile]   profile, tcp = "host:port" | serial = "/dev/...", baudrate, unit_id, timeout_s
     [devices.qr]          port, baudrate, direction
-    [devices.idcard]      port, direction
+    [devices.idcard]      port, direction, photo_decoder = "module:function" (the maker's WLT decoder, for 人证核验)
     [devices.rfid]        pcsc_reader = "name" | port = "/dev/...", baudrate, direction
     [devices.fingerprint] port, baudrate, direction
     [devices.camera]      files = "glob" | source = "..." | templates = "folder", fps, identify (1:N face-only entry)
-    [devices.display]     kind = "console", voice
+    [devices.display]     kind = "console" | "kiosk", voice, listen = "127.0.0.1:8765" (kiosk: the box's own screen)
+    [devices.voice]       port, baudrate, encoding = "auto" | "gb2312" | "gbk" | "big5" | "unicode", timeout_s
+                          (a SYN6288-family text-to-speech module)
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class IdCardDevice(_Section):
     port: Port
     baudrate: int = 115200
     direction: ReaderDirection = "in"
+    # "module:function" decoding the card chip's WLT photo (the reader maker's licensed SDK, wrapped):
+    # needed for 人证核验; without it the reader yields no photo.
+    photo_decoder: str | None = None
 
 
 class RfidDevice(_Section):
@@ -135,8 +140,20 @@ class CameraDevice(_Section):
 
 
 class DisplayDevice(_Section):
-    kind: Literal["console"] = "console"
+    kind: Literal["console", "kiosk"] = "console"
     voice: bool = True
+    listen: str = "127.0.0.1:8765"  # kiosk: where the box's own browser reads the page (keep it local)
+
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+class VoiceDevice(_Section):
+    port: Port
+    baudrate: int = 9600
+    encoding: Literal["auto", "gb2312", "gbk", "big5", "unicode"] = "auto"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.3
 
 
 class Devices(_Section):
@@ -147,6 +164,7 @@ class Devices(_Section):
     fingerprint: FingerprintDevice | None = None
     camera: CameraDevice | None = None
     display: DisplayDevice = msgspec.field(default_factory=DisplayDevice)
+    voice: VoiceDevice | None = None
 
 
 class GateFileConfig(_Section):
@@ -239,6 +257,10 @@ def _check(cfg: GateFileConfig, source: str) -> None:
     r = cfg.devices.rfid
     if r is not None and (r.pcsc_reader is None) == (r.port is None):
         fail("devices.rfid", "give exactly one of pcsc_reader = \"name\" or port = \"/dev/...\"")
+    d = cfg.devices.display
+    host, sep, port = d.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        fail("devices.display.listen", f"{d.listen!r} is not \"host:port\"")
     c = cfg.devices.camera
     if c is not None and [c.files, c.source, c.templates].count(None) != 2:
         fail("devices.camera", "give exactly one of files = \"glob\", source = \"...\" or templates = \"folder\"")

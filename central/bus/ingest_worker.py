@@ -37,7 +37,7 @@ from central.bus.publisher import Publisher
 from central.bus.snapshots import SnapshotSender
 from central.config import CentralConfig
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
-from central.services.gates import record_command_ack, record_config_ack, record_status
+from central.services.gates import record_command_ack, record_config_ack, record_fire_alarm, record_status
 from central.services.ingest import ingest_batch
 from protocol import topics
 from protocol.clock import park_now
@@ -46,6 +46,7 @@ from protocol.messages import (
     CommandAck,
     ConfigAck,
     EventAck,
+    FireAlarm,
     GateStatus,
     PassageEvent,
     SnapshotRequest,
@@ -58,7 +59,7 @@ from protocol.messages import (
 log = logging.getLogger(__name__)
 ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
 KINDS = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck, "cmd/ack": CommandAck,
-         "sync/request": SnapshotRequest}
+         "sync/request": SnapshotRequest, "fire": FireAlarm}
 
 
 @dataclass
@@ -119,7 +120,7 @@ class IngestWorker:
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
         group = config.ingest.group
-        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request"):
+        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
             # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
             shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
@@ -274,6 +275,8 @@ class IngestWorker:
                     record_config_ack(session, item.site, item.message)
                 elif item.kind == "cmd/ack":
                     record_command_ack(session, item.message)
+                elif item.kind == "fire" and not item.msg.retain:  # a retained one was recorded when it came
+                    record_fire_alarm(session, item.message)
             for msg, error in parked:
                 session.add(_parked(msg, error, now))
             session.flush()
