@@ -46,6 +46,7 @@ def _config(args) -> CentralConfig:
 
 
 def _context(config: CentralConfig, mqtt: bool = True, suffix: str = "cli"):
+    from central import metrics
     from central.context import CentralContext
     from central.migrate import current, head
 
@@ -54,6 +55,7 @@ def _context(config: CentralConfig, mqtt: bool = True, suffix: str = "cli"):
         # Say it plainly instead of failing later on a missing table or column.
         state = "has no schema yet" if at is None else f"is at schema {at}, this version needs {newest}"
         raise ConfigError(f"the database {_safe_url(config.database_url)} {state}: run `park-central db upgrade`")
+    metrics.prepare(config.metrics.multiprocess_dir or None)  # before this process counts anything
     return CentralContext.create(config, mqtt=mqtt, client_suffix=suffix)
 
 

@@ -55,6 +55,7 @@ from .fingerprints import FingerprintSync
 from .health import AGENT_VERSION, Health
 from .id_key import save_id_salt
 from .link import Link
+from .metrics import GateMetrics
 from .passages import PENDING_PASSAGE, Passages
 from .readers import Reader, build_readers, run_reader
 from .store import Store
@@ -124,6 +125,9 @@ class GateAgent:
                              mode=lambda: self.mode, heartbeat_s=cfg.gate.heartbeat_s,
                              config_version=lambda: self.active.cfg.version if self.active else 0)
         self.claims = ClaimClient(self.link, self.site, self.gate)
+        self.metrics = GateMetrics(self.site, self.gate)
+        self.metrics.watch(outbox=self.store.outbox_depth, devices=self._device_states,
+                           connected=lambda: self.link.connected)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
@@ -131,6 +135,7 @@ class GateAgent:
         self._threads: list[threading.Thread] = []
         self.readers: list[Reader] = []
         self.control = None
+        self.metrics_port: int | None = None
         self._load_saved_config()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -139,6 +144,11 @@ class GateAgent:
         self.readers, self.faces.camera, broken = build_readers(self.file_cfg.devices, self._slot_holder,
                                                                 self.fingerprints)
         self.health.readers, self.health.broken_readers = self.readers, broken
+        if self.faces.camera is not None:
+            self.faces.camera.on_encode = self.metrics.face_encode.observe
+        address = self.file_cfg.metrics.address()
+        if address is not None:
+            self.metrics_port = self.metrics.serve(*address)
         self.arm.rebuild(self._hardware())
         self.passages.recover(self.arm)  # else the next passage settles it, before the arm opens again
         self.faces.load()
@@ -169,6 +179,7 @@ class GateAgent:
         for thread in self._threads:
             thread.join(3)
         self.link.stop(publish_offline=self.health.status(online=False))
+        self.metrics.close()
         self.arm.close()
         self.store.close()
 
@@ -303,6 +314,7 @@ class GateAgent:
             self._recent[key] = time.monotonic()  # the window counts from the end of the passage
 
     def _decide_and_act(self, attempt: Attempt) -> Handled:
+        started = time.perf_counter()
         now = datetime.now(UTC)
         offline = not self.link.connected
         active, mode = self.active, self.mode
@@ -317,6 +329,8 @@ class GateAgent:
             offline = offline or alone
         verdict = outcome.verdict
         self.announcer.tell(verdict.reason, verdict.retry_at, verdict.passages)
+        self.metrics.decision.observe(time.perf_counter() - started)  # decided and shown: the arm opens next
+        (self.metrics.granted if verdict.granted else self.metrics.refused).inc()
         handled = Handled(attempt, outcome)
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if not verdict.granted:
@@ -455,6 +469,11 @@ class GateAgent:
 
     def reader_health(self) -> list[m.ReaderHealth]:
         return self.health.reader_health()
+
+    def _device_states(self) -> list[tuple[str, bool]]:
+        """(device, works) for /metrics: the turnstile's controller when fitted, then each reader."""
+        states = [("turnstile", self.arm.healthy)] if self.arm.configured else []
+        return states + [(r.name, r.ok) for r in self.health.reader_health()]
 
     @property
     def alarms(self) -> frozenset[str]:

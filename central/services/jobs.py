@@ -12,12 +12,14 @@ and reported as `carried_over`; the new day's peak starts from it).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from central import metrics
 from central.models import DailyReport, DenialCount, Gate, Site, Zone, utcnow
 from central.services.audit import audit
 from central.services.gates import mark_stale_gates_offline
@@ -111,12 +113,16 @@ def build_scheduler(context):
 
     def in_tx(fn, *args):
         def run():
+            started, outcome = time.perf_counter(), "ok"
             try:
                 with sessions.begin() as session:
                     fn(session, *args)
             except Exception:
+                outcome = "failed"
                 log.exception("scheduled job %s failed", fn.__name__)
             context.publisher.flush()
+            metrics.SCHEDULER_RUNS.labels(fn.__name__, outcome).inc()
+            metrics.SCHEDULER_SECONDS.labels(fn.__name__).observe(time.perf_counter() - started)
         run.__name__ = fn.__name__
         return run
 

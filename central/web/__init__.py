@@ -11,6 +11,7 @@
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
     i18n       /language                           everyone  the page language; dates in the park's time
+    metrics    /metrics                            allowed networks or the metrics token (Prometheus)
 
 `register(app, pages=...)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
 CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
@@ -66,6 +67,9 @@ def register(app: Flask, pages: bool = True) -> None:
         return None
 
     app.register_blueprint(api)
+    from central.web import metrics_view
+
+    metrics_view.init_app(app)  # /metrics for Prometheus, and every request counted
     if pages:
         _register_pages(app)
 
