@@ -104,6 +104,25 @@ def lagging_gates(session: Session) -> list[tuple[str, str]]:
     return [(s, g) for s, g in rows]
 
 
+def alert_round(sessions, cfg, now: datetime | None = None) -> list:
+    """The central's own alerts (central.services.alerting): check, then send what is new; returns what was sent.
+
+    The notices go out between two transactions: no database lock waits on a webhook."""
+    from central.services import alerting
+
+    with sessions.begin() as session:
+        alerting.check(session, cfg, now)
+    with sessions() as session:
+        notices = alerting.pending(session)
+    if not notices:
+        return []
+    sent = alerting.deliver(notices, cfg, count=lambda channel, outcome: metrics.NOTIFICATIONS.labels(
+        channel, outcome).inc())
+    with sessions.begin() as session:
+        alerting.mark_sent(session, sent)
+    return sent
+
+
 def build_scheduler(context):
     """An APScheduler BackgroundScheduler running every job against `context` (a CentralContext)."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -139,6 +158,18 @@ def build_scheduler(context):
     scheduler.add_job(in_tx(heartbeat_check, cfg.heartbeat_timeout_s), "interval",
                       seconds=max(1, min(10, cfg.heartbeat_timeout_s // 3)), id="heartbeat")
     scheduler.add_job(in_tx(roll_over_all), "interval", seconds=60, id="roll_over")
+
+    def alerts():
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            alert_round(sessions, context.config.alerts)
+        except Exception:
+            outcome = "failed"
+            log.exception("scheduled job alerts failed")
+        metrics.SCHEDULER_RUNS.labels("alerts", outcome).inc()
+        metrics.SCHEDULER_SECONDS.labels("alerts").observe(time.perf_counter() - started)
+
+    scheduler.add_job(alerts, "interval", seconds=context.config.alerts.interval_s, id="alerts")
     scheduler.add_job(in_tx(expire), "interval", minutes=10, id="expire")
     scheduler.add_job(in_tx(retention, cfg.template_retention_days), "interval", hours=1, id="retention")
     scheduler.add_job(context.publisher.flush, "interval", seconds=cfg.publish_interval_s, id="publish")

@@ -11,6 +11,7 @@
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
     i18n       /language                           everyone  the page language; dates in the park's time
+    alerts     /alerts                             manager, technician   open alerts, resolved by a person
     metrics    /metrics                            allowed networks or the metrics token (Prometheus)
 
 `register(app, pages=...)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
@@ -103,6 +104,9 @@ def _register_pages(app: Flask) -> None:
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
                ticket_types.bp):
         app.register_blueprint(bp)
+    from central.web import alerts_page
+
+    app.register_blueprint(alerts_page.bp)
     security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
 
     @app.after_request
