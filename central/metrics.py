@@ -74,7 +74,11 @@ def prepare(multiprocess_dir: str | None) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     from prometheus_client import values
 
-    values.ValueClass = values.get_value_class()  # the metrics above were made before the variable was set
+    values.ValueClass = values.get_value_class()
+    # The metrics above were made before the variable was set: those without labels hold their values
+    # already (the labelled ones make theirs at first use), so they are made afresh in the new mode.
+    for metric in (INGEST_LAG, INGEST_BATCH, CLAIM_SECONDS):
+        metric._metric_init()
 
 
 def multiprocess() -> bool:
