@@ -555,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVICES = ("serve", "ingest", "claims", "scheduler", "run")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -563,6 +566,12 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command in SERVICES:
+            config = _config(args)
+            if config.logging.json:  # the services' logs as JSON lines ([logging] json)
+                from protocol.logs import use_json_logs
+
+                use_json_logs(site=config.site, service=f"park-central {args.command}")
         return args.func(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

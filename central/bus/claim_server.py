@@ -112,7 +112,8 @@ class ClaimServer:
         if request.site != site or request.gate != gate:
             self.stats.invalid += 1  # a gate may claim only under its own topic (the ACL says so too)
             metrics.CLAIMS.labels("invalid").inc()
-            log.warning("claim request on %s names %s/%s", msg.topic, request.site, request.gate)
+            log.warning("claim request on %s names %s/%s", msg.topic, request.site, request.gate,
+                        extra={"site": site, "gate": gate})
             return
         if expired(request, utcnow()):
             self.stats.late += 1
@@ -176,7 +177,8 @@ class ClaimServer:
         try:
             self.link.publish(topics.claim_reply(request.site, request.gate), encode(reply), qos=1, wait=False)
         except PublishError as exc:
-            log.warning("claim reply to %s lost: %s", request.gate, exc)
+            log.warning("claim reply to %s lost: %s", request.gate, exc, extra={"site": request.site,
+                                                                                 "gate": request.gate})
 
     def _maybe_prune(self) -> None:
         if time.monotonic() < self._next_prune:

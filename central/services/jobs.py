@@ -84,7 +84,8 @@ def heartbeat_check(session: Session, timeout_s: int, now: datetime | None = Non
     """Mark gates silent for `timeout_s` offline and raise the alert (log + audit)."""
     stale = mark_stale_gates_offline(session, timeout_s, now)
     for gate in stale:
-        log.warning("ALERT gate %s/%s offline: no heartbeat for %ss", gate.site_id, gate.name, timeout_s)
+        log.warning("ALERT gate %s/%s offline: no heartbeat for %ss", gate.site_id, gate.name, timeout_s,
+                    extra={"site": gate.site_id, "gate": gate.name})
     return stale
 
 
