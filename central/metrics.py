@@ -72,6 +72,7 @@ def prepare(multiprocess_dir: str | None) -> None:
         return
     folder = os.environ.setdefault(MULTIPROC_ENV, multiprocess_dir or "")
     Path(folder).mkdir(parents=True, exist_ok=True)
+    _forget_dead(Path(folder))
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()
@@ -79,6 +80,22 @@ def prepare(multiprocess_dir: str | None) -> None:
     # already (the labelled ones make theirs at first use), so they are made afresh in the new mode.
     for metric in (INGEST_LAG, INGEST_BATCH, CLAIM_SECONDS):
         metric._metric_init()
+
+
+def _forget_dead(folder: Path) -> None:
+    """Drop the files of processes that are gone (prometheus_client names them <kind>_<pid>.db), so the
+    folder does not grow with every restart; their counts leave the sums, which Prometheus reads as a
+    counter reset (rate() and increase() allow for it)."""
+    for path in folder.glob("*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, as another user
 
 
 def multiprocess() -> bool:

@@ -115,3 +115,15 @@ def test_a_metrics_network_that_is_not_one_is_refused_naming_the_key():
         assert "metrics.allow" in str(exc) and "the office" in str(exc)
     else:
         raise AssertionError("accepted")
+
+
+def test_the_multiprocess_folder_forgets_the_files_of_processes_that_are_gone(tmp_path):
+    import os
+
+    from central.metrics import _forget_dead
+
+    gone, alive = tmp_path / "counter_999999999.db", tmp_path / f"histogram_{os.getpid()}.db"
+    gone.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    _forget_dead(tmp_path)
+    assert not gone.exists() and alive.exists()
