@@ -148,7 +148,10 @@ class GateAgent:
             self.faces.camera.on_encode = self.metrics.face_encode.observe
         address = self.file_cfg.metrics.address()
         if address is not None:
-            self.metrics_port = self.metrics.serve(*address)
+            try:
+                self.metrics_port = self.metrics.serve(*address)
+            except OSError as exc:  # the gate admits visitors without its metrics: say so, go on
+                log.error("metrics not served on %s:%s: %s", *address, exc.strerror or exc.__class__.__name__)
         self.arm.rebuild(self._hardware())
         self.passages.recover(self.arm)  # else the next passage settles it, before the arm opens again
         self.faces.load()

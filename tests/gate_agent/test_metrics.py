@@ -97,3 +97,27 @@ def test_a_metrics_address_that_is_not_one_is_refused_naming_the_key(tmp_path):
             "metrics": {"listen": "gate-box:http"}}
     with pytest.raises(gate_config.ConfigError, match="metrics.listen"):
         gate_config.from_dict(data, source="gate.toml")
+
+
+def test_a_gate_whose_metrics_port_is_taken_still_admits_visitors(tmp_path, mosquitto, site, signer, probe,
+                                                                  turnstile_factory, caplog):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    sim = turnstile_factory()
+    cfg = gate_config_for(signer, site, "g1")
+    probe.publish(topics.config(site, "g1"), cfg, retain=True)
+    fc = file_config(tmp_path, mosquitto, site, "g1", turnstile=sim)
+    fc.metrics = gate_config.MetricsSection(listen=f"127.0.0.1:{taken.getsockname()[1]}")
+    agent = GateAgent(fc, display=ConsoleDisplay("g1", stream=io.StringIO())).start()
+    try:
+        probe.wait(lambda: agent.active is not None)
+        assert agent.metrics_port is None
+        assert "metrics not served" in caplog.text
+        assert agent.present("qr", ticket(signer, 77)).passed == 1
+    finally:
+        agent.stop()
+        taken.close()
+        probe.publish(topics.config(site, "g1"), b"", retain=True)
