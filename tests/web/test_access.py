@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from central.models import AuditEntry
 from tests.web.conftest import ROLES, Browser, login, password_for
 
-WEB_BLUEPRINTS = {"dashboard", "live", "desk", "gates", "reports", "admin"}
+WEB_BLUEPRINTS = {"dashboard", "live", "desk", "gates", "reports", "admin", "alerts"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
-         "username": "nobody", "token_id": "999"}
+         "username": "nobody", "token_id": "999", "number": "1", "alert_id": "999"}
 
 
 def guarded_routes(app):
