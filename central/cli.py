@@ -46,7 +46,6 @@ def _config(args) -> CentralConfig:
 
 
 def _context(config: CentralConfig, mqtt: bool = True, suffix: str = "cli"):
-    from central import metrics
     from central.context import CentralContext
     from central.migrate import current, head
 
@@ -55,7 +54,6 @@ def _context(config: CentralConfig, mqtt: bool = True, suffix: str = "cli"):
         # Say it plainly instead of failing later on a missing table or column.
         state = "has no schema yet" if at is None else f"is at schema {at}, this version needs {newest}"
         raise ConfigError(f"the database {_safe_url(config.database_url)} {state}: run `park-central db upgrade`")
-    metrics.prepare(config.metrics.multiprocess_dir or None)  # before this process counts anything
     return CentralContext.create(config, mqtt=mqtt, client_suffix=suffix)
 
 
@@ -253,7 +251,12 @@ def central_toml(*, database_url: str, site: str, state_dir: str, mqtt_host: str
         f'secret_key = "{secrets.token_urlsafe(32)}"\n'
         f'host = "{web_host}"\nport = {web_port}\n'
         "secure_cookies = false          # true once an HTTPS proxy is in front (then proxy_hops = 1)\n"
-        "proxy_hops = 0\n"
+        "proxy_hops = 0\n\n"
+        "[metrics]\n"
+        "# /metrics on the web port: add the monitoring server's network (or set a token).\n"
+        'allow = ["127.0.0.1/32", "::1/128"]\n'
+        "# Every central service counts into this folder; the web's /metrics adds them up.\n"
+        f'multiprocess_dir = "{state_dir}/metrics"\n'
     )
 
 
@@ -566,8 +569,11 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if args.command in SERVICES:
+        if args.command in SERVICES:  # not the one-shot commands: they count nothing
+            from central import metrics
+
             config = _config(args)
+            metrics.prepare(config.metrics.multiprocess_dir or None)  # before this process counts anything
             if config.logging.json:  # the services' logs as JSON lines ([logging] json)
                 from protocol.logs import use_json_logs
 
