@@ -264,7 +264,12 @@ def central_toml(*, database_url: str, site: str, state_dir: str, mqtt_host: str
         f'secret_key = "{secrets.token_urlsafe(32)}"\n'
         f'host = "{web_host}"\nport = {web_port}\n'
         "secure_cookies = false          # true once an HTTPS proxy is in front (then proxy_hops = 1)\n"
-        "proxy_hops = 0\n"
+        "proxy_hops = 0\n\n"
+        "[metrics]\n"
+        "# /metrics on the web port: add the monitoring server's network (or set a token).\n"
+        'allow = ["127.0.0.1/32", "::1/128"]\n'
+        "# Every central service counts into this folder; the web's /metrics adds them up.\n"
+        f'multiprocess_dir = "{state_dir}/metrics"\n'
     )
 
 
@@ -583,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVICES = ("serve", "ingest", "claims", "scheduler", "run")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -591,6 +599,15 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command in SERVICES:  # not the one-shot commands: they count nothing
+            from central import metrics
+
+            config = _config(args)
+            metrics.prepare(config.metrics.multiprocess_dir or None)  # before this process counts anything
+            if config.logging.json:  # the services' logs as JSON lines ([logging] json)
+                from protocol.logs import use_json_logs
+
+                use_json_logs(site=config.site, service=f"park-central {args.command}")
         return args.func(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -452,6 +452,10 @@ class Alert(Base):
     count: Mapped[int] = mapped_column(default=1)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # The central's own alerts (central.services.alerting): when the notice went out to the webhooks and
+    # addresses, and the recovery notice once the condition cleared (resolved_by "system").
+    notified_at: Mapped[datetime | None]
+    recovery_notified_at: Mapped[datetime | None]
 
 
 class DenialCount(Base):

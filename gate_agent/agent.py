@@ -58,6 +58,7 @@ from .health import AGENT_VERSION, Health
 from .id_key import save_id_salt
 from .kiosk import make_display
 from .link import Link
+from .metrics import GateMetrics
 from .passages import PENDING_PASSAGE, Passages
 from .readers import Reader, build_readers, run_reader
 from .speaker import Speaker
@@ -138,6 +139,9 @@ class GateAgent:
         if self.speaker is not None:
             self.health.devices.append(self.speaker.health)
         self.claims = ClaimClient(self.link, self.site, self.gate)
+        self.metrics = GateMetrics(self.site, self.gate)
+        self.metrics.watch(outbox=self.store.outbox_depth, devices=self._device_states,
+                           connected=lambda: self.link.connected)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
@@ -145,6 +149,7 @@ class GateAgent:
         self._threads: list[threading.Thread] = []
         self.readers: list[Reader] = []
         self.control = None
+        self.metrics_port: int | None = None
         self._load_saved_config()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -153,6 +158,14 @@ class GateAgent:
         self.readers, self.faces.camera, broken = build_readers(self.file_cfg.devices, self._slot_holder,
                                                                 self.fingerprints)
         self.health.readers, self.health.broken_readers = self.readers, broken
+        if self.faces.camera is not None:
+            self.faces.camera.on_encode = self.metrics.face_encode.observe
+        address = self.file_cfg.metrics.address()
+        if address is not None:
+            try:
+                self.metrics_port = self.metrics.serve(*address)
+            except OSError as exc:  # the gate admits visitors without its metrics: say so, go on
+                log.error("metrics not served on %s:%s: %s", *address, exc.strerror or exc.__class__.__name__)
         self.arm.rebuild(self._hardware())
         self.passages.recover(self.arm)  # else the next passage settles it, before the arm opens again
         self.faces.load()
@@ -185,6 +198,7 @@ class GateAgent:
         for thread in self._threads:
             thread.join(3)
         self.link.stop(publish_offline=self.health.status(online=False))
+        self.metrics.close()
         self.arm.close()
         close = getattr(self.display, "close", None)
         if close is not None:
@@ -330,6 +344,7 @@ class GateAgent:
             self._recent[key] = time.monotonic()  # the window counts from the end of the passage
 
     def _decide_and_act(self, attempt: Attempt) -> Handled:
+        started = time.perf_counter()
         now = park_now()
         offline = not self.link.connected
         active, mode = self.active, self.mode
@@ -345,6 +360,8 @@ class GateAgent:
         verdict = outcome.verdict
         note = self._ticket_note(outcome)
         self.announcer.tell(verdict.reason, verdict.retry_at, verdict.passages, note)
+        self.metrics.decision.observe(time.perf_counter() - started)  # decided and shown: the arm opens next
+        (self.metrics.granted if verdict.granted else self.metrics.refused).inc()
         handled = Handled(attempt, outcome)
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if not verdict.granted:
@@ -508,6 +525,11 @@ class GateAgent:
 
     def reader_health(self) -> list[m.ReaderHealth]:
         return self.health.reader_health()
+
+    def _device_states(self) -> list[tuple[str, bool]]:
+        """(device, works) for /metrics: the turnstile's controller when fitted, then each reader."""
+        states = [("turnstile", self.arm.healthy)] if self.arm.configured else []
+        return states + [(r.name, r.ok) for r in self.health.reader_health()]
 
     @property
     def alarms(self) -> frozenset[str]:

@@ -217,6 +217,7 @@ class Camera:
 
             self.driver = OpenCvCamera(int(source) if str(source).isdigit() else source, fps)
         self.lock = threading.Lock()
+        self.on_encode: Callable[[float], None] | None = None  # the seconds each frame took to encode (metrics)
 
     def probe(self, timeout: float = 2.0):
         """One frame, encoded: the first face template found, or None."""
@@ -228,7 +229,10 @@ class Camera:
             frame = self.driver.read_frame(timeout)
         if frame is None:
             return None
+        started = time.perf_counter()
         faces = encode_frame(frame)
+        if self.on_encode is not None:
+            self.on_encode(time.perf_counter() - started)
         return faces[0] if faces else None
 
 

@@ -32,6 +32,7 @@ from functools import lru_cache
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from central import metrics
 from central.bus.link import MqttLink
 from central.bus.publisher import Publisher
 from central.bus.snapshots import SnapshotSender
@@ -266,7 +267,9 @@ class IngestWorker:
 
     def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         now = utcnow()
+        started = time.perf_counter()
         counted: list[PassageEvent] = []
+        result = None
         with self.sessions.begin() as session:
             for item in items:
                 if item.kind == "status":
@@ -297,6 +300,11 @@ class IngestWorker:
         self._counted.extend(counted)  # committed: a retried batch never tells the dashboards twice
         self.stats.parked += len(parked)
         self.stats.batches += 1
+        metrics.count_batch(counted, stored=result.new if result else 0,
+                            duplicates=result.duplicates if result else 0,
+                            conflicts=len(result.conflicts) if result else 0,
+                            flagged=len(result.flagged) if result else 0, parked=len(parked),
+                            committed_at=time.time(), batch_s=time.perf_counter() - started)
 
     def _store_one_by_one(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         for msg, error in parked:

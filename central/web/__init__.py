@@ -16,6 +16,8 @@
     i18n       /language                           everyone  the page language; dates in the park's time
     booking    /book/...                           visitors  book a slot for a party, see, find, cancel (no login)
     booking_admin /bookings/...                    manager   booking calendar, settings, blocklist, report, desk
+    alerts     /alerts                             manager, technician   open alerts, resolved by a person
+    metrics    /metrics                            allowed networks or the metrics token (Prometheus)
 
 `register(app, pages=...)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
 CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
@@ -73,6 +75,9 @@ def register(app: Flask, pages: bool = True) -> None:
     from central.web import api_finance  # noqa: F401  (customers, group orders, statements, shifts: on `api`)
 
     app.register_blueprint(api)
+    from central.web import metrics_view
+
+    metrics_view.init_app(app)  # /metrics for Prometheus, and every request counted
     if pages:
         _register_pages(app)
 
@@ -111,8 +116,9 @@ def _register_pages(app: Flask) -> None:
                ticket_types.bp, parks.bp, customer_pages.bp, finance_pages.bp, shift_pages.bp):
         app.register_blueprint(bp)
     limiter = security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
-    from central.web import booking, booking_admin
+    from central.web import alerts_page, booking, booking_admin
 
+    app.register_blueprint(alerts_page.bp)
     app.register_blueprint(booking.bp)  # the public booking site, /book/
     app.register_blueprint(booking_admin.bp)  # its calendar, settings, blocklist and report for managers
     booking.init_limits(app, limiter)

@@ -15,7 +15,7 @@ PUBLIC_BLUEPRINTS = {"web", "auth", "i18n", "api", "openapi", "book"}
 APP_ENDPOINTS = {"static", "healthz", "metrics"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
          "username": "nobody", "token_id": "999", "customer_id": "1", "order_id": "1", "statement_id": "1",
-         "shift_id": "1", "payment_id": "1", "number": "1"}
+         "shift_id": "1", "payment_id": "1", "number": "1", "alert_id": "999"}
 
 
 def guarded_routes(app):
