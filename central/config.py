@@ -8,10 +8,11 @@
     [web]      secret_key, host, port, secure_cookies, proxy_hops, ratelimit_storage, threads
     [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
     [gates]    controller_profiles (a site's own turnstile models, beside the shipped ones)
+    [database] read_url (a hot standby the reports read from)
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
 PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
-PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY.
+PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY, PARK_CENTRAL_DB_READ.
 
 A fault raises `ConfigError` naming the key and the file (`central.toml: mqtt.port must be ...`).
 """
@@ -102,6 +103,13 @@ class GatesConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    # A hot standby the reports may read from (PostgreSQL only): their queries then leave the primary
+    # to the ingest and the sales. Empty: the reports read the primary like everything else.
+    read_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     database_url: str = DEFAULT_DB
     site: str = "park1"
@@ -111,6 +119,7 @@ class CentralConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = "<defaults>"
 
     def with_overrides(self, **changes: Any) -> CentralConfig:
@@ -118,7 +127,7 @@ class CentralConfig:
 
 
 _SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig,
-             "gates": GatesConfig}
+             "gates": GatesConfig, "database": DatabaseConfig}
 _ENV = {
     "PARK_CENTRAL_DB": ("", "database_url"),
     "PARK_CENTRAL_SITE": ("", "site"),
@@ -128,6 +137,7 @@ _ENV = {
     "PARK_CENTRAL_MQTT_PASSWORD": ("mqtt", "password"),
     "PARK_CENTRAL_TEMPLATE_KEY": ("keys", "template_key"),
     "PARK_CENTRAL_SECRET_KEY": ("web", "secret_key"),
+    "PARK_CENTRAL_DB_READ": ("database", "read_url"),
 }
 
 
@@ -216,6 +226,8 @@ def _validate(config: CentralConfig) -> None:
     src = config.source
     if not (config.database_url.startswith("sqlite") or config.database_url.startswith("postgresql")):
         raise ConfigError(f"{src}: database_url must be a sqlite:/// or postgresql+psycopg:// URL")
+    if config.database.read_url and not config.database.read_url.startswith("postgresql"):
+        raise ConfigError(f"{src}: database.read_url must be a postgresql+psycopg:// URL (a hot standby)")
     try:
         check_name("site", config.site)
     except ValueError as exc:
