@@ -25,38 +25,9 @@ from protocol.ids import new_event_id
 from protocol.messages import ClaimReply, ClaimRequest, decode, encode
 from tests.reliability.conftest import Visitors, poll
 from tests.reliability.test_broker_outage import check_park
-from tests.support.pg_pair import (
-    PgServer,
-    both_hosts_url,
-    have_pg_server,
-    make_synchronous,
-    remove,
-    scratch_dir,
-)
-from tests.support.services import need
+from tests.support.pg_pair import both_hosts_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.postgres]
-
-
-@pytest.fixture
-def pg_pair():
-    need(have_pg_server(), "PostgreSQL server binaries not found (apt-get install postgresql; or set GATES_PG_BIN)")
-    base = scratch_dir("gates-pair-")
-    servers: list[PgServer] = []
-    try:
-        primary = PgServer.primary(base, "db1")
-        servers.append(primary)
-        standby = PgServer.standby_of(primary, base, "db2")
-        servers.append(standby)
-        make_synchronous(primary, standby)
-        poll(lambda: primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
-                                 db="postgres")[0] == 1, 20, what="the standby streaming synchronously")
-        yield primary, standby
-    finally:
-        for server in servers:
-            if server.running:
-                server.stop("immediate")
-        remove(base)
 
 
 class Web:
