@@ -12,10 +12,11 @@
     [alerts]   webhooks, webhook_style, smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls,
                mail_from, mail_to, interval_s, outbox_events, occupancy_ratio, parked_messages
     [logging]  json (one JSON object a line, with site and gate)
+    [database] read_url (a hot standby the reports read from)
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
 PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
-PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY.
+PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY, PARK_CENTRAL_DB_READ.
 
 A fault raises `ConfigError` naming the key and the file (`central.toml: mqtt.port must be ...`).
 """
@@ -146,6 +147,13 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    # A hot standby the reports may read from (PostgreSQL only): their queries then leave the primary
+    # to the ingest and the sales. Empty: the reports read the primary like everything else.
+    read_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     database_url: str = DEFAULT_DB
     site: str = "park1"
@@ -158,6 +166,7 @@ class CentralConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = "<defaults>"
 
     def with_overrides(self, **changes: Any) -> CentralConfig:
@@ -165,7 +174,8 @@ class CentralConfig:
 
 
 _SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig,
-             "gates": GatesConfig, "metrics": MetricsConfig, "alerts": AlertsConfig, "logging": LoggingConfig}
+             "gates": GatesConfig, "metrics": MetricsConfig, "alerts": AlertsConfig, "logging": LoggingConfig,
+             "database": DatabaseConfig}
 _ENV = {
     "PARK_CENTRAL_DB": ("", "database_url"),
     "PARK_CENTRAL_SITE": ("", "site"),
@@ -175,6 +185,7 @@ _ENV = {
     "PARK_CENTRAL_MQTT_PASSWORD": ("mqtt", "password"),
     "PARK_CENTRAL_TEMPLATE_KEY": ("keys", "template_key"),
     "PARK_CENTRAL_SECRET_KEY": ("web", "secret_key"),
+    "PARK_CENTRAL_DB_READ": ("database", "read_url"),
 }
 
 
@@ -263,6 +274,8 @@ def _validate(config: CentralConfig) -> None:
     src = config.source
     if not (config.database_url.startswith("sqlite") or config.database_url.startswith("postgresql")):
         raise ConfigError(f"{src}: database_url must be a sqlite:/// or postgresql+psycopg:// URL")
+    if config.database.read_url and not config.database.read_url.startswith("postgresql"):
+        raise ConfigError(f"{src}: database.read_url must be a postgresql+psycopg:// URL (a hot standby)")
     try:
         check_name("site", config.site)
     except ValueError as exc:

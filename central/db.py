@@ -2,6 +2,16 @@
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout, and every transaction starts with
 BEGIN IMMEDIATE so two writers queue for the lock instead of failing when one upgrades a read.
+
+PostgreSQL with a hot standby: `database_url` names both servers and asks for the writable one,
+
+    postgresql+psycopg://park@/park?host=db1:5432&host=db2:5432&target_session_attrs=read-write
+
+so libpq tries them in turn and connects only to the primary. When the primary dies, pooled
+connections to it are dead: `pool_pre_ping` finds them on checkout, the pool drops every connection
+older than the failure, and the next connection goes to whichever server is now writable. A
+transaction cut by the failure raises an error `is_transient()` recognises; the ingest and the claim
+server retry such a transaction, the web answers 503 "try again" (never a 500).
 """
 
 from __future__ import annotations
@@ -10,7 +20,15 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+# SQLSTATE classes of a failure that a retry on a fresh connection may not meet again: connection
+# exceptions (08), a transaction rolled back by the server (40: deadlock, serialization), the server
+# shutting down or starting up (57P01-57P03), a read-only transaction (25006: a demoted primary).
+_TRANSIENT_STATES = ("08", "40", "57P01", "57P02", "57P03", "25006")
+_TRANSIENT_WORDS = ("deadlock", "could not serialize", "database is locked", "connection", "server closed",
+                    "terminating", "read-only", "hot standby", "shutting down", "starting up", "recovery")
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -31,7 +49,23 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
                                connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # connect_timeout: a primary whose machine is gone (no "refused", only silence) costs each new
+    # connection 3 s before libpq tries the next host, not the kernel's minutes.
+    connect_args = {} if "connect_timeout" in url else {"connect_timeout": 3}
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args=connect_args)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database was away or busy, not the statement at fault: the same transaction may be retried."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None) or ""
+    if state.startswith(_TRANSIENT_STATES):
+        return True
+    text = str(orig).lower()
+    return any(word in text for word in _TRANSIENT_WORDS)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

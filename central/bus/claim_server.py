@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from central import metrics
 from central.bus.link import MqttLink, PublishError
 from central.config import CentralConfig
+from central.db import is_transient
 from central.models import utcnow
 from central.services.claims import expired, handle_claim, prune_claims
 from protocol import topics
@@ -199,8 +200,10 @@ class _TooLate(Exception):
 
 
 def _transient(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return any(word in text for word in ("deadlock", "could not serialize", "database is locked"))
+    """Worth one more try: a deadlock, or a connection cut by a failover (the next goes to the new
+    primary). Retrying is safe: the claim is keyed by its request id, so a first try that committed
+    unseen gives the same answer again."""
+    return is_transient(exc)
 
 
 __all__ = ["ClaimServer", "ClaimStats"]

@@ -37,6 +37,7 @@ from central.bus.link import MqttLink
 from central.bus.publisher import Publisher
 from central.bus.snapshots import SnapshotSender
 from central.config import CentralConfig
+from central.db import is_transient
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
 from central.services.gates import record_command_ack, record_config_ack, record_fire_alarm, record_status
 from central.services.ingest import ingest_batch
@@ -380,6 +381,4 @@ def _parked(msg, error: str, now) -> ParkedMessage:
                          sha256=hashlib.sha256(payload).hexdigest(), error=error, received_at=now)
 
 
-def _transient(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return any(word in text for word in ("deadlock", "could not serialize", "database is locked", "connection"))
+_transient = is_transient

@@ -35,8 +35,9 @@ from flask import Blueprint, Flask, jsonify, render_template, request
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
 
-from central.web.stack import EXTENSION, HUB, close_db, current_user, has_role, site_id
+from central.web.stack import EXTENSION, HUB, close_db, current_user, database_away, has_role, site_id
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -170,6 +171,8 @@ def _register_pages(app: Flask) -> None:
     @app.errorhandler(413)
     def _too_large(_exc):
         return _page(413, "too_large", _l("Too large"), _l("The upload is too large."))
+
+    app.register_error_handler(OperationalError, database_away)
 
     def emergency_gates() -> list[str]:
         """The gates of this site in emergency, for the banner every page shows while there are any."""

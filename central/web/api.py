@@ -20,6 +20,7 @@ import re
 import msgspec
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -34,7 +35,7 @@ from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.web import api_schema as schema
-from central.web.stack import Forbidden, commit, current_context, may_see_site, require, site_id
+from central.web.stack import Forbidden, commit, current_context, database_away, may_see_site, require, site_id
 from central.web.stack import db as request_db
 from protocol.ids import holder_ref
 
@@ -103,6 +104,9 @@ def _any_http_error(exc: HTTPException):
     if request.path.startswith(api.url_prefix + "/"):
         return _http_error(exc)
     return exc.get_response()
+
+
+api.register_error_handler(OperationalError, database_away)  # before the catch-all below: a 503, not a bug
 
 
 @api.errorhandler(Exception)

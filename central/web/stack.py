@@ -19,12 +19,14 @@ POSTs carry the CSRF token (`central.web`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 from flask import abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
@@ -34,6 +36,9 @@ from central.i18n import _l
 from central.models import StaffUser
 from central.services import ServiceError
 from central.services import users as user_service
+from central.services.replica import UNAVAILABLE, StandbyState, standby_state
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "central"  # app.extensions key of the CentralContext
 PASSWORD_PAGES = frozenset({"auth.change_password", "auth.logout", "i18n.set_language"})
@@ -118,6 +123,48 @@ def db() -> Session:
     return g.db
 
 
+def report_db() -> tuple[Session, StandbyState | None]:
+    """The session reports read, and what to say about it: the standby's when `[database] read_url`
+    names one and it answers, else the request's own (the primary), with a note that the standby is away."""
+    read_sessions = current_context().read_sessions
+    if read_sessions is None:
+        return db(), None
+    if "read_db" not in g:
+        session = read_sessions()
+        try:
+            g.standby = standby_state(session)
+        except OperationalError:
+            session.invalidate()
+            g.read_db, g.standby = db(), UNAVAILABLE
+        else:
+            restrict_to_sites(session, visible_sites())  # the asker's parks only, as on the primary
+            g.read_db = session
+    return g.read_db, g.standby
+
+
+def database_away(exc: OperationalError):
+    """The database did not answer (a primary failing over to its standby): 503 and "try again", never a
+    500. A page of its own, not base.html: that one asks the database who is logged in."""
+    from flask import jsonify, make_response, render_template
+    from flask_babel import force_locale
+
+    log.warning("database not answering for %s: %s", request.endpoint, exc.__class__.__name__)
+    for key in ("read_db", "db"):
+        session = g.pop(key, None)
+        if session is not None:
+            session.invalidate()
+    text = _l("The database is not answering (it may be switching to its standby server). Nothing you "
+              "entered was saved: wait a minute and try again.")
+    if is_api():
+        with force_locale("en"):
+            response = jsonify({"error": "database_unavailable", "detail": str(text)})
+    else:
+        response = make_response(render_template("database_unavailable.html", text=text))
+    response.status_code = 503
+    response.headers["Retry-After"] = "30"
+    return response
+
+
 def commit() -> None:
     """Commit the request's work; the after-commit hook then publishes what the gates must learn."""
     session = db()
@@ -129,6 +176,9 @@ def commit() -> None:
 
 
 def close_db(_exc: BaseException | None = None) -> None:
+    read = g.pop("read_db", None)
+    if read is not None and read is not g.get("db"):
+        read.close()
     session = g.pop("db", None)
     if session is not None:
         session.rollback()
@@ -224,5 +274,5 @@ def require(*roles: str) -> Callable:
 
 
 __all__ = ["Actor", "Forbidden", "Unauthorised", "actor", "close_db", "commit", "config", "ctx", "current_context",
-           "current_user", "db", "has_role", "is_api", "live_hub", "may_see_site", "require", "site_id",
-           "visible_sites"]
+           "current_user", "database_away", "db", "has_role", "is_api", "live_hub", "may_see_site", "report_db",
+           "require", "site_id", "visible_sites"]
