@@ -12,10 +12,11 @@ from tests.web.conftest import ROLES, Browser, login, password_for
 
 # Every blueprint is a staff page unless listed here: a new page is guarded by default, or this test fails.
 PUBLIC_BLUEPRINTS = {"web", "auth", "i18n", "api", "openapi", "book"}
-APP_ENDPOINTS = {"static", "healthz", "metrics"}
+APP_ENDPOINTS = {"static", "healthz", "prometheus_metrics"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
          "username": "nobody", "token_id": "999", "customer_id": "1", "order_id": "1", "statement_id": "1",
-         "shift_id": "1", "payment_id": "1", "number": "1", "alert_id": "999"}
+         "shift_id": "1", "payment_id": "1", "number": "1", "alert_id": "999",
+         "block_id": "1", "quota_id": "1", "position": "1"}
 
 
 def guarded_routes(app):
