@@ -544,9 +544,26 @@ def list_conflicts():
     db = request_db()
     rows = db.scalars(select(Conflict).where(Conflict.site_id == _site()).order_by(Conflict.at.desc())
                       .limit(g.query.limit))
-    return jsonify({"conflicts": [
-        {"event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason, "gate": c.gate,
-         "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline} for c in rows]})
+    return jsonify({"conflicts": [conflict_json(c) for c in rows]})
+
+
+def conflict_json(c: Conflict) -> dict:
+    return {"id": c.id, "event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason,
+            "gate": c.gate, "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline,
+            "resolved_at": _iso(c.resolved_at), "resolved_by": c.resolved_by, "resolution": c.resolution,
+            "resolution_note": c.resolution_note}
+
+
+@api.post("/conflicts/<id:conflict_id>/resolve")
+@require("manager")
+@accepts(body=schema.ConflictDecisionBody)
+def resolve_conflict(conflict_id: int, body: schema.ConflictDecisionBody):
+    from central.services.conflicts import resolve_conflict as resolve
+
+    conflict = resolve(request_db(), _site(), conflict_id, body.decision, body.note, actor=g.actor)
+    out = conflict_json(conflict)
+    commit()
+    return jsonify(out)
 
 
 # --- gates -------------------------------------------------------------------------------------
