@@ -35,7 +35,16 @@ from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.web import api_schema as schema
-from central.web.stack import Forbidden, commit, current_context, database_away, may_see_site, require, site_id
+from central.web.stack import (
+    Forbidden,
+    commit,
+    current_context,
+    database_away,
+    may_see_site,
+    require,
+    site_id,
+    visible_sites,
+)
 from central.web.stack import db as request_db
 from protocol.ids import holder_ref
 
@@ -535,6 +544,25 @@ def get_occupancy():
     db = request_db()
     gate_service.get_site(db, _site())
     return jsonify(as_json(occupancy(db, _site())))
+
+
+@api.get("/parks")
+@require("manager")
+@accepts()
+def list_parks():
+    """Every park the asker works for at a glance (a head office's view), with the totals."""
+    from central.services.parks import overview
+
+    view = overview(request_db(), visible_sites())
+
+    def figures(p) -> dict:
+        return {"site": p.site, "name": p.name, "inside": p.inside, "capacity": p.capacity,
+                "entries_today": p.entries_today, "exits_today": p.exits_today,
+                "entries_per_min": p.entries_per_min, "gates_online": p.gates_online, "gates": p.gates,
+                "open_alerts": p.open_alerts, "full_zones": p.full_zones}
+
+    totals = {k: v for k, v in figures(view.totals).items() if k not in ("site", "name")}
+    return jsonify({"at": _iso(view.at), "parks": [figures(p) for p in view.parks], "totals": totals})
 
 
 @api.get("/conflicts")
