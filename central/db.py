@@ -7,10 +7,25 @@ BEGIN IMMEDIATE so two writers queue for the lock instead of failing when one up
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def table(model: type[Any]) -> Table:
+    """A mapped class's Table, for Core statements (the ORM types `__table__` as any FromClause)."""
+    found = model.__table__
+    if not isinstance(found, Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return found
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched: `Session.execute` is typed as returning a Result,
+    and for these statements it is a CursorResult, which counts them."""
+    return (result.rowcount or 0) if isinstance(result, CursorResult) else 0
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:

@@ -173,13 +173,13 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
                          Carried("qr", "", label="wrong day", day=other)))
     rng.shuffle(requests)
     done = 0
-    for start in range(0, len(requests), 500):
-        chunk = requests[start:start + 500]
+    for first in range(0, len(requests), 500):
+        chunk = requests[first:first + 500]
         with ctx.sessions.begin() as db:
             tickets = ticket_service.issue_tickets(db, SITE, [r for _, r, _ in chunk], actor="demo")
-            for (pool, _req, carried), ticket in zip(chunk, tickets, strict=True):
+            for (kind, _req, carried), ticket in zip(chunk, tickets, strict=True):
                 carried.value = ticket_service.ticket_code(ticket, ctx.signer)
-                pools[pool].append(carried)
+                pools[kind].append(carried)
         done += len(chunk)
         progress(f"tickets {done}/{len(requests)}")
 

@@ -19,7 +19,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from protocol import messages as m
 from protocol.errors import CodeError
@@ -30,6 +30,9 @@ from protocol.ticket_code import KeyRing, PublicKey
 from protocol.ticket_code import TicketClaims as Claims
 
 from .store import PassRow, Store, TicketRow
+
+if TYPE_CHECKING:
+    from biometrics.face import FaceIndex  # numpy only on a gate with a camera
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Attempt:
     source: str = ""
 
     @property
-    def repeat_key(self) -> tuple[str, object]:
+    def repeat_key(self) -> tuple[str, str, object]:
         value = self.value
         if isinstance(value, str):
             value = value.strip().upper()
@@ -176,9 +179,10 @@ class ZoneTracker:
 class FaceSource(Protocol):
     """Where the decider finds enrolled faces (`gate_agent.faces.FaceMatcher`)."""
 
-    index: object
+    @property
+    def index(self) -> FaceIndex | None: ...
 
-    def ensure(self) -> object: ...
+    def ensure(self) -> FaceIndex | None: ...
 
 
 class Decider:
@@ -272,7 +276,7 @@ class Decider:
     def _face(self, probe, active: ActiveConfig) -> Resolved:
         index = self.face_source.ensure() if self.face_source is not None else None
         match = index.identify(probe, active.cfg.face_threshold) if index is not None else None
-        if match is None or not match.ok:
+        if match is None or not match.ok or match.holder_id is None:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)
         passes = self.store.passes_of(match.holder_id)
         if not passes:
@@ -297,7 +301,7 @@ class Decider:
         zone = self.zones.state(cfg.zone)
         biometric, probe = None, None
         step = None
-        if attempt.direction == "in" and mode in ("normal", "locked"):
+        if attempt.direction == "in" and mode in ("normal", "locked") and resolved.credential is not None:
             step = biometric_step(resolved.credential, resolved.rules, resolved.usage, active.policy)
         if step is not None and mode == "normal":
             # Spare the camera when the rules refuse anyway.
