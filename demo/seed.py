@@ -1,6 +1,6 @@
 """Seed a believable park through the central's own services (no raw SQL): site, zones, gates, ticket
 types, tickets across sales channels, time-slot bookings with ID numbers, annual-pass holders (some with
-an enrolled fingerprint), an admin.
+an enrolled fingerprint), travel agencies with contract prices and today's groups with their guides, an admin.
 
 What a visitor carries (a QR code, an ID card, a pass card, a face, a finger) is returned as `Carried` for the
 visitor simulator; the database keeps what production keeps (no codes, only ID-number digests).
@@ -119,7 +119,7 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
             id=DAY_PASS, name="Day pass (re-entry, face bound)" if faces else "Day pass (re-entry)", entries=None,
             same_person=faces, anti_passback=True, min_gap_s=0, price="150"), actor="demo")
         ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=GROUP, name="Group ticket", entries=1, price="60"), actor="demo")
+            id=GROUP, name="Group ticket", entries=1, price="60", min_headcount=4, max_headcount=60), actor="demo")
         ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
             id=BOOKING, name="Time-slot booking (real name)", entries=1, real_name=True, slot_grace_min=15,
             price="70"), actor="demo")
@@ -128,7 +128,43 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
         park.admin_password = password
     park.pools = sell(ctx, visitors, faces=faces, rng=rng, progress=progress, wrong_day=True,
                       finger_share=FINGER_SHARE)
+    progress("travel agencies, contracts and today's groups with their guides")
+    park.pools["group"] += book_groups(ctx, rng, groups=max(3, visitors // 200))
+    rng.shuffle(park.pools["group"])
     return park, passwords
+
+
+# Group customers with their contract prices for the group ticket (the rack price is 60).
+AGENCIES = (("Huangshan CITS", "agency", "45.00"), ("Anhui Spring Travel", "agency", "50.00"),
+            ("Trip Cloud OTA", "ota", "52.00"), ("Hefei No. 1 Middle School", "school", "30.00"))
+GUIDES = (("Wang Li", "13800000001"), ("Chen Jing", "13900000002"), ("Zhao Lei", "13700000003"),
+          ("Sun Yan", "13600000004"))
+
+
+def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
+    """Agencies with contracts, and today's group orders: one group ticket each, brought by the guide."""
+    from central.services import customers as customer_service
+
+    today = park_now().astimezone(ZoneInfo(TIMEZONE)).date()
+    carried: list[Carried] = []
+    with ctx.sessions.begin() as db:
+        ids = []
+        for name, kind, price in AGENCIES:
+            customer = customer_service.create_customer(db, SITE, customer_service.CustomerSpec(
+                name=name, kind=kind, credit_limit="200000", payment_term_days=30), actor="demo")
+            customer_service.add_contact(db, customer.id, fake_name(rng), phone="0559 5550100", duty="bookings",
+                                         actor="demo")
+            customer_service.set_contract_price(db, customer.id, GROUP, price, today.replace(day=1), actor="demo")
+            ids.append(customer.id)
+        for i in range(groups):
+            guide, phone = GUIDES[i % len(GUIDES)]
+            result = customer_service.create_group_order(db, SITE, customer_service.GroupOrderRequest(
+                customer_id=ids[i % len(ids)], ticket_type=GROUP, visit_date=today, headcount=rng.randint(10, 40),
+                guide_name=guide, guide_phone=phone, idempotency_key=f"demo-{today.isoformat()}-{i}"), actor="demo")
+            for ticket in result.tickets:
+                carried.append(Carried("qr", ticket_service.ticket_code(ticket, ctx.signer),
+                                       headcount=ticket.headcount, name=guide, label="group", day=today))
+    return carried
 
 
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,

@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     except gate_config.ConfigError as exc:
         print(f"gate-agent: {exc}", file=sys.stderr)
         return 2
+    if cfg.logging.json:  # JSON lines with the site and gate on each ([logging] json)
+        from protocol.logs import use_json_logs
+
+        use_json_logs(site=cfg.site, gate=cfg.gate_id, service="gate-agent")
 
     if args.command == "run":
         return _run(cfg)

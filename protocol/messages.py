@@ -22,6 +22,7 @@ from protocol.errors import MessageError
 V = 1
 Direction = Literal["in", "out"]
 Mode = Literal["normal", "free", "locked", "emergency"]
+FireScope = Literal["gate", "zone", "site"]
 CredentialKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint", "none"]
 Decision = Literal["granted", "refused"]
 GateDirection = Literal["in", "out", "both"]
@@ -29,7 +30,7 @@ ClaimPolicy = Literal["local", "central"]
 Language = Literal["zh", "en"]
 PassBiometric = Literal["none", "face", "fingerprint", "either"]
 CommandKind = Literal["open_once", "set_mode", "resync", "test_devices"]
-TicketStatus = Literal["valid", "used", "refunded", "revoked", "expired"]
+TicketStatus = Literal["valid", "used", "refunded", "revoked", "expired", "held"]
 PassStatus = Literal["active", "suspended", "lost", "expired"]
 TemplateKind = Literal["face", "fingerprint"]
 
@@ -40,6 +41,7 @@ GATE_DIRECTIONS: tuple[GateDirection, ...] = get_args(GateDirection)
 CLAIM_POLICIES: tuple[ClaimPolicy, ...] = get_args(ClaimPolicy)
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 PASS_BIOMETRICS: tuple[PassBiometric, ...] = get_args(PassBiometric)
+FIRE_SCOPES: tuple[FireScope, ...] = get_args(FireScope)
 COMMAND_KINDS: tuple[CommandKind, ...] = get_args(CommandKind)
 TICKET_STATUSES: tuple[TicketStatus, ...] = get_args(TicketStatus)
 PASS_STATUSES: tuple[PassStatus, ...] = get_args(PassStatus)
@@ -153,6 +155,11 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     zones: list[Annotated[int, msgspec.Meta(ge=1, le=32)]] = []  # empty: every zone
     weekdays: list[Annotated[int, msgspec.Meta(ge=0, le=6)]] = []  # Monday 0; empty: every day
     slot_grace_min: Count = 15
+    # Staff beside the gate must look at the visitor (a child's, senior's or concession ticket): the
+    # screen and the voice name the type.
+    staff_check: bool = False
+    # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
+    id_face: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
@@ -187,6 +194,13 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
     opening: OpeningHours = OpeningHours()
     face_threshold: Annotated[float, msgspec.Meta(gt=0, lt=2)] | None = None
     pass_biometric: PassBiometric = "face"
+    # What a controller's fire input switches to emergency: its own gate, the gates of its zone, or the
+    # site's (a site setting); the gates do it among themselves over MQTT (FireAlarm), without the central.
+    fire_scope: FireScope = "zone"
+    id_face: bool = False  # 人证核验 for every ID-card entry of the site (else per ticket type, `id_face`)
+    # When the site's last emergency was ended at the central (by whom: its audit log): a fire latched
+    # before it is over at the gate; a fire input still raised after it raises a new alarm.
+    emergency_ended_at: At | None = None
     ticket_types: list[TicketTypeRules] = []
     keys: list[PublicKeyInfo] = []
     id_salt: Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)] = b"\x00" * 16
@@ -196,6 +210,21 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
         # An unknown zone would make every decide() at the gate raise; refuse it with the config.
         if not _known_timezone(self.timezone):
             raise ValueError(f"unknown time zone {self.timezone!r} - at `$.timezone`")
+
+
+class FireAlarm(_Msg, frozen=True, kw_only=True):
+    """A gate's fire input, retained on its own `fire` topic: `active` while the input is raised.
+
+    The gates in `scope` (its zone or the site) go to emergency when they read it and stay there until
+    the emergency is ended (a new config version from the central, or a technician at the box); an alarm
+    older than that end (`at`) is history, not a new fire."""
+
+    site: Name
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    scope: FireScope = "zone"
+    active: bool = True
+    at: At
 
 
 class ConfigAck(_Msg, frozen=True):
@@ -370,6 +399,7 @@ MAX_BYTES: dict[type[_Msg], int] = {
     SnapshotChunk: 8 * 1024 * 1024,  # the central's are at most about 4 MiB (`central.services.sync.chunk`)
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
+    FireAlarm: 2 * 1024,
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed

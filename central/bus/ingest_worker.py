@@ -32,12 +32,14 @@ from functools import lru_cache
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from central import metrics
 from central.bus.link import MqttLink
 from central.bus.publisher import Publisher
 from central.bus.snapshots import SnapshotSender
 from central.config import CentralConfig
+from central.db import is_transient
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
-from central.services.gates import record_command_ack, record_config_ack, record_status
+from central.services.gates import record_command_ack, record_config_ack, record_fire_alarm, record_status
 from central.services.ingest import ingest_batch
 from protocol import topics
 from protocol.clock import park_now
@@ -46,6 +48,7 @@ from protocol.messages import (
     CommandAck,
     ConfigAck,
     EventAck,
+    FireAlarm,
     GateStatus,
     PassageEvent,
     SnapshotRequest,
@@ -57,9 +60,9 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
-GateMessage = PassageEvent | GateStatus | ConfigAck | CommandAck | SnapshotRequest
+GateMessage = PassageEvent | GateStatus | ConfigAck | CommandAck | SnapshotRequest | FireAlarm
 KINDS: dict[str, type[GateMessage]] = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck,
-                                       "cmd/ack": CommandAck, "sync/request": SnapshotRequest}
+                                       "cmd/ack": CommandAck, "sync/request": SnapshotRequest, "fire": FireAlarm}
 
 
 @dataclass
@@ -120,7 +123,7 @@ class IngestWorker:
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
         group = config.ingest.group
-        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request"):
+        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
             # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
             shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
@@ -266,7 +269,9 @@ class IngestWorker:
 
     def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         now = utcnow()
+        started = time.perf_counter()
         counted: list[PassageEvent] = []
+        result = None
         with self.sessions.begin() as session:
             for item in items:
                 message = item.message  # its type is its topic's kind (KINDS)
@@ -276,6 +281,8 @@ class IngestWorker:
                     record_config_ack(session, item.site, message)
                 elif isinstance(message, CommandAck):
                     record_command_ack(session, message)
+                elif isinstance(message, FireAlarm) and not item.msg.retain:  # a retained one was recorded when it came
+                    record_fire_alarm(session, message)
             for msg, error in parked:
                 session.add(_parked(msg, error, now))
             session.flush()
@@ -296,6 +303,11 @@ class IngestWorker:
         self._counted.extend(counted)  # committed: a retried batch never tells the dashboards twice
         self.stats.parked += len(parked)
         self.stats.batches += 1
+        metrics.count_batch(counted, stored=result.new if result else 0,
+                            duplicates=result.duplicates if result else 0,
+                            conflicts=len(result.conflicts) if result else 0,
+                            flagged=len(result.flagged) if result else 0, parked=len(parked),
+                            committed_at=time.time(), batch_s=time.perf_counter() - started)
 
     def _store_one_by_one(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         for msg, error in parked:
@@ -371,6 +383,4 @@ def _parked(msg, error: str, now) -> ParkedMessage:
                          sha256=hashlib.sha256(payload).hexdigest(), error=error, received_at=now)
 
 
-def _transient(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return any(word in text for word in ("deadlock", "could not serialize", "database is locked", "connection"))
+_transient = is_transient

@@ -47,6 +47,8 @@ class TicketTypeSpec:
     price: Decimal | str | int = 0
     min_headcount: int = 1  # a group ticket type: e.g. 10 to 60 people on one ticket
     max_headcount: int = limits.HEADCOUNT
+    staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
+    id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
 
 
 _money = limits.money  # the name passes.py and older callers import
@@ -56,7 +58,7 @@ def _check_spec(spec: TicketTypeSpec) -> None:
     limits.text("bad_name", "name", spec.name, limits.NAME, required=True)
     if spec.entries is not None:
         limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
-    for flag in ("same_person", "anti_passback", "real_name"):
+    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face"):
         if not isinstance(getattr(spec, flag), bool):
             raise Invalid("bad_rules", _l('“%(flag)s” is yes or no.', flag=flag))
     limits.zones(spec.zones)
@@ -98,6 +100,8 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     tt.price = _money(spec.price)
     tt.min_headcount = spec.min_headcount
     tt.max_headcount = spec.max_headcount
+    tt.staff_check = spec.staff_check
+    tt.id_face = spec.id_face
     tt.active = True
     bump_site_configs(session, site_id)
     audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
@@ -316,7 +320,7 @@ def revoke_ticket(session: Session, ticket_id: int, actor: str | None = None, re
 def expire_tickets(session: Session, now: datetime | None = None) -> int:
     """Mark tickets past their validity as expired (gates refuse them by date anyway: no delta)."""
     now = now or park_now()
-    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used")), Ticket.valid_to < now)
+    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used", "held")), Ticket.valid_to < now)
                              .values(status="expired", status_changed_at=now))
     return rowcount(result)
 

@@ -159,9 +159,9 @@ def reason_texts() -> dict[str, str]:
 # --- the switch in the header ----------------------------------------------------------------------
 
 
-def _local_path(target: str | None) -> str | None:
-    """Only a path on this site, never an absolute URL someone else chose."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+def local_path(target: str | None) -> str | None:
+    """Only a path on this site, never an absolute URL someone else chose (browsers read /\\ as //)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return None
     parts = urlsplit(target)
     return None if parts.scheme or parts.netloc else target
@@ -171,7 +171,7 @@ def _local_path(target: str | None) -> str | None:
 def set_language():
     """Remember the chosen language: on the user's record when logged in, and in a cookie for this browser."""
     choice = request.form.get("language", "")
-    target = _local_path(request.form.get("next")) or url_for("auth.home")
+    target = local_path(request.form.get("next")) or url_for("auth.home")
     response = redirect(target)
     if choice not in LOCALES:
         return response
