@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
     return replace(defaults, **values)
 
 
-def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> CentralConfig:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Read and validate the configuration; `path` None means defaults plus the environment."""
     if path is None:
         return _load({}, "<defaults>", env)
@@ -241,7 +242,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     return load_config_text(text, str(path), env)
 
 
-def load_config_text(text: str, source: str, env: dict[str, str] | None = None) -> CentralConfig:
+def load_config_text(text: str, source: str, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Validate a configuration given as TOML text (`source` names it in errors)."""
     try:
         raw = tomllib.loads(text)
@@ -250,8 +251,8 @@ def load_config_text(text: str, source: str, env: dict[str, str] | None = None) 
     return _load(raw, source, env)
 
 
-def _load(raw: dict[str, Any], source: str, env: dict[str, str] | None) -> CentralConfig:
-    env = os.environ if env is None else env
+def _load(raw: dict[str, Any], source: str, given: Mapping[str, str] | None) -> CentralConfig:
+    env: Mapping[str, str] = os.environ if given is None else given
     for var, (section, key) in _ENV.items():
         if var in env and env[var] != "":
             target = raw.setdefault(section, {}) if section else raw

@@ -42,4 +42,7 @@ def current(database_url: str) -> str | None:
 def head() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    newest = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if newest is None:
+        raise RuntimeError("the central's migrations are missing from the installation")
+    return newest

@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from protocol import host, topics
 from protocol import messages as m
@@ -60,10 +61,13 @@ from .kiosk import make_display
 from .link import Link
 from .metrics import GateMetrics
 from .passages import PENDING_PASSAGE, Passages
-from .readers import Reader, build_readers, run_reader
+from .readers import FingerprintReader, Reader, build_readers, run_reader
 from .speaker import Speaker
 from .store import Store
 from .template_key import load_template_cipher
+
+if TYPE_CHECKING:
+    from .control import ControlServer
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +152,7 @@ class GateAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.readers: list[Reader] = []
-        self.control = None
+        self.control: ControlServer | None = None
         self.metrics_port: int | None = None
         self._load_saved_config()
 
@@ -279,7 +283,7 @@ class GateAgent:
 
     # -- deciding ------------------------------------------------------------------------------
 
-    def submit(self, attempt: Attempt) -> _Job | None:
+    def submit(self, attempt: Attempt) -> _Job:
         job = _Job(attempt, time.monotonic())
         try:
             self._queue.put_nowait(job)
@@ -294,8 +298,9 @@ class GateAgent:
         """Enter the same decision path as a reader and wait for the outcome (tests, demo)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
+        # The kind was checked against KINDS just above; a str does not narrow to the Literal.
         job = self.submit(Attempt(kind, value, direction, "present", photo))  # type: ignore[arg-type]
-        if not job.done.wait(timeout):
+        if not job.done.wait(timeout) or job.result is None:
             raise TimeoutError(f"no decision within {timeout} s")
         return job.result
 
@@ -364,7 +369,7 @@ class GateAgent:
         (self.metrics.granted if verdict.granted else self.metrics.refused).inc()
         handled = Handled(attempt, outcome)
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
-        if not verdict.granted:
+        if not verdict.granted or active is None:  # a gate with no configuration has refused above
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
             return handled
         if mode in ("free", "emergency"):
@@ -419,7 +424,7 @@ class GateAgent:
                 return self.faces.verify_card_photo(resolved.card_photo, active)  # 人证核验
             return self.faces.verify(resolved, active)
         if step in ("fingerprint", "either") and resolved.holder_id:
-            reader = next((r for r in self.readers if r.kind == "fingerprint"), None)
+            reader = next((r for r in self.readers if isinstance(r, FingerprintReader)), None)
             if reader is None:
                 return None, None
             # The prompt; the decision follows on the display.

@@ -44,7 +44,8 @@ class Passages:
         self._wake = wake
         self._topic = topics.event(site, gate)
 
-    def event(self, *, direction: m.Direction, kind: str, decision: str, reason: str, passed: bool, mode: m.Mode,
+    def event(self, *, direction: m.Direction, kind: m.CredentialKind, decision: m.Decision, reason: str,
+              passed: bool, mode: m.Mode,
               offline: bool | None = None, ref: str = "", ticket_type: int | None = None, at: datetime | None = None,
               binding: bytes | None = None, face_distance: float | None = None, claim_id: str | None = None,
               zone: int | None = None) -> m.PassageEvent:

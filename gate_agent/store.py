@@ -37,7 +37,7 @@ import msgspec
 
 from protocol import messages as m
 from protocol.ids import pass_ref
-from protocol.rules import Usage
+from protocol.rules import Status, Usage
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _zones_text(zones: Iterable[int]) -> str:
 class TicketRow:
     ticket_id: int
     ticket_type: int
-    status: str
+    status: Status
     valid_from: datetime | None
     valid_to: datetime | None
     slot_start: datetime | None
@@ -116,7 +116,7 @@ class PassRow:
     pass_id: int
     holder_id: str
     card_uid: str
-    status: str
+    status: Status
     valid_from: datetime | None
     valid_to: datetime | None
     zones: frozenset[int]
@@ -435,6 +435,7 @@ class Store:
                             (event.id, topic, payload, time.time()))
             if event.passed:  # the passage under way is stored: the agent's note of it goes with it
                 c.execute("DELETE FROM meta WHERE key = 'pending_passage'")
+            assert cur.lastrowid is not None  # an INSERT's row id
             return cur.lastrowid
 
     def apply_remote(self, event: m.PassageEvent) -> bool:

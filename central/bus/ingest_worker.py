@@ -60,8 +60,9 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
-KINDS = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck, "cmd/ack": CommandAck,
-         "sync/request": SnapshotRequest, "fire": FireAlarm}
+GateMessage = PassageEvent | GateStatus | ConfigAck | CommandAck | SnapshotRequest | FireAlarm
+KINDS: dict[str, type[GateMessage]] = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck,
+                                       "cmd/ack": CommandAck, "sync/request": SnapshotRequest, "fire": FireAlarm}
 
 
 @dataclass
@@ -273,19 +274,20 @@ class IngestWorker:
         result = None
         with self.sessions.begin() as session:
             for item in items:
-                if item.kind == "status":
-                    record_status(session, item.message, item.message.at if item.msg.retain else now)
-                elif item.kind == "config/ack":
-                    record_config_ack(session, item.site, item.message)
-                elif item.kind == "cmd/ack":
-                    record_command_ack(session, item.message)
-                elif item.kind == "fire" and not item.msg.retain:  # a retained one was recorded when it came
-                    record_fire_alarm(session, item.message)
+                message = item.message  # its type is its topic's kind (KINDS)
+                if isinstance(message, GateStatus):
+                    record_status(session, message, message.at if item.msg.retain else now)
+                elif isinstance(message, ConfigAck):
+                    record_config_ack(session, item.site, message)
+                elif isinstance(message, CommandAck):
+                    record_command_ack(session, message)
+                elif isinstance(message, FireAlarm) and not item.msg.retain:  # a retained one was recorded when it came
+                    record_fire_alarm(session, message)
             for msg, error in parked:
                 session.add(_parked(msg, error, now))
             session.flush()
             # The events last: ingest_batch locks the rows all workers share just before the commit.
-            events = [i.message for i in items if i.kind == "event"]
+            events = [i.message for i in items if isinstance(i.message, PassageEvent)]
             if events:
                 result = ingest_batch(session, events, park_now())  # compared with the events' park times
                 self.stats.stored += result.new
@@ -321,7 +323,7 @@ class IngestWorker:
 
     def _after_commit(self, items: list[_Item]) -> None:
         for item in items:
-            if item.kind == "event":
+            if isinstance(item.message, PassageEvent):
                 self._unacked.setdefault((item.site, item.gate), []).append(item.message.id)
         for item in items:
             if item.kind == "sync/request":

@@ -90,7 +90,7 @@ def conditions(session: Session, cfg, now: datetime) -> list[Condition]:
         elif (g.outbox or 0) > cfg.outbox_events:
             found.append(Condition(g.site_id, g.name, "gate_outbox", str(g.outbox)))
     for z in session.scalars(select(Zone).where(Zone.capacity.is_not(None), Zone.capacity > 0)):
-        if z.inside >= cfg.occupancy_ratio * z.capacity:
+        if z.capacity and z.inside >= cfg.occupancy_ratio * z.capacity:  # the query keeps only capacities
             found.append(Condition(z.site_id, f"zone:{z.number}", "zone_full", str(round(100 * z.inside / z.capacity))))
     sites = list(session.scalars(select(Site.id).order_by(Site.id)))
     recent = now - timedelta(minutes=1)

@@ -36,13 +36,13 @@ from central.models import (
     Payment,
     SlotQuota,
     Ticket,
-    utcnow,
 )
 from central.services import Invalid, NotFound, Refused, limits
 from central.services import tickets as ticket_service
 from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.sync import record_delta, ticket_change
+from protocol.clock import park_now
 
 KIND_CHANNEL = {"agency": "agency", "ota": "ota", "company": "group", "school": "group", "government": "group"}
 MAX_MEMBERS = limits.HEADCOUNT
@@ -236,7 +236,7 @@ def _set_status(session: Session, customer_id: int, status: str, actor: str | No
     customer = session.get(Customer, customer_id, with_for_update=True) or get_customer(session, customer_id)
     if customer.status == status:
         return customer, 0
-    now = utcnow()
+    now = park_now()
     customer.status = status
     customer.status_changed_at = now
     old, new = ("valid", "held") if status == "suspended" else ("held", "valid")

@@ -56,6 +56,7 @@ from central.services import tickets as ticket_service
 from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.reports import MAX_DAYS, Period
+from protocol.clock import park_now
 
 MONEY = Decimal("0.01")
 
@@ -142,7 +143,7 @@ def open_statement(session: Session, site_id: str, customer_id: int, start: date
                    opened_by=actor)
     session.add(st)
     session.flush()
-    for line in _count_lines(session, st, now or utcnow()):
+    for line in _count_lines(session, st, now or park_now()):
         line.created_by = actor
         session.add(line)
     session.flush()
@@ -162,7 +163,7 @@ def recount(session: Session, statement_id: int, actor: str | None = None, now: 
         if line.kind == "tickets":
             session.delete(line)
     session.flush()
-    for line in _count_lines(session, st, now or utcnow()):
+    for line in _count_lines(session, st, now or park_now()):
         line.created_by = actor
         session.add(line)
     session.flush()
@@ -282,15 +283,18 @@ def statement_csv(v: StatementView) -> str:
 
 def statement_xlsx(v: StatementView) -> bytes:
     from openpyxl import Workbook
+    from openpyxl.worksheet.worksheet import Worksheet
 
     wb = Workbook()
     ws = wb.active
+    if not isinstance(ws, Worksheet):  # a new workbook opens on its one worksheet
+        raise RuntimeError("openpyxl made a workbook without a worksheet")
     ws.title = f"S{v.statement.id}"
     ws.append([_cell(v.customer.name), v.statement.period_start, v.statement.period_end, v.statement.status])
     for row in statement_rows(v):
         ws.append([float(c) if isinstance(c, Decimal) else _cell(c) if isinstance(c, str) else c for c in row])
-    for row in ws.iter_rows(min_row=3, min_col=7, max_col=8):
-        for cell in row:
+    for cells in ws.iter_rows(min_row=3, min_col=7, max_col=8):
+        for cell in cells:
             cell.number_format = "#,##0.00"
     buf = io.BytesIO()
     wb.save(buf)

@@ -113,9 +113,9 @@ def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: d
 def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None = None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status not in ("active", "suspended"):
-        status = status_label("pass_status", annual_pass.status)
+        label = status_label("pass_status", annual_pass.status)
         raise Refused(f"pass_{annual_pass.status}", _l("Annual pass P%(pass_id)s is %(status)s.", pass_id=pass_id,
-                                                       status=status))
+                                                       status=label))
     uid = normalise_uid(card_uid)
     _check_card_free(session, annual_pass.site_id, uid, except_pass=pass_id)
     annual_pass.card_uid = uid
@@ -127,9 +127,9 @@ def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None =
 def _set_status(session: Session, pass_id: int, status: str, allowed: tuple[str, ...], actor: str | None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status not in allowed:
-        status = status_label("pass_status", annual_pass.status)
+        label = status_label("pass_status", annual_pass.status)
         raise Refused(f"pass_{annual_pass.status}", _l("Annual pass P%(pass_id)s is %(status)s.", pass_id=pass_id,
-                                                       status=status))
+                                                       status=label))
     annual_pass.status = status
     annual_pass.status_changed_at = park_now()
     record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from central.db import rowcount
 from central.i18n import _l, status_label
 from central.models import CHANNELS, SlotQuota, Ticket, TicketType
 from central.services import Invalid, NotFound, Refused, limits
@@ -203,7 +204,8 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         valid_from, valid_to = day_window(tz, day, tt.validity_days)
     if valid_to <= valid_from:
         raise Invalid("bad_validity", _l("The validity must end after it starts."))
-    if (req.slot_start is None) != (req.slot_end is None) or (req.slot_start and req.slot_end <= req.slot_start):
+    if (req.slot_start is None) != (req.slot_end is None) or (
+            req.slot_start is not None and req.slot_end is not None and req.slot_end <= req.slot_start):
         raise Invalid("bad_slot", _l("A time slot needs a start and a later end."))
     check_encodable(valid_from, valid_to, req.slot_start, req.slot_end)
     if valid_to <= park_now() and not req.allow_past:
@@ -320,7 +322,7 @@ def expire_tickets(session: Session, now: datetime | None = None) -> int:
     now = now or park_now()
     result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used", "held")), Ticket.valid_to < now)
                              .values(status="expired", status_changed_at=now))
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 def _qr(code: str, kind: str, scale: int, **options) -> bytes:

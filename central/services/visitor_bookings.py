@@ -52,6 +52,7 @@ from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.sync import record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
+from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
 
 PARTY_LIMIT = 20  # the most a site may allow in one booking
@@ -86,6 +87,8 @@ _GB11643_CHECK = "10X98765432"
 
 class FieldError(Invalid):
     """A value a visitor typed is wrong: `field` names the form field ("phone", "person-2-doc_number")."""
+
+    field: str
 
     def __init__(self, code: str, detail: object, field: str) -> None:
         super().__init__(code, detail)
@@ -261,7 +264,7 @@ def calendar(session: Session, site_id: str, now: datetime | None = None, *, fir
     """The days from `first` (today) for `days` (the site's days ahead, today included) with their slots.
 
     A visitor's view lists only days that are open and have a slot; staff see every day of the range."""
-    now = now or utcnow()
+    now = now or park_now()
     site = get_site(session, site_id)
     rules = settings(session, site_id)
     first = first or site_day(site, now)
@@ -413,7 +416,7 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
     """Book the places of one slot for a party, in the caller's transaction (commit it at once).
 
     Refused: `slot_closed`, `day_closed`, `quota_full`, `day_full`, `already_booked`, `blocked`."""
-    now = now or utcnow()
+    now = now or park_now()
     site = get_site(session, site_id)
     rules = settings(session, site_id)
     if rules.ticket_type_id is None:
@@ -521,7 +524,7 @@ def cancel_deadline(booking: Booking, rules: BookingSettings) -> datetime:
 def cancel_booking(session: Session, site_id: str, booking: Booking, actor: str | None = None,
                    now: datetime | None = None, *, staff: bool = False) -> Booking:
     """Cancel a booking: its tickets end (gates refuse them), its documents may book again, its places return."""
-    now = now or utcnow()
+    now = now or park_now()
     rules = settings(session, site_id)
     locked = session.scalar(select(Booking).where(Booking.id == booking.id).with_for_update())
     if locked is None or locked.status != "booked":
@@ -644,7 +647,7 @@ def today_by_slot(session: Session, site_id: str, now: datetime | None = None) -
     """Today's slots: places, booked persons, and how many of those have entered (their ticket used)."""
     from central.models import CredentialUsage
 
-    now = now or utcnow()
+    now = now or park_now()
     site = get_site(session, site_id)
     start, end = day_window(site.timezone, site_day(site, now))
     out = []
@@ -662,7 +665,7 @@ def today_by_slot(session: Session, site_id: str, now: datetime | None = None) -
 
 def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     """Forget the names and masked numbers of bookings past the retention days after their visit."""
-    now = now or utcnow()
+    now = now or park_now()
     rules = settings(session, site_id)
     site = get_site(session, site_id)
     cutoff = site_day(site, now) - timedelta(days=rules.retention_days)

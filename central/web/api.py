@@ -110,7 +110,7 @@ def _api_http_error(exc: HTTPException):
 @api.app_errorhandler(HTTPException)
 def _any_http_error(exc: HTTPException):
     """Routing errors under /api/ (no such route, wrong method) are JSON too; other paths keep theirs."""
-    if request.path.startswith(api.url_prefix + "/"):
+    if request.path.startswith((api.url_prefix or "") + "/"):
         return _http_error(exc)
     return exc.get_response()
 

@@ -248,10 +248,10 @@ def openapi_path(flask_path: str) -> str:
 
 
 def _views(app: Flask) -> dict[tuple[str, str], object]:
-    out = {}
+    out: dict[tuple[str, str], object] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(PREFIX + "/"):
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
                 out[(method.lower(), rule.rule[len(PREFIX):])] = app.view_functions[rule.endpoint]
     return out
 
