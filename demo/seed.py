@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
+from central.models import SlotQuota
+from central.services import ServiceError, visitor_bookings
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
-from central.services.bookings import book_slot, define_quota
+from central.services.bookings import define_quota
 from central.services.tickets import IssueRequest, TicketTypeSpec
 from central.services.users import create_user
 from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
@@ -149,7 +153,9 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
             "qr", "", headcount=size, label="group")))
     for i in range(n_wrong):
         day = today - timedelta(days=1) if i % 2 else today + timedelta(days=1)
-        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=day, channel=_channel(rng)),
+        # Yesterday's ticket is a past-date sale: made on purpose here (the visitor who comes a day late).
+        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=day, channel=_channel(rng),
+                                                   allow_past=day < today),
                          Carried("qr", "", label="wrong day")))
     rng.shuffle(requests)
     done = 0
@@ -171,16 +177,35 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     with ctx.sessions.begin() as db:
         for start, end in slots:
             define_quota(db, SITE, start, end, max(50, n_booking // 2 + 10))
-    for i in range(n_booking):
+        # The public booking site's rules: booking stays open until a slot ends (the demo books its slots
+        # under way), parties of up to 5.
+        visitor_bookings.update_settings(db, SITE, "demo", ticket_type_id=BOOKING, days_ahead=7, party_max=5,
+                                         cancel_before_min=30, close_before_min=-60, retention_days=30,
+                                         face_entry=False)
+        quota_ids = {q.slot_start: q.id for q in db.scalars(select(SlotQuota).where(SlotQuota.site_id == SITE))}
+    # Visitors book before they come, as on /book/: a party of 1 to 4, each person's name and ID card, a phone.
+    booked = 0
+    i = 0
+    while booked < n_booking and i < n_booking * 2:
         # A third booked for the slots now under way, the rest spread over the day's later slots.
-        start, end = slots[i % min(2, len(slots))] if i < n_booking // 3 else rng.choice(slots)
-        number, name = fake_id_number(rng), fake_name(rng)
-        with ctx.sessions.begin() as db:
-            book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number, holder_name=name,
-                      channel=rng.choice(("web", "ota")), actor="demo")
-        pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking"))
-        if (i + 1) % 100 == 0 or i + 1 == n_booking:
-            progress(f"bookings {i + 1}/{n_booking}")
+        start, end = slots[i % min(2, len(slots))] if booked < n_booking // 3 else rng.choice(slots)
+        party = [(fake_id_number(rng), fake_name(rng)) for _ in range(min(rng.choice((1, 1, 2, 2, 3, 4)),
+                                                                          n_booking - booked))]
+        request = visitor_bookings.BookingRequest(
+            quota_id=quota_ids[start], persons=[visitor_bookings.PartyMember(n, "id_card", num) for num, n in party],
+            phone=f"13{rng.randrange(10**9):09d}", consent=True, language=rng.choice(("zh", "en")),
+            client_address=f"198.51.100.{rng.randrange(1, 255)}")
+        i += 1
+        try:
+            with ctx.sessions.begin() as db:
+                visitor_bookings.make_booking(db, SITE, request)
+        except ServiceError:  # the same made-up ID twice in a day, or a full slot: this party books nothing
+            continue
+        for number, name in party:
+            pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking"))
+        booked += len(party)
+        if booked % 100 < len(party) or booked >= n_booking:
+            progress(f"bookings {booked}/{n_booking}")
 
     valid_from = datetime(today.year, 1, 1, tzinfo=tz)
     valid_to = datetime(today.year + 1, 1, 1, tzinfo=tz)
