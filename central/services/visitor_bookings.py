@@ -452,6 +452,10 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
         raise FieldError("day_not_open", _l("That day is not open for booking."), "slot")
     if slot_closes(quota, rules) <= now:
         raise FieldError("slot_closed", _l("Booking for this time slot has closed: choose another one."), "slot")
+    if quota.booked + len(persons) > quota.capacity:
+        # Full already when this request began: say so at once. Only a fast path: the conditional UPDATE
+        # below is what decides when places are left at this read.
+        raise Refused("quota_full", _l("This time slot is fully booked."))
     salt = site.id_salt
     digests = [document_digest(salt, p.doc_type, p.number) for p in persons]
     tel = phone_digest(salt, phone)
