@@ -54,6 +54,7 @@ from central.services.gates import get_site
 from central.services.sync import record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
 from protocol.ids import id_number_digest, ticket_ref
+from protocol.messages import Change
 
 PARTY_LIMIT = 20  # the most a site may allow in one booking
 DAYS_AHEAD_LIMIT = 90
@@ -492,7 +493,7 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
                                   doc_masked=mask_document(p.number), ticket_id=t.id))
     audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
           channel=booking.channel)
-    changes = [ticket_change(t) for t in tickets]
+    changes: list[Change] = [ticket_change(t) for t in tickets]
     session.flush()
     # The hot rows, last: the slot's and the day's counts (in that order everywhere), then the site's delta
     # sequence. Their row locks are held from here to the caller's commit only, so a rush queues on a few
