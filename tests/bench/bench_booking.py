@@ -5,7 +5,8 @@ PostgreSQL, beside the bare limit of the same conditional UPDATE alone.
     before the rush   every visitor opens the form (GET: session cookie, CSRF token, challenge) and
                       solves its proof of work, as a phone does while the visitor types
     the rush          every visitor sends the form (POST) through RUSH_CONNECTIONS keep-alive connections
-                      at once; latency is from sending a visitor's POST to its answer
+                      at once, spread over SERVER_PROCESSES web processes (one per core, as a park runs
+                      them behind its proxy); latency is from sending a visitor's POST to its answer
     afterwards        booked (302) must be exactly what the database holds, every other visitor must
                       have been told the slot is full (409 with that text)
 
@@ -33,6 +34,7 @@ VISITORS, PLACES, BOOKED_BEFORE = 2000, 500, 10_000
 QUICK_VISITORS, QUICK_PLACES = 400, 100
 RUSH_CONNECTIONS = 32  # the phones whose POSTs are in flight at once
 SERVER_THREADS = 8  # waitress's threads (fewer than the engine's pool of 15 connections: none waits for one)
+SERVER_PROCESSES = 1  # web processes (2 measured no better on this loaded 2-core machine)
 POW_BITS = 8
 TYPE_ID = 9
 _TOKEN = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -47,8 +49,9 @@ def id_number(i: int) -> str:
 
 
 class Visitor:
-    def __init__(self, i: int) -> None:
+    def __init__(self, i: int, port: int = 0) -> None:
         self.i = i
+        self.port = port
         self.cookie = ""
         self.body = b""
         self.status = 0
@@ -64,7 +67,7 @@ def _request(conn: http.client.HTTPConnection, method: str, path: str, body: byt
     return res.status, {k.lower(): v for k, v in res.getheaders()}, res.read()
 
 
-def _prepare(port: int, quota_id: int, visitors: list[Visitor]) -> None:
+def _prepare(port: int, quota_id: int, visitors: list[Visitor]) -> None:  # one process's visitors
     """Each visitor opens the form and solves the challenge (before the rush, untimed)."""
     from central.services.proof_of_work import solve
 
@@ -84,13 +87,15 @@ def _prepare(port: int, quota_id: int, visitors: list[Visitor]) -> None:
     conn.close()
 
 
-def _rush(port: int, quota_id: int, visitors: list[Visitor], connections: int) -> float:
-    todo: queue.Queue[Visitor] = queue.Queue()
+def _rush(ports: list[int], quota_id: int, visitors: list[Visitor], connections: int) -> float:
+    """Each connection sends the POSTs of its web process's visitors (a phone talks to one process)."""
+    queues: dict[int, queue.Queue[Visitor]] = {p: queue.Queue() for p in ports}
     for v in visitors:
-        todo.put(v)
+        queues[v.port].put(v)
     start = threading.Barrier(connections + 1)
 
-    def worker() -> None:
+    def worker(port: int) -> None:
+        todo = queues[port]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.connect()
         start.wait()
@@ -112,7 +117,8 @@ def _rush(port: int, quota_id: int, visitors: list[Visitor], connections: int) -
             v.location, v.text = headers.get("location", ""), body.decode(errors="replace")
         conn.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(connections)]
+    threads = [threading.Thread(target=worker, args=(ports[k % len(ports)],), daemon=True)
+               for k in range(connections)]
     for t in threads:
         t.start()
     start.wait()
@@ -172,7 +178,7 @@ def run(quick: bool = False) -> Section:
     section = Section("booking")
     work = workdir("booking")
     central = Central(work)
-    server = None
+    servers: list = []
     try:
         ctx = central.ctx
         day = (datetime.now(UTC) + timedelta(days=1)).date()
@@ -191,23 +197,25 @@ def run(quick: bool = False) -> Section:
             rush.booked = bare.booked = BOOKED_BEFORE  # the rush is for the last places
             rush_id, bare_id = rush.id, bare.id
 
-        port = free_port()
-        server = central.spawn("tests.bench.booking_server", str(central.config_path), str(port),
-                               str(SERVER_THREADS), str(POW_BITS), log_name="web.log")
-        lines = Lines(server)
-        if not lines.ready.wait(60):
-            raise RuntimeError("the booking server did not start (see web.log)")
+        ports = [free_port() for _ in range(SERVER_PROCESSES)]
+        for port in ports:
+            servers.append(central.spawn("tests.bench.booking_server", str(central.config_path), str(port),
+                                         str(SERVER_THREADS), str(POW_BITS), log_name=f"web-{port}.log"))
+            if not Lines(servers[-1]).ready.wait(60):
+                raise RuntimeError("the booking server did not start (see web-*.log)")
 
-        visitors = [Visitor(i) for i in range(visitors_n)]
+        visitors = [Visitor(i, ports[i % len(ports)]) for i in range(visitors_n)]
         t0 = time.perf_counter()
-        preparers = [threading.Thread(target=_prepare, args=(port, rush_id, visitors[k::4])) for k in range(4)]
+        mine = {port: [v for v in visitors if v.port == port] for port in ports}
+        preparers = [threading.Thread(target=_prepare, args=(port, rush_id, mine[port][k::2]))
+                     for port in ports for k in range(2)]
         for t in preparers:
             t.start()
         for t in preparers:
             t.join()
         section.notes.append(f"{visitors_n} visitors opened the form and solved the check in "
                              f"{time.perf_counter() - t0:.1f} s (before the rush)")
-        elapsed = _rush(port, rush_id, visitors, RUSH_CONNECTIONS)
+        elapsed = _rush(ports, rush_id, visitors, RUSH_CONNECTIONS)
 
         booked = [v for v in visitors if v.status == 302 and "/book/b/" in v.location]
         told_full = [v for v in visitors if v.status == 409 and "This time slot is fully booked." in v.text]
@@ -242,10 +250,10 @@ def run(quick: bool = False) -> Section:
             Bar("booking_rush_per_s", 500, at_least=True, note="2-core machine"),
             Bar("booking_rush_p99_ms", 200),
         ]
-        section.notes.append(f"{RUSH_CONNECTIONS} POSTs in flight at once; one waitress process with "
-                             f"{SERVER_THREADS} threads; PostgreSQL with synchronous commit")
+        section.notes.append(f"{RUSH_CONNECTIONS} POSTs in flight at once; {SERVER_PROCESSES} waitress processes "
+                             f"of {SERVER_THREADS} threads; PostgreSQL with synchronous commit")
     finally:
-        if server is not None:
+        for server in servers:
             central.stop_process(server)
         central.close()
     return section
