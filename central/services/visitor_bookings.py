@@ -698,7 +698,8 @@ def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     rules = settings(session, site_id)
     site = get_site(session, site_id)
     cutoff = site_day(site, now) - timedelta(days=rules.retention_days)
-    old = list(session.scalars(select(Booking.id).where(Booking.site_id == site_id, Booking.day < cutoff)))
+    old = list(session.scalars(select(Booking.id).where(Booking.site_id == site_id, Booking.day < cutoff,
+                                                        Booking.phone_masked != "").limit(5000)))
     if not old:
         return 0
     session.execute(delete(BookingDocument).where(BookingDocument.booking_id.in_(old)))
@@ -709,3 +710,8 @@ def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     session.execute(update(Booking).where(Booking.id.in_(old)).values(phone_digest="", phone_masked="",
                                                                       client_digest=None, client_masked=None))
     return len(old)
+
+
+def purge_all(session: Session, now: datetime | None = None) -> int:
+    """`purge` for every site taking bookings (the scheduler's hourly booking retention job)."""
+    return sum(purge(session, site_id, now) for site_id in session.scalars(select(BookingSettings.site_id)))
