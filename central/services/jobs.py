@@ -176,4 +176,8 @@ def build_scheduler(context):
     scheduler.add_job(in_tx(retention, cfg.template_retention_days), "interval", hours=1, id="retention")
     scheduler.add_job(context.publisher.flush, "interval", seconds=cfg.publish_interval_s, id="publish")
     scheduler.add_job(snapshots, "interval", seconds=cfg.snapshot_interval_s, id="snapshots")
+    from central.services.visitor_bookings import purge_all
+
+    # Visitor bookings: names and document digests go `retention_days` after the visit, as the notice says.
+    scheduler.add_job(in_tx(purge_all), "interval", hours=1, id="booking_retention")
     return scheduler

@@ -144,6 +144,7 @@ class IssueRequest:
     slot_start: datetime | None = None
     slot_end: datetime | None = None
     allow_past: bool = False  # sell a ticket whose validity is over (a correction): only when asked
+    quota_id: int | None = None  # the slot quota whose place this ticket holds (a booking's)
 
 
 def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, datetime]:
@@ -226,6 +227,7 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         holder_name=req.holder_name, id_digest=digest, id_last4=last4, channel=req.channel,
         channel_ref=req.channel_ref, price=_money(tt.price if req.price is None else req.price), issued_by=actor,
         issued_at=park_now(),
+        quota_id=req.quota_id,
     )
     ticket.ticket_type = tt
     session.add(ticket)
@@ -233,8 +235,11 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
 
 
 def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
-                  actor: str | None = None) -> list[Ticket]:
-    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none."""
+                  actor: str | None = None, *, deltas: bool = True) -> list[Ticket]:
+    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none.
+
+    `deltas=False`: the caller records the gates' delta itself (`sync.record_delta` with `ticket_change`),
+    as late as it can (a booking takes the site's sequence number just before its commit)."""
     if not requests:
         return []
     if len(requests) > MAX_BULK:
@@ -246,8 +251,8 @@ def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
         tt = types.get(req.ticket_type) or types.setdefault(req.ticket_type, get_ticket_type(session, req.ticket_type))
         tickets.append(_new_ticket(session, site_id, req, tt, site.timezone, site.id_salt, actor))
     session.flush()
-    real_name = [ticket_change(t) for t in tickets if t.id_digest]
-    record_delta(session, site_id, real_name)
+    if deltas:
+        record_delta(session, site_id, [ticket_change(t) for t in tickets if t.id_digest])
     channels = sorted({t.channel for t in tickets})
     audit(session, actor, "ticket.issue", f"{tickets[0].id}..{tickets[-1].id}", count=len(tickets), channels=channels)
     return tickets
