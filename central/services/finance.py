@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from central.i18n import _l
@@ -56,6 +56,7 @@ from central.services import tickets as ticket_service
 from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.reports import MAX_DAYS, Period
+from protocol.ids import TICKET
 
 MONEY = Decimal("0.01")
 
@@ -353,6 +354,7 @@ def sell_in_shift(session: Session, shift_id: int, request: ticket_service.Issue
         if customer_id is None:
             raise Invalid("customer_required", _l("A sale on account names the customer."))
         customer = customer_service.get_customer(session, customer_id, shift.site_id)
+        customer = session.get(Customer, customer.id, with_for_update=True) or customer  # one credit check at a time
         if customer.status != "active":
             raise Refused("customer_suspended", _l("%(name)s is suspended: it cannot order.", name=customer.name))
     tickets = ticket_service.issue_tickets(session, shift.site_id, [request] * quantity, actor=cashier)
@@ -582,7 +584,7 @@ def sold_used_refunded(session: Session, site_id: str, start: date, end: date) -
         select(TicketType.name, Ticket.id, Ticket.headcount, Ticket.status, CredentialUsage.entries)
         .join(TicketType, TicketType.id == Ticket.ticket_type_id)
         .outerjoin(CredentialUsage, (CredentialUsage.site_id == Ticket.site_id)
-                   & (CredentialUsage.ref == func.concat("T", Ticket.id)))
+                   & (CredentialUsage.ref == (literal(TICKET) + cast(Ticket.id, String))))
         .where(Ticket.site_id == site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to)
         .execution_options(yield_per=5000))
     acc: dict[str, list[int]] = {}
@@ -598,7 +600,7 @@ def sold_used_refunded(session: Session, site_id: str, start: date, end: date) -
 def passages_of_period_tickets(session: Session, site_id: str, start: date, end: date) -> int:
     """The other direction: visitors entered by the stored passages of the tickets issued in the period."""
     p = _period(session, site_id, start, end)
-    tickets = select(func.concat("T", Ticket.id)).where(
+    tickets = select(literal(TICKET) + cast(Ticket.id, String)).where(
         Ticket.site_id == site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to).scalar_subquery()
     P = PassageEventRecord
     return int(session.scalar(select(func.coalesce(func.sum(P.headcount), 0)).where(

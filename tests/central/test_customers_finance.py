@@ -308,3 +308,16 @@ def test_a_group_booked_into_a_time_slot_takes_its_places_and_gives_them_back_wh
         cs.cancel_order(db, result.order.id, actor="sales1")
         assert db.get(SlotQuota, quota.id).booked == 0
         assert cs.balance(db, c.id) == Decimal("0.00")
+
+
+def test_a_refund_at_the_desk_lowers_what_the_customer_owes(park):
+    from central.services.tickets import refund_ticket
+
+    site = park.config.site
+    with park.sessions.begin() as db:
+        c = _customer(db, site, credit="1000")
+        ticket = cs.create_group_order(db, site, _order(c, 10)).tickets[0]
+        assert cs.balance(db, c.id) == Decimal("1000.00")
+        refund_ticket(db, ticket.id, actor="staff1", reason="rain")
+        assert cs.balance(db, c.id) == Decimal("0.00")
+        assert cs.create_group_order(db, site, _order(c, 10)).created  # the credit is free again
