@@ -101,6 +101,12 @@ class Site(Base):
     # without it occupancy drifts with every missed exit); "carry_over" keeps them inside (overnight stays).
     overnight: Mapped[str] = mapped_column(String(16), default="exit_all", server_default="exit_all")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What a controller's fire input opens, at the gates themselves: "gate", its "zone" or the "site".
+    fire_scope: Mapped[str] = mapped_column(String(8), default="zone", server_default="zone")
+    # When the last emergency was ended here (who: the audit log); gates end a fire emergency latched before.
+    emergency_ended_at: Mapped[datetime | None]
+    # 人证核验 at every ID-card entry: the camera's face against the card's photo (else per ticket type).
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     zones: Mapped[list[Zone]] = relationship(back_populates="site", order_by="Zone.number")
 
@@ -208,6 +214,11 @@ class TicketType(Base):
     min_headcount: Mapped[int] = mapped_column(default=1, server_default="1")
     max_headcount: Mapped[int] = mapped_column(default=255, server_default="255")
     active: Mapped[bool] = mapped_column(default=True)
+    # Staff at the gate must look at the visitor (a child's, senior's or concession ticket): the gate's
+    # screen and voice name the type.
+    staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -270,6 +281,8 @@ class SlotQuota(Base):
     slot_end: Mapped[datetime]
     capacity: Mapped[int]
     booked: Mapped[int] = mapped_column(default=0)
+    # Booking closes then (None: the site's `close_before_min` before the start), see BookingSettings.
+    closes_at: Mapped[datetime | None]
 
 
 # --- persons, annual passes, templates --------------------------------------------------------
@@ -440,6 +453,10 @@ class Alert(Base):
     count: Mapped[int] = mapped_column(default=1)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # The central's own alerts (central.services.alerting): when the notice went out to the webhooks and
+    # addresses, and the recovery notice once the condition cleared (resolved_by "system").
+    notified_at: Mapped[datetime | None]
+    recovery_notified_at: Mapped[datetime | None]
 
 
 class DenialCount(Base):
@@ -537,6 +554,17 @@ class StaffUser(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     # A generated (one-time) password: every page asks for a new one until it is changed.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Head office: every park, present and future (admins always); else the parks in staff_user_sites.
+    all_sites: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class StaffUserSite(Base):
+    """A park a staff user works for: pages, sales and reports are for these parks only."""
+
+    __tablename__ = "staff_user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
 
 
 class ApiToken(Base):
@@ -546,12 +574,13 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The one park the token acts for; none: every park (a head office's own integration).
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     # A channel's token (an OTA, an agency): what it issues is billed to this customer, at this site only.
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
-    site_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class StaffSession(Base):
@@ -602,6 +631,128 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(128), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- visitor bookings (the public booking site) -------------------------------------------------
+# Document and phone numbers are never stored: a keyed digest (HMAC with the site's salt, the one gates
+# know ID cards by) and a masked form for display ("110***********002X", "138****5678").
+
+
+class BookingSettings(Base):
+    """A site's booking rules, set by managers: how far ahead, how many per party, cut-offs, face entry."""
+
+    __tablename__ = "booking_settings"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    ticket_type_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_types.id"))
+    days_ahead: Mapped[int] = mapped_column(default=7)
+    party_max: Mapped[int] = mapped_column(default=5)
+    cancel_before_min: Mapped[int] = mapped_column(default=60)
+    close_before_min: Mapped[int] = mapped_column(default=0)
+    retention_days: Mapped[int] = mapped_column(default=30)
+    face_entry: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime | None]
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class BookingDay(Base):
+    """One day of the booking calendar: open or closed, and an optional cap for the whole day."""
+
+    __tablename__ = "booking_days"
+    __table_args__ = (UniqueConstraint("site_id", "day", name="uq_booking_days_site_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    day: Mapped[date] = mapped_column(Date)
+    open: Mapped[bool] = mapped_column(default=True)
+    capacity: Mapped[int | None]
+    booked: Mapped[int] = mapped_column(default=0)
+
+
+BOOKING_STATUSES = ("booked", "cancelled")
+DOCUMENT_TYPES = ("id_card", "passport", "hk_macao", "taiwan")
+
+
+class Booking(Base):
+    """A party's booking of one slot: the number visitors type, the contact phone, the consent."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        UniqueConstraint("number", name="uq_bookings_number"),
+        Index("ix_bookings_site_day", "site_id", "day"),
+        Index("ix_bookings_phone", "site_id", "phone_digest"),
+        Index("ix_bookings_client_created", "site_id", "client_digest", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    number: Mapped[str] = mapped_column(String(16))
+    quota_id: Mapped[int] = mapped_column(ForeignKey("slot_quotas.id"))
+    day: Mapped[date] = mapped_column(Date)
+    slot_start: Mapped[datetime]
+    slot_end: Mapped[datetime]
+    party: Mapped[int]
+    phone_digest: Mapped[str] = mapped_column(String(64))
+    phone_masked: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    consent_at: Mapped[datetime]
+    client_digest: Mapped[str | None] = mapped_column(String(64))
+    client_masked: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(128))
+
+    persons: Mapped[list[BookingPerson]] = relationship(order_by="BookingPerson.position", lazy="selectin",
+                                                        back_populates="booking")
+
+
+class BookingPerson(Base):
+    """One person of a booking party, with their own ticket (entry by ID card or by its signed QR code)."""
+
+    __tablename__ = "booking_persons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    doc_type: Mapped[str] = mapped_column(String(16))
+    doc_digest: Mapped[str] = mapped_column(String(64))
+    doc_masked: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tickets.id"))
+
+    booking: Mapped[Booking] = relationship(back_populates="persons")
+
+
+class BookingDocument(Base):
+    """One booking per document per day per site, held by the primary key (not by a prior read).
+
+    The row goes with the booking's cancellation, so the document may book that day again."""
+
+    __tablename__ = "booking_documents"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    doc_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id"))
+
+
+class BookingBlock(Base):
+    """A document or phone that may not book (scalpers, bans): added by a manager with a reason."""
+
+    __tablename__ = "booking_blocks"
+    __table_args__ = (UniqueConstraint("site_id", "kind", "digest", name="uq_booking_blocks_site_kind_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # document | phone
+    digest: Mapped[str] = mapped_column(String(64))
+    masked: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
 
 
 # --- group customers, group orders, settlement, box-office shifts (#21) ----------------------

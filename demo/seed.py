@@ -8,23 +8,29 @@ visitor simulator; the database keeps what production keeps (no codes, only ID-n
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from central.services import Refused
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
-from central.services.bookings import book_slot, define_quota
+from central.services.bookings import book_slot, define_quota, quotas_for_day
 from central.services.tickets import IssueRequest, TicketTypeSpec
 from central.services.users import create_user
 from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
+from protocol.clock import park_now
+
+log = logging.getLogger(__name__)
 
 SITE = "demo-park"
 TIMEZONE = "Asia/Shanghai"
+OPENS_HOUR, CLOSES_HOUR = 8, 18  # the park's opening hours: booking slots are hourly within them
 ZONES = ((1, "Main Gate Plaza", 3000, "plaza"), (2, "Cave Trail", 400, "cave"), (3, "Summit Temple", 800, "summit"))
 SINGLE, DAY_PASS, GROUP, BOOKING = 1, 2, 3, 4
 CHANNELS = (("box_office", 35), ("web", 30), ("ota", 25), ("agency", 10))
@@ -53,6 +59,7 @@ class Carried:
     name: str = ""
     slot: tuple[datetime, datetime] | None = None
     label: str = ""  # single, day pass, group, booking, annual pass, wrong day
+    day: date | None = None  # the visit date of a ticket or booking (None: an annual pass)
 
 
 @dataclass
@@ -62,6 +69,13 @@ class Park:
     gates: list[GateSpec]
     admin_password: str = ""
     pools: dict[str, list[Carried]] = field(default_factory=dict)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The park's `day` from midnight to midnight, aware."""
+    tz = ZoneInfo(TIMEZONE)
+    start = datetime.combine(day, datetime.min.time(), tz)
+    return start, start + timedelta(days=1)
 
 
 def gate_layout(count: int) -> list[GateSpec]:
@@ -105,7 +119,7 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
             id=DAY_PASS, name="Day pass (re-entry, face bound)" if faces else "Day pass (re-entry)", entries=None,
             same_person=faces, anti_passback=True, min_gap_s=0, price="150"), actor="demo")
         ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=GROUP, name="Group ticket", entries=1, price="60"), actor="demo")
+            id=GROUP, name="Group ticket", entries=1, price="60", min_headcount=4, max_headcount=60), actor="demo")
         ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
             id=BOOKING, name="Time-slot booking (real name)", entries=1, real_name=True, slot_grace_min=15,
             price="70"), actor="demo")
@@ -154,11 +168,13 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
 
 
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,
-         wrong_day: bool = False, finger_share: float = 0.0) -> dict[str, list[Carried]]:
-    """Tickets, bookings and passes for about `visitors` people of today; what they carry, by kind.
-    `finger_share` of the new annual-pass holders (at most MAX_FINGERS) enrol a fingerprint."""
+         wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None) -> dict[str, list[Carried]]:
+    """Tickets, bookings and passes for about `visitors` people of `day` (the park's today by its clock,
+    `protocol.clock`); what they carry, by kind. `finger_share` of the new annual-pass holders (at most
+    MAX_FINGERS) enrol a fingerprint."""
     tz = ZoneInfo(TIMEZONE)
-    today = datetime.now(tz).date()
+    now = park_now().astimezone(tz)
+    today = day or now.date()
     pools: dict[str, list[Carried]] = {"single": [], "day": [], "group": [], "booking": [], "pass": [],
                                        "wrong_day": []}
     n_single = int(visitors * 0.55)
@@ -171,23 +187,26 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
 
     requests: list[tuple[str, IssueRequest, Carried]] = []
     for _ in range(n_single):
-        requests.append(("single", IssueRequest(ticket_type=SINGLE, channel=_channel(rng)), Carried(
-            "qr", "", label="single")))
+        requests.append(("single", IssueRequest(ticket_type=SINGLE, visit_date=today, channel=_channel(rng)),
+                         Carried("qr", "", label="single", day=today)))
     for _ in range(n_day):
-        requests.append(("day", IssueRequest(ticket_type=DAY_PASS, channel=rng.choice(("web", "ota"))), Carried(
-            "qr", "", reentry=True, face=random_face(rng) if faces else None, label="day pass")))
+        requests.append(("day", IssueRequest(ticket_type=DAY_PASS, visit_date=today,
+                                             channel=rng.choice(("web", "ota"))),
+                         Carried("qr", "", reentry=True, face=random_face(rng) if faces else None, label="day pass",
+                                 day=today)))
     people = 0
     while people < n_group_people:
         size = rng.randint(4, 12)
         people += size
-        requests.append(("group", IssueRequest(ticket_type=GROUP, headcount=size, channel=rng.choice(
-            ("agency", "group")), channel_ref=f"TA-{rng.randrange(10**6):06d}"), Carried(
-            "qr", "", headcount=size, label="group")))
+        requests.append(("group", IssueRequest(ticket_type=GROUP, headcount=size, visit_date=today,
+                                               channel=rng.choice(("agency", "group")),
+                                               channel_ref=f"TA-{rng.randrange(10**6):06d}"),
+                         Carried("qr", "", headcount=size, label="group", day=today)))
     for i in range(n_wrong):
-        day = today - timedelta(days=1) if i % 2 else today + timedelta(days=1)
-        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=day, channel=_channel(rng),
-                                                    allow_past=True),  # yesterday's: refused at the gate
-                         Carried("qr", "", label="wrong day")))
+        other = today - timedelta(days=1) if i % 2 else today + timedelta(days=1)
+        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=other, channel=_channel(rng),
+                                                   allow_past=other < now.date()),
+                         Carried("qr", "", label="wrong day", day=other)))
     rng.shuffle(requests)
     done = 0
     for start in range(0, len(requests), 500):
@@ -200,27 +219,36 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
         done += len(chunk)
         progress(f"tickets {done}/{len(requests)}")
 
-    # Real-name bookings: hourly slots of today; visitors booked from this hour to the end of the day.
-    now = datetime.now(tz)
+    # Real-name bookings: hourly slots of the day's opening hours still to come (all of them for a later
+    # day); each sale adds its bookings to what the slots already hold, so a second sale in a day fits.
+    first = now.hour if today == now.date() else 0
     slots = [(datetime(today.year, today.month, today.day, h, tzinfo=tz),
               datetime(today.year, today.month, today.day, h, tzinfo=tz) + timedelta(hours=1))
-             for h in range(now.hour, 24)]
+             for h in range(max(first, OPENS_HOUR), CLOSES_HOUR)]
+    if not slots:
+        n_booking = 0  # the park is closing: nobody books for today any more
     with ctx.sessions.begin() as db:
+        held = {q.slot_start: q.booked for q in quotas_for_day(db, SITE, *day_bounds(today))}
         for start, end in slots:
-            define_quota(db, SITE, start, end, max(50, n_booking // 2 + 10))
+            define_quota(db, SITE, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
     for i in range(n_booking):
         # A third booked for the slots now under way, the rest spread over the day's later slots.
         start, end = slots[i % min(2, len(slots))] if i < n_booking // 3 else rng.choice(slots)
         number, name = fake_id_number(rng), fake_name(rng)
-        with ctx.sessions.begin() as db:
-            book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number, holder_name=name,
-                      channel=rng.choice(("web", "ota")), actor="demo")
-        pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking"))
+        try:
+            with ctx.sessions.begin() as db:
+                book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number, holder_name=name,
+                          channel=rng.choice(("web", "ota")), actor="demo")
+        except Refused as exc:  # a random ID number booked twice in a day: the visitor books no more
+            log.info("a demo booking was refused: %s", exc.code)
+            continue
+        pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",
+                                        day=today))
         if (i + 1) % 100 == 0 or i + 1 == n_booking:
             progress(f"bookings {i + 1}/{n_booking}")
 
-    valid_from = datetime(today.year, 1, 1, tzinfo=tz)
-    valid_to = datetime(today.year + 1, 1, 1, tzinfo=tz)
+    valid_from = datetime.combine(today - timedelta(days=30), datetime.min.time(), tz)
+    valid_to = datetime.combine(today + timedelta(days=366), datetime.min.time(), tz)
     for i in range(n_pass):
         name = fake_name(rng)
         with ctx.sessions.begin() as db:

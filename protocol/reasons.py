@@ -57,6 +57,7 @@ class Reason(StrEnum):
     WRONG_DAY = "wrong_day"
     WRONG_DIRECTION = "wrong_direction"
     CLAIMED_ELSEWHERE = "claimed_elsewhere"
+    CARD_PHOTO_UNREADABLE = "card_photo_unreadable"  # 人证核验 asked, the reader gave no photo
     CONTROLLER_FAULT = "controller_fault"  # the gate cannot drive its turnstile: a fault, not the visitor's
 
 
@@ -120,6 +121,7 @@ MESSAGES: dict[Reason, Message] = {
     Reason.WRONG_DAY: Message(N_("Ticket not valid today")),
     Reason.WRONG_DIRECTION: Message(N_("Wrong direction")),
     Reason.CLAIMED_ELSEWHERE: Message(N_("Ticket just used at another gate")),
+    Reason.CARD_PHOTO_UNREADABLE: Message(N_("ID card photo not readable, please see staff")),
     Reason.CONTROLLER_FAULT: Message(N_("Gate fault, please see staff")),
 }
 

@@ -20,10 +20,11 @@ import re
 import msgspec
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from central.i18n import force_locale
+from central.i18n import _l, force_locale
 from central.logs import stack_without_messages
 from central.models import AnnualPass, Conflict, Gate, SigningKey, Ticket, TicketType
 from central.services import Invalid, ServiceError, limits
@@ -34,7 +35,7 @@ from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.web import api_schema as schema
-from central.web.stack import commit, current_context, require
+from central.web.stack import Forbidden, commit, current_context, database_away, may_see_site, require, site_id
 from central.web.stack import db as request_db
 from protocol.ids import holder_ref
 
@@ -103,6 +104,9 @@ def _any_http_error(exc: HTTPException):
     if request.path.startswith(api.url_prefix + "/"):
         return _http_error(exc)
     return exc.get_response()
+
+
+api.register_error_handler(OperationalError, database_away)  # before the catch-all below: a 503, not a bug
 
 
 @api.errorhandler(Exception)
@@ -186,8 +190,12 @@ def _decode_body(body: type[msgspec.Struct], required: bool):
 
 
 def _site() -> str:
+    """The park asked for (`?site=`), else the asker's current one: refused unless the asker works for it."""
     query = g.get("query")
-    return (query.site if query is not None else None) or current_context().config.site
+    site = (query.site if query is not None else None) or site_id()
+    if not may_see_site(site):
+        raise Forbidden("site_forbidden", _l("You do not work for park %(site_id)s.", site_id=site))
+    return site
 
 
 def _iso(at) -> str | None:
@@ -202,7 +210,7 @@ def ticket_type_json(tt: TicketType) -> dict:
             "anti_passback": tt.anti_passback, "min_gap_s": tt.min_gap_s, "zones": tt.zones, "weekdays": tt.weekdays,
             "slot_grace_min": tt.slot_grace_min, "real_name": tt.real_name, "validity_days": tt.validity_days,
             "price": str(tt.price), "min_headcount": tt.min_headcount, "max_headcount": tt.max_headcount,
-            "active": tt.active}
+            "active": tt.active, "staff_check": tt.staff_check, "id_face": tt.id_face}
 
 
 def ticket_json(t: Ticket, code: str | None = None) -> dict:

@@ -75,6 +75,8 @@ class TicketTypeBody(_Body):
     price: Price = 0
     min_headcount: Headcount = 1
     max_headcount: Headcount = limits.HEADCOUNT
+    staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
+    id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
 
 
 class TicketBody(_Body):

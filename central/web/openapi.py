@@ -59,7 +59,7 @@ ANSWERS = {
                   field={**S, "description": "the offending field, when one is to blame (`ticket.headcount`)"}),
     "TicketType": _obj(id=INT, name=S, entries=NULL_INT, same_person=B, anti_passback=B, min_gap_s=INT, zones=INTS,
                        weekdays=INTS, slot_grace_min=INT, real_name=B, validity_days=INT, price=PRICE,
-                       min_headcount=INT, max_headcount=INT, active=B),
+                       min_headcount=INT, max_headcount=INT, active=B, staff_check=B, id_face=B),
     "Ticket": _obj(("id", "ref", "ticket_type", "status", "valid_from", "valid_to", "slot_start", "slot_end",
                     "headcount", "zones", "holder_name", "id_last4", "channel", "channel_ref", "price", "issued_at"),
                    id=INT, ref=S, ticket_type=INT,

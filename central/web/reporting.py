@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from central.services import ServiceError
 from central.services import reports as report_service
-from central.web.stack import db, require, site_id
+from central.web.stack import report_db, require, site_id
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -38,7 +38,7 @@ def _day(key: str) -> date | None:
 
 
 def _period():
-    return report_service.period(db(), site_id(), _day("start"), _day("end"))
+    return report_service.period(report_db()[0], site_id(), _day("start"), _day("end"))
 
 
 @bp.route("/")
@@ -49,9 +49,9 @@ def index():
     except ServiceError as exc:
         flash(exc.text, "error")
         return redirect(url_for(".index"))
-    session = db()
+    session, standby = report_db()
     tables = {name: fn(session, p) for name, fn in TABLES.items()}
-    return render_template("reports/index.html", p=p, t=tables)
+    return render_template("reports/index.html", p=p, t=tables, standby=standby)
 
 
 @bp.route("/<name>.csv")
@@ -64,7 +64,7 @@ def csv(name: str):
         p = _period()
     except ServiceError as exc:
         return Response(exc.text, status=400, mimetype="text/plain")
-    body = report_service.to_csv(fn(db(), p))
+    body = report_service.to_csv(fn(report_db()[0], p))
     filename = f"{site_id()}-{name}-{p.start.isoformat()}-{p.end.isoformat()}.csv"
     return Response("\ufeff" + body, mimetype="text/csv",  # the BOM makes spreadsheet programs read UTF-8
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -78,5 +78,6 @@ def daily():
     except ServiceError as exc:
         flash(exc.text, "error")
         return redirect(url_for(".index"))
-    summary = report_service.daily_summary(db(), site_id(), p.start)
-    return render_template("reports/daily.html", s=summary)
+    session, standby = report_db()
+    summary = report_service.daily_summary(session, site_id(), p.start)
+    return render_template("reports/daily.html", s=summary, standby=standby)

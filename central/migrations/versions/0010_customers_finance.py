@@ -3,7 +3,7 @@ payments, settlement statements; tickets know their customer, group order, shift
 API tokens may be scoped to a customer and a site
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -184,14 +184,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("api_tokens") as batch:
         batch.add_column(sa.Column("customer_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("site_id", sa.String(64), nullable=True))
+        # (the token's park, api_tokens.site_id, comes with migration 0014)
         batch.create_foreign_key("fk_api_tokens_customer_id_customers", "customers", ["customer_id"], ["id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("api_tokens") as batch:
         batch.drop_constraint("fk_api_tokens_customer_id_customers", type_="foreignkey")
-        batch.drop_column("site_id")
         batch.drop_column("customer_id")
     op.drop_table("statement_lines")
     op.drop_table("statements")
