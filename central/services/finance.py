@@ -616,17 +616,26 @@ class OwedRow:
     balance: Decimal
     credit_limit: Decimal
     payment_term_days: int
+    overdue: Decimal = Decimal("0.00")  # owed for visits longer ago than the payment term
 
     @property
     def available(self) -> Decimal:
         return self.credit_limit - self.balance
 
 
-def owed_by_customers(session: Session, site_id: str) -> list[OwedRow]:
+def owed_by_customers(session: Session, site_id: str, now: datetime | None = None) -> list[OwedRow]:
+    """Each customer's balance on account, and the part of it past the payment term (the oldest visits
+    are taken as paid first)."""
+    now = now or utcnow()
     out = []
     for c in customer_service.list_customers(session, site_id):
-        out.append(OwedRow(c.id, c.name, c.status, customer_service.balance(session, c.id),
-                           Decimal(c.credit_limit), c.payment_term_days))
+        owed = customer_service.balance(session, c.id)
+        due_before = now - timedelta(days=c.payment_term_days)
+        newer = Decimal(session.scalar(select(func.coalesce(func.sum(Ticket.price), 0)).where(
+            Ticket.customer_id == c.id, Ticket.payment_method == "on_account", Ticket.status != "refunded",
+            Ticket.valid_from >= due_before)) or 0)
+        overdue = max(Decimal("0.00"), owed - newer).quantize(MONEY)
+        out.append(OwedRow(c.id, c.name, c.status, owed, Decimal(c.credit_limit), c.payment_term_days, overdue))
     return out
 
 

@@ -321,3 +321,19 @@ def test_a_refund_at_the_desk_lowers_what_the_customer_owes(park):
         refund_ticket(db, ticket.id, actor="staff1", reason="rain")
         assert cs.balance(db, c.id) == Decimal("0.00")
         assert cs.create_group_order(db, site, _order(c, 10)).created  # the credit is free again
+
+
+def test_what_is_owed_past_the_payment_term_is_overdue_and_receipts_pay_the_oldest_first(park):
+    site = park.config.site
+    with park.sessions.begin() as db:
+        c = cs.create_customer(db, site, cs.CustomerSpec(name="Slow Payer", credit_limit="10000",
+                                                         payment_term_days=10))
+        cs.create_group_order(db, site, _order(c, 10))  # 1000, visiting today
+        cs.create_group_order(db, site, _order(c, 5, day=today() + timedelta(days=3)))  # 500
+        later = datetime.now(TZ) + timedelta(days=12)  # 12 days on: today's visit is past the term
+        row = {o.customer: o for o in fin.owed_by_customers(db, site, now=later)}["Slow Payer"]
+        assert (row.balance, row.overdue) == (Decimal("1500.00"), Decimal("1000.00"))
+        cs.record_receipt(db, c.id, "600", actor="fin1")
+        row = {o.customer: o for o in fin.owed_by_customers(db, site, now=later)}["Slow Payer"]
+        assert (row.balance, row.overdue) == (Decimal("900.00"), Decimal("400.00"))
+        assert {o.customer: o.overdue for o in fin.owed_by_customers(db, site)}["Slow Payer"] == Decimal("0.00")
