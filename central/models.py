@@ -232,6 +232,7 @@ class Ticket(Base):
         Index("ix_tickets_site_status_valid_to", "site_id", "status", "valid_to"),
         Index("ix_tickets_id_digest", "id_digest"),
         Index("ix_tickets_channel_issued", "channel", "issued_at"),
+        Index("ix_tickets_customer_valid_from", "customer_id", "valid_from"),  # a customer's statement
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
