@@ -34,6 +34,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,7 +42,7 @@ from protocol import host, topics
 from protocol import messages as m
 from protocol.errors import MessageError
 from protocol.reasons import Reason
-from protocol.rules import Biometric, id_face_check, refused
+from protocol.rules import Biometric, Verdict, id_face_check, refused
 
 from . import config_state
 from .announcer import Announcer, TicketNote
@@ -61,6 +62,7 @@ from .link import Link
 from .passages import PENDING_PASSAGE, Passages
 from .readers import Reader, build_readers, run_reader
 from .speaker import Speaker
+from .staff_help import Pending, StaffHelp
 from .store import Store
 from .template_key import load_template_cipher
 
@@ -96,6 +98,7 @@ class _Job:
     queued_at: float
     done: threading.Event = field(default_factory=threading.Event)
     result: Handled | None = None
+    action: Callable[[], Handled] | None = None  # work for the decision worker besides a reader's attempt
 
 
 class GateAgent:
@@ -138,6 +141,7 @@ class GateAgent:
         if self.speaker is not None:
             self.health.devices.append(self.speaker.health)
         self.claims = ClaimClient(self.link, self.site, self.gate)
+        self.help = StaffHelp(self.site, self.gate, self.link.publish, self._camera_view)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
@@ -317,6 +321,8 @@ class GateAgent:
 
     def _handle(self, job: _Job) -> Handled:
         attempt = job.attempt
+        if job.action is not None:
+            return job.action()
         if time.monotonic() - job.queued_at > STALE_ATTEMPT_S:
             return Handled(attempt, ignored="stale")
         if self._is_repeat(attempt):
@@ -349,7 +355,19 @@ class GateAgent:
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if not verdict.granted:
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
+            if self.help.needed(outcome):  # a pass refused for its biometric: staff compare the faces
+                self.help.ask(attempt, outcome)
+                self.announcer.staff_called(verdict.reason)
             return handled
+        return self._let_through(handled, active, mode, now, offline, claim_id, alone, note)
+
+    def _let_through(self, handled: Handled, active: ActiveConfig, mode: m.Mode, now: datetime, offline: bool,
+                     claim_id: str | None, alone: bool, note: TicketNote | None) -> Handled:
+        """A granted decision: turn the arm once per passage allowed, recording each confirmed one."""
+        attempt, outcome = handled.attempt, handled.outcome
+        assert outcome is not None
+        verdict = outcome.verdict
+        record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if mode in ("free", "emergency"):
             return handled  # the arm is free: the controller's counters record who passes (monitor)
         direction = attempt.direction
@@ -382,6 +400,21 @@ class GateAgent:
                 outcome = Outcome(outcome.resolved, refused(Reason.CONTROLLER_FAULT), outcome.biometric)
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
         return handled
+
+    def _admit_by_staff(self, pending: Pending) -> Handled:
+        """Staff at the gate admit once a pass the biometric refused: one passage, recorded as any other."""
+        active, mode, now = self.active, self.mode, datetime.now(UTC)
+        outcome = Outcome(pending.outcome.resolved, Verdict(granted=True, reason=Reason.OK, passages=1,
+                                                            reasons=(Reason.OK,)), pending.outcome.biometric)
+        handled = Handled(pending.attempt, outcome)
+        if active is None:
+            return handled
+        self.announcer.tell(Reason.OK)
+        return self._let_through(handled, active, mode, now, not self.link.connected, None, False, None)
+
+    def _camera_view(self) -> bytes | None:
+        camera = self.faces.camera
+        return camera.view() if camera is not None else None
 
     @staticmethod
     def _ticket_note(outcome: Outcome) -> TicketNote | None:
@@ -481,6 +514,8 @@ class GateAgent:
                 self.set_mode(cmd.mode)
             elif cmd.kind == "resync":
                 self.resync("command")
+            elif cmd.kind in ("staff_admit", "staff_refuse"):
+                ok, error = self._staff_answer(cmd)
             elif cmd.kind == "test_devices":
                 failures = [f"{name}: {detail}" for name, good, detail in self.test_devices() if not good]
                 ok, error = not failures, "; ".join(failures)[:256] or None
@@ -488,6 +523,21 @@ class GateAgent:
             ok, error = False, str(exc)[:256]
         ack = m.CommandAck(cmd.id, self.gate, ok, error)
         self.link.publish(topics.command_ack(self.site, self.gate), m.encode(ack))
+
+    def _staff_answer(self, cmd: m.Command) -> tuple[bool, str | None]:
+        """Staff answered a HelpRequest: admit once (through the decision worker, in turn) or refuse."""
+        pending = self.help.take(cmd.help_id)
+        if pending is None:
+            return False, "no open help request with this id (answered, or the visitor left)"
+        if cmd.kind == "staff_refuse":
+            self.announcer.tell(pending.outcome.verdict.reason)
+            return True, None
+        job = _Job(pending.attempt, time.monotonic(), action=functools.partial(self._admit_by_staff, pending))
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            return False, "the gate is busy: try again"
+        return True, None
 
     def resync(self, reason: str = "") -> bool:
         """Ask the central for a full snapshot; deltas wait until it has been applied."""

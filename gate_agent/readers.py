@@ -218,6 +218,16 @@ class Camera:
             self.driver = OpenCvCamera(int(source) if str(source).isdigit() else source, fps)
         self.lock = threading.Lock()
 
+    def view(self, timeout: float = 0.5) -> bytes | None:
+        """The camera's view now as a small JPEG (for staff at the gate), or None."""
+        if self.driver is None:
+            return None
+        from .staff_help import jpeg
+
+        with self.lock:
+            frame = self.driver.read_frame(timeout)
+        return jpeg(frame) if frame is not None else None
+
     def probe(self, timeout: float = 2.0):
         """One frame, encoded: the first face template found, or None."""
         if self.templates is not None:

@@ -205,10 +205,29 @@ class ConfigAck(_Msg, frozen=True):
 
 class Command(_Msg, frozen=True, kw_only=True):
     id: Ref
-    kind: Literal["open_once", "set_mode", "resync", "test_devices"]
+    kind: Literal["open_once", "set_mode", "resync", "test_devices", "staff_admit", "staff_refuse"]
     direction: Direction = "in"
     mode: Mode | None = None
     at: At | None = None
+    help_id: Ref | None = None  # staff_admit / staff_refuse: the HelpRequest answered
+
+
+class HelpRequest(_Msg, frozen=True, kw_only=True):
+    """A pass refused for its biometric (not the same person, the finger not read): the gate asks staff.
+
+    Staff see the holder's photo (kept at the central) beside `frame`, the camera's view now (a small
+    JPEG, personal data: kept at the central only while the request is open), and admit once or refuse."""
+
+    id: Ref
+    site: Name
+    gate: Name
+    at: At
+    direction: Direction = "in"
+    credential_kind: CredentialKind
+    credential_ref: Ref
+    holder_id: Ref | None = None
+    reason: Short
+    frame: Annotated[bytes, msgspec.Meta(max_length=96 * 1024)] | None = None
 
 
 class CommandAck(_Msg, frozen=True):
@@ -369,6 +388,7 @@ MAX_BYTES: dict[type, int] = {
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
     FireAlarm: 2 * 1024,
+    HelpRequest: 160 * 1024,  # the frame, base64
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed

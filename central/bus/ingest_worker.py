@@ -39,6 +39,7 @@ from central.config import CentralConfig
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
 from central.services.gates import record_command_ack, record_config_ack, record_fire_alarm, record_status
 from central.services.ingest import ingest_batch
+from central.services.staff_help import record_help_request
 from protocol import topics
 from protocol.errors import MessageError
 from protocol.messages import (
@@ -47,6 +48,7 @@ from protocol.messages import (
     EventAck,
     FireAlarm,
     GateStatus,
+    HelpRequest,
     PassageEvent,
     SnapshotRequest,
     StoredPassage,
@@ -58,7 +60,7 @@ from protocol.messages import (
 log = logging.getLogger(__name__)
 ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
 KINDS = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck, "cmd/ack": CommandAck,
-         "sync/request": SnapshotRequest, "fire": FireAlarm}
+         "sync/request": SnapshotRequest, "fire": FireAlarm, "help": HelpRequest}
 
 
 @dataclass
@@ -98,6 +100,7 @@ class IngestWorker:
                  worker_id: str = "1", cipher=None, occupancy_interval: float = 0.25,
                  snapshot_workers: int = 2) -> None:
         self.config = config
+        self.cipher = cipher  # seals the camera views of requests for staff help
         self.sessions = sessions
         self.stats = IngestStats()
         self.batch_size = config.ingest.batch_size
@@ -119,7 +122,7 @@ class IngestWorker:
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
         group = config.ingest.group
-        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire"):
+        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire", "help"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
             # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
             shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
@@ -274,6 +277,8 @@ class IngestWorker:
                     record_config_ack(session, item.site, item.message)
                 elif item.kind == "cmd/ack":
                     record_command_ack(session, item.message)
+                elif item.kind == "help":
+                    record_help_request(session, self.cipher, item.message)
                 elif item.kind == "fire" and not item.msg.retain:  # a retained one was recorded when it came
                     record_fire_alarm(session, item.message)
             for msg, error in parked:

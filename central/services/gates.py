@@ -401,18 +401,20 @@ def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | N
 
 
 def create_command(session: Session, site_id: str, gate: str | None, kind: str, *, mode: str | None = None,
-                   direction: str = "in", actor: str | None = None) -> tuple[CommandRecord, Command, str]:
+                   direction: str = "in", actor: str | None = None,
+                   help_id: str | None = None) -> tuple[CommandRecord, Command, str]:
     """A command for one gate, or for the whole site when `gate` is None; returns (record, message, topic)."""
     get_site(session, site_id)
     if gate is not None:
         get_gate(session, site_id, gate)
-    if not isinstance(kind, str) or kind not in ("open_once", "set_mode", "resync", "test_devices"):
+    if not isinstance(kind, str) or kind not in ("open_once", "set_mode", "resync", "test_devices", "staff_admit",
+                                                 "staff_refuse"):
         raise Invalid("bad_command", _l("Unknown command."))
     if (kind == "set_mode" or mode is not None) and mode not in MODES:
         raise Invalid("bad_mode", _l('A mode is normal, free passage, locked or emergency.'))
     if not isinstance(direction, str) or direction not in ("in", "out"):
         raise Invalid("bad_direction", _l("A direction is in or out."))
-    message = Command(id=new_event_id(), kind=kind, direction=direction, mode=mode, at=utcnow())
+    message = Command(id=new_event_id(), kind=kind, direction=direction, mode=mode, at=utcnow(), help_id=help_id)
     record = CommandRecord(id=message.id, site_id=site_id, gate=gate, kind=kind, payload=encode(message),
                            issued_by=actor)
     session.add(record)

@@ -82,6 +82,7 @@ def _register_pages(app: Flask) -> None:
         openapi,
         reporting,
         security,
+        staff_help,
         ticket_types,
     )
 
@@ -97,7 +98,7 @@ def _register_pages(app: Flask) -> None:
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
-               ticket_types.bp):
+               ticket_types.bp, staff_help.bp):
         app.register_blueprint(bp)
     security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
 

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from central.models import AuditEntry
 from tests.web.conftest import ROLES, Browser, login, password_for
 
-WEB_BLUEPRINTS = {"dashboard", "live", "desk", "gates", "reports", "admin"}
+WEB_BLUEPRINTS = {"dashboard", "live", "desk", "gates", "reports", "admin", "help"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
-         "username": "nobody", "token_id": "999"}
+         "username": "nobody", "token_id": "999", "number": "99", "help_id": "nohelp"}
 
 
 def guarded_routes(app):
