@@ -219,6 +219,8 @@ class TicketType(Base):
     staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
     # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
     id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人票绑定: the first entry takes the visitor's finger at the gate; a re-entry needs the same finger.
+    bind_finger: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

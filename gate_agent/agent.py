@@ -140,6 +140,8 @@ class GateAgent:
                              config_version=lambda: self.active.cfg.version if self.active else 0)
         if self.speaker is not None:
             self.health.devices.append(self.speaker.health)
+        self.health.after_purge = self._after_purge
+        self.sync.on_finger_binding = self._after_purge  # another gate took a ticket's finger: load it here
         self.claims = ClaimClient(self.link, self.site, self.gate)
         self.help = StaffHelp(self.site, self.gate, self.link.publish, self._camera_view)
         self._subscribe()
@@ -434,16 +436,23 @@ class GateAgent:
             if resolved.credential is not None and id_face_check(resolved.credential, resolved.rules, active.policy):
                 return self.faces.verify_card_photo(resolved.card_photo, active)  # 人证核验
             return self.faces.verify(resolved, active)
-        if step in ("fingerprint", "either") and resolved.holder_id:
+        if step in ("fingerprint", "either"):
             reader = next((r for r in self.readers if r.kind == "fingerprint"), None)
-            if reader is None:
+            owner = resolved.holder_id
+            if owner is None and resolved.rules is not None and resolved.rules.bind_finger:
+                owner = resolved.ref  # 人票绑定: the ticket's own finger, taken at its first entry
+                if reader is not None and not resolved.usage.bound:
+                    data = reader.take_finger(owner, FINGER_WAIT_S,
+                                              prompt=lambda: self.announcer.tell(Reason.FINGER_NEEDED))
+                    return (Biometric(kind="fingerprint", matched=True), data) if data else (None, None)
+            if reader is None or owner is None:
                 return None, None
             # The prompt; the decision follows on the display.
             holder = reader.expect(FINGER_WAIT_S, prompt=lambda: self.announcer.tell(Reason.FINGER_NEEDED))
             if holder is None:
                 return None, None  # no finger in time
-            # A finger the module does not know, or another holder's, is not this pass's holder.
-            return Biometric(kind="fingerprint", matched=holder == resolved.holder_id), None
+            # A finger the module does not know, or another holder's, is not this pass's (or ticket's) owner.
+            return Biometric(kind="fingerprint", matched=holder == owner), None
         return None, None
 
     def load_faces(self, force: bool = False):
@@ -456,6 +465,11 @@ class GateAgent:
         fingers = any(isinstance(ch, m.HolderForget) or (isinstance(ch, m.TemplateChange) and ch.kind != "face")
                       for ch in changes)
         if fingers and self.fingerprints is not None:
+            self.fingerprints.request()
+
+    def _after_purge(self) -> None:
+        """Bindings changed (a ticket's finger came from another gate, or expired ones went): the module follows."""
+        if self.fingerprints is not None:
             self.fingerprints.request()
 
     def _after_snapshot(self) -> None:

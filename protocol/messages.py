@@ -68,6 +68,9 @@ class PassageEvent(_Msg, frozen=True):
     # A face template bound at first entry (same-person re-entry), shared with the site's gates.
     binding: Annotated[bytes, msgspec.Meta(max_length=1024)] | None = None
     face_distance: float | None = None
+    # What `binding` is: a face template, or the fingerprint module's template (人票绑定) that the site's
+    # other gates load into their modules.
+    binding_kind: Literal["face", "fingerprint"] = "face"
 
 
 class EventAck(_Msg, frozen=True):
@@ -129,6 +132,9 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     staff_check: bool = False
     # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
     id_face: bool = False
+    # 人票绑定: the first entry takes the visitor's finger on the gate's module; a re-entry, at any gate of
+    # the site, needs the same finger.
+    bind_finger: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):

@@ -316,7 +316,8 @@ def ticket_type_rules(tt: TicketType) -> TicketTypeRules:
     return TicketTypeRules(id=tt.id, name=tt.name[:256], entries=tt.entries, same_person=tt.same_person,
                            anti_passback=tt.anti_passback, min_gap_s=tt.min_gap_s, zones=list(tt.zones or []),
                            weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min,
-                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face))
+                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face),
+                           bind_finger=bool(tt.bind_finger))
 
 
 def build_gate_config(session: Session, gate: Gate) -> GateConfig:

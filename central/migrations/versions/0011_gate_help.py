@@ -1,6 +1,7 @@
 """At the gate, for people: the site's fire scope and when its last emergency was ended, ticket types
 staff must check at the gate (a child's, senior's or concession ticket), ID card with live face (人证核验)
-for the site or a ticket type, staff help at the gate (holders' photos with consent, help requests)
+for the site or a ticket type, staff help at the gate (holders' photos with consent, help requests),
+re-entry bound by fingerprint (人票绑定)
 
 Revision ID: 0011
 Revises: 0008
@@ -26,6 +27,7 @@ def upgrade() -> None:
     with op.batch_alter_table("ticket_types") as batch:
         batch.add_column(sa.Column("staff_check", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("id_face", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("bind_finger", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "holder_photos",
         sa.Column("person_id", sa.Integer(), sa.ForeignKey("persons.id", name="fk_holder_photos_person_id_persons"),
@@ -58,6 +60,7 @@ def downgrade() -> None:
     op.drop_table("help_requests")
     op.drop_table("holder_photos")
     with op.batch_alter_table("ticket_types") as batch:
+        batch.drop_column("bind_finger")
         batch.drop_column("id_face")
         batch.drop_column("staff_check")
     with op.batch_alter_table("sites") as batch:
