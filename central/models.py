@@ -639,6 +639,8 @@ class HelpRequestRecord(Base):
     holder_ref: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(String(64))
     frame: Mapped[bytes | None] = mapped_column(LargeBinary)  # TemplateCipher record (kind "frame")
+    # A ticket bound by fingerprint: the first entry's view, in the holder's photo's place (sealed, "photo").
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | admitted | refused | expired
     decided_by: Mapped[str | None] = mapped_column(String(128))
     decided_at: Mapped[datetime | None]

@@ -143,7 +143,8 @@ class GateAgent:
         self.health.after_purge = self._after_purge
         self.sync.on_finger_binding = self._after_purge  # another gate took a ticket's finger: load it here
         self.claims = ClaimClient(self.link, self.site, self.gate)
-        self.help = StaffHelp(self.site, self.gate, self.link.publish, self._camera_view)
+        self.help = StaffHelp(self.site, self.gate, self.link.publish, self._camera_view,
+                              first_photo=self.store.first_entry_photo)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
@@ -394,7 +395,8 @@ class GateAgent:
                 self.announcer.count(dataclasses.replace(note, entered=note.entered + handled.passed))
             binding = outcome.probe if (verdict.bind and turn == 0) else None
             handled.events.append(record(outcome, now=datetime.now(UTC), passed=True,
-                                         offline=alone or not self.link.connected, binding=binding))
+                                         offline=alone or not self.link.connected, binding=binding,
+                                         photo=outcome.resolved.first_photo if binding else None))
         if handled.passed == 0:
             # Nobody walked through: the entry is kept (a claim is released), the attempt recorded. When the
             # arm could not be driven, the attempt is a refusal for the gate's fault, with that reason.
@@ -444,7 +446,10 @@ class GateAgent:
                 if reader is not None and not resolved.usage.bound:
                     data = reader.take_finger(owner, FINGER_WAIT_S,
                                               prompt=lambda: self.announcer.tell(Reason.FINGER_NEEDED))
-                    return (Biometric(kind="fingerprint", matched=True), data) if data else (None, None)
+                    if not data:
+                        return None, None
+                    resolved.first_photo = self._camera_view()  # for staff, should the finger not be read later
+                    return Biometric(kind="fingerprint", matched=True), data
             if reader is None or owner is None:
                 return None, None
             # The prompt; the decision follows on the display.

@@ -56,19 +56,22 @@ class StaffHelp:
     """The gate's open requests for staff; `frame()` is the camera's view now as a JPEG (or None)."""
 
     def __init__(self, site: str, gate: str, publish: Callable[..., object],
-                 frame: Callable[[], bytes | None] = lambda: None) -> None:
+                 frame: Callable[[], bytes | None] = lambda: None,
+                 first_photo: Callable[[str], bytes | None] = lambda ref: None) -> None:
         self.site, self.gate = site, gate
         self._publish = publish
         self._frame = frame
+        self._first_photo = first_photo  # a finger-bound ticket's first-entry view (人票绑定)
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def needed(outcome: Outcome) -> bool:
-        """A pass holder refused for the biometric step: staff can compare faces."""
+        """A pass holder, or a ticket bound by fingerprint, refused for the biometric step: staff compare faces."""
         resolved = outcome.resolved
+        finger_bound = resolved.rules is not None and resolved.rules.bind_finger and resolved.usage.bound
         return (not outcome.verdict.granted and outcome.verdict.reason in HELP_REASONS
-                and resolved.holder_id is not None and resolved.credential is not None)
+                and resolved.credential is not None and (resolved.holder_id is not None or finger_bound))
 
     def ask(self, attempt: Attempt, outcome: Outcome) -> str:
         """Publish a HelpRequest; its id is what staff answer."""
@@ -82,7 +85,8 @@ class StaffHelp:
         request = m.HelpRequest(id=help_id, site=self.site, gate=self.gate, at=datetime.now(UTC),
                                 direction=attempt.direction, credential_kind=resolved.kind,
                                 credential_ref=resolved.ref, holder_id=resolved.holder_id,
-                                reason=str(outcome.verdict.reason), frame=frame)
+                                reason=str(outcome.verdict.reason), frame=frame,
+                                photo=None if resolved.holder_id else self._first_photo(resolved.ref))
         now = time.monotonic()
         with self._lock:
             self._pending = {k: p for k, p in self._pending.items() if now - p.asked_at < KEEP_S}

@@ -154,6 +154,7 @@ class Store:
         self._all_lock = threading.Lock()
         self.db.executescript(SCHEMA)
         self._upgrade_outbox()
+        self._upgrade_usage()
         if cipher is not None and self.meta("templates_sealed") != "1":
             self._seal_plain_rows()
 
@@ -432,12 +433,14 @@ class Store:
         n = event.headcount
         if event.direction == "in":
             conn.execute(
-                "INSERT INTO usage(credential_ref, entries, exits, last_entry_at, binding) VALUES (?, ?, 0, ?, ?) "
+                "INSERT INTO usage(credential_ref, entries, exits, last_entry_at, binding, photo) "
+                "VALUES (?, ?, 0, ?, ?, ?) "
                 "ON CONFLICT(credential_ref) DO UPDATE SET entries = entries + excluded.entries, "
                 "last_entry_at = max(coalesce(last_entry_at, 0), excluded.last_entry_at), "
-                "binding = coalesce(binding, excluded.binding)",
-                (ref, n, at, self._seal(event.binding, ref, event.binding_kind)
-                             if event.binding and self.cipher else None))
+                "binding = coalesce(binding, excluded.binding), photo = coalesce(photo, excluded.photo)",
+                (ref, n, at, self._seal(event.binding, ref, event.binding_kind) if event.binding and self.cipher
+                 else None,
+                 self._seal(event.photo, ref, "photo") if event.photo and event.binding and self.cipher else None))
         else:
             # An exit never takes the count below zero inside: anti-passback stays meaningful.
             conn.execute("UPDATE usage SET exits = min(entries, exits + ?) WHERE credential_ref = ?", (n, ref))
@@ -471,11 +474,11 @@ class Store:
         now = now if now is not None else time.time()
         cutoff = now - keep_s
         with self.write() as c:
-            gone = c.execute("UPDATE usage SET binding = NULL WHERE binding IS NOT NULL AND last_entry_at < ?",
-                             (cutoff,)).rowcount
+            gone = c.execute("UPDATE usage SET binding = NULL, photo = NULL WHERE binding IS NOT NULL "
+                             "AND last_entry_at < ?", (cutoff,)).rowcount
             # A ticket that has expired: its binding (a face, or a finger in the module's slots) goes now.
             return gone + c.execute(
-                "UPDATE usage SET binding = NULL WHERE binding IS NOT NULL AND credential_ref IN "
+                "UPDATE usage SET binding = NULL, photo = NULL WHERE binding IS NOT NULL AND credential_ref IN "
                 "(SELECT 'T' || ticket_id FROM tickets WHERE valid_to IS NOT NULL AND valid_to < ?)",
                 (now,)).rowcount
 
@@ -534,6 +537,20 @@ class Store:
     def outbox_unsent(self) -> int:
         """Events the broker has not yet acknowledged."""
         return self.db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+
+    def _upgrade_usage(self) -> None:
+        """A store written before 人票绑定 gets the usage's first-entry photo column."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(usage)")}
+        if "photo" not in columns:
+            with self.write() as c:
+                c.execute("ALTER TABLE usage ADD COLUMN photo BLOB")
+
+    def first_entry_photo(self, ref: str) -> bytes | None:
+        """The camera's view at a finger-bound ticket's first entry (decrypted), for staff; None if none."""
+        row = self.db.execute("SELECT photo FROM usage WHERE credential_ref = ?", (ref,)).fetchone()
+        if row is None or row[0] is None or self.cipher is None:
+            return None
+        return self._open(row[0], ref, "photo")
 
     def _upgrade_outbox(self) -> None:
         """A store written before end-to-end acknowledgements gets the outbox's two new columns."""

@@ -71,6 +71,9 @@ class PassageEvent(_Msg, frozen=True):
     # What `binding` is: a face template, or the fingerprint module's template (人票绑定) that the site's
     # other gates load into their modules.
     binding_kind: Literal["face", "fingerprint"] = "face"
+    # With a fingerprint binding, the camera's view at the first entry (small JPEG), where a camera is
+    # fitted: staff at any gate of the site see it when the finger is not read at a re-entry.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class EventAck(_Msg, frozen=True):
@@ -234,6 +237,8 @@ class HelpRequest(_Msg, frozen=True, kw_only=True):
     holder_id: Ref | None = None
     reason: Short
     frame: Annotated[bytes, msgspec.Meta(max_length=96 * 1024)] | None = None
+    # A ticket bound by fingerprint (人票绑定) has no enrolled holder: the first entry's view stands in.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class CommandAck(_Msg, frozen=True):
@@ -379,7 +384,7 @@ class StoredPassages(_Msg, frozen=True, kw_only=True):
 # --- encoding and strict decoding -------------------------------------------------------------
 
 MAX_BYTES: dict[type, int] = {
-    PassageEvent: 8 * 1024,
+    PassageEvent: 32 * 1024,  # a first entry's photo with a fingerprint binding (人票绑定)
     EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
     GateConfig: 256 * 1024,
@@ -394,7 +399,7 @@ MAX_BYTES: dict[type, int] = {
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
     FireAlarm: 2 * 1024,
-    HelpRequest: 160 * 1024,  # the frame, base64
+    HelpRequest: 192 * 1024,  # the frame and a first entry's photo, base64
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed

@@ -89,12 +89,15 @@ def record_help_request(session: Session, cipher, request: HelpRequest) -> None:
     """A gate asks for staff (from the ingest); a repeat of the same request is ignored."""
     if session.get(HelpRequestRecord, request.id) is not None:
         return
-    frame = None
+    frame = photo = None
     if request.frame and cipher is not None:
         frame = cipher.encrypt(request.frame, request.holder_id or request.gate, "frame")
+    if request.photo and cipher is not None:
+        photo = cipher.encrypt(request.photo, request.credential_ref, "photo")
     session.add(HelpRequestRecord(
         id=request.id, site_id=request.site, gate=request.gate, at=request.at, direction=request.direction,
-        credential_ref=request.credential_ref, holder_ref=request.holder_id, reason=request.reason, frame=frame))
+        credential_ref=request.credential_ref, holder_ref=request.holder_id, reason=request.reason, frame=frame,
+        photo=photo))
 
 
 def expire_requests(session: Session, now: datetime | None = None) -> int:
@@ -103,7 +106,7 @@ def expire_requests(session: Session, now: datetime | None = None) -> int:
     old = list(session.scalars(select(HelpRequestRecord).where(HelpRequestRecord.status == "open",
                                                                HelpRequestRecord.at < cutoff)))
     for row in old:
-        row.status, row.frame = "expired", None
+        row.status, row.frame, row.photo = "expired", None, None
     return len(old)
 
 
@@ -122,6 +125,16 @@ def get_request(session: Session, site_id: str, gate: str, help_id: str) -> Help
     return row
 
 
+def request_photo(session: Session, cipher, row: HelpRequestRecord) -> bytes | None:
+    """The photo to show beside the camera: the pass holder's (enrolment), else a finger-bound ticket's
+    first-entry view that came with the request."""
+    if row.holder_ref:
+        return holder_photo(session, cipher, row.holder_ref)
+    if cipher is None or row.photo is None:
+        return None
+    return cipher.decrypt(row.photo, row.credential_ref, "photo")
+
+
 def request_frame(session: Session, cipher, row: HelpRequestRecord) -> bytes | None:
     if cipher is None or row.frame is None:
         return None
@@ -136,7 +149,7 @@ def answer_help(session: Session, site_id: str, gate: str, help_id: str, admit: 
         raise Refused("help_answered", _l("This request was already answered or has expired."))
     row.status = "admitted" if admit else "refused"
     row.decided_by, row.decided_at = actor, utcnow()
-    row.frame = None  # the camera's view is kept only while the request is open
+    row.frame = row.photo = None  # the camera's views are kept only while the request is open
     record, _message, _topic = create_command(session, site_id, gate, "staff_admit" if admit else "staff_refuse",
                                               actor=actor, help_id=help_id)
     audit(session, actor, "gate.help", f"{site_id}/{gate}", decision=row.status, credential=row.credential_ref,

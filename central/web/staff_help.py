@@ -70,7 +70,7 @@ def photo(name: str, help_id: str):
         row = help_service.get_request(db(), site_id(), name, help_id)
     except ServiceError:
         abort(404)
-    return _jpeg(help_service.holder_photo(db(), ctx().cipher, row.holder_ref))
+    return _jpeg(help_service.request_photo(db(), ctx().cipher, row))
 
 
 @bp.post("/<help_id>")

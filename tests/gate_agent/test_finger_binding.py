@@ -40,12 +40,19 @@ def present(agent, code: str, lay) -> object:
 
 
 def test_a_finger_taken_at_gate_a_admits_its_holder_again_at_gate_b_and_refuses_another(
-        gate_factory, probe, signer, site, modules):
+        gate_factory, probe, signer, site, modules, tmp_path):
     module_a, module_b = modules
+    view = tmp_path / "visitor.jpg"  # gate A's camera: what it sees as the finger is taken
+    from PIL import Image
+
+    Image.new("RGB", (640, 480), (30, 140, 200)).save(view, "JPEG")
     gates = {}
     for gate, module in (("g1", module_a), ("g2", module_b)):
         cfg = gate_config_for(signer, site, gate, ticket_types=[*RULES, BOUND])
-        gates[gate], _sim = gate_factory(gate, config=cfg, devices={"fingerprint": {"port": module.device_path}})
+        devices = {"fingerprint": {"port": module.device_path}}
+        if gate == "g1":
+            devices["camera"] = {"files": str(view), "fps": 20}
+        gates[gate], _sim = gate_factory(gate, config=cfg, devices=devices)
     a, b = gates["g1"], gates["g2"]
     code = ticket(signer, 8101, ticket_type=7)
 
@@ -56,6 +63,7 @@ def test_a_finger_taken_at_gate_a_admits_its_holder_again_at_gate_b_and_refuses_
     assert list(module_a.slots.values()) == [A]  # taken into the module, and read back ...
     event = probe.wait(lambda: [e for e in probe.events("g1") if e.passed])[0]
     assert (event.binding, event.binding_kind) == (A, "fingerprint")  # ... to travel to the site's gates
+    assert event.photo and event.photo.startswith(b"\xff\xd8")  # with the first entry's view, for staff
     until(lambda: list(module_b.slots.values()) == [A], what="gate B's module holding the ticket's finger")
     until(lambda: b.fingerprints.synced.is_set(), what="gate B's slots in step")
 
@@ -64,9 +72,13 @@ def test_a_finger_taken_at_gate_a_admits_its_holder_again_at_gate_b_and_refuses_
 
     other = present(b, code, lambda: module_b.touch(B))  # the same ticket, another visitor's finger
     assert other.reason == "not_same_person" and other.passed == 0
+    # Staff are asked, and see the first entry's view (gate B has no camera of its own here).
+    request = probe.wait(lambda: probe.of("help", m.HelpRequest, "g2"))[0]
+    assert (request.credential_ref, request.holder_id, request.photo) == ("T8101", None, event.photo)
 
     # The visit is over: the binding goes, and with it the finger in every module.
     for agent, module in ((a, module_a), (b, module_b)):
         assert agent.store.purge_bindings(now=time.time() + 3 * 24 * 3600) == 1
         agent._after_purge()
         until(lambda module=module: module.slots == {}, what="the ticket's slot freed")
+        assert agent.store.first_entry_photo("T8101") is None  # and the photo

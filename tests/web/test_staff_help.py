@@ -90,6 +90,24 @@ def test_a_request_for_staff_is_answered_once_with_the_name_in_the_audit_log(app
     assert 'id="no-requests"' in _text(staff.get("/gates/g1/help/panel"))
 
 
+def test_a_finger_bound_ticket_shows_its_first_entry_view_in_the_holders_place(app, web_ctx):
+    site = web_ctx.config.site
+    first_view = a_jpeg((0, 200, 0))
+    with web_ctx.sessions.begin() as db:
+        register_gate(db, site, "g2", 1)
+        help_service.record_help_request(db, web_ctx.cipher, m.HelpRequest(
+            id="h-2", site=site, gate="g2", at=utcnow(), credential_kind="qr", credential_ref="T8101",
+            reason="not_same_person", frame=a_jpeg(), photo=first_view))
+        assert first_view not in db.get(HelpRequestRecord, "h-2").photo  # sealed
+    staff = login(app, "staff")
+    res = staff.get("/gates/g2/help/h-2/photo.jpg")
+    assert res.status_code == 200 and res.data == first_view
+    staff.post("/gates/g2/help/h-2", {"decision": "refuse"})
+    with web_ctx.sessions() as db:
+        row = db.get(HelpRequestRecord, "h-2")
+        assert (row.status, row.photo, row.frame) == ("refused", None, None)
+
+
 def test_the_staff_page_is_for_staff_of_the_park_only(app, web_ctx):
     with web_ctx.sessions.begin() as db:
         register_gate(db, web_ctx.config.site, "g1", 1)

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("holder_ref", sa.String(length=128), nullable=True),
         sa.Column("reason", sa.String(length=64), nullable=False),
         sa.Column("frame", sa.LargeBinary(), nullable=True),
+        sa.Column("photo", sa.LargeBinary(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("decided_by", sa.String(length=128), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
