@@ -31,6 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, case, cast, func, literal, select
@@ -553,7 +554,7 @@ def revenue(session: Session, site_id: str, start: date, end: date, by: str = "c
     if by not in DIMENSIONS:
         raise Invalid("bad_dimension", _l("Choose what to group the revenue by from the list."))
     p = _period(session, site_id, start, end)
-    key = {"channel": Ticket.channel, "ticket_type": TicketType.name,
+    key: Any = {"channel": Ticket.channel, "ticket_type": TicketType.name,
            "payment_method": func.coalesce(Ticket.payment_method, ""),
            "customer": func.coalesce(Customer.name, "")}[by].label("k")
     bucket = _bucket(session, Ticket.issued_at, BUCKET_S).label("b")

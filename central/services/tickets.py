@@ -49,6 +49,7 @@ class TicketTypeSpec:
     max_headcount: int = limits.HEADCOUNT
     staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
     id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 _money = limits.money  # the name passes.py and older callers import
@@ -58,7 +59,7 @@ def _check_spec(spec: TicketTypeSpec) -> None:
     limits.text("bad_name", "name", spec.name, limits.NAME, required=True)
     if spec.entries is not None:
         limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
-    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face"):
+    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face", "bind_finger"):
         if not isinstance(getattr(spec, flag), bool):
             raise Invalid("bad_rules", _l('“%(flag)s” is yes or no.', flag=flag))
     limits.zones(spec.zones)
@@ -102,6 +103,7 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     tt.max_headcount = spec.max_headcount
     tt.staff_check = spec.staff_check
     tt.id_face = spec.id_face
+    tt.bind_finger = spec.bind_finger
     tt.active = True
     bump_site_configs(session, site_id)
     audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
