@@ -24,9 +24,22 @@ class BackupError(RuntimeError):
     """A backup or restore that did not complete; the message says which tool failed and why."""
 
 
-def _libpq(database_url: str) -> str:
+def libpq_conninfo(database_url: str) -> str:
+    """The SQLAlchemy URL as a libpq URI for PostgreSQL's own tools, the multi-host form too
+    (`?host=db1:5432&host=db2:5432` becomes `db1:5432,db2:5432`)."""
     url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+    hosts = url.query.get("host")
+    if not hosts:
+        return url.render_as_string(hide_password=False)
+    hosts = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+    query = {k: v for k, v in url.query.items() if k != "host"}
+    plain = url.set(host=None, port=None, query=query).render_as_string(hide_password=False)
+    scheme, rest = plain.split("://", 1)
+    userinfo, _, tail = rest.rpartition("@")
+    return f"{scheme}://{userinfo + '@' if userinfo else ''}{','.join(hosts)}{tail}"
+
+
+_libpq = libpq_conninfo
 
 
 def _sqlite_path(database_url: str) -> Path:
