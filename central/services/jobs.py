@@ -12,7 +12,7 @@ and reported as `carried_over`; the new day's peak starts from it).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from central.models import DailyReport, DenialCount, Gate, Site, Zone, utcnow
 from central.services.audit import audit
 from central.services.gates import mark_stale_gates_offline
+from central.services.partitions import partition_job
 from central.services.passes import expire_passes, purge_templates
 from central.services.tickets import expire_tickets
 
@@ -137,4 +138,7 @@ def build_scheduler(context):
     scheduler.add_job(in_tx(retention, cfg.template_retention_days), "interval", hours=1, id="retention")
     scheduler.add_job(context.publisher.flush, "interval", seconds=cfg.publish_interval_s, id="publish")
     scheduler.add_job(snapshots, "interval", seconds=cfg.snapshot_interval_s, id="snapshots")
+    database = context.config.database
+    scheduler.add_job(in_tx(partition_job, database.partition_months_ahead, database.retention_months), "interval",
+                      hours=6, id="partitions", next_run_time=datetime.now(UTC))
     return scheduler
