@@ -20,6 +20,7 @@ SECTIONS = {
     "ingest": "tests.bench.bench_ingest",
     "sync": "tests.bench.bench_sync",
     "claim": "tests.bench.bench_claim",
+    "history": "tests.bench.bench_history",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
