@@ -350,14 +350,19 @@ class BiometricTemplate(Base):
 
 
 class PassageEventRecord(Base):
+    """One passage event. On PostgreSQL the table is partitioned by month of `at` (migration 0013,
+    `central.services.partitions`): there the primary key is (id, at), and the event key is
+    (event_id, at) on both stores, since a partitioned table's unique keys must hold its partition key."""
+
     __tablename__ = "passage_events"
     __table_args__ = (
         Index("ix_passage_events_site_at", "site_id", "at"),
         Index("ix_passage_events_ref", "credential_ref"),
+        UniqueConstraint("event_id", "at", name="uq_passage_events_event_id_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_id: Mapped[str] = mapped_column(String(64))
     site_id: Mapped[str] = mapped_column(String(64))
     gate: Mapped[str] = mapped_column(String(64))
     zone: Mapped[int]

@@ -22,6 +22,7 @@ SECTIONS = {
     "claim": "tests.bench.bench_claim",
     "metrics": "tests.bench.bench_metrics",
     "booking": "tests.bench.bench_booking",
+    "history": "tests.bench.bench_history",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
