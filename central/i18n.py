@@ -68,6 +68,13 @@ LABELS.update({
                        "rejected": _p("payment status", "rejected")},
 })
 
+# A manager's decision on a conflict from offline gates (central.services.conflicts).
+LABELS["conflict_decision"] = {
+    "accepted": _p("conflict decision", "accepted: the passage stands"),
+    "credential_revoked": _p("conflict decision", "ticket revoked or pass suspended"),
+    "followed_up": _p("conflict decision", "settled outside the system"),
+}
+
 
 def status_label(kind: str, code: str | None) -> object:
     """A stored code (`kind` as in LABELS) in people's words (lazy); an unknown code as it is."""

@@ -391,6 +391,11 @@ class CredentialUsage(Base):
     bound: Mapped[bool] = mapped_column(default=False)
 
 
+# accepted: the passage stands; credential_revoked: the ticket is revoked (a pass suspended) from now on;
+# followed_up: settled outside the system (the visitor or the channel charged, staff spoken to).
+CONFLICT_DECISIONS = ("accepted", "credential_revoked", "followed_up")
+
+
 class Conflict(Base):
     """A passage the central's rules would have refused: what offline gates could not see."""
 
@@ -408,6 +413,9 @@ class Conflict(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # What a manager decided (CONFLICT_DECISIONS) and why, in their words.
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class Claim(Base):

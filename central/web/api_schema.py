@@ -108,6 +108,14 @@ class ReasonBody(_Body):
     reason: Reason | None = None
 
 
+class ConflictDecisionBody(_Body):
+    """A manager's decision on a conflict from offline gates (central.services.conflicts)."""
+
+    decision: Literal["accepted", "credential_revoked", "followed_up"]
+    note: Annotated[str, Meta(min_length=1, max_length=limits.REASON, pattern=_LINE,
+                              description="what was decided and why, in the manager's words")]
+
+
 class QuotaBody(_Body):
     slot_start: At
     slot_end: At
