@@ -66,7 +66,6 @@ def create_user(session: Session, username: str, role: str, password: str | None
     one-time: the user must choose their own at first login (`one_time` says so for a given one).
     The user works for `sites` (park ids), or every park with `all_sites` (head office)."""
     _check_role(role)
-    wanted = _check_sites(session, sites or [], all_sites or role == "admin")
     if not isinstance(username, str) or not username.strip() or len(username) > 128:
         raise Invalid("bad_username", _l("A username is 1 to 128 characters."))
     if session.scalar(select(StaffUser).where(StaffUser.username == username)):
@@ -74,6 +73,7 @@ def create_user(session: Session, username: str, role: str, password: str | None
     if one_time is None:
         one_time = password is None
     password = _check_new_password(password, username) if password is not None else generate_password()
+    wanted = _check_sites(session, sites or [], all_sites or role == "admin")
     user = StaffUser(username=username, password_hash=hash_password(password), role=role,
                      must_change_password=one_time, all_sites=all_sites)
     session.add(user)

@@ -12,7 +12,7 @@ visitor's behalf, with the booking's page to print (staff).
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
@@ -26,6 +26,7 @@ from central.services.gates import get_site
 from central.services.tickets import qr_svg, ticket_code
 from central.web import queries
 from central.web.booking import FormState, _blank, _read_form
+from central.web.forms import form_day, form_int
 from central.web.i18n import current_language, site_today
 from central.web.stack import commit, ctx, current_user, db, has_role, require, site_id
 
@@ -38,18 +39,6 @@ def _actor() -> str:
     return user.username if user is not None else "staff"
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int((value or "").strip())
-    except ValueError:
-        return None
-
-
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value or "")
-    except ValueError:
-        return None
 
 
 def _clock(value: str | None) -> time | None:
@@ -61,7 +50,7 @@ def _clock(value: str | None) -> time | None:
 
 def _calendar_page(errors: dict | None = None, form: dict | None = None, status: int = 200):
     session = db()
-    first = _day(request.args.get("from")) or site_today()
+    first = form_day(request.args.get("from")) or site_today()
     days = vb.calendar(session, site_id(), first=first, days=CALENDAR_DAYS, staff=True)
     page = render_template("bookings/calendar.html", days=days, rules=vb.settings(session, site_id()),
                            types=queries.ticket_types(session, site_id()), errors=errors or {}, form=form or {},
@@ -80,9 +69,9 @@ def calendar():
 @require("manager")
 def day():
     form = request.form
-    the_day = _day(form.get("day"))
+    the_day = form_day(form.get("day"))
     raw_cap = (form.get("day_capacity") or "").strip()
-    capacity = _int(raw_cap)
+    capacity = form_int(raw_cap)
     if the_day is None:
         return _calendar_page({"day": _("Choose a day.")}, form, 400)
     if raw_cap and capacity is None:
@@ -103,8 +92,8 @@ def day():
 def slot() -> ResponseReturnValue:
     form = request.form
     errors: dict[str, str] = {}
-    the_day, start, end = _day(form.get("slot_day")), _clock(form.get("slot_start")), _clock(form.get("slot_end"))
-    capacity = _int(form.get("slot_capacity"))
+    the_day, start, end = form_day(form.get("slot_day")), _clock(form.get("slot_start")), _clock(form.get("slot_end"))
+    capacity = form_int(form.get("slot_capacity"))
     if the_day is None:
         errors["slot_day"] = _("Choose a day.")
     if start is None:
@@ -141,10 +130,10 @@ def settings() -> ResponseReturnValue:
     values: dict[str, int | None] = {}
     errors: dict[str, str] = {}
     for key in ("days_ahead", "party_max", "cancel_before_min", "close_before_min", "retention_days"):
-        values[key] = _int(form.get(key))
+        values[key] = form_int(form.get(key))
         if values[key] is None:
             errors[key] = _("“%(field)s” is a whole number.", field=key)
-    ticket_type = _int(form.get("ticket_type_id")) if form.get("ticket_type_id") else None
+    ticket_type = form_int(form.get("ticket_type_id")) if form.get("ticket_type_id") else None
     if errors:
         return _calendar_page(errors, form, 400)
     try:
@@ -203,8 +192,8 @@ def unblock(block_id: int):
 @bp.get("/report")
 @require("manager")
 def report():
-    days = max(1, min(_int(request.args.get("days")) or 7, 90))
-    threshold = max(2, min(_int(request.args.get("threshold")) or 5, 1000))
+    days = max(1, min(form_int(request.args.get("days")) or 7, 90))
+    threshold = max(2, min(form_int(request.args.get("threshold")) or 5, 1000))
     found = vb.suspicious(db(), site_id(), since=utcnow() - timedelta(days=days), threshold=threshold)
     return render_template("bookings/report.html", patterns=found, days=days, threshold=threshold)
 
@@ -225,7 +214,7 @@ def _desk_page(state: FormState, status: int = 200):
 @require("staff", "manager")
 def desk():
     rules = vb.settings(db(), site_id())
-    party = max(1, min(_int(request.args.get("party")) or 1, rules.party_max))
+    party = max(1, min(form_int(request.args.get("party")) or 1, rules.party_max))
     return _desk_page(_blank(party))
 
 
@@ -240,7 +229,7 @@ def desk_book():
                                     consent=state.consent))
     if state.errors:
         return _desk_page(state, 400)
-    quota_id = _int(request.form.get("slot"))
+    quota_id = form_int(request.form.get("slot"))
     persons = [vb.PartyMember(p["name"], p["doc_type"], p["doc_number"]) for p in state.persons]
     req = vb.BookingRequest(quota_id=quota_id or 0, persons=persons, phone=state.phone, consent=state.consent,
                             language=current_language(), channel="desk")

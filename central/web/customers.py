@@ -4,7 +4,7 @@ finance records customers' payments."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -16,6 +16,7 @@ from central.services import customers as customer_service
 from central.services import finance as finance_service
 from central.services.gates import get_site
 from central.web import queries
+from central.web.forms import form_day, form_int
 from central.web.i18n import site_today
 from central.web.stack import commit, db, require, site_id
 
@@ -32,18 +33,6 @@ ORDER_FIELDS = {"bad_headcount": "headcount", "bad_guide_name": "guide_name", "b
                 "bad_payment_method": "payment_method", "no_slot": "slot", "quota_full": "slot", "bad_slot": "slot"}
 
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def _customer_or_404(customer_id: int):
@@ -70,7 +59,7 @@ def _spec(form) -> customer_service.CustomerSpec:
     return customer_service.CustomerSpec(
         name=(form.get("name") or "").strip(), kind=form.get("kind") or "agency",
         credit_limit=(form.get("credit_limit") or "0").strip(),
-        payment_term_days=_int(form.get("payment_term_days"), -1) if form.get("payment_term_days") else 30,
+        payment_term_days=form_int(form.get("payment_term_days"), -1) if form.get("payment_term_days") else 30,
         note=form.get("note") or "")
 
 
@@ -144,8 +133,8 @@ def add_contact(customer_id: int):
 def add_price(customer_id: int):
     c = _customer_or_404(customer_id)
     form = request.form
-    start, end = _day(form.get("valid_from")), _day(form.get("valid_to"))
-    type_id = _int(form.get("ticket_type"))
+    start, end = form_day(form.get("valid_from")), form_day(form.get("valid_to"))
+    type_id = form_int(form.get("ticket_type"))
     if start is None or type_id is None or (form.get("valid_to") and end is None):
         return _customer_page(c, form, {"price": _("Choose the ticket type and give the first day as a date.")}, 422)
     try:
@@ -212,13 +201,13 @@ def create_order(customer_id: int):
     c = _customer_or_404(customer_id)
     form = request.form
     errors: dict[str, str] = {}
-    visit_date = _day(form.get("visit_date"))
+    visit_date = form_day(form.get("visit_date"))
     if visit_date is None:
         errors["visit_date"] = _("Give the visit date as a date.")
-    headcount = _int(form.get("headcount"))
+    headcount = form_int(form.get("headcount"))
     if headcount is None:
         errors["headcount"] = _("The headcount is a whole number.")
-    type_id = _int(form.get("ticket_type"))
+    type_id = form_int(form.get("ticket_type"))
     if type_id is None:
         errors["ticket_type"] = _("Choose a ticket type.")
     slot_start = None

@@ -18,6 +18,7 @@ from central.services import staff_help as help_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
+from central.web.forms import form_day, form_int
 from central.web.i18n import site_today
 from central.web.stack import commit, ctx, db, require, signed_in, site_id
 from protocol.errors import CodeError
@@ -48,18 +49,6 @@ def _fail(exc: ServiceError) -> None:
     flash(exc.text, "error")
 
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def _site_tz() -> ZoneInfo:
@@ -96,19 +85,19 @@ def index():
 def issue() -> ResponseReturnValue:
     form = request.form
     errors: dict[str, str] = {}
-    type_id = _int(form.get("ticket_type"))
+    type_id = form_int(form.get("ticket_type"))
     if type_id is None:
         errors["ticket_type"] = _("Choose a ticket type.")
-    visit_date = _day(form.get("visit_date"))
+    visit_date = form_day(form.get("visit_date"))
     if form.get("visit_date") and visit_date is None:
         errors["visit_date"] = _("Give the visit date as a date.")
-    headcount = _int(form.get("headcount") or "1")
+    headcount = form_int(form.get("headcount") or "1")
     if headcount is None:
         errors["headcount"] = _("The headcount is a whole number.")
-    quantity = _int(form.get("quantity") or "1")
+    quantity = form_int(form.get("quantity") or "1")
     if quantity is None or not 1 <= quantity <= 500:
         errors["quantity"] = _("Sell 1 to 500 tickets at once.")
-    if errors:
+    if errors or type_id is None or headcount is None or quantity is None:  # each None is in errors
         return _sell_page(form, errors, 422)
     req = ticket_service.IssueRequest(
         ticket_type=type_id, visit_date=visit_date, headcount=headcount, holder_name=form.get("holder_name") or None,
@@ -151,7 +140,7 @@ def lookup():
         if by == "id_number":
             tickets = queries.tickets_for_id_number(db(), site_id(), q)
         else:
-            number = _int(q[1:] if q[:1] in "Tt" else q) if by == "ticket" else _ticket_id_from_code(q)
+            number = form_int(q[1:] if q[:1] in "Tt" else q) if by == "ticket" else _ticket_id_from_code(q)
             if number is not None:
                 try:
                     ticket = ticket_service.get_ticket(db(), number)
@@ -251,7 +240,7 @@ def create_person() -> ResponseReturnValue:
     form = request.form
     session = db()
     errors: dict[str, str] = {}
-    valid_from, valid_to = _day(form.get("valid_from")), _day(form.get("valid_to"))
+    valid_from, valid_to = form_day(form.get("valid_from")), form_day(form.get("valid_to"))
     if form.get("valid_from") and valid_from is None:
         errors["valid_from"] = _("Give the start as a date.")
     if form.get("valid_to") and valid_to is None:
@@ -376,7 +365,7 @@ def enrol_fingerprint(person_id: int):
     _person_or_404(person_id)
     upload = request.files.get("template")
     data = upload.read(4096) if upload else b""
-    finger = _int(request.form.get("finger"), 1)
+    finger = form_int(request.form.get("finger"), 1)
     try:
         pass_service.bind_template(db(), ctx().cipher, person_id, "fingerprint", data, finger=finger or 0,
                                    actor=_actor())
@@ -429,7 +418,7 @@ def pass_action(pass_id: int, action: str):
         elif action == "replace":
             pass_service.replace_card(session, pass_id, request.form.get("card_uid", ""), actor=_actor())
         else:
-            new_end = _day(request.form.get("valid_to"))
+            new_end = form_day(request.form.get("valid_to"))
             if new_end is None:
                 flash(_("Give the new end date."), "error")
                 return redirect(url_for(".person", person_id=person_id))

@@ -3,7 +3,7 @@ for a supervisor, box-office shift reports, revenue reports, and the finance set
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 
@@ -12,6 +12,7 @@ from central.models import GROUP_TICKETING
 from central.services import ServiceError
 from central.services import customers as customer_service
 from central.services import finance as finance_service
+from central.web.forms import form_day, form_int
 from central.web.i18n import site_today
 from central.web.stack import commit, db, require, site_id
 
@@ -21,18 +22,6 @@ READERS = ("finance", "manager")
 SUPERVISORS = ("finance", "manager")
 
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def _index_page(form=None, errors: dict | None = None, status: int = 200):
@@ -61,7 +50,7 @@ def index():
 @require("finance")
 def open_statement():
     form = request.form
-    start, end, customer_id = _day(form.get("start")), _day(form.get("end")), _int(form.get("customer"))
+    start, end, customer_id = form_day(form.get("start")), form_day(form.get("end")), form_int(form.get("customer"))
     if start is None or end is None or customer_id is None:
         return _index_page(form, {"statement": _("Choose the customer and give the period's days as dates.")}, 422)
     try:
@@ -178,8 +167,8 @@ def shift(shift_id: int):
 def reports():
     today = site_today()
     monthly = request.args.get("per") == "month"
-    start = _day(request.args.get("start")) or (today.replace(day=1) if monthly else today)
-    end = _day(request.args.get("end")) or today
+    start = form_day(request.args.get("start")) or (today.replace(day=1) if monthly else today)
+    end = form_day(request.args.get("end")) or today
     by = request.args.get("by") if request.args.get("by") in finance_service.DIMENSIONS else "channel"
     try:
         report = finance_service.finance_report(db(), site_id(), start, end, by=by, monthly=monthly)
@@ -196,8 +185,8 @@ def reports_csv():
 
     today = site_today()
     monthly = request.args.get("per") == "month"
-    start = _day(request.args.get("start")) or today
-    end = _day(request.args.get("end")) or today
+    start = form_day(request.args.get("start")) or today
+    end = form_day(request.args.get("end")) or today
     by = request.args.get("by") if request.args.get("by") in finance_service.DIMENSIONS else "channel"
     try:
         rows = finance_service.revenue(db(), site_id(), start, end, by=by, monthly=monthly)

@@ -14,6 +14,7 @@ from central.services import customers as customer_service
 from central.services import finance as finance_service
 from central.services import tickets as ticket_service
 from central.web import queries
+from central.web.forms import form_int
 from central.web.i18n import site_today
 from central.web.stack import commit, db, require, site_id
 
@@ -25,12 +26,6 @@ SALE_FIELDS = {"bad_headcount": "headcount", "past_date": "visit_date", "bad_val
                "id_number_required": "form", "no_ticket_type": "ticket_type", "bad_ticket_type": "ticket_type",
                "type_inactive": "ticket_type", "bad_price": "form"}
 
-
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _page(form=None, errors: dict | None = None, status: int = 200):
@@ -77,8 +72,8 @@ def sell():
     shift_id = _shift_id()
     if shift_id is None:
         return _page(form, {"open": _("Open a shift first.")}, 422)
-    type_id, quantity = _int(form.get("ticket_type")), _int(form.get("quantity") or "1")
-    headcount = _int(form.get("headcount") or "1")
+    type_id, quantity = form_int(form.get("ticket_type")), form_int(form.get("quantity") or "1")
+    headcount = form_int(form.get("headcount") or "1")
     visit_date = None
     if form.get("visit_date"):
         try:
@@ -91,7 +86,7 @@ def sell():
                                       channel="box_office")
     try:
         tickets = finance_service.sell_in_shift(db(), shift_id, req, quantity, form.get("method") or "cash", g.actor,
-                                                customer_id=_int(form.get("customer")))
+                                                customer_id=form_int(form.get("customer")))
         commit()
     except ServiceError as exc:
         db().rollback()
@@ -109,7 +104,7 @@ def refund():
     if shift_id is None:
         return _page(form, {"open": _("Open a shift first.")}, 422)
     text = (form.get("ticket") or "").strip()
-    ticket_id = _int(text[1:] if text[:1] in "Tt" else text)
+    ticket_id = form_int(text[1:] if text[:1] in "Tt" else text)
     if ticket_id is None:
         return _page(form, {"refund": _("Give the ticket number (T123).")}, 422)
     try:

@@ -105,8 +105,10 @@ def test_the_add_user_form_has_no_default_role_and_refuses_a_weak_password(app, 
     for weak in ("1", "1234567890", "newclerk12", "aaaaaaaaaaaa"):
         res = admin.post("/admin/users", {"username": "newclerk", "role": "staff", "password": weak})
         assert res.status_code == 422 and _field_error(_text(res), "password"), weak
-    assert admin.post("/admin/users", {"username": "newclerk", "role": "staff",
-                                       "password": "tea by the west lake"}).status_code == 200
+    res = admin.post("/admin/users", {"username": "newclerk", "role": "staff", "password": "tea by the west lake"})
+    assert res.status_code == 422 and _field_error(_text(res), "sites")  # every user works for some park
+    assert admin.post("/admin/users", {"username": "newclerk", "role": "staff", "password": "tea by the west lake",
+                                       "sites": web_ctx.config.site}).status_code == 200
 
 
 def test_a_generated_password_must_be_changed_at_the_first_login_before_anything_else(app, web_ctx):

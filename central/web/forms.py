@@ -1,0 +1,29 @@
+"""Reading a submitted form's values: a number or a day as typed, or None (the view then names the field)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import overload
+
+
+@overload
+def form_int(value: object) -> int | None: ...
+@overload
+def form_int(value: object, default: int) -> int: ...
+def form_int(value: object, default: int | None = None) -> int | None:
+    """A whole number as typed (spaces around it allowed), else `default`."""
+    try:
+        return int(str(value).strip()) if value is not None else default
+    except ValueError:
+        return default
+
+
+def form_day(value: str | None) -> date | None:
+    """A YYYY-MM-DD day as a date input sends it, else None."""
+    try:
+        return date.fromisoformat(value.strip()) if value else None
+    except ValueError:
+        return None
+
+
+__all__ = ["form_day", "form_int"]
