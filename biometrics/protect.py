@@ -147,7 +147,8 @@ class TemplateCipher:
         return self.encrypt(self.decrypt(record, holder_id, kind), holder_id, kind)
 
     @classmethod
-    def from_config(cls, keys: Mapping[int | str, str], current: int | str, setting: str = "biometrics.template_keys"):
+    def from_config(cls, keys: Mapping[int | str, str], current: int | str,
+                    setting: str = "biometrics.template_keys") -> TemplateCipher:
         """From configuration text: `{key_id: base64url key, ...}` and the current key id."""
         try:
             parsed = {int(k): load_key(v, f"{setting}.{k}") for k, v in keys.items()}

@@ -6,18 +6,24 @@
     [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
     [keys]     signing_key_file, signing_key_id, template_key
     [web]      secret_key, host, port, secure_cookies, proxy_hops, ratelimit_storage, threads
-    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
+    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s, roll_over_check_s
     [gates]    controller_profiles (a site's own turnstile models, beside the shipped ones)
+    [metrics]  allow (networks that may read /metrics), token (or a bearer token), multiprocess_dir
+    [alerts]   webhooks, webhook_style, smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls,
+               mail_from, mail_to, interval_s, outbox_events, occupancy_ratio, parked_messages
+    [logging]  json (one JSON object a line, with site and gate)
+    [database] read_url (a hot standby the reports read from)
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
 PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
-PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY.
+PARK_CENTRAL_TEMPLATE_KEY, PARK_CENTRAL_SECRET_KEY, PARK_CENTRAL_DB_READ.
 
 A fault raises `ConfigError` naming the key and the file (`central.toml: mqtt.port must be ...`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -79,6 +85,7 @@ class JobsConfig:
     template_retention_days: int = 30
     snapshot_interval_s: int = 3600
     publish_interval_s: float = 2.0
+    roll_over_check_s: float = 60.0  # how often the day's end is looked for (the demo's days are short)
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,51 @@ class GatesConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Who may read /metrics on the web port: clients from these networks, or any client sending
+    # `Authorization: Bearer <token>` when a token is set. Default: this machine only.
+    allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    token: str = ""
+    # Several central processes (ingest workers, claim servers, the scheduler) count into files here;
+    # the web's /metrics adds them up. The systemd units set PROMETHEUS_MULTIPROC_DIR instead.
+    multiprocess_dir: str = ""
+
+
+WEBHOOK_STYLES = ("slack", "wecom", "dingtalk")
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """The central's own alerts (central.services.alerting): sent to these webhooks and addresses."""
+
+    webhooks: tuple[str, ...] = ()
+    webhook_style: str = "slack"  # slack: {"text": ...}; wecom and dingtalk: {"msgtype": "text", ...}
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = ""
+    mail_to: tuple[str, ...] = ()
+    interval_s: int = 30
+    outbox_events: int = 200  # a gate holding more unsent events than this
+    occupancy_ratio: float = 0.95  # a zone this full of its capacity
+    parked_messages: int = 100  # more parked messages than this
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    json: bool = False  # one JSON object a line (central.logs.JsonFormatter)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    # A hot standby the reports may read from (PostgreSQL only): their queries then leave the primary
+    # to the ingest and the sales. Empty: the reports read the primary like everything else.
+    read_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     database_url: str = DEFAULT_DB
     site: str = "park1"
@@ -111,6 +163,10 @@ class CentralConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = "<defaults>"
 
     def with_overrides(self, **changes: Any) -> CentralConfig:
@@ -118,7 +174,8 @@ class CentralConfig:
 
 
 _SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig,
-             "gates": GatesConfig}
+             "gates": GatesConfig, "metrics": MetricsConfig, "alerts": AlertsConfig, "logging": LoggingConfig,
+             "database": DatabaseConfig}
 _ENV = {
     "PARK_CENTRAL_DB": ("", "database_url"),
     "PARK_CENTRAL_SITE": ("", "site"),
@@ -128,13 +185,14 @@ _ENV = {
     "PARK_CENTRAL_MQTT_PASSWORD": ("mqtt", "password"),
     "PARK_CENTRAL_TEMPLATE_KEY": ("keys", "template_key"),
     "PARK_CENTRAL_SECRET_KEY": ("web", "secret_key"),
+    "PARK_CENTRAL_DB_READ": ("database", "read_url"),
 }
 
 
 def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
     want = type(default) if default is not None else str
     if want is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{source}: {key} must be a list of names, got {value!r}")
         return tuple(value)
     if want is bool:
@@ -216,6 +274,8 @@ def _validate(config: CentralConfig) -> None:
     src = config.source
     if not (config.database_url.startswith("sqlite") or config.database_url.startswith("postgresql")):
         raise ConfigError(f"{src}: database_url must be a sqlite:/// or postgresql+psycopg:// URL")
+    if config.database.read_url and not config.database.read_url.startswith("postgresql"):
+        raise ConfigError(f"{src}: database.read_url must be a postgresql+psycopg:// URL (a hot standby)")
     try:
         check_name("site", config.site)
     except ValueError as exc:
@@ -228,6 +288,8 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: keys.signing_key_id must be 0-255")
     if config.jobs.heartbeat_timeout_s < 1:
         raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
+    if not 0.1 <= config.jobs.roll_over_check_s <= 3600:
+        raise ConfigError(f"{src}: jobs.roll_over_check_s must be 0.1-3600 seconds")
     if config.ingest.batch_size < 1:
         raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
     if not MIN_THREADS <= config.web.threads <= MAX_THREADS:
@@ -235,5 +297,23 @@ def _validate(config: CentralConfig) -> None:
     if not config.web.ratelimit_storage.startswith(_LIMIT_STORAGES):
         raise ConfigError(f"{src}: web.ratelimit_storage must start with one of {', '.join(_LIMIT_STORAGES)}, "
                           f"got {config.web.ratelimit_storage!r}")
+    for net in config.metrics.allow:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{src}: metrics.allow: {net!r} is not a network (like \"10.0.0.0/8\")") from None
+    a = config.alerts
+    if a.webhook_style not in WEBHOOK_STYLES:
+        raise ConfigError(f"{src}: alerts.webhook_style must be one of {', '.join(WEBHOOK_STYLES)}, "
+                          f"got {a.webhook_style!r}")
+    for url in a.webhooks:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{src}: alerts.webhooks: {url!r} is not an http:// or https:// URL")
+    if a.mail_to and not (a.smtp_host and a.mail_from):
+        raise ConfigError(f"{src}: alerts.mail_to needs alerts.smtp_host and alerts.mail_from")
+    if not 0 < a.occupancy_ratio <= 1:
+        raise ConfigError(f"{src}: alerts.occupancy_ratio must be above 0 and at most 1")
+    if a.interval_s < 1:
+        raise ConfigError(f"{src}: alerts.interval_s must be at least 1")
     if config.mqtt.tls_ca and not Path(config.mqtt.tls_ca).is_file():
         raise ConfigError(f"{src}: mqtt.tls_ca file {config.mqtt.tls_ca} not found")

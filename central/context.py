@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.bus.link import MqttLink
 from central.bus.publisher import Publisher
 from central.config import CentralConfig
-from central.db import make_engine, session_factory
+from central.db import make_engine, scope_sessions_by_site, session_factory
 from central.keys import register_public_key, signer_from_config
 from protocol.ticket_code import TicketSigner
 
@@ -45,6 +45,7 @@ class CentralContext:
     cipher: object | None
     link: MqttLink | None
     publisher: Publisher
+    read_sessions: sessionmaker[Session] | None = None  # the hot standby the reports read ([database] read_url)
 
     def __post_init__(self) -> None:
         publisher = self.publisher
@@ -58,6 +59,9 @@ class CentralContext:
                 log.exception("publishing after commit failed")
 
         event.listen(self.sessions, "after_commit", publish_after_commit)
+        scope_sessions_by_site(self.sessions)  # a request's session reads only its asker's parks
+        if self.read_sessions is not None:
+            scope_sessions_by_site(self.read_sessions)  # and so do the reports it reads from the standby
 
     @classmethod
     def create(cls, config: CentralConfig, *, mqtt: bool = True, client_suffix: str = "web") -> CentralContext:
@@ -77,9 +81,12 @@ class CentralContext:
         if mqtt:
             client_id = f"{config.mqtt.client_id}-{client_suffix}-{os.getpid()}"
             link = MqttLink(config.mqtt, client_id=client_id).start(wait=5)
-        return cls(config, engine, sessions, signer, cipher, link, Publisher(sessions, link, cipher))
+        read_sessions = session_factory(make_engine(config.database.read_url)) if config.database.read_url else None
+        return cls(config, engine, sessions, signer, cipher, link, Publisher(sessions, link, cipher), read_sessions)
 
     def close(self) -> None:
         if self.link is not None:
             self.link.stop()
         self.engine.dispose()
+        if self.read_sessions is not None:
+            self.read_sessions.kw["bind"].dispose()

@@ -101,6 +101,12 @@ class Site(Base):
     # without it occupancy drifts with every missed exit); "carry_over" keeps them inside (overnight stays).
     overnight: Mapped[str] = mapped_column(String(16), default="exit_all", server_default="exit_all")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What a controller's fire input opens, at the gates themselves: "gate", its "zone" or the "site".
+    fire_scope: Mapped[str] = mapped_column(String(8), default="zone", server_default="zone")
+    # When the last emergency was ended here (who: the audit log); gates end a fire emergency latched before.
+    emergency_ended_at: Mapped[datetime | None]
+    # 人证核验 at every ID-card entry: the camera's face against the card's photo (else per ticket type).
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     zones: Mapped[list[Zone]] = relationship(back_populates="site", order_by="Zone.number")
 
@@ -208,11 +214,16 @@ class TicketType(Base):
     min_headcount: Mapped[int] = mapped_column(default=1, server_default="1")
     max_headcount: Mapped[int] = mapped_column(default=255, server_default="255")
     active: Mapped[bool] = mapped_column(default=True)
+    # Staff at the gate must look at the visitor (a child's, senior's or concession ticket): the gate's
+    # screen and voice name the type.
+    staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 CHANNELS = ("box_office", "web", "ota", "agency", "group", "other")
-TICKET_STATUSES = ("valid", "used", "refunded", "revoked", "expired")
+TICKET_STATUSES = ("valid", "used", "refunded", "revoked", "expired", "held")
 
 
 class Ticket(Base):
@@ -243,6 +254,12 @@ class Ticket(Base):
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     issued_by: Mapped[str | None] = mapped_column(String(128))
     status_changed_at: Mapped[datetime | None]
+    # Group customers and finance (#21): whom the ticket is billed to, the group order it belongs to,
+    # the box-office shift that sold it and how it was paid.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    group_order_id: Mapped[int | None] = mapped_column(ForeignKey("group_orders.id"))
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"))
+    payment_method: Mapped[str | None] = mapped_column(String(16))
 
     ticket_type: Mapped[TicketType] = relationship(lazy="selectin")
 
@@ -373,6 +390,11 @@ class CredentialUsage(Base):
     bound: Mapped[bool] = mapped_column(default=False)
 
 
+# accepted: the passage stands; credential_revoked: the ticket is revoked (a pass suspended) from now on;
+# followed_up: settled outside the system (the visitor or the channel charged, staff spoken to).
+CONFLICT_DECISIONS = ("accepted", "credential_revoked", "followed_up")
+
+
 class Conflict(Base):
     """A passage the central's rules would have refused: what offline gates could not see."""
 
@@ -390,6 +412,9 @@ class Conflict(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # What a manager decided (CONFLICT_DECISIONS) and why, in their words.
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class Claim(Base):
@@ -435,6 +460,10 @@ class Alert(Base):
     count: Mapped[int] = mapped_column(default=1)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # The central's own alerts (central.services.alerting): when the notice went out to the webhooks and
+    # addresses, and the recovery notice once the condition cleared (resolved_by "system").
+    notified_at: Mapped[datetime | None]
+    recovery_notified_at: Mapped[datetime | None]
 
 
 class DenialCount(Base):
@@ -515,7 +544,7 @@ class CommandRecord(Base):
 
 # --- staff, machine tokens, audit -------------------------------------------------------------
 
-ROLES = ("admin", "manager", "staff", "technician")
+ROLES = ("admin", "manager", "staff", "technician", "finance", "sales")
 
 
 class StaffUser(Base):
@@ -532,6 +561,17 @@ class StaffUser(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     # A generated (one-time) password: every page asks for a new one until it is changed.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Head office: every park, present and future (admins always); else the parks in staff_user_sites.
+    all_sites: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class StaffUserSite(Base):
+    """A park a staff user works for: pages, sales and reports are for these parks only."""
+
+    __tablename__ = "staff_user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
 
 
 class ApiToken(Base):
@@ -541,9 +581,13 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The one park the token acts for; none: every park (a head office's own integration).
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # A channel's token (an OTA, an agency): what it issues is billed to this customer, at this site only.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
 
 
 class StaffSession(Base):
@@ -716,3 +760,175 @@ class BookingBlock(Base):
     reason: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
+
+
+# --- group customers, group orders, settlement, box-office shifts (#21) ----------------------
+
+CUSTOMER_KINDS = ("agency", "ota", "company", "school", "government")
+CUSTOMER_STATUSES = ("active", "suspended")
+PAYMENT_METHODS = ("cash", "bank_card", "wechat_pay", "alipay", "voucher", "on_account")
+GROUP_TICKETING = ("group", "members")
+STATEMENT_STATUSES = ("open", "checked", "closed")
+
+
+class FinanceSettings(Base):
+    """A site's finance settings: how a group order becomes tickets, and the refund a cashier may make alone."""
+
+    __tablename__ = "finance_settings"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    group_ticketing: Mapped[str] = mapped_column(String(16), default="group")  # one group ticket | one per member
+    refund_approval_over: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("500"))
+
+
+class Customer(Base):
+    """A group customer: a travel agency, an OTA, a company, a school or a government unit."""
+
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("site_id", "name", name="uq_customers_site_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    credit_limit: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))  # owed on account at most
+    payment_term_days: Mapped[int] = mapped_column(default=30)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_changed_at: Mapped[datetime | None]
+
+
+class CustomerContact(Base):
+    __tablename__ = "customer_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    duty: Mapped[str] = mapped_column(String(100), default="")  # what they do: bookings, invoices
+
+
+class ContractPrice(Base):
+    """A customer's price for a ticket type over local days `valid_from`..`valid_to` (open-ended: None)."""
+
+    __tablename__ = "contract_prices"
+    __table_args__ = (Index("ix_contract_prices_customer_type", "customer_id", "ticket_type_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GroupOrder(Base):
+    """A customer's group visit: the day (and slot), the headcount, the guide, and the tickets it became."""
+
+    __tablename__ = "group_orders"
+    __table_args__ = (UniqueConstraint("customer_id", "idempotency_key", name="uq_group_orders_customer_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"))
+    visit_date: Mapped[date] = mapped_column(Date)
+    slot_start: Mapped[datetime | None]
+    slot_end: Mapped[datetime | None]
+    headcount: Mapped[int]
+    guide_name: Mapped[str] = mapped_column(String(200))
+    guide_phone: Mapped[str] = mapped_column(String(32))
+    members: Mapped[list[Any]] = mapped_column(JSON, default=list)  # names and last four ID characters only
+    ticketing: Mapped[str] = mapped_column(String(16), default="group")
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Shift(Base):
+    """A cashier's shift at a box-office window: opened, sold and refunded in, closed with the cash counted."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (
+        Index("uq_shifts_open_cashier", "site_id", "cashier", unique=True,
+              postgresql_where=text("closed_at IS NULL"), sqlite_where=text("closed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    window: Mapped[str] = mapped_column(String(64))
+    cashier: Mapped[str] = mapped_column(String(128))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opening_float: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    closed_at: Mapped[datetime | None]
+    expected_cash: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    counted_cash: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Payment(Base):
+    """Money in or out: a sale, a refund (pending a supervisor's approval over the limit), a customer's receipt."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_site_at", "site_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # sale | refund | receipt
+    method: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))  # positive in, negative out
+    status: Mapped[str] = mapped_column(String(16), default="done")  # done | pending | rejected
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Statement(Base):
+    """A customer's settlement statement for local days `period_start`..`period_end`: open, checked, closed."""
+
+    __tablename__ = "statements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opened_by: Mapped[str | None] = mapped_column(String(128))
+    checked_at: Mapped[datetime | None]
+    checked_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+
+    lines: Mapped[list[StatementLine]] = relationship(order_by="StatementLine.id", lazy="selectin")
+
+
+class StatementLine(Base):
+    """One line of a statement: a ticket type at one price (recounted while open), or a later correction."""
+
+    __tablename__ = "statement_lines"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="tickets")  # tickets | correction
+    ticket_type_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_types.id"))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    ordered: Mapped[int] = mapped_column(default=0)
+    entered: Mapped[int] = mapped_column(default=0)
+    refunded: Mapped[int] = mapped_column(default=0)
+    no_show: Mapped[int] = mapped_column(default=0)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))

@@ -8,6 +8,10 @@
     device simulators per gate (Modbus TCP turnstile, QR scanner, ID card reader, RFID reader and
       fingerprint module on ptys, a face-template camera folder)
     the visitor simulator (drives the devices)
+
+One clock for all of them (`protocol.clock`): the demo installs a simulated clock in this process and
+hands it to the gate agents as PARK_CLOCK, so the central sells, books, rolls the day over and shows
+"today" by the same simulated day the gates admit by and the visitors live.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from demo.options import DemoOptions
 
@@ -87,9 +94,31 @@ def _central_toml(opts: DemoOptions, workdir: Path, broker: tuple[str, int], pro
         "[keys]", f'signing_key_file = "{workdir / "signing.key"}"', "signing_key_id = 1",
         f'template_key = "{generate_key()}"', "",
         "[web]", f'secret_key = "{secrets.token_hex(32)}"', f'host = "{opts.host}"', f"port = {opts.port}", "",
-        "[jobs]", "heartbeat_timeout_s = 30", "publish_interval_s = 1.0", "",
+        "[jobs]", "heartbeat_timeout_s = 30", "publish_interval_s = 1.0",
+        "roll_over_check_s = 1.0  # the simulated days are short: their end is looked for every second", "",
         "[ingest]", "batch_ms = 20", "",
     ])
+
+
+# The simulated clock lives these hours of each day and skips the night; the park opens at 08:00.
+DAY_HOURS = (time_of_day(7, 0), time_of_day(19, 0))
+OPENING = time_of_day(8, 0)
+LEAD_S = 12.0  # real seconds from the gates' start to the opening, at most the hour before it
+
+
+def demo_clock(speed: float, *, real: float | None = None):
+    """The demo's simulated clock: the park's today (by the wall clock), `speed` simulated minutes per real
+    second, reaching the opening LEAD_S real seconds from `real` (now), nights skipped. Built from its
+    PARK_CLOCK text, as the gate agents build theirs, so every process holds the same clock."""
+    from demo.seed import TIMEZONE
+    from protocol.clock import SimulatedClock, parse
+
+    real = time.time() if real is None else real
+    tz = ZoneInfo(TIMEZONE)
+    today = datetime.now(tz).date()
+    opening = datetime.combine(today, OPENING, tz)
+    start = max(datetime.combine(today, DAY_HOURS[0], tz), opening - timedelta(seconds=LEAD_S * speed * 60))
+    return parse(SimulatedClock(start.replace(microsecond=0), real, speed * 60, DAY_HOURS).spec())
 
 
 class Demo:
@@ -156,8 +185,18 @@ class Demo:
         self.ctx = CentralContext.create(config, mqtt=True, client_suffix="demo")
         if self.stop.is_set():
             return
+        from protocol import clock
+
+        # Seeding sells for the first simulated morning while the clock stands still; then it runs, here
+        # and (PARK_CLOCK) in every gate agent started below.
+        clock.install(clock.FixedClock(demo_clock(opts.speed).start))
         park, passwords = self._seed()
         self.park = park
+        running = demo_clock(opts.speed)
+        os.environ[clock.ENV] = running.spec()
+        clock.install(running)
+        _say(f"clock: simulated, {opts.speed:g} simulated minutes per real second, {DAY_HOURS[0]:%H:%M}-"
+             f"{DAY_HOURS[1]:%H:%M} of each day (nights skipped); {clock.ENV}={running.spec()}")
         self._start_central(config)
         self._start_gates(park, passwords, broker, protocol)
         self._announce(park)
@@ -205,12 +244,12 @@ class Demo:
              f"{counts['pass']} annual-pass holders, {counts['wrong_day']} tickets for another day")
         return park, passwords
 
-    def _sell_more(self):
+    def _sell_more(self, day=None):
         from demo.seed import sell
 
-        pools = sell(self.ctx, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None)
+        pools = sell(self.ctx, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None, day=day)
         self.ctx.publisher.flush()
-        log.info("the box office sold tickets for another %d visitors", self.opts.visitors)
+        log.info("the box office sold tickets for another %d visitors (%s)", self.opts.visitors, day or "today")
         return pools
 
     def _start_central(self, config) -> None:
@@ -279,6 +318,7 @@ class Demo:
         ends = None if opts.duration is None else self.started + opts.duration
         next_line = time.monotonic() + 5
         first_passage = False
+        reported = 0
         while not self.stop.wait(0.25):
             now = time.monotonic()
             if ends is not None and now >= ends:
@@ -290,21 +330,29 @@ class Demo:
             dead = [g.name for g in self.gates if not g.alive]
             if dead:
                 raise DemoError(f"gate agent(s) {', '.join(dead)} exited: see {self.workdir}/gates/<gate>/agent.log")
+            if self.visitors is not None:
+                while reported < len(self.visitors.days_done):
+                    number, day, passages, refused = self.visitors.days_done[reported]
+                    reported += 1
+                    _say(f"day {number} ({day.isoformat()}) ended: {passages} turnstile passages, {refused} refused")
             if now >= next_line:
                 next_line = now + 5
                 _say(self._status_line())
 
     def _status_line(self) -> str:
+        from central.models import Site
         from central.services.occupancy import occupancy
 
         with self.ctx.sessions() as db:
             occ = occupancy(db, self.park.site)
+            business_day = db.get(Site, self.park.site).business_date
         s = self.visitors.stats if self.visitors else None
         zones = " · ".join(f"{z.name} {z.inside}/{z.capacity}" for z in occ.zones)
         entries = sum(z.entries_today for z in occ.zones)
         head = f"[{self.visitors.clock_text}] " if self.visitors else ""
         turnstiles = f"turnstile passages {s.passages}, refused {s.refused}" if s else ""
-        return f"{head}{turnstiles} | central: {entries} entries today | inside: {zones}"
+        day = f" ({business_day.isoformat()})" if business_day else ""
+        return f"{head}{turnstiles} | central: {entries} entries today{day} | inside: {zones}"
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -28,35 +28,40 @@ own module and none imports this one:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from protocol import host, topics
 from protocol import messages as m
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.reasons import Reason
-from protocol.rules import Biometric, refused
+from protocol.rules import Biometric, id_face_check, refused
 
 from . import config_state
-from .announcer import Announcer
+from .announcer import Announcer, TicketNote
 from .arm import Arm, TurnstileUnavailable
 from .cache_sync import CacheSync
 from .claim_client import ClaimClient
 from .config import GateFileConfig
 from .decider import KINDS, ActiveConfig, Attempt, Decider, Outcome, Resolved, ZoneTracker
-from .display import ConsoleDisplay, Display, make_display
+from .display import ConsoleDisplay, Display
 from .faces import FaceMatcher
 from .fingerprints import FingerprintSync
+from .fire import FireWatch
 from .health import AGENT_VERSION, Health
 from .id_key import save_id_salt
+from .kiosk import make_display
 from .link import Link
+from .metrics import GateMetrics
 from .passages import PENDING_PASSAGE, Passages
 from .readers import Reader, build_readers, run_reader
+from .speaker import Speaker
 from .store import Store
 from .template_key import load_template_cipher
 
@@ -104,17 +109,25 @@ class GateAgent:
         self.active: ActiveConfig | None = None
         self._lock = threading.RLock()  # the config and the mode
         self.zones = ZoneTracker()
+        self.link = Link(cfg, self.store, on_connect=self._on_connect)
+        # The fire latch first: the mode (and so the arm) reads it.
+        self.fire = FireWatch(self.store, self.site, self.gate,
+                              zone=lambda: self.active.cfg.zone if self.active else 0,
+                              scope=lambda: self.active.cfg.fire_scope if self.active else "gate",
+                              publish=self.link.publish, emergency=self._on_fire)
         # The module's slots mirror the store's fingerprint templates (synced in the reader's thread).
         self.fingerprints = FingerprintSync(self.store) if cfg.devices.fingerprint else None
         self.faces = FaceMatcher(self.store, cfg.devices.camera,
                                  lambda: self.active.cfg.face_threshold if self.active else None)
         self.decider = Decider(self.store, self.zones, self.faces)
-        self.display: Display = display or make_display(cfg.devices.display.kind, self.gate,
-                                                        cfg.devices.display.voice)
+        self.display: Display = display or make_display(
+            cfg.devices.display.kind, self.gate, cfg.devices.display.voice,
+            listen=cfg.devices.display.listen_address(), language=self._language)
+        # The voice module speaks from its own thread; a failing one is a fault on the status, never a wait.
+        self.speaker = Speaker(cfg.devices.voice, lambda: self.health.dirty.set()) if cfg.devices.voice else None
         self.announcer = Announcer(self.display, self._language,
-                                   lambda: self.active.cfg.timezone if self.active else None)
+                                   lambda: self.active.cfg.timezone if self.active else None, voice=self.speaker)
         self.arm = Arm(cfg.devices.turnstile, lambda: self.mode)
-        self.link = Link(cfg, self.store, on_connect=self._on_connect)
         self.passages = Passages(self.store, self.zones, self.site, self.gate,
                                  zone=lambda: self.active.cfg.zone if self.active else 0,
                                  connected=lambda: self.link.connected, wake=self.link.wake)
@@ -123,7 +136,12 @@ class GateAgent:
         self.health = Health(site=self.site, gate=self.gate, store=self.store, link=self.link, arm=self.arm,
                              mode=lambda: self.mode, heartbeat_s=cfg.gate.heartbeat_s,
                              config_version=lambda: self.active.cfg.version if self.active else 0)
+        if self.speaker is not None:
+            self.health.devices.append(self.speaker.health)
         self.claims = ClaimClient(self.link, self.site, self.gate)
+        self.metrics = GateMetrics(self.site, self.gate)
+        self.metrics.watch(outbox=self.store.outbox_depth, devices=self._device_states,
+                           connected=lambda: self.link.connected)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
@@ -131,6 +149,7 @@ class GateAgent:
         self._threads: list[threading.Thread] = []
         self.readers: list[Reader] = []
         self.control = None
+        self.metrics_port: int | None = None
         self._load_saved_config()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -139,10 +158,20 @@ class GateAgent:
         self.readers, self.faces.camera, broken = build_readers(self.file_cfg.devices, self._slot_holder,
                                                                 self.fingerprints)
         self.health.readers, self.health.broken_readers = self.readers, broken
+        if self.faces.camera is not None:
+            self.faces.camera.on_encode = self.metrics.face_encode.observe
+        address = self.file_cfg.metrics.address()
+        if address is not None:
+            try:
+                self.metrics_port = self.metrics.serve(*address)
+            except OSError as exc:  # the gate admits visitors without its metrics: say so, go on
+                log.error("metrics not served on %s:%s: %s", *address, exc.strerror or exc.__class__.__name__)
         self.arm.rebuild(self._hardware())
         self.passages.recover(self.arm)  # else the next passage settles it, before the arm opens again
         self.faces.load()
         self._spawn("decide", self._worker)
+        if self.speaker is not None:
+            self._spawn("voice", self.speaker.run, self._stop)
         for reader in self.readers:
             self._spawn(f"reader-{reader.name}", run_reader, reader, self.submit, self._stop)
         self._spawn("monitor", self.health.monitor, self._stop, self._tick)
@@ -169,7 +198,11 @@ class GateAgent:
         for thread in self._threads:
             thread.join(3)
         self.link.stop(publish_offline=self.health.status(online=False))
+        self.metrics.close()
         self.arm.close()
+        close = getattr(self.display, "close", None)
+        if close is not None:
+            close()
         self.store.close()
 
     def __enter__(self) -> GateAgent:
@@ -192,6 +225,8 @@ class GateAgent:
 
     @property
     def mode(self) -> m.Mode:
+        if self.fire.active:
+            return "emergency"  # the fire alarm, here or at a gate of the zone/site, until it is ended
         override = self.store.meta("mode_override")
         if override:
             return override  # type: ignore[return-value]
@@ -219,6 +254,8 @@ class GateAgent:
             active = ActiveConfig(cfg, payload)
             if changed:
                 self.arm.rebuild(cfg.hardware)  # before the worker can see the new config
+            if changed and cfg.emergency_ended_at is not None:
+                self.fire.end(cfg.emergency_ended_at)  # the central ended the emergency: the fire too
             self.active = active
             if changed:
                 save_id_salt(self.file_cfg, cfg.id_salt)  # first: the store's copy is saved without it
@@ -232,7 +269,10 @@ class GateAgent:
         return m.ConfigAck(self.gate, cfg.version, True, None)
 
     def set_mode(self, mode: m.Mode) -> None:
-        """A technician's or the central's mode (kept until the next config version)."""
+        """A technician's or the central's mode (kept until the next config version); it ends a fire
+        emergency too (the technician at the box decides)."""
+        if mode != "emergency":
+            self.fire.end()
         self.store.set_meta("mode_override", mode)
         self.arm.apply_mode()
         self.health.dirty.set()
@@ -249,11 +289,12 @@ class GateAgent:
             job.done.set()
         return job
 
-    def present(self, kind: str, value: object, direction: m.Direction = "in", *, timeout: float = 30.0) -> Handled:
+    def present(self, kind: str, value: object, direction: m.Direction = "in", *, timeout: float = 30.0,
+                photo: bytes | None = None) -> Handled:
         """Enter the same decision path as a reader and wait for the outcome (tests, demo)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
-        job = self.submit(Attempt(kind, value, direction, "present"))  # type: ignore[arg-type]
+        job = self.submit(Attempt(kind, value, direction, "present", photo))  # type: ignore[arg-type]
         if not job.done.wait(timeout):
             raise TimeoutError(f"no decision within {timeout} s")
         return job.result
@@ -303,7 +344,8 @@ class GateAgent:
             self._recent[key] = time.monotonic()  # the window counts from the end of the passage
 
     def _decide_and_act(self, attempt: Attempt) -> Handled:
-        now = datetime.now(UTC)
+        started = time.perf_counter()
+        now = park_now()
         offline = not self.link.connected
         active, mode = self.active, self.mode
         claim_id, alone = None, False
@@ -316,7 +358,10 @@ class GateAgent:
             outcome, claim_id, alone = settled.outcome, settled.claim_id, settled.alone
             offline = offline or alone
         verdict = outcome.verdict
-        self.announcer.tell(verdict.reason, verdict.retry_at, verdict.passages)
+        note = self._ticket_note(outcome)
+        self.announcer.tell(verdict.reason, verdict.retry_at, verdict.passages, note)
+        self.metrics.decision.observe(time.perf_counter() - started)  # decided and shown: the arm opens next
+        (self.metrics.granted if verdict.granted else self.metrics.refused).inc()
         handled = Handled(attempt, outcome)
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if not verdict.granted:
@@ -342,8 +387,10 @@ class GateAgent:
             if not passed:
                 break  # the note stays: a controller that went silent mid-passage may have counted the visitor
             handled.passed += 1
+            if note is not None and note.headcount > 1:  # a group: the count moves with each visitor
+                self.announcer.count(dataclasses.replace(note, entered=note.entered + handled.passed))
             binding = outcome.probe if (verdict.bind and turn == 0) else None
-            handled.events.append(record(outcome, now=datetime.now(UTC), passed=True,
+            handled.events.append(record(outcome, now=park_now(), passed=True,
                                          offline=alone or not self.link.connected, binding=binding))
         if handled.passed == 0:
             # Nobody walked through: the entry is kept (a claim is released), the attempt recorded. When the
@@ -353,9 +400,23 @@ class GateAgent:
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
         return handled
 
+    @staticmethod
+    def _ticket_note(outcome: Outcome) -> TicketNote | None:
+        """What the screen says of the ticket beyond the decision: a type staff must check, a group's count."""
+        resolved = outcome.resolved
+        rules, credential = resolved.rules, resolved.credential
+        if rules is None or credential is None:
+            return None
+        if not rules.staff_check and credential.headcount <= 1:
+            return None
+        return TicketNote(type_name=rules.name, staff_check=rules.staff_check, headcount=credential.headcount,
+                          entered=min(resolved.usage.entries, credential.headcount))
+
     def _capture(self, step: str, resolved: Resolved, active: ActiveConfig) -> tuple[Biometric | None, bytes | None]:
         """The 1:1 biometric step; (None, None) when nothing usable was captured."""
         if step in ("face", "either") and self.faces.camera is not None:
+            if resolved.credential is not None and id_face_check(resolved.credential, resolved.rules, active.policy):
+                return self.faces.verify_card_photo(resolved.card_photo, active)  # 人证核验
             return self.faces.verify(resolved, active)
         if step in ("fingerprint", "either") and resolved.holder_id:
             reader = next((r for r in self.readers if r.kind == "fingerprint"), None)
@@ -387,6 +448,12 @@ class GateAgent:
             self.fingerprints.request()
         self.health.dirty.set()
 
+    def _on_fire(self) -> None:
+        """The fire latch closed (here or at a gate in scope): open the arm, say so, report it now."""
+        self.arm.apply_mode()
+        self.health.dirty.set()
+        self.announcer.tell(Reason.EMERGENCY)
+
     def _slot_holder(self, slot: int) -> str | None:
         return self.fingerprints.holder(slot) if self.fingerprints else self.store.fp_slot_holder(slot)
 
@@ -401,9 +468,11 @@ class GateAgent:
         self.link.subscribe(topics.sync(s, g), lambda t, p: self.sync.on_sync(p))
         self.link.subscribe(topics.all_events(s), self.sync.on_site_event)
         self.link.subscribe(topics.occupancy(s), lambda t, p: self.sync.on_occupancy(p))
+        self.link.subscribe(topics.all_of_kind("fire", s), self.fire.on_alarm)
 
     def _on_connect(self, session_present: bool) -> None:
         self.health.publish_status()
+        self.fire.reannounce()
         if self.store.meta("snapshot_id") is None:
             self.resync("first start")
 
@@ -448,6 +517,7 @@ class GateAgent:
         polled = self.arm.poll()
         if polled.alarms_changed:
             self.health.dirty.set()
+        self.fire.input("fire" in self.arm.alarms)
         mode = self.mode
         for direction, count in polled.passed.items():
             self.passages.free(direction, count, mode)  # type: ignore[arg-type]
@@ -455,6 +525,11 @@ class GateAgent:
 
     def reader_health(self) -> list[m.ReaderHealth]:
         return self.health.reader_health()
+
+    def _device_states(self) -> list[tuple[str, bool]]:
+        """(device, works) for /metrics: the turnstile's controller when fitted, then each reader."""
+        states = [("turnstile", self.arm.healthy)] if self.arm.configured else []
+        return states + [(r.name, r.ok) for r in self.health.reader_health()]
 
     @property
     def alarms(self) -> frozenset[str]:

@@ -25,7 +25,18 @@ from protocol import messages as m
 from protocol.errors import CodeError
 from protocol.ids import id_number_digest, pass_ref, ticket_ref
 from protocol.reasons import Reason
-from protocol.rules import Biometric, Credential, SitePolicy, Usage, Verdict, ZoneState, biometric_step, decide, refused
+from protocol.rules import (
+    Biometric,
+    Credential,
+    SitePolicy,
+    Usage,
+    Verdict,
+    ZoneState,
+    biometric_step,
+    decide,
+    id_face_check,
+    refused,
+)
 from protocol.ticket_code import KeyRing, PublicKey
 from protocol.ticket_code import TicketClaims as Claims
 
@@ -45,6 +56,8 @@ class Attempt:
     value: object  # QR text, ID number, card UID hex, a FaceTemplate, a holder id (fingerprint)
     direction: m.Direction = "in"
     source: str = ""
+    # An ID card's photo as the reader's SDK decoded it: in memory for 人证核验 only, never stored or sent.
+    photo: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def repeat_key(self) -> tuple[str, object]:
@@ -68,6 +81,7 @@ class Resolved:
     binding: bytes | None = None  # the face template bound at first entry, if any
     holder_id: str | None = None
     refusal: Reason | None = None  # refused before the rules could run
+    card_photo: bytes | None = field(default=None, repr=False)  # an ID card's photo (memory only)
 
 
 @dataclass
@@ -81,6 +95,10 @@ class Outcome:
 
 
 BiometricCapture = Callable[[str, Resolved, "ActiveConfig"], tuple[Biometric | None, bytes | None]]
+
+
+class CardPhotoUnreadable(Exception):
+    """The ID card's photo holds no face the gate can compare (人证核验 cannot be done)."""
 
 
 class ConfigInvalid(ValueError):
@@ -98,7 +116,7 @@ class ActiveConfig:
         ])
         self.rules = {t.id: t for t in cfg.ticket_types}
         self.policy = SitePolicy(timezone=cfg.timezone, opens=cfg.opening.opens, closes=cfg.opening.closes,
-                                 pass_biometric=cfg.pass_biometric)
+                                 pass_biometric=cfg.pass_biometric, id_face=cfg.id_face)
 
     def rules_for(self, ticket_type: int | None) -> m.TicketTypeRules | None:
         if ticket_type is None:
@@ -201,7 +219,9 @@ class Decider:
         if kind == "qr":
             return self._qr(str(attempt.value), active, now)
         if kind == "id_card":
-            return self._id_card(str(attempt.value), active, now)
+            resolved = self._id_card(str(attempt.value), active, now)
+            resolved.card_photo = attempt.photo
+            return resolved
         if kind == "annual_pass":
             uid = str(attempt.value).strip().upper()
             row = self.store.pass_by_uid(uid) if uid else None
@@ -304,11 +324,19 @@ class Decider:
             plain = decide(credential=resolved.credential, rules=resolved.rules, usage=resolved.usage, zone=zone,
                            direction=attempt.direction, now=now, site=active.policy, mode=mode,
                            biometric=Biometric(kind="face" if step != "fingerprint" else "fingerprint", matched=True))
+            if plain.granted and id_face_check(resolved.credential, resolved.rules, active.policy) \
+                    and resolved.card_photo is None:
+                # 人证核验 asked, and the reader gave no photo (no SDK decoder, a read without one): staff decide.
+                return Outcome(resolved, refused(Reason.CARD_PHOTO_UNREADABLE))
             if plain.granted and capture is not None:
-                biometric, probe = capture(step, resolved, active)
+                try:
+                    biometric, probe = capture(step, resolved, active)
+                except CardPhotoUnreadable:
+                    return Outcome(resolved, refused(Reason.CARD_PHOTO_UNREADABLE))
         verdict = decide(credential=resolved.credential, rules=resolved.rules, usage=resolved.usage, zone=zone,
                          direction=attempt.direction, now=now, site=active.policy, mode=mode, biometric=biometric)
         return Outcome(resolved, verdict, biometric, probe)
 
 
-__all__ = ["ActiveConfig", "Attempt", "ConfigInvalid", "Decider", "Outcome", "Resolved", "ZoneTracker", "validate"]
+__all__ = ["ActiveConfig", "Attempt", "CardPhotoUnreadable", "ConfigInvalid",
+           "Decider", "Outcome", "Resolved", "ZoneTracker", "validate"]

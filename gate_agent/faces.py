@@ -15,7 +15,7 @@ from protocol import messages as m
 from protocol.rules import Biometric
 
 from .config import CameraDevice
-from .decider import ActiveConfig, Resolved
+from .decider import ActiveConfig, CardPhotoUnreadable, Resolved
 from .readers import Camera
 from .store import Store
 
@@ -97,6 +97,27 @@ class FaceMatcher:
         best = min((verify(FaceTemplate.from_bytes(b), probe, active.cfg.face_threshold) for b in bound),
                    key=lambda match: match.distance)
         return Biometric(kind="face", matched=best.ok, distance=best.distance), probe.to_bytes()
+
+    def verify_card_photo(self, photo: bytes | None, active: ActiveConfig) -> tuple[Biometric | None, None]:
+        """人证核验: the camera's face against the ID card's photo (1:1). The photo is decoded and encoded in
+        memory only; nothing is bound or kept. CardPhotoUnreadable when the photo shows no single face."""
+        if self.camera is None:
+            return None, None
+        from biometrics.face import EnrolmentRefused, encode_frame, verify
+
+        if not photo:
+            raise CardPhotoUnreadable("no card photo")
+        try:
+            card_faces = encode_frame(photo)
+        except EnrolmentRefused:
+            card_faces = []
+        if len(card_faces) != 1:
+            raise CardPhotoUnreadable(f"{len(card_faces)} faces on the card photo")
+        probe = self.camera.probe(PROBE_WAIT_S)
+        if probe is None:
+            return None, None
+        match = verify(card_faces[0], probe, active.cfg.face_threshold)
+        return Biometric(kind="face", matched=match.ok, distance=match.distance), None
 
 
 __all__ = ["FaceMatcher"]

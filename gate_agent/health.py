@@ -45,10 +45,11 @@ class Health:
         self.heartbeat_s = heartbeat_s
         self.readers: list[Reader] = []
         self.broken_readers: list[m.ReaderHealth] = []  # configured readers that could not be built
+        self.devices: list[Callable[[], m.ReaderHealth]] = []  # the voice module's and other devices' health
         self.dirty = threading.Event()  # the status changed: publish it now
 
     def reader_health(self) -> list[m.ReaderHealth]:
-        return [r.health() for r in self.readers] + list(self.broken_readers)
+        return [r.health() for r in self.readers] + list(self.broken_readers) + [d() for d in self.devices]
 
     def status(self, online: bool = True) -> m.GateStatus:
         return m.GateStatus(

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from protocol import messages as m
 from protocol import topics
+from protocol.clock import park_now
 from protocol.ids import new_event_id
 from protocol.reasons import Reason
 
@@ -50,7 +51,7 @@ class Passages:
         """A PassageEvent of this gate: a new id, the gate's zone and link state unless given."""
         return m.PassageEvent(
             id=new_event_id(), site=self.site, gate=self.gate, zone=self._zone() if zone is None else zone,
-            at=at or datetime.now(UTC), direction=direction, credential_kind=kind, credential_ref=ref,
+            at=at or park_now(), direction=direction, credential_kind=kind, credential_ref=ref,
             decision=decision, reason=reason, passed=passed, headcount=1,
             offline=(not self._connected()) if offline is None else offline, mode=mode, ticket_type=ticket_type,
             binding=binding, face_distance=face_distance, claim_id=claim_id)

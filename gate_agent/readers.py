@@ -76,20 +76,28 @@ class QrReader(Reader):
 class IdCardReader(Reader):
     kind = "id_card"
 
-    def __init__(self, port: str, baudrate: int, direction: str) -> None:
+    def __init__(self, port: str, baudrate: int, direction: str, photo_decoder: str | None = None) -> None:
         super().__init__("idcard", direction)
         from drivers.idcard import IdCardReader as Driver
 
+        decoder = _load_decoder(photo_decoder) if photo_decoder else None
         try:
-            self.driver = Driver(port, baudrate, on_status=self._status)
+            self.driver = Driver(port, baudrate, on_status=self._status, photo_decoder=decoder)
         except TypeError:
             self.driver = Driver(port)
+        self._photo: bytes | None = None
 
     def read(self, timeout: float) -> str | None:
         card = self.driver.read_card(timeout)
         self.ok = bool(getattr(self.driver, "connected", True))
         self.detail = "" if self.ok else str(getattr(self.driver, "last_error", "") or "")
+        self._photo = getattr(card, "photo", None) if card is not None else None
         return card.id_number if card is not None else None  # only the number travels on, never logged
+
+    def take_photo(self) -> bytes | None:
+        """The photo of the card just read (人证核验), handed over once and not kept."""
+        photo, self._photo = self._photo, None
+        return photo
 
     def close(self) -> None:
         self.driver.close()
@@ -209,6 +217,7 @@ class Camera:
 
             self.driver = OpenCvCamera(int(source) if str(source).isdigit() else source, fps)
         self.lock = threading.Lock()
+        self.on_encode: Callable[[float], None] | None = None  # the seconds each frame took to encode (metrics)
 
     def probe(self, timeout: float = 2.0):
         """One frame, encoded: the first face template found, or None."""
@@ -220,7 +229,10 @@ class Camera:
             frame = self.driver.read_frame(timeout)
         if frame is None:
             return None
+        started = time.perf_counter()
         faces = encode_frame(frame)
+        if self.on_encode is not None:
+            self.on_encode(time.perf_counter() - started)
         return faces[0] if faces else None
 
 
@@ -288,7 +300,8 @@ def build_readers(devices: Devices, slot_holder: Callable[[int], str | None], fi
     if d.qr:
         attempt("qr", lambda: QrReader(d.qr.port, d.qr.baudrate, d.qr.direction))
     if d.idcard:
-        attempt("idcard", lambda: IdCardReader(d.idcard.port, d.idcard.baudrate, d.idcard.direction))
+        attempt("idcard", lambda: IdCardReader(d.idcard.port, d.idcard.baudrate, d.idcard.direction,
+                                               d.idcard.photo_decoder))
     if d.rfid:
         attempt("rfid", lambda: RfidReader(d.rfid.pcsc_reader, d.rfid.port, d.rfid.baudrate, d.rfid.direction))
     if d.fingerprint:
@@ -303,6 +316,20 @@ def build_readers(devices: Devices, slot_holder: Callable[[int], str | None], fi
             if d.camera.identify:
                 readers.append(FaceReader(camera, d.camera.direction))
     return readers, camera, broken
+
+
+def _load_decoder(spec: str) -> Callable[[bytes], bytes]:
+    """The ID card photo decoder "module:function" (the reader maker's SDK, wrapped): WLT bytes -> an image."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        decoder = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"photo decoder {spec!r} not found: {exc}") from exc
+    if not callable(decoder):
+        raise ImportError(f"photo decoder {spec!r} is not a function")
+    return decoder
 
 
 def run_reader(reader: Reader, submit: Callable[[Attempt], None], stop: threading.Event) -> None:
@@ -327,7 +354,8 @@ def run_reader(reader: Reader, submit: Callable[[Attempt], None], stop: threadin
             reader.detail = ""
         if value is None:
             continue
-        submit(Attempt(reader.kind, value, reader.direction, reader.name))
+        take_photo = getattr(reader, "take_photo", None)
+        submit(Attempt(reader.kind, value, reader.direction, reader.name, take_photo() if take_photo else None))
     try:
         reader.close()
     except Exception:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -22,6 +22,7 @@ from protocol.errors import MessageError
 V = 1
 Direction = Literal["in", "out"]
 Mode = Literal["normal", "free", "locked", "emergency"]
+FireScope = Literal["gate", "zone", "site"]
 CredentialKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint", "none"]
 Decision = Literal["granted", "refused"]
 Ref = Annotated[str, msgspec.Meta(max_length=128)]
@@ -34,7 +35,7 @@ Short = Annotated[str, msgspec.Meta(max_length=256)]
 At = Annotated[datetime, msgspec.Meta(tz=True)]  # naive times are refused: gates span time zones
 
 
-class _Msg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
     v: int = V
 
 
@@ -123,6 +124,11 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     zones: list[Annotated[int, msgspec.Meta(ge=1, le=32)]] = []  # empty: every zone
     weekdays: list[Annotated[int, msgspec.Meta(ge=0, le=6)]] = []  # Monday 0; empty: every day
     slot_grace_min: Count = 15
+    # Staff beside the gate must look at the visitor (a child's, senior's or concession ticket): the
+    # screen and the voice name the type.
+    staff_check: bool = False
+    # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
+    id_face: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
@@ -157,6 +163,13 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
     opening: OpeningHours = OpeningHours()
     face_threshold: Annotated[float, msgspec.Meta(gt=0, lt=2)] | None = None
     pass_biometric: Literal["none", "face", "fingerprint", "either"] = "face"
+    # What a controller's fire input switches to emergency: its own gate, the gates of its zone, or the
+    # site's (a site setting); the gates do it among themselves over MQTT (FireAlarm), without the central.
+    fire_scope: FireScope = "zone"
+    id_face: bool = False  # 人证核验 for every ID-card entry of the site (else per ticket type, `id_face`)
+    # When the site's last emergency was ended at the central (by whom: its audit log): a fire latched
+    # before it is over at the gate; a fire input still raised after it raises a new alarm.
+    emergency_ended_at: At | None = None
     ticket_types: list[TicketTypeRules] = []
     keys: list[PublicKeyInfo] = []
     id_salt: Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)] = b"\x00" * 16
@@ -166,6 +179,21 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
         # An unknown zone would make every decide() at the gate raise; refuse it with the config.
         if not _known_timezone(self.timezone):
             raise ValueError(f"unknown time zone {self.timezone!r} - at `$.timezone`")
+
+
+class FireAlarm(_Msg, frozen=True, kw_only=True):
+    """A gate's fire input, retained on its own `fire` topic: `active` while the input is raised.
+
+    The gates in `scope` (its zone or the site) go to emergency when they read it and stay there until
+    the emergency is ended (a new config version from the central, or a technician at the box); an alarm
+    older than that end (`at`) is history, not a new fire."""
+
+    site: Name
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    scope: FireScope = "zone"
+    active: bool = True
+    at: At
 
 
 class ConfigAck(_Msg, frozen=True):
@@ -221,7 +249,7 @@ class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
 
     ticket_id: Annotated[int, msgspec.Meta(ge=0)]
     ticket_type: int
-    status: Literal["valid", "used", "refunded", "revoked", "expired"] = "valid"
+    status: Literal["valid", "used", "refunded", "revoked", "expired", "held"] = "valid"
     valid_from: At | None = None
     valid_to: At | None = None
     slot_start: At | None = None
@@ -325,7 +353,7 @@ class StoredPassages(_Msg, frozen=True, kw_only=True):
 
 # --- encoding and strict decoding -------------------------------------------------------------
 
-MAX_BYTES: dict[type, int] = {
+MAX_BYTES: dict[type[_Msg], int] = {
     PassageEvent: 8 * 1024,
     EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
@@ -340,6 +368,7 @@ MAX_BYTES: dict[type, int] = {
     SnapshotChunk: 8 * 1024 * 1024,  # the central's are at most about 4 MiB (`central.services.sync.chunk`)
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
+    FireAlarm: 2 * 1024,
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed
@@ -347,7 +376,7 @@ MAX_BYTES: dict[type, int] = {
 # it, so the broker refuses (disconnects) whatever no receiver would accept anyway.
 MAX_PACKET_BYTES = max(MAX_BYTES.values()) + 4096
 
-T = TypeVar("T")
+T = TypeVar("T", bound=_Msg)
 
 
 class _Version(msgspec.Struct):
@@ -356,7 +385,7 @@ class _Version(msgspec.Struct):
     v: object = None
 
 _encoder = msgspec.json.Encoder()
-_decoders: dict[type, msgspec.json.Decoder] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
+_decoders: dict[type[_Msg], msgspec.json.Decoder[_Msg]] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
 _FIELD = re.compile(r"at `(\$[^`]*)`")
 _MISSING = re.compile(r"missing required field `([^`]*)`")
 _version_decoder = msgspec.json.Decoder(_Version)
@@ -389,7 +418,8 @@ def decode(kind: type[T], payload: bytes | bytearray | memoryview | str) -> T:
     if len(payload) > limit:
         raise MessageError("oversized", f"{len(payload)} bytes, limit {limit}")
     try:
-        message = _decoders[kind].decode(payload)
+        # The decoder made for `kind` returns a `kind` (msgspec checked every field): the dict only forgets it.
+        message = cast(T, _decoders[kind].decode(payload))
     except msgspec.ValidationError as exc:
         _check_version(payload)
         text = str(exc)

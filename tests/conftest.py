@@ -86,8 +86,8 @@ def mosquitto_factory(tmp_path):
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
-    if not FACES_DIR.is_dir():
-        pytest.skip(f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
+    # Skipped locally, failed under CI=true (`need`): a missing folder must never pass silently.
+    need(FACES_DIR.is_dir(), f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
     return FACES_DIR
 
 
@@ -98,3 +98,28 @@ def nats_mqtt(tmp_path):
     server = NatsMqtt(tmp_path / "nats").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pg_pair():
+    """A PostgreSQL primary and its hot standby of the test's own (streaming, synchronous, a replication slot)."""
+    from tests.support.pg_pair import PgServer, have_pg_server, make_synchronous, remove, scratch_dir
+    from tests.support.waiting import poll
+
+    need(have_pg_server(), "PostgreSQL server binaries not found (apt-get install postgresql; or set GATES_PG_BIN)")
+    base = scratch_dir("gates-pair-")
+    servers: list = []
+    try:
+        primary = PgServer.primary(base, "db1")
+        servers.append(primary)
+        standby = PgServer.standby_of(primary, base, "db2")
+        servers.append(standby)
+        make_synchronous(primary, standby)
+        poll(lambda: primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+                                 db="postgres")[0] == 1, 20, what="the standby streaming synchronously")
+        yield primary, standby
+    finally:
+        for server in servers:
+            if server.running:
+                server.stop("immediate")
+        remove(base)

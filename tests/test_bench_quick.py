@@ -23,6 +23,7 @@ REQUIRED = (
     "ingest_events_per_s", "ingest_raw_events_per_s", "ingest_lost_events", "count_lag_p99_ms", "snapshot_1m_s",
     "revocation_reach_p99_ms", "gate_rss_mb", "ingest_rss_mb",
     "booking_rush_oversold", "booking_rush_lost", "booking_rush_per_s", "booking_rush_p99_ms", "booking_bare_per_s",
+    "metrics_gate_overhead_pct", "metrics_ingest_single_overhead_pct", "metrics_ingest_multiprocess_overhead_pct",
 )
 
 

@@ -62,8 +62,12 @@ def expired(request: ClaimRequest, now: datetime) -> bool:
     return now > request.at + timedelta(milliseconds=request.deadline_ms)
 
 
-def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> ClaimReply:
-    """Grant or refuse one claim in the caller's transaction (see the module doc)."""
+def handle_claim(session: Session, request: ClaimRequest, now: datetime, at: datetime | None = None) -> ClaimReply:
+    """Grant or refuse one claim in the caller's transaction (see the module doc).
+
+    `now` (the wall clock) times the claim's lease; `at` (the park's time, `protocol.clock`, `now` unless
+    given) is when the entry happens, for the rules. They differ only under the demo's simulated clock."""
+    at = now if at is None else at
     policy = _site_policy(session, request.site)
     if policy is None:
         return ClaimReply(id=request.id, granted=False, reason=str(Reason.UNKNOWN_CREDENTIAL))
@@ -87,7 +91,7 @@ def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> Clai
         counted = msgspec.structs.replace(usage, entries=usage.entries + extra.passages, last_entry_at=last)
         step = biometric_step(credential, rules, counted, policy)
         done = Biometric(kind="fingerprint" if step == "fingerprint" else "face", matched=True)
-        return decide(credential=credential, rules=rules, usage=counted, zone=zone_state, direction="in", now=now,
+        return decide(credential=credential, rules=rules, usage=counted, zone=zone_state, direction="in", now=at,
                       site=policy, mode="normal", biometric=done)
 
     verdict = verdict_with(held)
@@ -99,7 +103,7 @@ def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> Clai
     passages = max(1, min(request.allowed, verdict.passages))
     timeout_s = _passage_timeout(session, request.site, request.gate)
     session.add(Claim(id=request.id, site_id=request.site, credential_ref=request.credential_ref, gate=request.gate,
-                      zone=request.zone, passages=passages, created_at=now,
+                      zone=request.zone, passages=passages, created_at=at,
                       expires_at=now + timedelta(seconds=timeout_s * passages + MARGIN_S)))
     return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=passages)
 

@@ -35,6 +35,7 @@ from protocol.messages import (
     Command,
     CommandAck,
     ConfigAck,
+    FireAlarm,
     GateConfig,
     GateStatus,
     HardwareParams,
@@ -79,6 +80,8 @@ _SITE_CHECKS = {
     "claim_policy": lambda v: v in ("local", "central"),
     "claim_deadline_ms": lambda v: isinstance(v, int) and 10 <= v <= 10_000,  # GateConfig's bounds
     "pass_biometric": lambda v: v in ("none", "face", "fingerprint", "either"),
+    "fire_scope": lambda v: v in ("gate", "zone", "site"),
+    "id_face": lambda v: isinstance(v, bool),
 }
 
 
@@ -86,7 +89,7 @@ def update_site(session: Session, site_id: str, actor: str | None = None, **sett
     """Change site settings gates apply (opening hours, time zone, language, policies)."""
     site = get_site(session, site_id)
     allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold",
-               "overnight", "claim_deadline_ms"}
+               "overnight", "claim_deadline_ms", "fire_scope", "id_face"}
     for key, value in settings.items():
         if key not in allowed:
             raise Invalid("bad_field", _l('There is no park setting “%(key)s”.', key=key))
@@ -239,6 +242,8 @@ def start_site_emergency(session: Session, site_id: str, actor: str | None = Non
 def end_site_emergency(session: Session, site_id: str, actor: str | None = None) -> list[Gate]:
     """The emergency is over: each gate goes back to the mode it had before it (a locked gate locked).
     The new config version also clears a mode set by the emergency's site command at the gates."""
+    # A fire input latched at the gates themselves (central mode unchanged) ends with this time in their config.
+    get_site(session, site_id).emergency_ended_at = utcnow()
     gates = list(session.scalars(select(Gate).where(Gate.site_id == site_id).order_by(Gate.name)))
     for gate in gates:
         back = gate.mode_before_emergency or ("normal" if gate.mode == "emergency" else gate.mode)
@@ -310,7 +315,8 @@ def bump_site_configs(session: Session, site_id: str | None = None) -> None:
 def ticket_type_rules(tt: TicketType) -> TicketTypeRules:
     return TicketTypeRules(id=tt.id, name=tt.name[:256], entries=tt.entries, same_person=tt.same_person,
                            anti_passback=tt.anti_passback, min_gap_s=tt.min_gap_s, zones=list(tt.zones or []),
-                           weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min)
+                           weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min,
+                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face))
 
 
 def build_gate_config(session: Session, gate: Gate) -> GateConfig:
@@ -328,6 +334,7 @@ def build_gate_config(session: Session, gate: Gate) -> GateConfig:
         keys=[PublicKeyInfo(key_id=k.key_id, public=k.public, retired_at=k.retired_at, grace_s=k.grace_s)
               for k in keys],
         id_salt=site.id_salt, hardware=HardwareParams(**(gate.hardware or {})),
+        fire_scope=site.fire_scope or "zone", emergency_ended_at=site.emergency_ended_at, id_face=bool(site.id_face),
     )
 
 
@@ -366,6 +373,13 @@ def record_status(session: Session, status: GateStatus, received_at: datetime | 
     gate.outbox = status.outbox
     gate.alarms = list(status.alarms)
     gate.agent_version = status.agent_version
+
+
+def record_fire_alarm(session: Session, alarm: FireAlarm) -> None:
+    """A gate's fire input went up (its zone or site opened at the gates) or down: in the audit log. The
+    banner every page shows follows from the gates' reported mode; ending it is `end_site_emergency`."""
+    audit(session, f"gate:{alarm.gate}", "gate.fire", f"{alarm.site}/{alarm.gate}",
+          state="on" if alarm.active else "off", zone=alarm.zone, scope=alarm.scope, at=alarm.at.isoformat())
 
 
 def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | None = None) -> list[Gate]:

@@ -72,12 +72,12 @@ from central.models import (
     Ticket,
     TicketType,
     Zone,
-    utcnow,
 )
 from central.services.alerts import IMPLAUSIBLE_EVENT, AlertRaise, raise_alerts
 from central.services.facts import pass_credential, site_policy, ticket_credential
 from central.services.gates import ticket_type_rules
 from central.services.sync import record_delta
+from protocol.clock import park_now
 from protocol.ids import HOLDER, PASS, TICKET, is_ticket_ref, ref_kind, ref_number
 from protocol.messages import MAX_AHEAD_S, PassageEvent, TicketChange, TicketTypeRules
 from protocol.reasons import FINAL, Reason
@@ -133,7 +133,7 @@ def _event_row(e: PassageEvent, received_at: datetime) -> dict:
 
 def ingest_batch(session: Session, events: list[PassageEvent], received_at: datetime | None = None) -> BatchResult:
     """Store and apply a batch of passage events in the caller's transaction (see the module doc)."""
-    received_at = received_at or utcnow()
+    received_at = received_at or park_now()
     result = BatchResult(received=len(events))
     unique: dict[str, PassageEvent] = {}
     for e in events:
@@ -251,7 +251,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
     zones: dict[tuple[str, int], _ZoneDelta] = {}
     denials: dict[tuple[str, date, int, str], int] = defaultdict(int)
     conflicts: list[dict] = []
-    now = utcnow()
+    now = park_now()
 
     for e in known:
         key = (e.site, e.zone)

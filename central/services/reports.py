@@ -22,9 +22,10 @@ from sqlalchemy import Integer, and_, case, cast, func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
 from central.i18n import _l
-from central.models import Conflict, PassageEventRecord, Ticket, TicketType, utcnow
+from central.models import Conflict, PassageEventRecord, Ticket, TicketType
 from central.services import Invalid
 from central.services.gates import get_site
+from protocol.clock import park_now
 
 BUCKET_S = 900
 MAX_DAYS = 366
@@ -59,7 +60,7 @@ def period(session: Session, site_id: str, start: date | None = None, end: date 
     """A report period for the site; missing ends mean today (site time)."""
     site = get_site(session, site_id)
     tz = ZoneInfo(site.timezone)
-    today = (now or utcnow()).astimezone(tz).date()
+    today = (now or park_now()).astimezone(tz).date()
     start = start or end or today
     end = end or start
     if end < start:

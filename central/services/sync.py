@@ -19,7 +19,8 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType, utcnow
+from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType
+from protocol.clock import park_now
 from protocol.ids import holder_ref
 from protocol.messages import (
     Change,
@@ -51,7 +52,7 @@ def record_delta(session: Session, site_id: str, changes: list[Change], at: date
     if not changes:
         return 0
     seq = next_seq(session, site_id)
-    delta = Delta(site=site_id, seq=seq, at=at or utcnow(), changes=changes)
+    delta = Delta(site=site_id, seq=seq, at=at or park_now(), changes=changes)
     kinds = ",".join(sorted({type(c).__struct_config__.tag for c in changes}))
     session.add(SyncChange(site_id=site_id, seq=seq, kinds=kinds[:64], payload=encode(delta)))
     session.flush()
@@ -115,7 +116,7 @@ def snapshot(session: Session, site_id: str, now: datetime | None = None) -> Sna
 def stream_snapshot(session: Session, site_id: str, now: datetime | None = None) -> Snapshot:
     """`snapshot`, its changes read as they are consumed: a server-side cursor of plain rows, a few
     thousand at a time, so a million tickets never sit in memory at once. Consume it inside `session`."""
-    now = now or utcnow()
+    now = now or park_now()
     seq = session.scalar(select(Site.sync_seq).where(Site.id == site_id)) or 0
     return Snapshot(site=site_id, seq=seq, changes=_snapshot_changes(session, site_id, now))
 

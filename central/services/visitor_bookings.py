@@ -53,6 +53,7 @@ from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.sync import record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
+from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
 from protocol.messages import Change
 
@@ -263,7 +264,7 @@ def calendar(session: Session, site_id: str, now: datetime | None = None, *, fir
     """The days from `first` (today) for `days` (the site's days ahead, today included) with their slots.
 
     A visitor's view lists only days that are open and have a slot; staff see every day of the range."""
-    now = now or utcnow()
+    now = now or park_now()
     site = get_site(session, site_id)
     rules = settings(session, site_id)
     first = first or site_day(site, now)
@@ -299,7 +300,7 @@ def slot_view(session: Session, site_id: str, quota: SlotQuota, now: datetime | 
     rules = settings(session, site_id)
     closes = slot_closes(quota, rules)
     return SlotView(quota.id, quota.slot_start, quota.slot_end, quota.capacity, quota.booked, closes,
-                    closes > (now or utcnow()))
+                    closes > (now or park_now()))
 
 
 def set_day(session: Session, site_id: str, day: date, actor: str, *, is_open: bool,
@@ -434,7 +435,7 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
     """Book the places of one slot for a party, in the caller's transaction (commit it at once).
 
     Refused: `slot_closed`, `day_closed`, `quota_full`, `day_full`, `already_booked`, `blocked`."""
-    now = now or utcnow()
+    now = now or park_now()
     site = get_site(session, site_id)
     rules = settings(session, site_id)
     if rules.ticket_type_id is None:
@@ -553,7 +554,7 @@ def cancel_deadline(booking: Booking, rules: BookingSettings) -> datetime:
 def cancel_booking(session: Session, site_id: str, booking: Booking, actor: str | None = None,
                    now: datetime | None = None, *, staff: bool = False) -> Booking:
     """Cancel a booking: its tickets end (gates refuse them), its documents may book again, its places return."""
-    now = now or utcnow()
+    now = now or park_now()
     rules = settings(session, site_id)
     locked = session.scalar(select(Booking).where(Booking.id == booking.id).with_for_update())
     if locked is None or locked.status != "booked":
@@ -676,7 +677,7 @@ def today_by_slot(session: Session, site_id: str, now: datetime | None = None) -
     """Today's slots: places, booked persons, and how many of those have entered (their ticket used)."""
     from central.models import CredentialUsage
 
-    now = now or utcnow()
+    now = now or park_now()
     site = get_site(session, site_id)
     start, end = day_window(site.timezone, site_day(site, now))
     out = []
@@ -694,7 +695,7 @@ def today_by_slot(session: Session, site_id: str, now: datetime | None = None) -
 
 def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     """Forget the names and masked numbers of bookings past the retention days after their visit."""
-    now = now or utcnow()
+    now = now or park_now()
     rules = settings(session, site_id)
     site = get_site(session, site_id)
     cutoff = site_day(site, now) - timedelta(days=rules.retention_days)

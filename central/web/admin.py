@@ -15,7 +15,7 @@ from central.services import ServiceError
 from central.services import users as user_service
 from central.services.users import create_user
 from central.web import queries, security
-from central.web.stack import commit, current_user, db, require
+from central.web.stack import commit, current_user, db, require, site_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -34,8 +34,10 @@ def _users_page(status: int = 200, **extra):
     rows = queries.staff_users(db())
     locks = {u.username: security.lock_state(db(), u.username) for u in rows}
     sessions = {u.username: user_service.live_sessions(db(), u.id) for u in rows}
+    parks = {u.username: user_service.user_site_ids(db(), u) for u in rows}
     return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, sessions=sessions,
-                           tokens=user_service.list_tokens(db()), me=current_user().username,
+                           tokens=user_service.list_tokens(db()), me=current_user().username, parks=parks,
+                           sites=queries.sites(db()), this_site=site_id(),
                            **({"password": None, "form": {}, "errors": {}} | extra)), status
 
 
@@ -53,12 +55,13 @@ def add_user():
         return _users_page(form=form, errors={"role": _("Choose the user's role.")}, status=422)
     try:
         user, password = create_user(db(), (form.get("username") or "").strip(), form.get("role", ""),
-                                     form.get("password") or None, actor=current_user().username)
+                                     form.get("password") or None, actor=current_user().username,
+                                     sites=form.getlist("sites"), all_sites=form.get("all_sites") == "1")
         commit()
     except ServiceError as exc:
         db().rollback()
         field = {"bad_username": "username", "user_exists": "username", "bad_password": "password",
-                 "bad_role": "role"}.get(exc.code, "form")
+                 "bad_role": "role", "no_sites": "sites", "bad_site": "sites"}.get(exc.code, "form")
         return _users_page(form=form, errors={field: exc.text}, status=422)
     shown = None if request.form.get("password") else password  # a generated password is shown once
     return _users_page(password=shown, new_user=user.username)
@@ -89,6 +92,16 @@ def _change(action, done: str):
 def deactivate(username: str):
     return _change(lambda: user_service.deactivate_user(db(), username, actor=current_user().username),
                    _("%(user)s is deactivated: their sessions have ended.", user=username))
+
+
+@bp.post("/users/<username>/sites")
+@require()
+def set_sites(username: str):
+    form = request.form
+    return _change(lambda: user_service.set_user_sites(db(), username, form.getlist("sites"),
+                                                       all_sites=form.get("all_sites") == "1",
+                                                       actor=current_user().username),
+                   _("Parks saved for %(user)s: their next page shows only those.", user=username))
 
 
 @bp.post("/users/<username>/reactivate")

@@ -28,7 +28,7 @@ from central.web.stack import commit, current_user, db, has_role, require
 bp = Blueprint("auth", __name__)
 
 HOME = {"admin": "dashboard.index", "manager": "dashboard.index", "staff": "desk.index",
-        "technician": "gates.index"}
+        "technician": "gates.index", "finance": "finance.index", "sales": "customers.index"}
 
 
 def client_hash() -> str | None:

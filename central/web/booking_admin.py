@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
 
 from central.i18n import _
-from central.models import DOCUMENT_TYPES, Ticket, utcnow
+from central.models import DOCUMENT_TYPES, Ticket
 from central.services import ServiceError
 from central.services import visitor_bookings as vb
 from central.services.gates import get_site
@@ -27,6 +27,7 @@ from central.web import queries
 from central.web.booking import FormState, _blank, _read_form
 from central.web.i18n import current_language, site_today
 from central.web.stack import commit, ctx, current_user, db, has_role, require, site_id
+from protocol.clock import park_now
 
 bp = Blueprint("bookings", __name__, url_prefix="/bookings")
 CALENDAR_DAYS = 14
@@ -204,7 +205,7 @@ def unblock(block_id: int):
 def report():
     days = max(1, min(_int(request.args.get("days")) or 7, 90))
     threshold = max(2, min(_int(request.args.get("threshold")) or 5, 1000))
-    found = vb.suspicious(db(), site_id(), since=utcnow() - timedelta(days=days), threshold=threshold)
+    found = vb.suspicious(db(), site_id(), since=park_now() - timedelta(days=days), threshold=threshold)
     return render_template("bookings/report.html", patterns=found, days=days, threshold=threshold)
 
 

@@ -125,3 +125,8 @@ def staff_users(session: Session) -> list[StaffUser]:
 
 def user_count(session: Session) -> int:
     return session.scalar(select(func.count(StaffUser.id))) or 0
+
+
+def sites(session: Session) -> list[Site]:
+    """The parks this request may see (the session is scoped to them), in id order."""
+    return list(session.scalars(select(Site).order_by(Site.id)))

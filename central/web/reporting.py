@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 
+from central.i18n import _
+from central.models import CONFLICT_DECISIONS
 from central.services import ServiceError
+from central.services import conflicts as conflict_service
 from central.services import reports as report_service
-from central.web.stack import db, require, site_id
+from central.web.i18n import label
+from central.web.stack import commit, db, report_db, require, site_id
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -38,7 +42,7 @@ def _day(key: str) -> date | None:
 
 
 def _period():
-    return report_service.period(db(), site_id(), _day("start"), _day("end"))
+    return report_service.period(report_db()[0], site_id(), _day("start"), _day("end"))
 
 
 @bp.route("/")
@@ -49,9 +53,9 @@ def index():
     except ServiceError as exc:
         flash(exc.text, "error")
         return redirect(url_for(".index"))
-    session = db()
+    session, standby = report_db()
     tables = {name: fn(session, p) for name, fn in TABLES.items()}
-    return render_template("reports/index.html", p=p, t=tables)
+    return render_template("reports/index.html", p=p, t=tables, standby=standby)
 
 
 @bp.route("/<name>.csv")
@@ -64,7 +68,7 @@ def csv(name: str):
         p = _period()
     except ServiceError as exc:
         return Response(exc.text, status=400, mimetype="text/plain")
-    body = report_service.to_csv(fn(db(), p))
+    body = report_service.to_csv(fn(report_db()[0], p))
     filename = f"{site_id()}-{name}-{p.start.isoformat()}-{p.end.isoformat()}.csv"
     return Response("\ufeff" + body, mimetype="text/csv",  # the BOM makes spreadsheet programs read UTF-8
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -78,5 +82,44 @@ def daily():
     except ServiceError as exc:
         flash(exc.text, "error")
         return redirect(url_for(".index"))
-    summary = report_service.daily_summary(db(), site_id(), p.start)
-    return render_template("reports/daily.html", s=summary)
+    session, standby = report_db()
+    summary = report_service.daily_summary(session, site_id(), p.start)
+    return render_template("reports/daily.html", s=summary, standby=standby)
+
+
+CONFLICT_STATES = ("open", "resolved", "all")
+
+
+def _conflicts_page(status: int = 200, **extra):
+    state = request.args.get("state", "open")
+    if state not in CONFLICT_STATES:
+        state = "open"
+    before = request.args.get("before", type=int)
+    page = conflict_service.list_conflicts(db(), site_id(), state=state,
+                                           before_id=before if before and before > 0 else None)
+    return render_template("reports/conflicts.html", page=page, state=state, decisions=CONFLICT_DECISIONS,
+                           **({"form": {}, "errors": {}, "failed": None} | extra)), status
+
+
+@bp.get("/conflicts")
+@require("manager")
+def conflicts():
+    """Conflicts from offline gates, open ones first to be decided; resolved ones with who, when, what."""
+    return _conflicts_page()
+
+
+@bp.post("/conflicts/<int:conflict_id>/resolve")
+@require("manager")
+def resolve_conflict(conflict_id: int):
+    form = request.form
+    try:
+        conflict = conflict_service.resolve_conflict(db(), site_id(), conflict_id, form.get("decision", ""),
+                                                     form.get("note", ""), actor=g.actor)
+        commit()
+    except ServiceError as exc:
+        db().rollback()
+        field = {"bad_decision": "decision", "bad_note": "note"}.get(exc.code, "form")
+        return _conflicts_page(status=422, form=form, errors={field: exc.text}, failed=conflict_id)
+    flash(_("Conflict %(credential)s resolved: %(decision)s.", credential=conflict.credential_ref,
+            decision=label("conflict_decision", conflict.resolution or "")))
+    return redirect(url_for(".conflicts"))

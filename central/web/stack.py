@@ -9,6 +9,9 @@ session, who is asking, the role guard, and the commit that publishes.
     actor()            who is asking: that user, or under /api/ a bearer token
     require(*roles)    only these roles (and admin); anonymous: JSON 401 under /api/, else the login page;
                        another role: JSON 403 under /api/, else the 403 page
+    visible_sites()    the parks the asker works for (a user's parks, a token's park, or every park)
+    site_id()          the park this request is about: the one chosen in the header's park switch
+                       (kept in the session), else the central's own, else the asker's first park
 
 Tokens count only under /api/ (a page never takes one); a session cookie counts everywhere, and its
 POSTs carry the CSRF token (`central.web`).
@@ -16,20 +19,26 @@ POSTs carry the CSRF token (`central.web`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 from flask import abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
 from central.context import PUBLISH, CentralContext
+from central.db import restrict_to_sites
 from central.i18n import _l
 from central.models import StaffUser
 from central.services import ServiceError
 from central.services import users as user_service
+from central.services.replica import UNAVAILABLE, StandbyState, standby_state
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "central"  # app.extensions key of the CentralContext
 PASSWORD_PAGES = frozenset({"auth.change_password", "auth.logout", "i18n.set_language"})
@@ -52,6 +61,8 @@ class Actor:
     role: str
     name: str
     user: StaffUser | None = None
+    customer_id: int | None = None  # a channel's token: scoped to this customer ...
+    site: str | None = None  # ... and this site
 
 
 def current_context() -> CentralContext:
@@ -65,8 +76,36 @@ def config() -> CentralConfig:
     return current_context().config
 
 
+SITE_KEY = "site"  # the session key of the park chosen in the header
+
+
+def visible_sites() -> list[str]:
+    """The parks the asker may see and act for (see the module doc); a visitor's page: the central's."""
+    if "sites" not in g:
+        who = actor()
+        if who is None:
+            sites = [config().site]
+        elif who.user is not None:
+            sites = user_service.user_site_ids(db(), who.user)
+        else:
+            sites = user_service.token_site_ids(db(), g.token)
+        g.sites = sites
+        restrict_to_sites(db(), sites)  # from here on this request reads only these parks' rows
+    return g.sites
+
+
 def site_id() -> str:
-    return current_context().config.site
+    """The park of this request (see the module doc); `require` has refused an asker with no park."""
+    if "site_id" not in g:
+        sites = visible_sites()
+        chosen = session.get(SITE_KEY) if current_user() is not None else None
+        own = config().site
+        g.site_id = chosen if chosen in sites else own if own in sites or not sites else sites[0]
+    return g.site_id
+
+
+def may_see_site(site: str) -> bool:
+    return site in visible_sites()
 
 
 def live_hub():
@@ -84,6 +123,48 @@ def db() -> Session:
     return g.db
 
 
+def report_db() -> tuple[Session, StandbyState | None]:
+    """The session reports read, and what to say about it: the standby's when `[database] read_url`
+    names one and it answers, else the request's own (the primary), with a note that the standby is away."""
+    read_sessions = current_context().read_sessions
+    if read_sessions is None:
+        return db(), None
+    if "read_db" not in g:
+        session = read_sessions()
+        try:
+            g.standby = standby_state(session)
+        except OperationalError:
+            session.invalidate()
+            g.read_db, g.standby = db(), UNAVAILABLE
+        else:
+            restrict_to_sites(session, visible_sites())  # the asker's parks only, as on the primary
+            g.read_db = session
+    return g.read_db, g.standby
+
+
+def database_away(exc: OperationalError):
+    """The database did not answer (a primary failing over to its standby): 503 and "try again", never a
+    500. A page of its own, not base.html: that one asks the database who is logged in."""
+    from flask import jsonify, make_response, render_template
+    from flask_babel import force_locale
+
+    log.warning("database not answering for %s: %s", request.endpoint, exc.__class__.__name__)
+    for key in ("read_db", "db"):
+        session = g.pop(key, None)
+        if session is not None:
+            session.invalidate()
+    text = _l("The database is not answering (it may be switching to its standby server). Nothing you "
+              "entered was saved: wait a minute and try again.")
+    if is_api():
+        with force_locale("en"):
+            response = jsonify({"error": "database_unavailable", "detail": str(text)})
+    else:
+        response = make_response(render_template("database_unavailable.html", text=text))
+    response.status_code = 503
+    response.headers["Retry-After"] = "30"
+    return response
+
+
 def commit() -> None:
     """Commit the request's work; the after-commit hook then publishes what the gates must learn."""
     session = db()
@@ -95,6 +176,9 @@ def commit() -> None:
 
 
 def close_db(_exc: BaseException | None = None) -> None:
+    read = g.pop("read_db", None)
+    if read is not None and read is not g.get("db"):
+        read.close()
     session = g.pop("db", None)
     if session is not None:
         session.rollback()
@@ -135,7 +219,8 @@ def actor() -> Actor | None:
             if token is None:
                 g.auth_error = ("bad_token", "unknown or revoked token")
             else:
-                who = Actor(token.role, f"token:{token.name}")
+                who = Actor(token.role, f"token:{token.name}", customer_id=token.customer_id, site=token.site_id)
+                g.token = token
                 _commit_touch(session_db, pending)
         else:
             user = current_user()
@@ -174,6 +259,10 @@ def require(*roles: str) -> Callable:
                 if is_api():
                     raise Forbidden("forbidden", _l("Your role may not do this."))
                 abort(403)
+            if not visible_sites():
+                if is_api():
+                    raise Forbidden("no_sites", _l("You work for no park yet: ask an administrator."))
+                abort(403)
             g.actor, g.role = who.name, who.role
             return view(*args, **kwargs)
 
@@ -185,4 +274,5 @@ def require(*roles: str) -> Callable:
 
 
 __all__ = ["Actor", "Forbidden", "Unauthorised", "actor", "close_db", "commit", "config", "ctx", "current_context",
-           "current_user", "db", "has_role", "is_api", "live_hub", "require", "site_id"]
+           "current_user", "database_away", "db", "has_role", "is_api", "live_hub", "may_see_site", "report_db",
+           "require", "site_id", "visible_sites"]

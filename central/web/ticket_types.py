@@ -67,6 +67,8 @@ def save():
         weekdays=[int(d) for d in form.getlist("weekdays") if d.isdigit()],
         slot_grace_min=_number(form, "slot_grace_min", errors, 15, _("Grace after the slot (minutes)")),
         real_name=form.get("real_name") == "yes",
+        staff_check=form.get("staff_check") == "yes",
+        id_face=form.get("id_face") == "yes",
         validity_days=_number(form, "validity_days", errors, 1, _("Days of validity")),
         price=(form.get("price") or "0").strip(),
         min_headcount=_number(form, "min_headcount", errors, 1, _("Fewest people on one ticket")),

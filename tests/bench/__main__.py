@@ -21,6 +21,7 @@ SECTIONS = {
     "sync": "tests.bench.bench_sync",
     "claim": "tests.bench.bench_claim",
     "booking": "tests.bench.bench_booking",
+    "metrics": "tests.bench.bench_metrics",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

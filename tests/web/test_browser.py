@@ -261,7 +261,67 @@ def test_a_gate_config_change_reaches_a_running_gate_agent(server, page, tmp_pat
 
         page.fill("input[name=unit_id]", "900")
         page.click("#hw-form button[type=submit]")
-        expect(page.locator("[data-field=unit_id]")).to_contain_text("at most 247")
+        expect(page.locator("[data-field=unit_id]")).to_contain_text("from 1 to 247")
     finally:
         agent.stop()
+        sim.stop()
+
+
+def test_a_mode_set_at_the_box_shows_on_the_centrals_gate_pages(server, page, tmp_path, mosquitto):
+    """A technician locks the gate at the box with `gate-agent set-mode locked`: the central's gates list
+    and the gate's page say "at the gate: locked" beside the mode the central set, with no reload of the
+    agent and no action at the central (the agent sends its status at once on a mode change)."""
+    import io
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect
+
+    from central.services.gates import register_gate
+    from drivers.sim.turnstile_sim import TurnstileSimulator
+    from gate_agent.agent import GateAgent
+    from gate_agent.display import ConsoleDisplay
+    from tests.gate_agent.conftest import file_config
+
+    ctx = server.ctx
+    site = ctx.config.site
+    with ctx.sessions.begin() as db:
+        register_gate(db, site, "g1", 1, hardware={"controller_profile": "tripod-coil", "passage_timeout_s": 1.0})
+    ctx.publisher.flush()
+    sim = TurnstileSimulator("tripod-coil", transport="tcp").start()
+    fc = file_config(tmp_path, mosquitto, site, "g1", turnstile=sim)
+    host, port = sim.tcp_address
+    toml = tmp_path / "gate.toml"
+    toml.write_text(f'[gate]\nid = "g1"\nsite = "{site}"\n'
+                    f'[broker]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
+                    f'[store]\npath = "{fc.store_path}"\n[control]\nsocket = "{fc.control_socket}"\n'
+                    f'[devices.turnstile]\ntcp = "{host}:{port}"\n')
+    from central.bus.ingest_worker import IngestWorker
+
+    ingest = IngestWorker(ctx.config, ctx.sessions, cipher=ctx.cipher).start()
+    agent = GateAgent(fc, display=ConsoleDisplay("g1", stream=io.StringIO())).start()
+    try:
+        deadline = time.monotonic() + 10
+        while (agent.active is None or agent.active.cfg.version != 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.active is not None
+        done = subprocess.run([sys.executable, "-m", "gate_agent.cli", "set-mode", "locked", "--config", str(toml)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+
+        log_in(page, server, "technician")
+        deadline = time.monotonic() + 10
+        cell = page.locator("td[data-reported-mode]").first
+        while time.monotonic() < deadline:
+            page.goto(f"{server.url}/gates/")
+            if cell.get_attribute("data-reported-mode") == "locked":
+                break
+            time.sleep(0.2)
+        assert cell.get_attribute("data-mode") == "normal"  # what the central set
+        expect(page.locator("td[data-reported-mode='locked'] .badge.warn")).to_contain_text("at the gate: locked")
+        page.goto(f"{server.url}/gates/g1")
+        expect(page.locator("#reported-mode")).to_have_attribute("data-reported-mode", "locked")
+    finally:
+        agent.stop()
+        ingest.stop()
         sim.stop()

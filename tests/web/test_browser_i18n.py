@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from protocol.controllers import SHIPPED_PROFILES
 from protocol.i18n import LOCALEDIR
 from protocol.ids import new_event_id
 from protocol.messages import PassageEvent
@@ -139,12 +140,14 @@ def log_in(page, server, role: str) -> None:  # noqa: F811
 # Data on these pages that is not the product's wording: who, what was sold to whom, the zones.
 def data_of(server) -> list[str]:  # noqa: F811
     return [server.ctx.config.site, "Day ticket", "Li Lei", "Test Park", "Main", "Cave", "east-1", "CITS-7",
-            "manager", "staff", "technician"]
+            "manager", "staff", "technician",
+            # controller model ids: what the technician types into provision-gate --controller
+            *(part for model in SHIPPED_PROFILES for part in model.split("-"))]
 
 
 def rounds(server) -> list[tuple[str, list[str]]]:  # noqa: F811
     """Who visits what: a manager's, a desk clerk's and a technician's pages."""
-    return [("manager", ["/dashboard/", "/reports/", "/reports/daily"]),
+    return [("manager", ["/dashboard/", "/parks/", "/reports/", "/reports/daily", "/reports/conflicts"]),
             ("staff", ["/desk/", "/desk/persons", server.ticket_path]),
             ("technician", ["/gates/", "/gates/east-1"])]
 

@@ -150,7 +150,8 @@ def test_a_ticket_is_valid_from_the_parks_midnight_as_the_desk_shows_it(app, web
     from central.services.tickets import IssueRequest, issue_ticket
 
     with web_ctx.sessions.begin() as db:
-        ticket = issue_ticket(db, web_ctx.config.site, IssueRequest(ticket_type=1, visit_date=date(2026, 12, 1)))
+        ticket = issue_ticket(db, web_ctx.config.site, IssueRequest(ticket_type=1, visit_date=date(2026, 12, 1),
+                                                                    allow_past=True))
         ticket_id = ticket.id
     en = login(app, "staff", accept_language="en").get(f"/desk/tickets/{ticket_id}").get_data(as_text=True)
     valid = re.search(r'id="ticket-valid">([^<]*)<', en).group(1)
