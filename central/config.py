@@ -12,7 +12,7 @@
     [alerts]   webhooks, webhook_style, smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls,
                mail_from, mail_to, interval_s, outbox_events, occupancy_ratio, parked_messages
     [logging]  json (one JSON object a line, with site and gate)
-    [database] read_url (a hot standby the reports read from)
+    [database] read_url (a hot standby the reports read from), partition_months_ahead, retention_months
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
 PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,10 @@ class DatabaseConfig:
     # A hot standby the reports may read from (PostgreSQL only): their queries then leave the primary
     # to the ingest and the sales. Empty: the reports read the primary like everything else.
     read_url: str | None = None
+    # passage_events by month (PostgreSQL): the scheduler keeps this many months' partitions ready ahead,
+    # and detaches months older than `retention_months` into the `archive` schema (0: keep all).
+    partition_months_ahead: int = 3
+    retention_months: int = 0
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
     return replace(defaults, **values)
 
 
-def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> CentralConfig:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Read and validate the configuration; `path` None means defaults plus the environment."""
     if path is None:
         return _load({}, "<defaults>", env)
@@ -241,7 +246,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     return load_config_text(text, str(path), env)
 
 
-def load_config_text(text: str, source: str, env: dict[str, str] | None = None) -> CentralConfig:
+def load_config_text(text: str, source: str, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Validate a configuration given as TOML text (`source` names it in errors)."""
     try:
         raw = tomllib.loads(text)
@@ -250,8 +255,8 @@ def load_config_text(text: str, source: str, env: dict[str, str] | None = None) 
     return _load(raw, source, env)
 
 
-def _load(raw: dict[str, Any], source: str, env: dict[str, str] | None) -> CentralConfig:
-    env = os.environ if env is None else env
+def _load(raw: dict[str, Any], source: str, given: Mapping[str, str] | None) -> CentralConfig:
+    env: Mapping[str, str] = os.environ if given is None else given
     for var, (section, key) in _ENV.items():
         if var in env and env[var] != "":
             target = raw.setdefault(section, {}) if section else raw

@@ -17,8 +17,9 @@ server retry such a transaction, the web answers 503 "try again" (never a 500).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +30,20 @@ from sqlalchemy.orm import Session, sessionmaker
 _TRANSIENT_STATES = ("08", "40", "57P01", "57P02", "57P03", "25006")
 _TRANSIENT_WORDS = ("deadlock", "could not serialize", "database is locked", "connection", "server closed",
                     "terminating", "read-only", "hot standby", "shutting down", "starting up", "recovery")
+
+
+def table(model: type[Any]) -> Table:
+    """A mapped class's Table, for Core statements (the ORM types `__table__` as any FromClause)."""
+    found = model.__table__
+    if not isinstance(found, Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return found
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched: `Session.execute` is typed as returning a Result,
+    and for these statements it is a CursorResult, which counts them."""
+    return (result.rowcount or 0) if isinstance(result, CursorResult) else 0
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -100,7 +115,7 @@ def restrict_to_sites(session: Session, sites: list[str]) -> None:
     session.info[VISIBLE_SITES] = tuple(sites)
 
 
-def _site_scoped_classes() -> list[type]:
+def _site_scoped_classes() -> list[Any]:  # mapped classes with a site_id column
     from central.models import ApiToken, Base, StaffUserSite
 
     unscoped = {ApiToken, StaffUserSite}  # administration of the parks themselves: admins only

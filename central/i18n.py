@@ -43,7 +43,9 @@ LABELS: dict[str, dict[str, Any]] = {
                    "annual_pass": _p("credential", "annual pass"), "face": _p("credential", "face"),
                    "fingerprint": _p("credential", "fingerprint"), "none": _p("credential", "none")},
     "command": {"open_once": _p("gate command", "open once"), "set_mode": _p("gate command", "set mode"),
-                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices")},
+                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices"),
+                "staff_admit": _p("gate command", "admitted by staff"),
+                "staff_refuse": _p("gate command", "refused by staff")},
     "check": {"passed": _p("face check", "passed"), "failed": _p("face check", "failed"),
               "skipped": _p("face check", "skipped")},
 }

@@ -118,8 +118,8 @@ def count_batch(counted: Iterable, *, stored: int, duplicates: int, conflicts: i
             oldest = at if oldest is None or at < oldest else oldest
     for labels, n in passages.items():
         PASSAGES.labels(*labels).inc(n)
-    for labels, n in refusals.items():
-        REFUSALS.labels(*labels).inc(n)
+    for reason_labels, n in refusals.items():
+        REFUSALS.labels(*reason_labels).inc(n)
     for outcome, n in (("stored", stored), ("duplicate", duplicates), ("conflict", conflicts),
                        ("flagged", flagged), ("parked", parked)):
         if n:

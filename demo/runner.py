@@ -29,9 +29,21 @@ import time
 from datetime import datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from demo.options import DemoOptions
+
+if TYPE_CHECKING:  # the parts are imported when the demo starts them
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from flask import Flask
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
+    from central.bus.ingest_worker import IngestWorker
+    from central.context import CentralContext
+    from demo.broker import EmbeddedBroker
+    from demo.gate_rig import DemoGate
+    from demo.visitors import VisitorSimulator
 
 log = logging.getLogger("demo")
 MARKER = ".park-demo"
@@ -126,15 +138,22 @@ class Demo:
         self.opts = opts
         self.stop = threading.Event()
         self.rng = random.Random()
-        self.broker = None
-        self.ctx = None
-        self.ingest = None
-        self.scheduler = None
-        self.server = None
-        self.app = None
-        self.gates = []
-        self.visitors = None
+        self.broker: EmbeddedBroker | None = None
+        self.ctx: CentralContext | None = None
+        self.ingest: IngestWorker | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self.server: BaseWSGIServer | MultiSocketServer | None = None
+        self.app: Flask | None = None
+        self.gates: list[DemoGate] = []
+        self.visitors: VisitorSimulator | None = None
         self.started = time.monotonic()
+
+    @property
+    def central(self) -> CentralContext:
+        """The central's context, once `_start` made it."""
+        if self.ctx is None:
+            raise DemoError("the central is not started yet")
+        return self.ctx
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -237,7 +256,7 @@ class Demo:
         park, passwords = seed_park(self.ctx, visitors=self.opts.visitors, gates=self.opts.gates, faces=faces,
                                     rng=self.rng, progress=lambda text: _say(f"  seeding: {text}"),
                                     gate_hardware=hardware)
-        self.ctx.publisher.flush()
+        self.central.publisher.flush()
         counts = {k: len(v) for k, v in park.pools.items()}
         _say(f"  seeded in {time.monotonic() - t0:.1f} s: {counts['single']} single-entry tickets, "
              f"{counts['day']} day passes, {counts['group']} group tickets, {counts['booking']} time-slot bookings, "
@@ -248,7 +267,7 @@ class Demo:
         from demo.seed import sell
 
         pools = sell(self.ctx, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None, day=day)
-        self.ctx.publisher.flush()
+        self.central.publisher.flush()
         log.info("the box office sold tickets for another %d visitors (%s)", self.opts.visitors, day or "today")
         return pools
 
@@ -259,8 +278,8 @@ class Demo:
         from central.bus.ingest_worker import IngestWorker
         from central.services.jobs import build_scheduler
 
-        self.ingest = IngestWorker(config, self.ctx.sessions, self.ctx.link, worker_id="demo",
-                                   cipher=self.ctx.cipher).start()
+        self.ingest = IngestWorker(config, self.central.sessions, self.central.link, worker_id="demo",
+                                   cipher=self.central.cipher).start()
         self.scheduler = build_scheduler(self.ctx)
         self.scheduler.start()
         app = self.app = create_app(config, context=self.ctx)
@@ -297,7 +316,7 @@ class Demo:
 
         deadline = time.monotonic() + timeout
         while not self.stop.is_set() and time.monotonic() < deadline:
-            with self.ctx.sessions() as db:
+            with self.central.sessions() as db:
                 rows = list(db.execute(select(Gate.name, Gate.config_acked, Gate.config_version, Gate.online)))
             ready = [r for r in rows if r.config_acked >= 1 and r.online]
             dead = [g.name for g in self.gates if not g.alive]
@@ -343,9 +362,10 @@ class Demo:
         from central.models import Site
         from central.services.occupancy import occupancy
 
-        with self.ctx.sessions() as db:
+        with self.central.sessions() as db:
             occ = occupancy(db, self.park.site)
-            business_day = db.get(Site, self.park.site).business_date
+            site = db.get(Site, self.park.site)
+            business_day = site.business_date if site is not None else None
         s = self.visitors.stats if self.visitors else None
         zones = " · ".join(f"{z.name} {z.inside}/{z.capacity}" for z in occ.zones)
         entries = sum(z.entries_today for z in occ.zones)
@@ -356,8 +376,8 @@ class Demo:
 
     # -- stop ----------------------------------------------------------------------------------
 
-    def _summary(self) -> None:
-        s = self.visitors.stats
+    def _summary(self, visitors: VisitorSimulator) -> None:
+        s = visitors.stats
         _say(f"visitors: {s.attempts} presentations at the gates, {s.passages} turnstile passages, "
              f"{s.refused} without a passage, {s.gave_up} gave up at a long queue")
         refusals = sorted((label, n) for (label, passed), n in s.by_label.items() if label not in ("arrival", "exit")
@@ -374,7 +394,7 @@ class Demo:
         _say("stopping ...")
         if self.visitors is not None:
             self.visitors.stop()
-            self._summary()
+            self._summary(self.visitors)
         for gate in self.gates:
             gate.signal_agent()
         deadline = time.monotonic() + 8

@@ -148,7 +148,7 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
     """Agencies with contracts, and today's group orders: one group ticket each, brought by the guide."""
     from central.services import customers as customer_service
 
-    today = datetime.now(ZoneInfo(TIMEZONE)).date()
+    today = park_now().astimezone(ZoneInfo(TIMEZONE)).date()
     carried: list[Carried] = []
     with ctx.sessions.begin() as db:
         ids = []
@@ -166,7 +166,7 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
                 guide_name=guide, guide_phone=phone, idempotency_key=f"demo-{today.isoformat()}-{i}"), actor="demo")
             for ticket in result.tickets:
                 carried.append(Carried("qr", ticket_service.ticket_code(ticket, ctx.signer),
-                                       headcount=ticket.headcount, name=guide, label="group"))
+                                       headcount=ticket.headcount, name=guide, label="group", day=today))
     return carried
 
 
@@ -212,13 +212,13 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
                          Carried("qr", "", label="wrong day", day=other)))
     rng.shuffle(requests)
     done = 0
-    for start in range(0, len(requests), 500):
-        chunk = requests[start:start + 500]
+    for first in range(0, len(requests), 500):
+        chunk = requests[first:first + 500]
         with ctx.sessions.begin() as db:
             tickets = ticket_service.issue_tickets(db, SITE, [r for _, r, _ in chunk], actor="demo")
-            for (pool, _req, carried), ticket in zip(chunk, tickets, strict=True):
+            for (kind, _req, carried), ticket in zip(chunk, tickets, strict=True):
                 carried.value = ticket_service.ticket_code(ticket, ctx.signer)
-                pools[pool].append(carried)
+                pools[kind].append(carried)
         done += len(chunk)
         progress(f"tickets {done}/{len(requests)}")
 

@@ -112,7 +112,7 @@ class VisitorSimulator:
         self._entries = {z: [g for g in gates if g.entry and g.spec.zone == z] for z in park.zones}
         self._exits = {z: [g for g in gates if not g.entry and g.spec.zone == z] for z in park.zones}
         self._zones = [z for z in park.zones if self._entries[z]]
-        self._queues = {g.name: queue.Queue() for g in gates}
+        self._queues: dict[str, queue.Queue[_Visit]] = {g.name: queue.Queue() for g in gates}
         self._events: list[tuple[float, int, _Visit]] = []
         self._used: list[Carried] = []
         self._seq = 0
@@ -233,8 +233,8 @@ class VisitorSimulator:
         # A booked visitor comes in their slot (by the park's clock, which the gates go by).
         now = park_now()
         for i in range(len(pool) - 1, max(-1, len(pool) - 300), -1):
-            start, end = pool[i].slot
-            if start <= now < end:
+            slot = pool[i].slot
+            if slot is not None and slot[0] <= now < slot[1]:
                 return pool.pop(i)
         return None
 
@@ -352,9 +352,10 @@ class VisitorSimulator:
             gate.clear_faces()
             sim.behaviour = "walk_away" if visit.walk_away else "pass"
             before = getattr(sim, counter)
-            by_finger = visit.finger is not None and gate.finger is not None
-            if by_finger:
-                gate.touch_finger(visit.finger)  # the finger alone: no card, no face
+            finger = visit.finger if gate.finger is not None else None
+            by_finger = finger is not None
+            if finger is not None:
+                gate.touch_finger(finger)  # the finger alone: no card, no face
             else:
                 if visit.direction == "in":
                     gate.show_face(visit.face, seq)

@@ -66,7 +66,7 @@ class ClaimClient:
 
     def claim(self, request: m.ClaimRequest, timeout_s: float) -> m.ClaimReply | None:
         """The central's answer, or None when none came within `timeout_s` (or the link is down)."""
-        done, box = threading.Event(), []
+        done, box = threading.Event(), list[m.ClaimReply]()
         with self._lock:
             self._waiting[request.id] = (done, box)
         try:

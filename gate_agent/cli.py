@@ -125,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
         return 0
-    payload = {"status": {"cmd": "status"}, "resync": {"cmd": "resync"},
+    payloads: dict[str, dict[str, object]] = {"status": {"cmd": "status"}, "resync": {"cmd": "resync"},
                "test-device": {"cmd": "test-device", "name": getattr(args, "name", None)},
-               "set-mode": {"cmd": "set-mode", "mode": getattr(args, "mode", None)}}[args.command]
+               "set-mode": {"cmd": "set-mode", "mode": getattr(args, "mode", None)}}
+    payload = payloads[args.command]
     answer = _ask(cfg, payload)
     if answer is None:
         print("gate-agent: the agent is not running (no control socket)", file=sys.stderr)

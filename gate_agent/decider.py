@@ -19,7 +19,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from protocol import messages as m
 from protocol.errors import CodeError
@@ -42,6 +42,9 @@ from protocol.ticket_code import TicketClaims as Claims
 
 from .store import PassRow, Store, TicketRow
 
+if TYPE_CHECKING:
+    from biometrics.face import FaceIndex  # numpy only on a gate with a camera
+
 log = logging.getLogger(__name__)
 
 AttemptKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint"]
@@ -60,7 +63,7 @@ class Attempt:
     photo: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
-    def repeat_key(self) -> tuple[str, object]:
+    def repeat_key(self) -> tuple[str, str, object]:
         value = self.value
         if isinstance(value, str):
             value = value.strip().upper()
@@ -82,6 +85,7 @@ class Resolved:
     holder_id: str | None = None
     refusal: Reason | None = None  # refused before the rules could run
     card_photo: bytes | None = field(default=None, repr=False)  # an ID card's photo (memory only)
+    first_photo: bytes | None = field(default=None, repr=False)  # the camera's view as a finger is bound
 
 
 @dataclass
@@ -194,9 +198,10 @@ class ZoneTracker:
 class FaceSource(Protocol):
     """Where the decider finds enrolled faces (`gate_agent.faces.FaceMatcher`)."""
 
-    index: object
+    @property
+    def index(self) -> FaceIndex | None: ...
 
-    def ensure(self) -> object: ...
+    def ensure(self) -> FaceIndex | None: ...
 
 
 class Decider:
@@ -292,7 +297,7 @@ class Decider:
     def _face(self, probe, active: ActiveConfig) -> Resolved:
         index = self.face_source.ensure() if self.face_source is not None else None
         match = index.identify(probe, active.cfg.face_threshold) if index is not None else None
-        if match is None or not match.ok:
+        if match is None or not match.ok or match.holder_id is None:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)
         passes = self.store.passes_of(match.holder_id)
         if not passes:
@@ -317,14 +322,15 @@ class Decider:
         zone = self.zones.state(cfg.zone)
         biometric, probe = None, None
         step = None
-        if attempt.direction == "in" and mode in ("normal", "locked"):
+        if attempt.direction == "in" and mode in ("normal", "locked") and resolved.credential is not None:
             step = biometric_step(resolved.credential, resolved.rules, resolved.usage, active.policy)
         if step is not None and mode == "normal":
             # Spare the camera when the rules refuse anyway.
             plain = decide(credential=resolved.credential, rules=resolved.rules, usage=resolved.usage, zone=zone,
                            direction=attempt.direction, now=now, site=active.policy, mode=mode,
                            biometric=Biometric(kind="face" if step != "fingerprint" else "fingerprint", matched=True))
-            if plain.granted and id_face_check(resolved.credential, resolved.rules, active.policy) \
+            if plain.granted and resolved.credential is not None \
+                    and id_face_check(resolved.credential, resolved.rules, active.policy) \
                     and resolved.card_photo is None:
                 # 人证核验 asked, and the reader gave no photo (no SDK decoder, a read without one): staff decide.
                 return Outcome(resolved, refused(Reason.CARD_PHOTO_UNREADABLE))

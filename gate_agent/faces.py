@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from protocol import messages as m
 from protocol.rules import Biometric
@@ -18,6 +19,9 @@ from .config import CameraDevice
 from .decider import ActiveConfig, CardPhotoUnreadable, Resolved
 from .readers import Camera
 from .store import Store
+
+if TYPE_CHECKING:
+    from biometrics.face import FaceIndex
 
 log = logging.getLogger(__name__)
 TEMPLATE_BYTES = 512  # biometrics.face: 128 float32
@@ -32,9 +36,9 @@ class FaceMatcher:
         self.camera_cfg = camera_cfg
         self.camera: Camera | None = None  # set once the readers are built
         self._threshold = threshold
-        self.index = None  # a biometrics.face.FaceIndex once built
+        self.index: FaceIndex | None = None  # built at the first face attempt, or at start for 1:N
 
-    def load(self, force: bool = False):
+    def load(self, force: bool = False) -> FaceIndex | None:
         """Build the 1:N index from the store (see the module doc); None when not wanted yet."""
         identify = self.camera_cfg is not None and self.camera_cfg.identify
         if not force and self.index is None and not identify:
@@ -52,7 +56,7 @@ class FaceMatcher:
         self.index = index
         return index
 
-    def ensure(self):
+    def ensure(self) -> FaceIndex | None:
         """The index, built now if this is the first face attempt."""
         return self.index if self.index is not None else self.load(force=True)
 

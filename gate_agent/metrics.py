@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger(__name__)
 DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -68,8 +73,8 @@ class GateMetrics:
         self._face = Histogram("park_face_encode_seconds", "One camera frame to a face template", ["site", "gate"],
                                buckets=(0.05, 0.1, 0.2, 0.5, 1, 2, 5), registry=self.registry)
         self.face_encode = self._face.labels(site, gate)
-        self._server = None
-        self._thread = None
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     def watch(self, *, outbox: Callable[[], int], devices: Callable[[], list[tuple[str, bool]]],
               connected: Callable[[], bool]) -> None:
@@ -79,8 +84,9 @@ class GateMetrics:
         """Serve /metrics on host:port (port 0: a free one); returns the port."""
         from prometheus_client import start_http_server
 
-        self._server, self._thread = start_http_server(port, host, registry=self.registry)
-        bound = self._server.server_address[1]
+        server, self._thread = start_http_server(port, host, registry=self.registry)
+        self._server = server
+        bound = server.server_address[1]
         log.info("metrics on http://%s:%s/metrics", host, bound)
         return int(bound)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Literal, TypeVar, cast
+from typing import Annotated, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -25,6 +25,37 @@ Mode = Literal["normal", "free", "locked", "emergency"]
 FireScope = Literal["gate", "zone", "site"]
 CredentialKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint", "none"]
 Decision = Literal["granted", "refused"]
+GateDirection = Literal["in", "out", "both"]
+ClaimPolicy = Literal["local", "central"]
+Language = Literal["zh", "en"]
+PassBiometric = Literal["none", "face", "fingerprint", "either"]
+CommandKind = Literal["open_once", "set_mode", "resync", "test_devices", "staff_admit", "staff_refuse"]
+TicketStatus = Literal["valid", "used", "refunded", "revoked", "expired", "held"]
+PassStatus = Literal["active", "suspended", "lost", "expired"]
+TemplateKind = Literal["face", "fingerprint"]
+
+# Each vocabulary as a tuple, for `choose` (the central's columns hold these words as text).
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+MODES: tuple[Mode, ...] = get_args(Mode)
+GATE_DIRECTIONS: tuple[GateDirection, ...] = get_args(GateDirection)
+CLAIM_POLICIES: tuple[ClaimPolicy, ...] = get_args(ClaimPolicy)
+LANGUAGES: tuple[Language, ...] = get_args(Language)
+PASS_BIOMETRICS: tuple[PassBiometric, ...] = get_args(PassBiometric)
+FIRE_SCOPES: tuple[FireScope, ...] = get_args(FireScope)
+COMMAND_KINDS: tuple[CommandKind, ...] = get_args(CommandKind)
+TICKET_STATUSES: tuple[TicketStatus, ...] = get_args(TicketStatus)
+PASS_STATUSES: tuple[PassStatus, ...] = get_args(PassStatus)
+TEMPLATE_KINDS: tuple[TemplateKind, ...] = get_args(TemplateKind)
+_Word = TypeVar("_Word", bound=str)
+
+
+def choose(value: object, options: tuple[_Word, ...], what: str) -> _Word:
+    """`value` as one of `options` (a vocabulary above), or ValueError naming `what`: a word read from a
+    database column or a form becomes the message field's type only once it is known to be one."""
+    for option in options:
+        if option == value:
+            return option
+    raise ValueError(f"{what} {value!r} is not one of {', '.join(options)}")
 Ref = Annotated[str, msgspec.Meta(max_length=128)]
 # `$(?!\n)`: Python's `$` also matches before a final newline, which would let "g1\n" into a topic
 # level or an ACL line; the lookahead closes that and reads the same in JSON Schema (ECMA) regexes.
@@ -68,6 +99,12 @@ class PassageEvent(_Msg, frozen=True):
     # A face template bound at first entry (same-person re-entry), shared with the site's gates.
     binding: Annotated[bytes, msgspec.Meta(max_length=1024)] | None = None
     face_distance: float | None = None
+    # What `binding` is: a face template, or the fingerprint module's template (人票绑定) that the site's
+    # other gates load into their modules.
+    binding_kind: Literal["face", "fingerprint"] = "face"
+    # With a fingerprint binding, the camera's view at the first entry (small JPEG), where a camera is
+    # fitted: staff at any gate of the site see it when the finger is not read at a re-entry.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class EventAck(_Msg, frozen=True):
@@ -129,6 +166,9 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     staff_check: bool = False
     # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
     id_face: bool = False
+    # 人票绑定: the first entry takes the visitor's finger on the gate's module; a re-entry, at any gate of
+    # the site, needs the same finger.
+    bind_finger: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
@@ -154,15 +194,15 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
     site: Name
     gate: Name
     zone: Annotated[int, msgspec.Meta(ge=1, le=32)]
-    direction: Literal["in", "out", "both"] = "both"
+    direction: GateDirection = "both"
     mode: Mode = "normal"
-    claim: Literal["local", "central"] = "local"
+    claim: ClaimPolicy = "local"
     claim_deadline_ms: Annotated[int, msgspec.Meta(ge=10, le=10000)] = 300
     timezone: Short = "Asia/Shanghai"
-    language: Literal["zh", "en"] = "zh"
+    language: Language = "zh"
     opening: OpeningHours = OpeningHours()
     face_threshold: Annotated[float, msgspec.Meta(gt=0, lt=2)] | None = None
-    pass_biometric: Literal["none", "face", "fingerprint", "either"] = "face"
+    pass_biometric: PassBiometric = "face"
     # What a controller's fire input switches to emergency: its own gate, the gates of its zone, or the
     # site's (a site setting); the gates do it among themselves over MQTT (FireAlarm), without the central.
     fire_scope: FireScope = "zone"
@@ -205,10 +245,31 @@ class ConfigAck(_Msg, frozen=True):
 
 class Command(_Msg, frozen=True, kw_only=True):
     id: Ref
-    kind: Literal["open_once", "set_mode", "resync", "test_devices"]
+    kind: CommandKind
     direction: Direction = "in"
     mode: Mode | None = None
     at: At | None = None
+    help_id: Ref | None = None  # staff_admit / staff_refuse: the HelpRequest answered
+
+
+class HelpRequest(_Msg, frozen=True, kw_only=True):
+    """A pass refused for its biometric (not the same person, the finger not read): the gate asks staff.
+
+    Staff see the holder's photo (kept at the central) beside `frame`, the camera's view now (a small
+    JPEG, personal data: kept at the central only while the request is open), and admit once or refuse."""
+
+    id: Ref
+    site: Name
+    gate: Name
+    at: At
+    direction: Direction = "in"
+    credential_kind: CredentialKind
+    credential_ref: Ref
+    holder_id: Ref | None = None
+    reason: Short
+    frame: Annotated[bytes, msgspec.Meta(max_length=96 * 1024)] | None = None
+    # A ticket bound by fingerprint (人票绑定) has no enrolled holder: the first entry's view stands in.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class CommandAck(_Msg, frozen=True):
@@ -249,7 +310,7 @@ class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
 
     ticket_id: Annotated[int, msgspec.Meta(ge=0)]
     ticket_type: int
-    status: Literal["valid", "used", "refunded", "revoked", "expired", "held"] = "valid"
+    status: TicketStatus = "valid"
     valid_from: At | None = None
     valid_to: At | None = None
     slot_start: At | None = None
@@ -263,7 +324,7 @@ class PassChange(msgspec.Struct, frozen=True, tag="pass", kw_only=True):
     pass_id: Annotated[int, msgspec.Meta(ge=0)]
     holder_id: Ref
     card_uid: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-F]{0,32}$(?!\n)")] = ""
-    status: Literal["active", "suspended", "lost", "expired"] = "active"
+    status: PassStatus = "active"
     valid_from: At | None = None
     valid_to: At | None = None
     zones: list[int] = []
@@ -271,7 +332,7 @@ class PassChange(msgspec.Struct, frozen=True, tag="pass", kw_only=True):
 
 class TemplateChange(msgspec.Struct, frozen=True, tag="template", kw_only=True):
     holder_id: Ref
-    kind: Literal["face", "fingerprint"]
+    kind: TemplateKind
     data: Annotated[bytes, msgspec.Meta(max_length=4096)]
     version: Count = 1
     finger: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
@@ -354,7 +415,7 @@ class StoredPassages(_Msg, frozen=True, kw_only=True):
 # --- encoding and strict decoding -------------------------------------------------------------
 
 MAX_BYTES: dict[type[_Msg], int] = {
-    PassageEvent: 8 * 1024,
+    PassageEvent: 32 * 1024,  # a first entry's photo with a fingerprint binding (人票绑定)
     EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
     GateConfig: 256 * 1024,
@@ -369,6 +430,7 @@ MAX_BYTES: dict[type[_Msg], int] = {
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
     FireAlarm: 2 * 1024,
+    HelpRequest: 192 * 1024,  # the frame and a first entry's photo, base64
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed

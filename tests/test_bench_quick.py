@@ -22,8 +22,8 @@ REQUIRED = (
     "gate_rfid_decide_p99_us", "face_encode_ms", "face_encode_bare_ms", "face_identify_100k_p99_ms",
     "ingest_events_per_s", "ingest_raw_events_per_s", "ingest_lost_events", "count_lag_p99_ms", "snapshot_1m_s",
     "revocation_reach_p99_ms", "gate_rss_mb", "ingest_rss_mb",
-    "booking_rush_oversold", "booking_rush_lost", "booking_rush_per_s", "booking_rush_p99_ms", "booking_bare_per_s",
     "metrics_gate_overhead_pct", "metrics_ingest_single_overhead_pct", "metrics_ingest_multiprocess_overhead_pct",
+    "booking_rush_oversold", "booking_rush_lost", "booking_rush_per_s", "booking_rush_p99_ms", "booking_bare_per_s",
 )
 
 

@@ -41,7 +41,7 @@ def site_totals(message: Occupancy) -> SiteTotals:
         inside=sum(z.inside for z in message.zones),
         entries_today=sum(z.entries_today for z in message.zones),
         exits_today=sum(z.exits_today for z in message.zones),
-        capacity=None if not caps or None in caps else sum(caps),
+        capacity=None if not caps or None in caps else sum(c for c in caps if c is not None),
         full_zones=[z.zone for z in message.zones if z.capacity is not None and z.inside >= z.capacity],
     )
 

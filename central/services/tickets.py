@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from central.db import rowcount
 from central.i18n import _l, status_label
 from central.models import CHANNELS, SlotQuota, Ticket, TicketType
 from central.services import Invalid, NotFound, Refused, limits
@@ -48,6 +49,7 @@ class TicketTypeSpec:
     max_headcount: int = limits.HEADCOUNT
     staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
     id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 _money = limits.money  # the name passes.py and older callers import
@@ -57,7 +59,7 @@ def _check_spec(spec: TicketTypeSpec) -> None:
     limits.text("bad_name", "name", spec.name, limits.NAME, required=True)
     if spec.entries is not None:
         limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
-    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face"):
+    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face", "bind_finger"):
         if not isinstance(getattr(spec, flag), bool):
             raise Invalid("bad_rules", _l('“%(flag)s” is yes or no.', flag=flag))
     limits.zones(spec.zones)
@@ -101,6 +103,7 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     tt.max_headcount = spec.max_headcount
     tt.staff_check = spec.staff_check
     tt.id_face = spec.id_face
+    tt.bind_finger = spec.bind_finger
     tt.active = True
     bump_site_configs(session, site_id)
     audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
@@ -204,7 +207,8 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         valid_from, valid_to = day_window(tz, day, tt.validity_days)
     if valid_to <= valid_from:
         raise Invalid("bad_validity", _l("The validity must end after it starts."))
-    if (req.slot_start is None) != (req.slot_end is None) or (req.slot_start and req.slot_end <= req.slot_start):
+    if (req.slot_start is None) != (req.slot_end is None) or (
+            req.slot_start is not None and req.slot_end is not None and req.slot_end <= req.slot_start):
         raise Invalid("bad_slot", _l("A time slot needs a start and a later end."))
     check_encodable(valid_from, valid_to, req.slot_start, req.slot_end)
     if valid_to <= park_now() and not req.allow_past:
@@ -224,8 +228,8 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount, zones=sorted(set(req.zones)),
         holder_name=req.holder_name, id_digest=digest, id_last4=last4, channel=req.channel,
         channel_ref=req.channel_ref, price=_money(tt.price if req.price is None else req.price), issued_by=actor,
-        quota_id=req.quota_id,
         issued_at=park_now(),
+        quota_id=req.quota_id,
     )
     ticket.ticket_type = tt
     session.add(ticket)
@@ -325,7 +329,7 @@ def expire_tickets(session: Session, now: datetime | None = None) -> int:
     now = now or park_now()
     result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used", "held")), Ticket.valid_to < now)
                              .values(status="expired", status_changed_at=now))
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 def _qr(code: str, kind: str, scale: int, **options) -> bytes:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from central.db import rowcount
 from central.i18n import _l
 from central.models import ROLES, ApiToken, Customer, Site, StaffSession, StaffUser, StaffUserSite, utcnow
 from central.services import Invalid, NotFound, Refused
@@ -267,7 +268,7 @@ def end_session(session: Session, sid: str | None, why: str = "logout") -> bool:
     result = session.execute(update(StaffSession).where(
         StaffSession.sid_hash == _sid_hash(sid), StaffSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_why=why))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def revoke_sessions(session: Session, user_id: int, why: str) -> int:
@@ -275,7 +276,7 @@ def revoke_sessions(session: Session, user_id: int, why: str) -> int:
     result = session.execute(update(StaffSession).where(
         StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_why=why))
-    return int(result.rowcount or 0)
+    return rowcount(result)
 
 
 def live_sessions(session: Session, user_id: int, now: datetime | None = None) -> int:

@@ -90,6 +90,8 @@ _GB11643_CHECK = "10X98765432"
 class FieldError(Invalid):
     """A value a visitor typed is wrong: `field` names the form field ("phone", "person-2-doc_number")."""
 
+    field: str
+
     def __init__(self, code: str, detail: object, field: str) -> None:
         super().__init__(code, detail)
         self.field = field

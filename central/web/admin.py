@@ -15,7 +15,7 @@ from central.services import ServiceError
 from central.services import users as user_service
 from central.services.users import create_user
 from central.web import queries, security
-from central.web.stack import commit, current_user, db, require, site_id
+from central.web.stack import commit, db, require, signed_in, site_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -36,7 +36,7 @@ def _users_page(status: int = 200, **extra):
     sessions = {u.username: user_service.live_sessions(db(), u.id) for u in rows}
     parks = {u.username: user_service.user_site_ids(db(), u) for u in rows}
     return render_template("admin/users.html", users=rows, roles=ROLES, locks=locks, sessions=sessions,
-                           tokens=user_service.list_tokens(db()), me=current_user().username, parks=parks,
+                           tokens=user_service.list_tokens(db()), me=signed_in().username, parks=parks,
                            sites=queries.sites(db()), this_site=site_id(),
                            **({"password": None, "form": {}, "errors": {}} | extra)), status
 
@@ -55,7 +55,7 @@ def add_user():
         return _users_page(form=form, errors={"role": _("Choose the user's role.")}, status=422)
     try:
         user, password = create_user(db(), (form.get("username") or "").strip(), form.get("role", ""),
-                                     form.get("password") or None, actor=current_user().username,
+                                     form.get("password") or None, actor=signed_in().username,
                                      sites=form.getlist("sites"), all_sites=form.get("all_sites") == "1")
         commit()
     except ServiceError as exc:
@@ -70,7 +70,7 @@ def add_user():
 @bp.post("/users/<username>/unlock")
 @require()
 def unlock(username: str):
-    security.unlock(db(), username, current_user().username)
+    security.unlock(db(), username, signed_in().username)
     commit()
     flash(_("%(user)s may log in again.", user=username))
     return redirect(url_for(".users"))
@@ -90,7 +90,7 @@ def _change(action, done: str):
 @bp.post("/users/<username>/deactivate")
 @require()
 def deactivate(username: str):
-    return _change(lambda: user_service.deactivate_user(db(), username, actor=current_user().username),
+    return _change(lambda: user_service.deactivate_user(db(), username, actor=signed_in().username),
                    _("%(user)s is deactivated: their sessions have ended.", user=username))
 
 
@@ -100,14 +100,14 @@ def set_sites(username: str):
     form = request.form
     return _change(lambda: user_service.set_user_sites(db(), username, form.getlist("sites"),
                                                        all_sites=form.get("all_sites") == "1",
-                                                       actor=current_user().username),
+                                                       actor=signed_in().username),
                    _("Parks saved for %(user)s: their next page shows only those.", user=username))
 
 
 @bp.post("/users/<username>/reactivate")
 @require()
 def reactivate(username: str):
-    return _change(lambda: user_service.reactivate_user(db(), username, actor=current_user().username),
+    return _change(lambda: user_service.reactivate_user(db(), username, actor=signed_in().username),
                    _("%(user)s may log in again.", user=username))
 
 
@@ -115,7 +115,7 @@ def reactivate(username: str):
 @require()
 def revoke_token(token_id: int):
     try:
-        token = user_service.revoke_token(db(), token_id, actor=current_user().username)
+        token = user_service.revoke_token(db(), token_id, actor=signed_in().username)
         commit()
         flash(_("Token %(name)s is revoked: it no longer opens the API.", name=token.name))
     except ServiceError as exc:

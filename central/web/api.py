@@ -110,7 +110,7 @@ def _api_http_error(exc: HTTPException):
 @api.app_errorhandler(HTTPException)
 def _any_http_error(exc: HTTPException):
     """Routing errors under /api/ (no such route, wrong method) are JSON too; other paths keep theirs."""
-    if request.path.startswith(api.url_prefix + "/"):
+    if request.path.startswith((api.url_prefix or "") + "/"):
         return _http_error(exc)
     return exc.get_response()
 
@@ -219,7 +219,8 @@ def ticket_type_json(tt: TicketType) -> dict:
             "anti_passback": tt.anti_passback, "min_gap_s": tt.min_gap_s, "zones": tt.zones, "weekdays": tt.weekdays,
             "slot_grace_min": tt.slot_grace_min, "real_name": tt.real_name, "validity_days": tt.validity_days,
             "price": str(tt.price), "min_headcount": tt.min_headcount, "max_headcount": tt.max_headcount,
-            "active": tt.active, "staff_check": tt.staff_check, "id_face": tt.id_face}
+            "active": tt.active, "staff_check": tt.staff_check, "id_face": tt.id_face,
+            "bind_finger": tt.bind_finger}
 
 
 def ticket_json(t: Ticket, code: str | None = None) -> dict:

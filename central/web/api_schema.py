@@ -24,20 +24,20 @@ _LINE = r"^[^\x00-\x1f\x7f]*$(?!\n)"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"  # site and gate ids become MQTT topic levels
 
 
-def _line(max_length: int, min_length: int | None = None, description: str | None = None):
-    return Annotated[str, Meta(min_length=min_length, max_length=max_length, pattern=_LINE,
-                               description=description)]
+def _line(max_length: int, min_length: int | None = None, description: str | None = None) -> Meta:
+    """The constraints of one line of text (an alias is `Annotated[str, _line(...)]`)."""
+    return Meta(min_length=min_length, max_length=max_length, pattern=_LINE, description=description)
 
 
-Name = _line(limits.NAME, 1)
-OptName = _line(limits.NAME)
+Name = Annotated[str, _line(limits.NAME, 1)]
+OptName = Annotated[str, _line(limits.NAME)]
 Phone = Annotated[str, Meta(max_length=limits.PHONE, pattern=r"^[0-9+()./ -]*$(?!\n)",
                             description="digits, spaces and + - ( ) . /")]
 IdNumber = Annotated[str, Meta(min_length=6, max_length=limits.ID_NUMBER, pattern=r"^[0-9A-Za-z()-]+$(?!\n)",
                                description="digested at once with the site's salt, never stored")]
 IdLast4 = Annotated[str, Meta(max_length=4, pattern=r"^[0-9A-Za-z]*$(?!\n)")]
-ChannelRef = _line(limits.REF, description="the channel's own reference: an OTA order, an agency")
-Reason = _line(limits.REASON)
+ChannelRef = Annotated[str, _line(limits.REF, description="the channel's own reference: an OTA order, an agency")]
+Reason = Annotated[str, _line(limits.REASON)]
 CardUid = Annotated[str, Meta(max_length=limits.CARD_UID_INPUT, pattern=r"^[0-9A-Fa-f: ]*$(?!\n)",
                               description="up to 32 hex digits; colons and spaces are ignored")]
 GateName = Annotated[str, Meta(pattern=NAME_PATTERN)]
@@ -77,6 +77,7 @@ class TicketTypeBody(_Body):
     max_headcount: Headcount = limits.HEADCOUNT
     staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
     id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 class TicketBody(_Body):
@@ -172,7 +173,7 @@ class TemplateBody(_Body):
     finger: Annotated[int, Meta(ge=0, le=limits.FINGER)] = 0
 
 
-class Hardware(HardwareParams, forbid_unknown_fields=True, omit_defaults=True):
+class Hardware(HardwareParams, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """The settings a technician may change from the central (unknown keys refused)."""
 
 
@@ -229,7 +230,7 @@ def hardware_dict(hardware: Hardware | None) -> dict | None:
 CustomerKind = Literal["agency", "ota", "company", "school", "government"]
 PaymentMethod = Literal["cash", "bank_card", "wechat_pay", "alipay", "voucher", "on_account"]
 SignedMoney = Annotated[str, Meta(pattern=r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$(?!\n)", description="a decimal: \"-80.00\"")]
-Text500 = _line(500)
+Text500 = Annotated[str, _line(500)]
 
 
 class CustomerBody(_Body):

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from central.i18n import _
 from central.models import DOCUMENT_TYPES, Ticket
@@ -100,7 +101,7 @@ def day():
 
 @bp.post("/slot")
 @require("manager")
-def slot():
+def slot() -> ResponseReturnValue:
     form = request.form
     errors: dict[str, str] = {}
     the_day, start, end = _day(form.get("slot_day")), _clock(form.get("slot_start")), _clock(form.get("slot_end"))
@@ -136,7 +137,7 @@ def slot():
 
 @bp.post("/settings")
 @require("manager")
-def settings():
+def settings() -> ResponseReturnValue:
     form = request.form
     values: dict[str, int | None] = {}
     errors: dict[str, str] = {}

@@ -53,8 +53,9 @@ CHANNEL = {"enum": list(api_schema.CHANNELS)}
 MODE = {"enum": ["normal", "free", "locked", "emergency"]}
 _PARK_FIGURES = dict(inside=INT, capacity=NULL_INT, entries_today=INT, exits_today=INT,
                      entries_per_min={"type": "number"}, gates_online=INT, gates=INT, open_alerts=INT, full_zones=INT)
-PARK = _obj(site=S, name=S, **_PARK_FIGURES)
-PARK_TOTALS = _obj(**_PARK_FIGURES)
+PARK_TOTALS = {"type": "object", "properties": _PARK_FIGURES, "required": list(_PARK_FIGURES)}
+PARK = {"type": "object", "properties": {"site": S, "name": S, **_PARK_FIGURES},
+        "required": ["site", "name", *_PARK_FIGURES]}
 CONFLICT = _obj(id=INT, event_id=S, credential_ref=S, reason=S, gate=S, other_gate=NULL_S, at=T, offline=B,
                 resolved_at=NULL_T, resolved_by=NULL_S, resolution=NULL_S, resolution_note=NULL_S)
 
@@ -64,7 +65,8 @@ ANSWERS = {
                   field={**S, "description": "the offending field, when one is to blame (`ticket.headcount`)"}),
     "TicketType": _obj(id=INT, name=S, entries=NULL_INT, same_person=B, anti_passback=B, min_gap_s=INT, zones=INTS,
                        weekdays=INTS, slot_grace_min=INT, real_name=B, validity_days=INT, price=PRICE,
-                       min_headcount=INT, max_headcount=INT, active=B, staff_check=B, id_face=B),
+                       min_headcount=INT, max_headcount=INT, active=B, staff_check=B, id_face=B,
+                       bind_finger=B),
     "Ticket": _obj(("id", "ref", "ticket_type", "status", "valid_from", "valid_to", "slot_start", "slot_end",
                     "headcount", "zones", "holder_name", "id_last4", "channel", "channel_ref", "price", "issued_at"),
                    id=INT, ref=S, ticket_type=INT,
@@ -248,10 +250,10 @@ def openapi_path(flask_path: str) -> str:
 
 
 def _views(app: Flask) -> dict[tuple[str, str], object]:
-    out = {}
+    out: dict[tuple[str, str], object] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(PREFIX + "/"):
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
                 out[(method.lower(), rule.rule[len(PREFIX):])] = app.view_functions[rule.endpoint]
     return out
 

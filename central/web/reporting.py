@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date
+from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 
@@ -16,7 +18,8 @@ from central.web.stack import commit, db, report_db, require, site_id
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
-TABLES = {
+# Each report table: rows (dataclasses) for the site's period.
+TABLES: dict[str, Callable[..., Sequence[Any]]] = {
     "per-day": report_service.visitors_per_day,
     "per-hour": report_service.visitors_per_hour,
     "by-gate": report_service.by_gate,

@@ -149,6 +149,7 @@ def database_away(exc: OperationalError):
     from flask_babel import force_locale
 
     log.warning("database not answering for %s: %s", request.endpoint, exc.__class__.__name__)
+    g.database_away = True  # the page's language and time zone: without asking the database
     for key in ("read_db", "db"):
         session = g.pop(key, None)
         if session is not None:
@@ -205,6 +206,14 @@ def current_user() -> StaffUser | None:
                 _commit_touch(session_db, pending)
         g.user = user
     return g.user
+
+
+def signed_in() -> StaffUser:
+    """The logged-in user of a page that `require` let through (pages take no API tokens: there is one)."""
+    user = current_user()
+    if user is None:
+        abort(401)
+    return user
 
 
 def actor() -> Actor | None:
@@ -266,8 +275,9 @@ def require(*roles: str) -> Callable:
             g.actor, g.role = who.name, who.role
             return view(*args, **kwargs)
 
-        guarded.roles = roles  # read by the role-matrix tests
-        guarded.api_roles = roles  # and by the OpenAPI document (x-roles)
+        # Marks on the view function: functools.wraps' type has no such attributes.
+        guarded.roles = roles  # type: ignore[attr-defined]  # read by the role-matrix tests
+        guarded.api_roles = roles  # type: ignore[attr-defined]  # and by the OpenAPI document (x-roles)
         return guarded
 
     return decorate
@@ -275,4 +285,4 @@ def require(*roles: str) -> Callable:
 
 __all__ = ["Actor", "Forbidden", "Unauthorised", "actor", "close_db", "commit", "config", "ctx", "current_context",
            "current_user", "database_away", "db", "has_role", "is_api", "live_hub", "may_see_site", "report_db",
-           "require", "site_id", "visible_sites"]
+           "require", "signed_in", "site_id", "visible_sites"]
