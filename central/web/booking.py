@@ -231,7 +231,7 @@ def submit(quota_id: int):
         commit()
     except ServiceError as exc:
         session_db.rollback()
-        state.errors[getattr(exc, "field", "form")] = exc.text
+        state.errors[(getattr(exc, "field", None) or "form")] = exc.text
         status = 409 if exc.status == 409 else 400
         return _form_page(_slot_or_404(quota_id), state, status)
     _remember(number)

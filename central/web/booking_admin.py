@@ -93,7 +93,7 @@ def day():
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _calendar_page({getattr(exc, "field", "day"): exc.text}, form, 400)
+        return _calendar_page({(getattr(exc, "field", None) or "day"): exc.text}, form, 400)
     flash(_("%(day)s saved.", day=the_day.isoformat()))
     return redirect(url_for("bookings.calendar", **{"from": request.args.get("from", "")} if
                             request.args.get("from") else {}))
@@ -130,7 +130,7 @@ def slot() -> ResponseReturnValue:
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _calendar_page({getattr(exc, "field", "slot_capacity"): exc.text}, form, 400)
+        return _calendar_page({(getattr(exc, "field", None) or "slot_capacity"): exc.text}, form, 400)
     flash(_("Time slot %(day)s %(start)s saved.", day=the_day.isoformat(), start=start.strftime("%H:%M")))
     return redirect(url_for("bookings.calendar"))
 
@@ -154,7 +154,7 @@ def settings() -> ResponseReturnValue:
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _calendar_page({getattr(exc, "field", "form"): exc.text}, form, 400)
+        return _calendar_page({(getattr(exc, "field", None) or "form"): exc.text}, form, 400)
     flash(_("Booking settings saved."))
     return redirect(url_for("bookings.calendar"))
 
@@ -184,7 +184,7 @@ def block():
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _blocklist_page({getattr(exc, "field", "form"): exc.text}, form, 400)
+        return _blocklist_page({(getattr(exc, "field", None) or "form"): exc.text}, form, 400)
     flash(_("%(value)s is on the blocklist: it cannot book, and its bookings no longer admit.", value=masked))
     return redirect(url_for("bookings.blocklist"))
 
@@ -251,7 +251,7 @@ def desk_book():
         commit()
     except ServiceError as exc:
         db().rollback()
-        state.errors[getattr(exc, "field", "form")] = exc.text
+        state.errors[(getattr(exc, "field", None) or "form")] = exc.text
         return _desk_page(state, 409 if exc.status == 409 else 400)
     flash(_("Booking %(number)s made.", number=vb.display_number(number)))
     return redirect(url_for("bookings.booking", number=number))
