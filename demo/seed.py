@@ -256,7 +256,8 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
         try:
             with ctx.sessions.begin() as db:
                 visitor_bookings.make_booking(db, SITE, request)
-        except ServiceError:  # the same made-up ID twice in a day, or a full slot: this party books nothing
+        except ServiceError as exc:  # the same made-up ID twice in a day, or a full slot: this party books nothing
+            log.info("a demo booking was refused: %s", exc.code)
             continue
         for number, name in party:
             pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",

@@ -29,22 +29,37 @@ class Publisher:
         self.link = link
         self.cipher = cipher
         self._lock = threading.Lock()
+        self._again = False  # a flush was asked for while another ran
         self._occupancy_at: dict[str, float] = {}
 
     # --- deltas and configs -------------------------------------------------------------------
     def flush(self) -> int:
-        """Publish every delta and gate config not yet published; returns how many were sent."""
+        """Publish every delta and gate config not yet published; returns how many this call sent.
+
+        Calls coalesce: while one thread flushes, another's call only asks it to go round once more
+        (what that caller committed is then sent by the running flush) and returns at once, so a rush of
+        commits does not queue every request thread behind one lock (the booking rush did)."""
         link = self.link
         if link is None or not link.connected:
             return 0  # the scheduler retries every few seconds
         sent = 0
-        with self._lock:
+        while True:
+            if not self._lock.acquire(blocking=False):
+                self._again = True
+                if self._lock.locked():
+                    return sent  # the holder sees `_again` after it releases and flushes once more
+                continue  # released meanwhile: take it ourselves
             try:
+                self._again = False
                 sent += self._flush_deltas(link)
                 sent += self._flush_configs(link)
             except PublishError as exc:
                 log.warning("publishing paused: %s", exc)
-        return sent
+                return sent
+            finally:
+                self._lock.release()
+            if not self._again:
+                return sent
 
     def _flush_deltas(self, link: MqttLink) -> int:
         sent = 0

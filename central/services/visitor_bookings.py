@@ -302,7 +302,7 @@ def slot_view(session: Session, site_id: str, quota: SlotQuota, now: datetime | 
     rules = settings(session, site_id)
     closes = slot_closes(quota, rules)
     return SlotView(quota.id, quota.slot_start, quota.slot_end, quota.capacity, quota.booked, closes,
-                    closes > (now or utcnow()))
+                    closes > (now or park_now()))
 
 
 def set_day(session: Session, site_id: str, day: date, actor: str, *, is_open: bool,

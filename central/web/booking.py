@@ -231,7 +231,7 @@ def submit(quota_id: int):
         commit()
     except ServiceError as exc:
         session_db.rollback()
-        state.errors[getattr(exc, "field", "form")] = exc.text
+        state.errors[(getattr(exc, "field", None) or "form")] = exc.text
         status = 409 if exc.status == 409 else 400
         return _form_page(_slot_or_404(quota_id), state, status)
     _remember(number)
@@ -255,11 +255,11 @@ def booking(number: str):
     rules = vb.settings(session_db, site_id())
     tickets = {t.id: t for t in session_db.scalars(select(Ticket).where(
         Ticket.id.in_([p.ticket_id for p in found.persons if p.ticket_id])))}
-    from central.models import utcnow
+    from protocol.clock import park_now
 
     deadline = vb.cancel_deadline(found, rules)
     return render_template("book/booking.html", b=found, tickets=tickets, number=vb.display_number(found.number),
-                           deadline=deadline, can_cancel=found.status == "booked" and utcnow() < deadline,
+                           deadline=deadline, can_cancel=found.status == "booked" and park_now() < deadline,
                            doc_labels=vb.DOCUMENT_LABELS)
 
 

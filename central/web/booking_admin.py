@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, abort, flash, redirect, render_tem
 from flask.typing import ResponseReturnValue
 
 from central.i18n import _
-from central.models import DOCUMENT_TYPES, Ticket, utcnow
+from central.models import DOCUMENT_TYPES, Ticket
 from central.services import ServiceError
 from central.services import visitor_bookings as vb
 from central.services.gates import get_site
@@ -29,6 +29,7 @@ from central.web.booking import FormState, _blank, _read_form
 from central.web.forms import form_day, form_int
 from central.web.i18n import current_language, site_today
 from central.web.stack import commit, ctx, current_user, db, has_role, require, site_id
+from protocol.clock import park_now
 
 bp = Blueprint("bookings", __name__, url_prefix="/bookings")
 CALENDAR_DAYS = 14
@@ -81,7 +82,7 @@ def day():
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _calendar_page({getattr(exc, "field", "day"): exc.text}, form, 400)
+        return _calendar_page({(getattr(exc, "field", None) or "day"): exc.text}, form, 400)
     flash(_("%(day)s saved.", day=the_day.isoformat()))
     return redirect(url_for("bookings.calendar", **{"from": request.args.get("from", "")} if
                             request.args.get("from") else {}))
@@ -118,7 +119,7 @@ def slot() -> ResponseReturnValue:
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _calendar_page({getattr(exc, "field", "slot_capacity"): exc.text}, form, 400)
+        return _calendar_page({(getattr(exc, "field", None) or "slot_capacity"): exc.text}, form, 400)
     flash(_("Time slot %(day)s %(start)s saved.", day=the_day.isoformat(), start=start.strftime("%H:%M")))
     return redirect(url_for("bookings.calendar"))
 
@@ -142,7 +143,7 @@ def settings() -> ResponseReturnValue:
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _calendar_page({getattr(exc, "field", "form"): exc.text}, form, 400)
+        return _calendar_page({(getattr(exc, "field", None) or "form"): exc.text}, form, 400)
     flash(_("Booking settings saved."))
     return redirect(url_for("bookings.calendar"))
 
@@ -172,7 +173,7 @@ def block():
         commit()
     except ServiceError as exc:
         db().rollback()
-        return _blocklist_page({getattr(exc, "field", "form"): exc.text}, form, 400)
+        return _blocklist_page({(getattr(exc, "field", None) or "form"): exc.text}, form, 400)
     flash(_("%(value)s is on the blocklist: it cannot book, and its bookings no longer admit.", value=masked))
     return redirect(url_for("bookings.blocklist"))
 
@@ -194,7 +195,7 @@ def unblock(block_id: int):
 def report():
     days = max(1, min(form_int(request.args.get("days")) or 7, 90))
     threshold = max(2, min(form_int(request.args.get("threshold")) or 5, 1000))
-    found = vb.suspicious(db(), site_id(), since=utcnow() - timedelta(days=days), threshold=threshold)
+    found = vb.suspicious(db(), site_id(), since=park_now() - timedelta(days=days), threshold=threshold)
     return render_template("bookings/report.html", patterns=found, days=days, threshold=threshold)
 
 
@@ -239,7 +240,7 @@ def desk_book():
         commit()
     except ServiceError as exc:
         db().rollback()
-        state.errors[getattr(exc, "field", "form")] = exc.text
+        state.errors[(getattr(exc, "field", None) or "form")] = exc.text
         return _desk_page(state, 409 if exc.status == 409 else 400)
     flash(_("Booking %(number)s made.", number=vb.display_number(number)))
     return redirect(url_for("bookings.booking", number=number))

@@ -15,6 +15,11 @@ PostgreSQL, beside the bare limit of the same conditional UPDATE alone.
     booking_rush_per_s      POSTs answered per second over the rush (bookings and refusals)
     booking_rush_p99_ms     99th percentile of a POST's answer time
     booking_bare_*          the same rush of conditional UPDATEs alone (psycopg, one transaction each)
+
+BENCH_PROFILE=1 samples the web process's threads every 5 ms into var/bench/tmp/booking-*/booking-profile.txt
+(where they wait: a lock, the database, Python). It found every request thread queued behind the
+publisher's lock after each commit (`Publisher.flush` now coalesces calls); what is left is waiting for
+PostgreSQL: the request's first read, and the slot's row lock in the conditional UPDATE.
 """
 
 from __future__ import annotations

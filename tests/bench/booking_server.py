@@ -11,6 +11,8 @@ cost to solve it is theirs, spent before the rush). Prints {"ready": port} when 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 
@@ -30,12 +32,58 @@ def main(argv: list[str]) -> int:
     app = server.flask_app
     app.config.update(BOOKING_ADDRESS_LIMIT="1000000/minute", BOOKING_FIND_LIMIT="1000000/minute",
                       BOOKING_POW_BITS=bits)
+    profile = os.environ.get("BENCH_PROFILE") == "1" and _sample(path)
     print(json.dumps({"ready": port}), flush=True)
+
+    def _stop(*_args) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
+        if profile:
+            profile()
         ctx.close()
     return 0
+
+
+def _sample(config_path: str):
+    """BENCH_PROFILE=1: every 5 ms, note where each busy thread is (our code's innermost frame, and the
+    innermost frame of all); written to booking-profile.txt beside the config when the server stops."""
+    import collections
+    import threading
+    import traceback
+    from pathlib import Path
+
+    ours: collections.Counter = collections.Counter()
+    inner: collections.Counter = collections.Counter()
+    me = threading.get_ident()
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(0.005):
+            for ident, frame in sys._current_frames().items():
+                if ident == me or ident == threading.get_ident():
+                    continue
+                stack = traceback.extract_stack(frame)
+                if not any("/central/" in f.filename for f in stack):
+                    continue  # idle waitress threads and the MQTT loop
+                inner[f"{stack[-1].filename.split('site-packages/')[-1]}:{stack[-1].name}"] += 1
+                own = [f for f in stack if "/central/" in f.filename]
+                ours[f"{own[-1].filename.split('/central/')[-1]}:{own[-1].lineno} {own[-1].name}"] += 1
+
+    threading.Thread(target=run, daemon=True).start()
+
+    def write() -> None:
+        stop.set()
+        lines = ["# innermost frame"] + [f"{n:6d} {k}" for k, n in inner.most_common(25)]
+        lines += ["", "# innermost frame of central's code"] + [f"{n:6d} {k}" for k, n in ours.most_common(40)]
+        (Path(config_path).parent / "booking-profile.txt").write_text("\n".join(lines) + "\n")
+
+    return write
 
 
 if __name__ == "__main__":
