@@ -62,7 +62,8 @@ class GateMetrics:
 
     def __init__(self, site: str, gate: str) -> None:
         self.site, self.gate = site, gate
-        self.registry = CollectorRegistry(auto_describe=True)
+        # No auto_describe: registering would call the live collector (a store read) before the agent runs.
+        self.registry = CollectorRegistry(auto_describe=False)
         self._decision = Histogram("park_gate_decision_seconds", "A gate decision, to the open command or refusal",
                                    ["site", "gate"], buckets=DECISION_BUCKETS, registry=self.registry)
         self.decision = self._decision.labels(site, gate)
