@@ -110,7 +110,7 @@ if TYPE_CHECKING:
     from .templates import TemplateFormatError, check_template
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'biometrics' has no attribute {name!r}")

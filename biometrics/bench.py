@@ -61,7 +61,8 @@ def bench_faces(faces: Path) -> None:
     def person(name: str) -> str:
         return "obama" if name == "group/obama_partial_face" else name.split("/")[0]
 
-    same, diff = [], []
+    same: list[tuple[float, str, str]] = []
+    diff: list[tuple[float, str, str]] = []
     for a, b in itertools.combinations(sorted(templates), 2):
         d = templates[a].distance(templates[b])
         (same if person(a) == person(b) else diff).append((d, a, b))

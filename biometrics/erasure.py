@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .fingerprint import Delete, SlotEntry
+
+if TYPE_CHECKING:
+    from .face import FaceIndex  # numpy and dlib only where faces are used
 
 __all__ = ["Forgotten", "forget_holder"]
 
@@ -27,8 +31,8 @@ class Forgotten:
 def forget_holder(
     holder_id: str,
     *,
-    face_index=None,
-    fingerprint_slots: Mapping[int, SlotEntry | tuple] | None = None,
+    face_index: FaceIndex | None = None,
+    fingerprint_slots: Mapping[int, SlotEntry | tuple[str, int]] | None = None,
 ) -> Forgotten:
     """Drop `holder_id` from the face index (if given) and plan the deletion of their module slots."""
     removed = face_index.remove(holder_id) if face_index is not None else 0

@@ -48,9 +48,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image  # imported where images are read
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -91,7 +94,7 @@ _MAX_THRESHOLD = 1.0  # beyond this, nearly any two faces "match": refuse such a
 
 RefusalReason = Literal["no_face", "several_faces", "face_too_small", "too_blurred", "unreadable_image"]
 
-ImageInput = np.ndarray | bytes | bytearray | memoryview | str | PathLike
+ImageInput = np.ndarray | bytes | bytearray | memoryview | str | PathLike[str]
 
 
 class FaceSupportMissing(ImportError):
@@ -173,7 +176,7 @@ def verify(bound: FaceTemplate, probe: FaceTemplate, threshold: float | None = N
 # --- images -------------------------------------------------------------------------------------
 
 
-def _face_recognition():
+def _face_recognition() -> Any:  # the library ships no types
     try:
         import face_recognition
     except ImportError as exc:  # pragma: no cover - depends on the box
@@ -221,7 +224,7 @@ def _load_rgb(image: ImageInput) -> np.ndarray:
         ) from exc
 
 
-def _fit(img, side: int):
+def _fit(img: Image.Image, side: int) -> Image.Image:
     from PIL import Image
 
     scale = side / max(img.size)

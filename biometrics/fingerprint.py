@@ -109,7 +109,7 @@ class SlotPlan:
     def compute(
         cls,
         capacity: int,
-        current: Mapping[int, SlotEntry | tuple],
+        current: Mapping[int, SlotEntry | tuple[str, int]],
         wanted: Iterable[FingerprintTemplate],
     ) -> SlotPlan:
         """Plan the fewest operations from `current` (slot -> what it holds) to `wanted`.
@@ -159,7 +159,7 @@ class SlotPlan:
 
         deletes = [Delete(s) for s in vacated if s not in result]
         # Deletes first: a module told to drop a holder drops them even if a later store fails.
-        operations = (*deletes, *(stores[s] for s in sorted(stores)))
+        operations: tuple[Operation, ...] = (*deletes, *(stores[s] for s in sorted(stores)))
         return cls(capacity=capacity, operations=operations, slots=dict(sorted(result.items())))
 
     def holder_for_slot(self, slot: int) -> str | None:
@@ -171,7 +171,8 @@ class SlotPlan:
         return [s for s, e in self.slots.items() if e.holder_id == holder_id]
 
 
-def apply_operations(current: Mapping[int, SlotEntry | tuple], operations: Iterable[Operation]) -> dict[int, SlotEntry]:
+def apply_operations(current: Mapping[int, SlotEntry | tuple[str, int]],
+                     operations: Iterable[Operation]) -> dict[int, SlotEntry]:
     """The slot map after `operations`, as a module would hold it (for tests and gate bookkeeping)."""
     slots = {s: (e if isinstance(e, SlotEntry) else SlotEntry(*e)) for s, e in current.items()}
     for op in operations:

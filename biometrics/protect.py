@@ -40,8 +40,10 @@ _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _AAD_PREFIX = b"scenic-gates/biometric-template/v1"
 
-TemplateKind = Literal["face", "fingerprint"]
-_KINDS = ("face", "fingerprint")
+# "photo": a pass holder's small photo for staff at the gate (kept with consent, sealed like the templates);
+# "frame": a gate camera's view sent with a request for staff help.
+TemplateKind = Literal["face", "fingerprint", "photo", "frame"]
+_KINDS = ("face", "fingerprint", "photo", "frame")
 
 
 class KeyConfigError(ValueError):
@@ -147,7 +149,8 @@ class TemplateCipher:
         return self.encrypt(self.decrypt(record, holder_id, kind), holder_id, kind)
 
     @classmethod
-    def from_config(cls, keys: Mapping[int | str, str], current: int | str, setting: str = "biometrics.template_keys"):
+    def from_config(cls, keys: Mapping[int | str, str], current: int | str,
+                    setting: str = "biometrics.template_keys") -> TemplateCipher:
         """From configuration text: `{key_id: base64url key, ...}` and the current key id."""
         try:
             parsed = {int(k): load_key(v, f"{setting}.{k}") for k, v in keys.items()}

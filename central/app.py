@@ -50,7 +50,8 @@ def create_app(config: CentralConfig, *, context: CentralContext | None = None, 
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = config.web.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Flask's documented way to put WSGI middleware in front of the app.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.extensions[EXTENSION] = context or CentralContext.create(config, mqtt=mqtt)
 
     @app.get("/healthz")

@@ -42,7 +42,20 @@ from protocol import host  # systemd: READY=1 and the watchdog (shared with the 
 log = logging.getLogger("central")
 
 
+def _check_clock() -> None:
+    """A PARK_CLOCK that cannot be read stops the start; a simulated one is said out loud."""
+    from protocol.clock import ClockError, WallClock, park_clock
+
+    try:
+        clock = park_clock()
+    except ClockError as exc:
+        raise ConfigError(str(exc)) from None
+    if not isinstance(clock, WallClock):
+        log.warning("the park's clock is simulated (PARK_CLOCK=%s): a demo, not a park", clock.spec())
+
+
 def _config(args) -> CentralConfig:
+    _check_clock()
     return load_config(args.config or os.environ.get("PARK_CENTRAL_CONFIG"))
 
 
@@ -252,7 +265,12 @@ def central_toml(*, database_url: str, site: str, state_dir: str, mqtt_host: str
         f'secret_key = "{secrets.token_urlsafe(32)}"\n'
         f'host = "{web_host}"\nport = {web_port}\n'
         "secure_cookies = false          # true once an HTTPS proxy is in front (then proxy_hops = 1)\n"
-        "proxy_hops = 0\n"
+        "proxy_hops = 0\n\n"
+        "[metrics]\n"
+        "# /metrics on the web port: add the monitoring server's network (or set a token).\n"
+        'allow = ["127.0.0.1/32", "::1/128"]\n'
+        "# Every central service counts into this folder; the web's /metrics adds them up.\n"
+        f'multiprocess_dir = "{state_dir}/metrics"\n'
     )
 
 
@@ -297,9 +315,14 @@ def cmd_user(args) -> int:
 
     with _transaction(args) as db:
         if args.action == "create":
-            user, password = users.create_user(db, args.name, args.role, actor="cli")
+            sites = args.site or ([] if args.all_sites else [_config(args).site])
+            user, password = users.create_user(db, args.name, args.role, actor="cli", sites=sites,
+                                               all_sites=args.all_sites)
             print(f"user {user.username} ({user.role}) one-time password: {password} "
                   "(to be changed at the first login)")
+        elif args.action == "sites":
+            user = users.set_user_sites(db, args.name, args.site or [], all_sites=args.all_sites, actor="cli")
+            print(f"user {user.username} works for: {', '.join(users.user_site_ids(db, user))}")
         elif args.action == "list":
             print(f"{'user':<24} {'role':<11} {'state':<9} {'last login':<17} sessions")
             for user in users.list_users(db):
@@ -325,7 +348,9 @@ def cmd_token(args) -> int:
 
     with _transaction(args) as db:
         if args.action == "create":
-            token, plaintext = users.create_token(db, args.name, args.role, actor="cli")
+            token, plaintext = users.create_token(db, args.name, args.role, actor="cli",
+                                                  customer_id=getattr(args, "customer", None),
+                                                  site_id=getattr(args, "site", None))
             print(f"token {token.name} ({token.role}): {plaintext}")
         elif args.action == "list":
             print(f"{'id':>5} {'name':<24} {'role':<11} {'created':<17} {'last used':<17} state")
@@ -522,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("create", help="a new user; prints a generated password once")
     q.add_argument("name")
     q.add_argument("--role", required=True, choices=ROLES)
+    site_help = "a park the user works for, repeatable (default: this central's [central] site)"
+    q.add_argument("--site", action="append", help=site_help)
+    q.add_argument("--all-sites", action="store_true", help="head office: every park, present and future")
+    q = actions.add_parser("sites", help="set the parks a user works for (their next request sees only those)")
+    q.add_argument("name")
+    q.add_argument("--site", action="append", help="a park the user works for, repeatable")
+    q.add_argument("--all-sites", action="store_true", help="head office: every park, present and future")
     actions.add_parser("list", help="every user, active or not, with their open sessions")
     for action, text in (("deactivate", "no more logins; their sessions end at once"),
                          ("reactivate", "let a deactivated user log in again"),
@@ -533,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("create", help="a new token; printed once")
     q.add_argument("name")
     q.add_argument("--role", required=True, choices=ROLES)
+    q.add_argument("--customer", type=int, help="a channel's token: what it orders is this customer's (its id)")
+    q.add_argument("--site", help="the one park the token acts for (default: the customer's with --customer, "
+                   "else every park)")
     actions.add_parser("list", help="every token with its state")
     actions.add_parser("revoke", help="revoke every active token of this name").add_argument("name")
     p = sub.add_parser("site", help="sites and zones")
@@ -588,6 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVICES = ("serve", "ingest", "claims", "scheduler", "run")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -596,6 +634,15 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("apscheduler", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command in SERVICES:  # not the one-shot commands: they count nothing
+            from central import metrics
+
+            config = _config(args)
+            metrics.prepare(config.metrics.multiprocess_dir or None)  # before this process counts anything
+            if config.logging.json:  # the services' logs as JSON lines ([logging] json)
+                from protocol.logs import use_json_logs
+
+                use_json_logs(site=config.site, service=f"park-central {args.command}")
         return args.func(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -6,8 +6,12 @@
     [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
     [keys]     signing_key_file, signing_key_id, template_key
     [web]      secret_key, host, port, secure_cookies, proxy_hops, ratelimit_storage, threads
-    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s
+    [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s, roll_over_check_s
     [gates]    controller_profiles (a site's own turnstile models, beside the shipped ones)
+    [metrics]  allow (networks that may read /metrics), token (or a bearer token), multiprocess_dir
+    [alerts]   webhooks, webhook_style, smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls,
+               mail_from, mail_to, interval_s, outbox_events, occupancy_ratio, parked_messages
+    [logging]  json (one JSON object a line, with site and gate)
     [database] read_url (a hot standby the reports read from), partition_months_ahead, retention_months
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
@@ -19,8 +23,10 @@ A fault raises `ConfigError` naming the key and the file (`central.toml: mqtt.po
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +86,7 @@ class JobsConfig:
     template_retention_days: int = 30
     snapshot_interval_s: int = 3600
     publish_interval_s: float = 2.0
+    roll_over_check_s: float = 60.0  # how often the day's end is looked for (the demo's days are short)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,44 @@ class GatesConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Who may read /metrics on the web port: clients from these networks, or any client sending
+    # `Authorization: Bearer <token>` when a token is set. Default: this machine only.
+    allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    token: str = ""
+    # Several central processes (ingest workers, claim servers, the scheduler) count into files here;
+    # the web's /metrics adds them up. The systemd units set PROMETHEUS_MULTIPROC_DIR instead.
+    multiprocess_dir: str = ""
+
+
+WEBHOOK_STYLES = ("slack", "wecom", "dingtalk")
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """The central's own alerts (central.services.alerting): sent to these webhooks and addresses."""
+
+    webhooks: tuple[str, ...] = ()
+    webhook_style: str = "slack"  # slack: {"text": ...}; wecom and dingtalk: {"msgtype": "text", ...}
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = ""
+    mail_to: tuple[str, ...] = ()
+    interval_s: int = 30
+    outbox_events: int = 200  # a gate holding more unsent events than this
+    occupancy_ratio: float = 0.95  # a zone this full of its capacity
+    parked_messages: int = 100  # more parked messages than this
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    json: bool = False  # one JSON object a line (central.logs.JsonFormatter)
+
+
+@dataclass(frozen=True)
 class DatabaseConfig:
     # A hot standby the reports may read from (PostgreSQL only): their queries then leave the primary
     # to the ingest and the sales. Empty: the reports read the primary like everything else.
@@ -123,6 +168,9 @@ class CentralConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = "<defaults>"
 
@@ -131,7 +179,8 @@ class CentralConfig:
 
 
 _SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig,
-             "gates": GatesConfig, "database": DatabaseConfig}
+             "gates": GatesConfig, "metrics": MetricsConfig, "alerts": AlertsConfig, "logging": LoggingConfig,
+             "database": DatabaseConfig}
 _ENV = {
     "PARK_CENTRAL_DB": ("", "database_url"),
     "PARK_CENTRAL_SITE": ("", "site"),
@@ -148,7 +197,7 @@ _ENV = {
 def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
     want = type(default) if default is not None else str
     if want is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{source}: {key} must be a list of names, got {value!r}")
         return tuple(value)
     if want is bool:
@@ -184,7 +233,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
     return replace(defaults, **values)
 
 
-def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> CentralConfig:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Read and validate the configuration; `path` None means defaults plus the environment."""
     if path is None:
         return _load({}, "<defaults>", env)
@@ -197,7 +246,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     return load_config_text(text, str(path), env)
 
 
-def load_config_text(text: str, source: str, env: dict[str, str] | None = None) -> CentralConfig:
+def load_config_text(text: str, source: str, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Validate a configuration given as TOML text (`source` names it in errors)."""
     try:
         raw = tomllib.loads(text)
@@ -206,8 +255,8 @@ def load_config_text(text: str, source: str, env: dict[str, str] | None = None) 
     return _load(raw, source, env)
 
 
-def _load(raw: dict[str, Any], source: str, env: dict[str, str] | None) -> CentralConfig:
-    env = os.environ if env is None else env
+def _load(raw: dict[str, Any], source: str, given: Mapping[str, str] | None) -> CentralConfig:
+    env: Mapping[str, str] = os.environ if given is None else given
     for var, (section, key) in _ENV.items():
         if var in env and env[var] != "":
             target = raw.setdefault(section, {}) if section else raw
@@ -244,6 +293,8 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: keys.signing_key_id must be 0-255")
     if config.jobs.heartbeat_timeout_s < 1:
         raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
+    if not 0.1 <= config.jobs.roll_over_check_s <= 3600:
+        raise ConfigError(f"{src}: jobs.roll_over_check_s must be 0.1-3600 seconds")
     if config.ingest.batch_size < 1:
         raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
     if not MIN_THREADS <= config.web.threads <= MAX_THREADS:
@@ -251,5 +302,23 @@ def _validate(config: CentralConfig) -> None:
     if not config.web.ratelimit_storage.startswith(_LIMIT_STORAGES):
         raise ConfigError(f"{src}: web.ratelimit_storage must start with one of {', '.join(_LIMIT_STORAGES)}, "
                           f"got {config.web.ratelimit_storage!r}")
+    for net in config.metrics.allow:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{src}: metrics.allow: {net!r} is not a network (like \"10.0.0.0/8\")") from None
+    a = config.alerts
+    if a.webhook_style not in WEBHOOK_STYLES:
+        raise ConfigError(f"{src}: alerts.webhook_style must be one of {', '.join(WEBHOOK_STYLES)}, "
+                          f"got {a.webhook_style!r}")
+    for url in a.webhooks:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{src}: alerts.webhooks: {url!r} is not an http:// or https:// URL")
+    if a.mail_to and not (a.smtp_host and a.mail_from):
+        raise ConfigError(f"{src}: alerts.mail_to needs alerts.smtp_host and alerts.mail_from")
+    if not 0 < a.occupancy_ratio <= 1:
+        raise ConfigError(f"{src}: alerts.occupancy_ratio must be above 0 and at most 1")
+    if a.interval_s < 1:
+        raise ConfigError(f"{src}: alerts.interval_s must be at least 1")
     if config.mqtt.tls_ca and not Path(config.mqtt.tls_ca).is_file():
         raise ConfigError(f"{src}: mqtt.tls_ca file {config.mqtt.tls_ca} not found")

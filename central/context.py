@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.bus.link import MqttLink
 from central.bus.publisher import Publisher
 from central.config import CentralConfig
-from central.db import make_engine, session_factory
+from central.db import make_engine, scope_sessions_by_site, session_factory
 from central.keys import register_public_key, signer_from_config
 from protocol.ticket_code import TicketSigner
 
@@ -59,6 +59,9 @@ class CentralContext:
                 log.exception("publishing after commit failed")
 
         event.listen(self.sessions, "after_commit", publish_after_commit)
+        scope_sessions_by_site(self.sessions)  # a request's session reads only its asker's parks
+        if self.read_sessions is not None:
+            scope_sessions_by_site(self.read_sessions)  # and so do the reports it reads from the standby
 
     @classmethod
     def create(cls, config: CentralConfig, *, mqtt: bool = True, client_suffix: str = "web") -> CentralContext:

@@ -17,8 +17,9 @@ server retry such a transaction, the web answers 503 "try again" (never a 500).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +30,20 @@ from sqlalchemy.orm import Session, sessionmaker
 _TRANSIENT_STATES = ("08", "40", "57P01", "57P02", "57P03", "25006")
 _TRANSIENT_WORDS = ("deadlock", "could not serialize", "database is locked", "connection", "server closed",
                     "terminating", "read-only", "hot standby", "shutting down", "starting up", "recovery")
+
+
+def table(model: type[Any]) -> Table:
+    """A mapped class's Table, for Core statements (the ORM types `__table__` as any FromClause)."""
+    found = model.__table__
+    if not isinstance(found, Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return found
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched: `Session.execute` is typed as returning a Result,
+    and for these statements it is a CursorResult, which counts them."""
+    return (result.rowcount or 0) if isinstance(result, CursorResult) else 0
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -86,3 +101,40 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# --- one park's staff see one park's rows ---------------------------------------------------------
+# A request's session carries the parks its asker works for (`restrict_to_sites`); every ORM SELECT
+# it runs, Session.get included, then reads only rows of those parks, as SQLAlchemy's documented
+# global-criteria pattern does (do_orm_execute + with_loader_criteria). A ticket, pass or gate of
+# another park is then simply not found (404), on every page and endpoint, without a check per view.
+VISIBLE_SITES = "visible_sites"  # Session.info key
+
+
+def restrict_to_sites(session: Session, sites: list[str]) -> None:
+    session.info[VISIBLE_SITES] = tuple(sites)
+
+
+def _site_scoped_classes() -> list[Any]:  # mapped classes with a site_id column
+    from central.models import ApiToken, Base, StaffUserSite
+
+    unscoped = {ApiToken, StaffUserSite}  # administration of the parks themselves: admins only
+    return [m.class_ for m in Base.registry.mappers if "site_id" in m.columns and m.class_ not in unscoped]
+
+
+def scope_sessions_by_site(factory: sessionmaker[Session]) -> None:
+    """Install the park filter on a session factory (once; sessions without VISIBLE_SITES are unfiltered)."""
+    from sqlalchemy.orm import with_loader_criteria
+
+    from central.models import Site
+
+    classes = _site_scoped_classes()
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _only_visible_sites(state) -> None:
+        sites = state.session.info.get(VISIBLE_SITES)
+        if sites is None or not state.is_select or state.is_column_load or state.is_relationship_load:
+            return
+        state.statement = state.statement.options(
+            with_loader_criteria(Site, Site.id.in_(sites)),
+            *(with_loader_criteria(cls, cls.site_id.in_(sites)) for cls in classes))

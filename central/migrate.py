@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -10,7 +11,7 @@ from alembic.config import Config
 HERE = Path(__file__).resolve().parent
 
 
-def include_name(name: str | None, type_: str, _parents: dict) -> bool:
+def include_name(name: str | None, type_: str, _parents: Any) -> bool:
     """What the schema comparison looks at: not the monthly partitions of passage_events (made by the
     scheduler, not by migrations) nor the indexes PostgreSQL gives them."""
     if type_ in ("table", "index") and name and name.startswith("passage_events_"):
@@ -51,4 +52,7 @@ def current(database_url: str) -> str | None:
 def head() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    newest = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if newest is None:
+        raise RuntimeError("the central's migrations are missing from the installation")
+    return newest

@@ -101,6 +101,12 @@ class Site(Base):
     # without it occupancy drifts with every missed exit); "carry_over" keeps them inside (overnight stays).
     overnight: Mapped[str] = mapped_column(String(16), default="exit_all", server_default="exit_all")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What a controller's fire input opens, at the gates themselves: "gate", its "zone" or the "site".
+    fire_scope: Mapped[str] = mapped_column(String(8), default="zone", server_default="zone")
+    # When the last emergency was ended here (who: the audit log); gates end a fire emergency latched before.
+    emergency_ended_at: Mapped[datetime | None]
+    # 人证核验 at every ID-card entry: the camera's face against the card's photo (else per ticket type).
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     zones: Mapped[list[Zone]] = relationship(back_populates="site", order_by="Zone.number")
 
@@ -208,11 +214,18 @@ class TicketType(Base):
     min_headcount: Mapped[int] = mapped_column(default=1, server_default="1")
     max_headcount: Mapped[int] = mapped_column(default=255, server_default="255")
     active: Mapped[bool] = mapped_column(default=True)
+    # Staff at the gate must look at the visitor (a child's, senior's or concession ticket): the gate's
+    # screen and voice name the type.
+    staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
+    id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人票绑定: the first entry takes the visitor's finger at the gate; a re-entry needs the same finger.
+    bind_finger: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 CHANNELS = ("box_office", "web", "ota", "agency", "group", "other")
-TICKET_STATUSES = ("valid", "used", "refunded", "revoked", "expired")
+TICKET_STATUSES = ("valid", "used", "refunded", "revoked", "expired", "held")
 
 
 class Ticket(Base):
@@ -221,6 +234,7 @@ class Ticket(Base):
         Index("ix_tickets_site_status_valid_to", "site_id", "status", "valid_to"),
         Index("ix_tickets_id_digest", "id_digest"),
         Index("ix_tickets_channel_issued", "channel", "issued_at"),
+        Index("ix_tickets_customer_valid_from", "customer_id", "valid_from"),  # a customer's statement
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -243,6 +257,12 @@ class Ticket(Base):
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     issued_by: Mapped[str | None] = mapped_column(String(128))
     status_changed_at: Mapped[datetime | None]
+    # Group customers and finance (#21): whom the ticket is billed to, the group order it belongs to,
+    # the box-office shift that sold it and how it was paid.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    group_order_id: Mapped[int | None] = mapped_column(ForeignKey("group_orders.id"))
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"))
+    payment_method: Mapped[str | None] = mapped_column(String(16))
 
     ticket_type: Mapped[TicketType] = relationship(lazy="selectin")
 
@@ -263,6 +283,8 @@ class SlotQuota(Base):
     slot_end: Mapped[datetime]
     capacity: Mapped[int]
     booked: Mapped[int] = mapped_column(default=0)
+    # Booking closes then (None: the site's `close_before_min` before the start), see BookingSettings.
+    closes_at: Mapped[datetime | None]
 
 
 # --- persons, annual passes, templates --------------------------------------------------------
@@ -376,6 +398,11 @@ class CredentialUsage(Base):
     bound: Mapped[bool] = mapped_column(default=False)
 
 
+# accepted: the passage stands; credential_revoked: the ticket is revoked (a pass suspended) from now on;
+# followed_up: settled outside the system (the visitor or the channel charged, staff spoken to).
+CONFLICT_DECISIONS = ("accepted", "credential_revoked", "followed_up")
+
+
 class Conflict(Base):
     """A passage the central's rules would have refused: what offline gates could not see."""
 
@@ -393,6 +420,9 @@ class Conflict(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # What a manager decided (CONFLICT_DECISIONS) and why, in their words.
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class Claim(Base):
@@ -438,6 +468,10 @@ class Alert(Base):
     count: Mapped[int] = mapped_column(default=1)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # The central's own alerts (central.services.alerting): when the notice went out to the webhooks and
+    # addresses, and the recovery notice once the condition cleared (resolved_by "system").
+    notified_at: Mapped[datetime | None]
+    recovery_notified_at: Mapped[datetime | None]
 
 
 class DenialCount(Base):
@@ -518,7 +552,7 @@ class CommandRecord(Base):
 
 # --- staff, machine tokens, audit -------------------------------------------------------------
 
-ROLES = ("admin", "manager", "staff", "technician")
+ROLES = ("admin", "manager", "staff", "technician", "finance", "sales")
 
 
 class StaffUser(Base):
@@ -535,6 +569,17 @@ class StaffUser(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     # A generated (one-time) password: every page asks for a new one until it is changed.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Head office: every park, present and future (admins always); else the parks in staff_user_sites.
+    all_sites: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class StaffUserSite(Base):
+    """A park a staff user works for: pages, sales and reports are for these parks only."""
+
+    __tablename__ = "staff_user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
 
 
 class ApiToken(Base):
@@ -544,9 +589,13 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The one park the token acts for; none: every park (a head office's own integration).
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # A channel's token (an OTA, an agency): what it issues is billed to this customer, at this site only.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
 
 
 class StaffSession(Base):
@@ -597,3 +646,336 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(128), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- visitor bookings (the public booking site) -------------------------------------------------
+# Document and phone numbers are never stored: a keyed digest (HMAC with the site's salt, the one gates
+# know ID cards by) and a masked form for display ("110***********002X", "138****5678").
+
+
+class BookingSettings(Base):
+    """A site's booking rules, set by managers: how far ahead, how many per party, cut-offs, face entry."""
+
+    __tablename__ = "booking_settings"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    ticket_type_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_types.id"))
+    days_ahead: Mapped[int] = mapped_column(default=7)
+    party_max: Mapped[int] = mapped_column(default=5)
+    cancel_before_min: Mapped[int] = mapped_column(default=60)
+    close_before_min: Mapped[int] = mapped_column(default=0)
+    retention_days: Mapped[int] = mapped_column(default=30)
+    face_entry: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime | None]
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class BookingDay(Base):
+    """One day of the booking calendar: open or closed, and an optional cap for the whole day."""
+
+    __tablename__ = "booking_days"
+    __table_args__ = (UniqueConstraint("site_id", "day", name="uq_booking_days_site_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    day: Mapped[date] = mapped_column(Date)
+    open: Mapped[bool] = mapped_column(default=True)
+    capacity: Mapped[int | None]
+    booked: Mapped[int] = mapped_column(default=0)
+
+
+BOOKING_STATUSES = ("booked", "cancelled")
+DOCUMENT_TYPES = ("id_card", "passport", "hk_macao", "taiwan")
+
+
+class Booking(Base):
+    """A party's booking of one slot: the number visitors type, the contact phone, the consent."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        UniqueConstraint("number", name="uq_bookings_number"),
+        Index("ix_bookings_site_day", "site_id", "day"),
+        Index("ix_bookings_phone", "site_id", "phone_digest"),
+        Index("ix_bookings_client_created", "site_id", "client_digest", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    number: Mapped[str] = mapped_column(String(16))
+    quota_id: Mapped[int] = mapped_column(ForeignKey("slot_quotas.id"))
+    day: Mapped[date] = mapped_column(Date)
+    slot_start: Mapped[datetime]
+    slot_end: Mapped[datetime]
+    party: Mapped[int]
+    phone_digest: Mapped[str] = mapped_column(String(64))
+    phone_masked: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    consent_at: Mapped[datetime]
+    client_digest: Mapped[str | None] = mapped_column(String(64))
+    client_masked: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(128))
+
+    persons: Mapped[list[BookingPerson]] = relationship(order_by="BookingPerson.position", lazy="selectin",
+                                                        back_populates="booking")
+
+
+class BookingPerson(Base):
+    """One person of a booking party, with their own ticket (entry by ID card or by its signed QR code)."""
+
+    __tablename__ = "booking_persons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    doc_type: Mapped[str] = mapped_column(String(16))
+    doc_digest: Mapped[str] = mapped_column(String(64))
+    doc_masked: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tickets.id"))
+
+    booking: Mapped[Booking] = relationship(back_populates="persons")
+
+
+class BookingDocument(Base):
+    """One booking per document per day per site, held by the primary key (not by a prior read).
+
+    The row goes with the booking's cancellation, so the document may book that day again."""
+
+    __tablename__ = "booking_documents"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    doc_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id"))
+
+
+class BookingBlock(Base):
+    """A document or phone that may not book (scalpers, bans): added by a manager with a reason."""
+
+    __tablename__ = "booking_blocks"
+    __table_args__ = (UniqueConstraint("site_id", "kind", "digest", name="uq_booking_blocks_site_kind_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # document | phone
+    digest: Mapped[str] = mapped_column(String(64))
+    masked: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+# --- group customers, group orders, settlement, box-office shifts (#21) ----------------------
+
+CUSTOMER_KINDS = ("agency", "ota", "company", "school", "government")
+CUSTOMER_STATUSES = ("active", "suspended")
+PAYMENT_METHODS = ("cash", "bank_card", "wechat_pay", "alipay", "voucher", "on_account")
+GROUP_TICKETING = ("group", "members")
+STATEMENT_STATUSES = ("open", "checked", "closed")
+
+
+class FinanceSettings(Base):
+    """A site's finance settings: how a group order becomes tickets, and the refund a cashier may make alone."""
+
+    __tablename__ = "finance_settings"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    group_ticketing: Mapped[str] = mapped_column(String(16), default="group")  # one group ticket | one per member
+    refund_approval_over: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("500"))
+
+
+class Customer(Base):
+    """A group customer: a travel agency, an OTA, a company, a school or a government unit."""
+
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("site_id", "name", name="uq_customers_site_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    credit_limit: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))  # owed on account at most
+    payment_term_days: Mapped[int] = mapped_column(default=30)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_changed_at: Mapped[datetime | None]
+
+
+class CustomerContact(Base):
+    __tablename__ = "customer_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    duty: Mapped[str] = mapped_column(String(100), default="")  # what they do: bookings, invoices
+
+
+class ContractPrice(Base):
+    """A customer's price for a ticket type over local days `valid_from`..`valid_to` (open-ended: None)."""
+
+    __tablename__ = "contract_prices"
+    __table_args__ = (Index("ix_contract_prices_customer_type", "customer_id", "ticket_type_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GroupOrder(Base):
+    """A customer's group visit: the day (and slot), the headcount, the guide, and the tickets it became."""
+
+    __tablename__ = "group_orders"
+    __table_args__ = (UniqueConstraint("customer_id", "idempotency_key", name="uq_group_orders_customer_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"))
+    visit_date: Mapped[date] = mapped_column(Date)
+    slot_start: Mapped[datetime | None]
+    slot_end: Mapped[datetime | None]
+    headcount: Mapped[int]
+    guide_name: Mapped[str] = mapped_column(String(200))
+    guide_phone: Mapped[str] = mapped_column(String(32))
+    members: Mapped[list[Any]] = mapped_column(JSON, default=list)  # names and last four ID characters only
+    ticketing: Mapped[str] = mapped_column(String(16), default="group")
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Shift(Base):
+    """A cashier's shift at a box-office window: opened, sold and refunded in, closed with the cash counted."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (
+        Index("uq_shifts_open_cashier", "site_id", "cashier", unique=True,
+              postgresql_where=text("closed_at IS NULL"), sqlite_where=text("closed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    window: Mapped[str] = mapped_column(String(64))
+    cashier: Mapped[str] = mapped_column(String(128))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opening_float: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    closed_at: Mapped[datetime | None]
+    expected_cash: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    counted_cash: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Payment(Base):
+    """Money in or out: a sale, a refund (pending a supervisor's approval over the limit), a customer's receipt."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_site_at", "site_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # sale | refund | receipt
+    method: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))  # positive in, negative out
+    status: Mapped[str] = mapped_column(String(16), default="done")  # done | pending | rejected
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Statement(Base):
+    """A customer's settlement statement for local days `period_start`..`period_end`: open, checked, closed."""
+
+    __tablename__ = "statements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opened_by: Mapped[str | None] = mapped_column(String(128))
+    checked_at: Mapped[datetime | None]
+    checked_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+
+    lines: Mapped[list[StatementLine]] = relationship(order_by="StatementLine.id", lazy="selectin")
+
+
+class StatementLine(Base):
+    """One line of a statement: a ticket type at one price (recounted while open), or a later correction."""
+
+    __tablename__ = "statement_lines"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="tickets")  # tickets | correction
+    ticket_type_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_types.id"))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    ordered: Mapped[int] = mapped_column(default=0)
+    entered: Mapped[int] = mapped_column(default=0)
+    refunded: Mapped[int] = mapped_column(default=0)
+    no_show: Mapped[int] = mapped_column(default=0)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+# --- staff help at the gate -------------------------------------------------------------------
+
+
+class HolderPhoto(Base):
+    """A pass holder's small photo, kept with their consent at enrolment for staff at the gate; sealed
+    like the templates (`TemplateCipher`, kind "photo") and deleted with them."""
+
+    __tablename__ = "holder_photos"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), primary_key=True)
+    record: Mapped[bytes] = mapped_column(LargeBinary)  # TemplateCipher record, never the photo
+    consent_by: Mapped[str] = mapped_column(String(128))  # the staff member who recorded the consent
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HelpRequestRecord(Base):
+    """A gate asked for staff (a pass refused for its biometric). The camera's view is kept, sealed, only
+    while the request is open."""
+
+    __tablename__ = "help_requests"
+    __table_args__ = (Index("ix_help_requests_site_gate_at", "site_id", "gate", "at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gate: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    direction: Mapped[str] = mapped_column(String(8), default="in")
+    credential_ref: Mapped[str] = mapped_column(String(128))
+    holder_ref: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(64))
+    frame: Mapped[bytes | None] = mapped_column(LargeBinary)  # TemplateCipher record (kind "frame")
+    # A ticket bound by fingerprint: the first entry's view, in the holder's photo's place (sealed, "photo").
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | admitted | refused | expired
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None]

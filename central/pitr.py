@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from central.backup import BackupError, libpq_conninfo
 
@@ -100,11 +101,10 @@ def archive_now(live_url: str, timeout: float = 60) -> None:
     import psycopg
 
     with psycopg.connect(libpq_conninfo(live_url), autocommit=True) as conn:
-        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        segment = _first(conn.execute("SELECT pg_walfile_name(pg_switch_wal())"))
         deadline = time.monotonic() + timeout
         while True:
-            archived, failed = conn.execute(
-                "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver").fetchone()
+            archived, failed = _row(conn.execute("SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver"))
             if archived is not None and archived >= segment:
                 return
             if time.monotonic() > deadline:
@@ -152,7 +152,7 @@ class ScratchServer:
         while True:  # pg_ctl returns once it accepts connections; recovery may still be replaying
             try:
                 with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
-                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    if not _first(conn.execute("SELECT pg_is_in_recovery()")):
                         return self
             except psycopg.OperationalError:
                 pass
@@ -196,7 +196,7 @@ def mark(live_url: str, name: str, lock_timeout_s: int = 10) -> dict[str, int]:
         locker.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         locker.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s)}s'")
         locker.execute("LOCK TABLE " + ", ".join(f'"{t}"' for t in tables) + " IN SHARE MODE")
-        snapshot = locker.execute("SELECT pg_export_snapshot(), pg_create_restore_point(%s)", (name,)).fetchone()[0]
+        snapshot = _first(locker.execute("SELECT pg_export_snapshot(), pg_create_restore_point(%s)", (name,)))
         counter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         counter.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         locker.commit()  # the writers go on; the counter still sees the restore point's state
@@ -248,3 +248,15 @@ def libpq_database(database_url: str) -> str:
 
 __all__ = ["Archive", "DrillResult", "ScratchServer", "archive_now", "drill", "full_backup", "latest_backup", "mark",
            "restore"]
+
+
+def _row(cursor: Any) -> tuple[Any, ...]:
+    """The one row a query of PostgreSQL's own functions always returns."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the server returned no row")
+    return tuple(row)
+
+
+def _first(cursor: Any) -> Any:
+    return _row(cursor)[0]

@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ class EmbeddedBroker:
     def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
         self.host, self.port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._broker = None
+        self._broker: Broker | None = None
         self._thread: threading.Thread | None = None
 
     def _config(self) -> dict:
@@ -49,8 +53,8 @@ class EmbeddedBroker:
             loop.set_exception_handler(_quiet_known_race)
             self._loop = loop
             try:
-                self._broker = Broker(self._config(), loop=loop)
-                loop.run_until_complete(self._broker.start())
+                broker = self._broker = Broker(self._config(), loop=loop)
+                loop.run_until_complete(broker.start())
             except BaseException as exc:  # reported to start()
                 errors.append(exc)
                 ready.set()
@@ -71,10 +75,10 @@ class EmbeddedBroker:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        loop = self._loop
-        if loop is None or not loop.is_running():
+        loop, broker = self._loop, self._broker
+        if loop is None or broker is None or not loop.is_running():
             return
-        future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop)
+        future = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
         try:
             future.result(timeout)
         except Exception:

@@ -8,6 +8,10 @@
     device simulators per gate (Modbus TCP turnstile, QR scanner, ID card reader, RFID reader and
       fingerprint module on ptys, a face-template camera folder)
     the visitor simulator (drives the devices)
+
+One clock for all of them (`protocol.clock`): the demo installs a simulated clock in this process and
+hands it to the gate agents as PARK_CLOCK, so the central sells, books, rolls the day over and shows
+"today" by the same simulated day the gates admit by and the visitors live.
 """
 
 from __future__ import annotations
@@ -22,9 +26,24 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from demo.options import DemoOptions
+
+if TYPE_CHECKING:  # the parts are imported when the demo starts them
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from flask import Flask
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
+    from central.bus.ingest_worker import IngestWorker
+    from central.context import CentralContext
+    from demo.broker import EmbeddedBroker
+    from demo.gate_rig import DemoGate
+    from demo.visitors import VisitorSimulator
 
 log = logging.getLogger("demo")
 MARKER = ".park-demo"
@@ -87,9 +106,31 @@ def _central_toml(opts: DemoOptions, workdir: Path, broker: tuple[str, int], pro
         "[keys]", f'signing_key_file = "{workdir / "signing.key"}"', "signing_key_id = 1",
         f'template_key = "{generate_key()}"', "",
         "[web]", f'secret_key = "{secrets.token_hex(32)}"', f'host = "{opts.host}"', f"port = {opts.port}", "",
-        "[jobs]", "heartbeat_timeout_s = 30", "publish_interval_s = 1.0", "",
+        "[jobs]", "heartbeat_timeout_s = 30", "publish_interval_s = 1.0",
+        "roll_over_check_s = 1.0  # the simulated days are short: their end is looked for every second", "",
         "[ingest]", "batch_ms = 20", "",
     ])
+
+
+# The simulated clock lives these hours of each day and skips the night; the park opens at 08:00.
+DAY_HOURS = (time_of_day(7, 0), time_of_day(19, 0))
+OPENING = time_of_day(8, 0)
+LEAD_S = 12.0  # real seconds from the gates' start to the opening, at most the hour before it
+
+
+def demo_clock(speed: float, *, real: float | None = None):
+    """The demo's simulated clock: the park's today (by the wall clock), `speed` simulated minutes per real
+    second, reaching the opening LEAD_S real seconds from `real` (now), nights skipped. Built from its
+    PARK_CLOCK text, as the gate agents build theirs, so every process holds the same clock."""
+    from demo.seed import TIMEZONE
+    from protocol.clock import SimulatedClock, parse
+
+    real = time.time() if real is None else real
+    tz = ZoneInfo(TIMEZONE)
+    today = datetime.now(tz).date()
+    opening = datetime.combine(today, OPENING, tz)
+    start = max(datetime.combine(today, DAY_HOURS[0], tz), opening - timedelta(seconds=LEAD_S * speed * 60))
+    return parse(SimulatedClock(start.replace(microsecond=0), real, speed * 60, DAY_HOURS).spec())
 
 
 class Demo:
@@ -97,15 +138,22 @@ class Demo:
         self.opts = opts
         self.stop = threading.Event()
         self.rng = random.Random()
-        self.broker = None
-        self.ctx = None
-        self.ingest = None
-        self.scheduler = None
-        self.server = None
-        self.app = None
-        self.gates = []
-        self.visitors = None
+        self.broker: EmbeddedBroker | None = None
+        self.ctx: CentralContext | None = None
+        self.ingest: IngestWorker | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self.server: BaseWSGIServer | MultiSocketServer | None = None
+        self.app: Flask | None = None
+        self.gates: list[DemoGate] = []
+        self.visitors: VisitorSimulator | None = None
         self.started = time.monotonic()
+
+    @property
+    def central(self) -> CentralContext:
+        """The central's context, once `_start` made it."""
+        if self.ctx is None:
+            raise DemoError("the central is not started yet")
+        return self.ctx
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -156,8 +204,18 @@ class Demo:
         self.ctx = CentralContext.create(config, mqtt=True, client_suffix="demo")
         if self.stop.is_set():
             return
+        from protocol import clock
+
+        # Seeding sells for the first simulated morning while the clock stands still; then it runs, here
+        # and (PARK_CLOCK) in every gate agent started below.
+        clock.install(clock.FixedClock(demo_clock(opts.speed).start))
         park, passwords = self._seed()
         self.park = park
+        running = demo_clock(opts.speed)
+        os.environ[clock.ENV] = running.spec()
+        clock.install(running)
+        _say(f"clock: simulated, {opts.speed:g} simulated minutes per real second, {DAY_HOURS[0]:%H:%M}-"
+             f"{DAY_HOURS[1]:%H:%M} of each day (nights skipped); {clock.ENV}={running.spec()}")
         self._start_central(config)
         self._start_gates(park, passwords, broker, protocol)
         self._announce(park)
@@ -198,19 +256,19 @@ class Demo:
         park, passwords = seed_park(self.ctx, visitors=self.opts.visitors, gates=self.opts.gates, faces=faces,
                                     rng=self.rng, progress=lambda text: _say(f"  seeding: {text}"),
                                     gate_hardware=hardware)
-        self.ctx.publisher.flush()
+        self.central.publisher.flush()
         counts = {k: len(v) for k, v in park.pools.items()}
         _say(f"  seeded in {time.monotonic() - t0:.1f} s: {counts['single']} single-entry tickets, "
              f"{counts['day']} day passes, {counts['group']} group tickets, {counts['booking']} time-slot bookings, "
              f"{counts['pass']} annual-pass holders, {counts['wrong_day']} tickets for another day")
         return park, passwords
 
-    def _sell_more(self):
+    def _sell_more(self, day=None):
         from demo.seed import sell
 
-        pools = sell(self.ctx, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None)
-        self.ctx.publisher.flush()
-        log.info("the box office sold tickets for another %d visitors", self.opts.visitors)
+        pools = sell(self.ctx, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None, day=day)
+        self.central.publisher.flush()
+        log.info("the box office sold tickets for another %d visitors (%s)", self.opts.visitors, day or "today")
         return pools
 
     def _start_central(self, config) -> None:
@@ -220,8 +278,8 @@ class Demo:
         from central.bus.ingest_worker import IngestWorker
         from central.services.jobs import build_scheduler
 
-        self.ingest = IngestWorker(config, self.ctx.sessions, self.ctx.link, worker_id="demo",
-                                   cipher=self.ctx.cipher).start()
+        self.ingest = IngestWorker(config, self.central.sessions, self.central.link, worker_id="demo",
+                                   cipher=self.central.cipher).start()
         self.scheduler = build_scheduler(self.ctx)
         self.scheduler.start()
         app = self.app = create_app(config, context=self.ctx)
@@ -258,7 +316,7 @@ class Demo:
 
         deadline = time.monotonic() + timeout
         while not self.stop.is_set() and time.monotonic() < deadline:
-            with self.ctx.sessions() as db:
+            with self.central.sessions() as db:
                 rows = list(db.execute(select(Gate.name, Gate.config_acked, Gate.config_version, Gate.online)))
             ready = [r for r in rows if r.config_acked >= 1 and r.online]
             dead = [g.name for g in self.gates if not g.alive]
@@ -279,6 +337,7 @@ class Demo:
         ends = None if opts.duration is None else self.started + opts.duration
         next_line = time.monotonic() + 5
         first_passage = False
+        reported = 0
         while not self.stop.wait(0.25):
             now = time.monotonic()
             if ends is not None and now >= ends:
@@ -290,26 +349,35 @@ class Demo:
             dead = [g.name for g in self.gates if not g.alive]
             if dead:
                 raise DemoError(f"gate agent(s) {', '.join(dead)} exited: see {self.workdir}/gates/<gate>/agent.log")
+            if self.visitors is not None:
+                while reported < len(self.visitors.days_done):
+                    number, day, passages, refused = self.visitors.days_done[reported]
+                    reported += 1
+                    _say(f"day {number} ({day.isoformat()}) ended: {passages} turnstile passages, {refused} refused")
             if now >= next_line:
                 next_line = now + 5
                 _say(self._status_line())
 
     def _status_line(self) -> str:
+        from central.models import Site
         from central.services.occupancy import occupancy
 
-        with self.ctx.sessions() as db:
+        with self.central.sessions() as db:
             occ = occupancy(db, self.park.site)
+            site = db.get(Site, self.park.site)
+            business_day = site.business_date if site is not None else None
         s = self.visitors.stats if self.visitors else None
         zones = " · ".join(f"{z.name} {z.inside}/{z.capacity}" for z in occ.zones)
         entries = sum(z.entries_today for z in occ.zones)
         head = f"[{self.visitors.clock_text}] " if self.visitors else ""
         turnstiles = f"turnstile passages {s.passages}, refused {s.refused}" if s else ""
-        return f"{head}{turnstiles} | central: {entries} entries today | inside: {zones}"
+        day = f" ({business_day.isoformat()})" if business_day else ""
+        return f"{head}{turnstiles} | central: {entries} entries today{day} | inside: {zones}"
 
     # -- stop ----------------------------------------------------------------------------------
 
-    def _summary(self) -> None:
-        s = self.visitors.stats
+    def _summary(self, visitors: VisitorSimulator) -> None:
+        s = visitors.stats
         _say(f"visitors: {s.attempts} presentations at the gates, {s.passages} turnstile passages, "
              f"{s.refused} without a passage, {s.gave_up} gave up at a long queue")
         refusals = sorted((label, n) for (label, passed), n in s.by_label.items() if label not in ("arrival", "exit")
@@ -326,7 +394,7 @@ class Demo:
         _say("stopping ...")
         if self.visitors is not None:
             self.visitors.stop()
-            self._summary()
+            self._summary(self.visitors)
         for gate in self.gates:
             gate.signal_agent()
         deadline = time.monotonic() + 8

@@ -1,6 +1,6 @@
 """Seed a believable park through the central's own services (no raw SQL): site, zones, gates, ticket
 types, tickets across sales channels, time-slot bookings with ID numbers, annual-pass holders (some with
-an enrolled fingerprint), an admin.
+an enrolled fingerprint), travel agencies with contract prices and today's groups with their guides, an admin.
 
 What a visitor carries (a QR code, an ID card, a pass card, a face, a finger) is returned as `Carried` for the
 visitor simulator; the database keeps what production keeps (no codes, only ID-number digests).
@@ -8,23 +8,32 @@ visitor simulator; the database keeps what production keeps (no codes, only ID-n
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
+from central.models import SlotQuota
+from central.services import ServiceError, visitor_bookings
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
-from central.services.bookings import book_slot, define_quota
+from central.services.bookings import define_quota, quotas_for_day
 from central.services.tickets import IssueRequest, TicketTypeSpec
 from central.services.users import create_user
 from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
+from protocol.clock import park_now
+
+log = logging.getLogger(__name__)
 
 SITE = "demo-park"
 TIMEZONE = "Asia/Shanghai"
+OPENS_HOUR, CLOSES_HOUR = 8, 18  # the park's opening hours: booking slots are hourly within them
 ZONES = ((1, "Main Gate Plaza", 3000, "plaza"), (2, "Cave Trail", 400, "cave"), (3, "Summit Temple", 800, "summit"))
 SINGLE, DAY_PASS, GROUP, BOOKING = 1, 2, 3, 4
 CHANNELS = (("box_office", 35), ("web", 30), ("ota", 25), ("agency", 10))
@@ -53,6 +62,7 @@ class Carried:
     name: str = ""
     slot: tuple[datetime, datetime] | None = None
     label: str = ""  # single, day pass, group, booking, annual pass, wrong day
+    day: date | None = None  # the visit date of a ticket or booking (None: an annual pass)
 
 
 @dataclass
@@ -62,6 +72,13 @@ class Park:
     gates: list[GateSpec]
     admin_password: str = ""
     pools: dict[str, list[Carried]] = field(default_factory=dict)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The park's `day` from midnight to midnight, aware."""
+    tz = ZoneInfo(TIMEZONE)
+    start = datetime.combine(day, datetime.min.time(), tz)
+    return start, start + timedelta(days=1)
 
 
 def gate_layout(count: int) -> list[GateSpec]:
@@ -114,15 +131,53 @@ def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random
         park.admin_password = password
     park.pools = sell(ctx, visitors, faces=faces, rng=rng, progress=progress, wrong_day=True,
                       finger_share=FINGER_SHARE)
+    progress("travel agencies, contracts and today's groups with their guides")
+    park.pools["group"] += book_groups(ctx, rng, groups=max(3, visitors // 200))
+    rng.shuffle(park.pools["group"])
     return park, passwords
 
 
+# Group customers with their contract prices for the group ticket (the rack price is 60).
+AGENCIES = (("Huangshan CITS", "agency", "45.00"), ("Anhui Spring Travel", "agency", "50.00"),
+            ("Trip Cloud OTA", "ota", "52.00"), ("Hefei No. 1 Middle School", "school", "30.00"))
+GUIDES = (("Wang Li", "13800000001"), ("Chen Jing", "13900000002"), ("Zhao Lei", "13700000003"),
+          ("Sun Yan", "13600000004"))
+
+
+def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
+    """Agencies with contracts, and today's group orders: one group ticket each, brought by the guide."""
+    from central.services import customers as customer_service
+
+    today = park_now().astimezone(ZoneInfo(TIMEZONE)).date()
+    carried: list[Carried] = []
+    with ctx.sessions.begin() as db:
+        ids = []
+        for name, kind, price in AGENCIES:
+            customer = customer_service.create_customer(db, SITE, customer_service.CustomerSpec(
+                name=name, kind=kind, credit_limit="200000", payment_term_days=30), actor="demo")
+            customer_service.add_contact(db, customer.id, fake_name(rng), phone="0559 5550100", duty="bookings",
+                                         actor="demo")
+            customer_service.set_contract_price(db, customer.id, GROUP, price, today.replace(day=1), actor="demo")
+            ids.append(customer.id)
+        for i in range(groups):
+            guide, phone = GUIDES[i % len(GUIDES)]
+            result = customer_service.create_group_order(db, SITE, customer_service.GroupOrderRequest(
+                customer_id=ids[i % len(ids)], ticket_type=GROUP, visit_date=today, headcount=rng.randint(10, 40),
+                guide_name=guide, guide_phone=phone, idempotency_key=f"demo-{today.isoformat()}-{i}"), actor="demo")
+            for ticket in result.tickets:
+                carried.append(Carried("qr", ticket_service.ticket_code(ticket, ctx.signer),
+                                       headcount=ticket.headcount, name=guide, label="group", day=today))
+    return carried
+
+
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,
-         wrong_day: bool = False, finger_share: float = 0.0) -> dict[str, list[Carried]]:
-    """Tickets, bookings and passes for about `visitors` people of today; what they carry, by kind.
-    `finger_share` of the new annual-pass holders (at most MAX_FINGERS) enrol a fingerprint."""
+         wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None) -> dict[str, list[Carried]]:
+    """Tickets, bookings and passes for about `visitors` people of `day` (the park's today by its clock,
+    `protocol.clock`); what they carry, by kind. `finger_share` of the new annual-pass holders (at most
+    MAX_FINGERS) enrol a fingerprint."""
     tz = ZoneInfo(TIMEZONE)
-    today = datetime.now(tz).date()
+    now = park_now().astimezone(tz)
+    today = day or now.date()
     pools: dict[str, list[Carried]] = {"single": [], "day": [], "group": [], "booking": [], "pass": [],
                                        "wrong_day": []}
     n_single = int(visitors * 0.55)
@@ -135,55 +190,83 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
 
     requests: list[tuple[str, IssueRequest, Carried]] = []
     for _ in range(n_single):
-        requests.append(("single", IssueRequest(ticket_type=SINGLE, channel=_channel(rng)), Carried(
-            "qr", "", label="single")))
+        requests.append(("single", IssueRequest(ticket_type=SINGLE, visit_date=today, channel=_channel(rng)),
+                         Carried("qr", "", label="single", day=today)))
     for _ in range(n_day):
-        requests.append(("day", IssueRequest(ticket_type=DAY_PASS, channel=rng.choice(("web", "ota"))), Carried(
-            "qr", "", reentry=True, face=random_face(rng) if faces else None, label="day pass")))
+        requests.append(("day", IssueRequest(ticket_type=DAY_PASS, visit_date=today,
+                                             channel=rng.choice(("web", "ota"))),
+                         Carried("qr", "", reentry=True, face=random_face(rng) if faces else None, label="day pass",
+                                 day=today)))
     people = 0
     while people < n_group_people:
         size = rng.randint(4, 12)
         people += size
-        requests.append(("group", IssueRequest(ticket_type=GROUP, headcount=size, channel=rng.choice(
-            ("agency", "group")), channel_ref=f"TA-{rng.randrange(10**6):06d}"), Carried(
-            "qr", "", headcount=size, label="group")))
+        requests.append(("group", IssueRequest(ticket_type=GROUP, headcount=size, visit_date=today,
+                                               channel=rng.choice(("agency", "group")),
+                                               channel_ref=f"TA-{rng.randrange(10**6):06d}"),
+                         Carried("qr", "", headcount=size, label="group", day=today)))
     for i in range(n_wrong):
-        day = today - timedelta(days=1) if i % 2 else today + timedelta(days=1)
-        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=day, channel=_channel(rng)),
-                         Carried("qr", "", label="wrong day")))
+        other = today - timedelta(days=1) if i % 2 else today + timedelta(days=1)
+        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=other, channel=_channel(rng),
+                                                   allow_past=other < now.date()),
+                         Carried("qr", "", label="wrong day", day=other)))
     rng.shuffle(requests)
     done = 0
-    for start in range(0, len(requests), 500):
-        chunk = requests[start:start + 500]
+    for first in range(0, len(requests), 500):
+        chunk = requests[first:first + 500]
         with ctx.sessions.begin() as db:
             tickets = ticket_service.issue_tickets(db, SITE, [r for _, r, _ in chunk], actor="demo")
-            for (pool, _req, carried), ticket in zip(chunk, tickets, strict=True):
+            for (kind, _req, carried), ticket in zip(chunk, tickets, strict=True):
                 carried.value = ticket_service.ticket_code(ticket, ctx.signer)
-                pools[pool].append(carried)
+                pools[kind].append(carried)
         done += len(chunk)
         progress(f"tickets {done}/{len(requests)}")
 
-    # Real-name bookings: hourly slots of today; visitors booked from this hour to the end of the day.
-    now = datetime.now(tz)
+    # Real-name bookings: hourly slots of the day's opening hours still to come (all of them for a later
+    # day); each sale adds its bookings to what the slots already hold, so a second sale in a day fits.
+    first = now.hour if today == now.date() else 0
     slots = [(datetime(today.year, today.month, today.day, h, tzinfo=tz),
               datetime(today.year, today.month, today.day, h, tzinfo=tz) + timedelta(hours=1))
-             for h in range(now.hour, 24)]
+             for h in range(max(first, OPENS_HOUR), CLOSES_HOUR)]
+    if not slots:
+        n_booking = 0  # the park is closing: nobody books for today any more
     with ctx.sessions.begin() as db:
+        held = {q.slot_start: q.booked for q in quotas_for_day(db, SITE, *day_bounds(today))}
         for start, end in slots:
-            define_quota(db, SITE, start, end, max(50, n_booking // 2 + 10))
-    for i in range(n_booking):
+            define_quota(db, SITE, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
+        # The public booking site's rules: booking stays open until a slot ends (the demo books its slots
+        # under way), parties of up to 5.
+        visitor_bookings.update_settings(db, SITE, "demo", ticket_type_id=BOOKING, days_ahead=7, party_max=5,
+                                         cancel_before_min=30, close_before_min=-60, retention_days=30,
+                                         face_entry=False)
+        quota_ids = {q.slot_start: q.id for q in db.scalars(select(SlotQuota).where(SlotQuota.site_id == SITE))}
+    # Visitors book before they come, as on /book/: a party of 1 to 4, each person's name and ID card, a phone.
+    booked = 0
+    i = 0
+    while booked < n_booking and i < n_booking * 2:
         # A third booked for the slots now under way, the rest spread over the day's later slots.
-        start, end = slots[i % min(2, len(slots))] if i < n_booking // 3 else rng.choice(slots)
-        number, name = fake_id_number(rng), fake_name(rng)
-        with ctx.sessions.begin() as db:
-            book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number, holder_name=name,
-                      channel=rng.choice(("web", "ota")), actor="demo")
-        pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking"))
-        if (i + 1) % 100 == 0 or i + 1 == n_booking:
-            progress(f"bookings {i + 1}/{n_booking}")
+        start, end = slots[i % min(2, len(slots))] if booked < n_booking // 3 else rng.choice(slots)
+        party = [(fake_id_number(rng), fake_name(rng)) for _ in range(min(rng.choice((1, 1, 2, 2, 3, 4)),
+                                                                          n_booking - booked))]
+        request = visitor_bookings.BookingRequest(
+            quota_id=quota_ids[start], persons=[visitor_bookings.PartyMember(n, "id_card", num) for num, n in party],
+            phone=f"13{rng.randrange(10**9):09d}", consent=True, language=rng.choice(("zh", "en")),
+            client_address=f"198.51.100.{rng.randrange(1, 255)}")
+        i += 1
+        try:
+            with ctx.sessions.begin() as db:
+                visitor_bookings.make_booking(db, SITE, request)
+        except ServiceError:  # the same made-up ID twice in a day, or a full slot: this party books nothing
+            continue
+        for number, name in party:
+            pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",
+                                            day=today))
+        booked += len(party)
+        if booked % 100 < len(party) or booked >= n_booking:
+            progress(f"bookings {booked}/{n_booking}")
 
-    valid_from = datetime(today.year, 1, 1, tzinfo=tz)
-    valid_to = datetime(today.year + 1, 1, 1, tzinfo=tz)
+    valid_from = datetime.combine(today - timedelta(days=30), datetime.min.time(), tz)
+    valid_to = datetime.combine(today + timedelta(days=366), datetime.min.time(), tz)
     for i in range(n_pass):
         name = fake_name(rng)
         with ctx.sessions.begin() as db:

@@ -1,6 +1,8 @@
 """The visitor simulator: people walk through the simulated gates over a day's curve, so the dashboard moves.
 
-A simulated day runs from 08:00 to 18:00, `speed` simulated minutes per real second. Parties arrive
+The day is the park's, read from the one clock every process of the demo shares (`protocol.clock`:
+a simulated clock, `speed` simulated minutes per real second, living 07:00-19:00 of each day): the
+central sells for that day, the gates admit by it, and the visitors come by it. Parties arrive
 as a Poisson process whose rate follows a morning peak, a midday plateau and a quiet late afternoon;
 each stays a while in its zone and leaves by the zone's exit gate; day-pass and annual-pass holders
 may come back. Annual-pass holders who enrolled a finger often come in by their finger alone (the
@@ -12,6 +14,10 @@ finger nobody enrolled. Some visitors are let in but walk away from the turnstil
 The simulator only touches the devices (scanner, card readers, fingerprint module, camera, turnstile
 behaviour): the gate agents decide; passages are counted where a real park counts them, at the
 turnstile's sensor.
+
+Days follow one another: at noon the box office sells the next day's tickets and bookings (as a park's
+online shop sells ahead), at 18:30 everybody still inside leaves, and at the next morning yesterday's
+unused tickets become the "ticket for another day" that some visitors show by mistake.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from demo.gate_rig import DemoGate
 from demo.people import fake_card_uid, fake_id_number, random_face, random_finger
-from demo.seed import Carried, Park
+from demo.seed import TIMEZONE, Carried, Park
+from protocol.clock import park_now
 
 log = logging.getLogger(__name__)
 OPENS_MIN, CLOSES_MIN = 8 * 60, 18 * 60
@@ -37,6 +45,9 @@ ZONE_WEIGHTS = {1: 0.55, 2: 0.2, 3: 0.25}
 REFUSAL_SHARE = 0.1
 WALK_AWAY_SHARE = 0.02
 FINGER_SHARE = 0.6  # of the arrivals of a holder with an enrolled finger: the finger instead of the card
+PRESALE_MIN = 12 * 60  # from noon the box office sells the next day's tickets
+SWEEP_MIN = CLOSES_MIN + 30  # everybody still inside leaves
+TICKET_POOLS = ("single", "day", "group", "booking")
 
 
 def day_curve(minute: float) -> float:
@@ -60,6 +71,8 @@ class Stats:
     refused: int = 0  # attempts after which nobody passed
     gave_up: int = 0  # arrivals that found a queue too long
     by_label: Counter = field(default_factory=Counter)
+    passages_by_day: Counter = field(default_factory=Counter)  # the park's date -> turnstile passages
+    refused_by_day: Counter = field(default_factory=Counter)
     fingers: Counter = field(default_factory=Counter)  # (label, passed) of the attempts made with a finger
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -85,14 +98,21 @@ class VisitorSimulator:
         self.gates = gates
         self.speed = speed
         self.rng = rng
-        self.refill = refill  # called (in a thread) when the day's tickets run out: the box office sells more
+        self.refill = refill  # refill(day) in a thread: the box office sells for that day (None: today)
         self.stats = Stats()
+        self.tz = ZoneInfo(TIMEZONE)
+        now = self._local()
         self.day = 1
-        self.sim_minute = float(OPENS_MIN)
+        self.today = now.date()
+        self.sim_minute = _minute(now)
+        self.days_done: list[tuple[int, date, int, int]] = []  # (day number, date, passages, refused) of past days
+        self._swept = False
+        self._presale: date | None = None  # the day the box office last sold ahead for
+        self._presold: tuple[date, dict[str, list[Carried]]] | None = None
         self._entries = {z: [g for g in gates if g.entry and g.spec.zone == z] for z in park.zones}
         self._exits = {z: [g for g in gates if not g.entry and g.spec.zone == z] for z in park.zones}
         self._zones = [z for z in park.zones if self._entries[z]]
-        self._queues = {g.name: queue.Queue() for g in gates}
+        self._queues: dict[str, queue.Queue[_Visit]] = {g.name: queue.Queue() for g in gates}
         self._events: list[tuple[float, int, _Visit]] = []
         self._used: list[Carried] = []
         self._seq = 0
@@ -123,40 +143,73 @@ class VisitorSimulator:
     @property
     def clock_text(self) -> str:
         minute = int(self.sim_minute)
-        return f"day {self.day} {minute // 60 % 24:02d}:{minute % 60:02d}"
+        return f"{self.today.isoformat()} {minute // 60 % 24:02d}:{minute % 60:02d}, day {self.day}"
+
+    def _local(self) -> datetime:
+        return park_now().astimezone(self.tz)
 
     # -- the clock -----------------------------------------------------------------------------
 
     def _clock(self) -> None:
-        last = time.monotonic()
+        last = self._local()
         while not self._stop.wait(0.05):
-            now = time.monotonic()
-            step = (now - last) * self.speed
+            now = self._local()
+            if now.date() != self.today:
+                self._new_day(now)
+                last = now
+            step = max(0.0, (now - last).total_seconds() / 60)  # simulated minutes since the last tick
             last = now
-            start, self.sim_minute = self.sim_minute, self.sim_minute + step
+            start, self.sim_minute = self.sim_minute, _minute(now)
             rate = day_curve(start) / _CURVE_AREA * self._parties_per_day  # parties per simulated minute
             for _ in range(_poisson(self.rng, rate * step)):
                 self._arrive()
             with self._lock:
                 due = []
-                while self._events and self._events[0][0] <= self.sim_minute:
+                while self._events and self._events[0][0] <= now.timestamp():
                     due.append(heapq.heappop(self._events)[2])
-                if self.sim_minute >= CLOSES_MIN + 60:
-                    due += [visit for _, _, visit in self._events if visit.direction == "out"]  # closing time
+                if not self._swept and self.sim_minute >= SWEEP_MIN:
+                    self._swept = True  # closing time: whoever is still inside leaves
+                    due += [visit for _, _, visit in self._events if visit.direction == "out"]
                     self._events.clear()
-                    self._new_day()
             for visit in due:
                 self._send(visit)
+            self._box_office()
 
-    def _new_day(self) -> None:
+    def _new_day(self, now: datetime) -> None:
+        """The park's date changed: yesterday's unused tickets are now for another day; today's presale opens."""
+        with self._lock:
+            self._events.clear()
+        with self.stats.lock:
+            self.days_done.append((self.day, self.today, self.stats.passages_by_day[self.today],
+                                   self.stats.refused_by_day[self.today]))
         self.day += 1
-        self.sim_minute = float(OPENS_MIN)
-        log.info("a new simulated day begins (day %d)", self.day)
+        self.today = now.date()
+        self._swept = False
+        pools = self.park.pools
+        stale = [c for k in TICKET_POOLS[:3] for c in pools.get(k, []) if c.day != self.today]
+        for key in TICKET_POOLS:
+            pools[key] = [c for c in pools.get(key, []) if c.day == self.today]
+        pools["wrong_day"] = ([c for c in pools.get("wrong_day", []) if c.day != self.today] + stale)[-200:]
+        with self._lock:
+            self._used = self._used[-200:]
+        log.info("a new simulated day begins (day %d, %s)", self.day, self.today)
+
+    def _box_office(self) -> None:
+        """Sell the next day ahead from noon; put what was sold ahead on sale when its day comes."""
+        presold = self._presold
+        if presold is not None and presold[0] == self.today:
+            self._presold = None
+            for key, items in presold[1].items():
+                self.park.pools.setdefault(key, []).extend(items)
+        tomorrow = self.today + timedelta(days=1)
+        if self.sim_minute >= PRESALE_MIN and self._presale != tomorrow and not self._refilling:
+            self._presale = tomorrow
+            self._sell(tomorrow)
 
     def _later(self, minutes: float, visit: _Visit) -> None:
         with self._lock:
             self._seq += 1
-            heapq.heappush(self._events, (self.sim_minute + minutes, self._seq, visit))
+            heapq.heappush(self._events, (park_now().timestamp() + minutes * 60, self._seq, visit))
 
     def _send(self, visit: _Visit) -> None:
         gates = (self._entries if visit.direction == "in" else self._exits).get(visit.zone) or []
@@ -177,16 +230,16 @@ class VisitorSimulator:
         pool = self.park.pools[self.rng.choices(choices, weights=weights)[0]]
         if pool[-1].slot is None:
             return pool.pop()
-        # A booked visitor comes in their slot (by the real clock, which the gates go by).
-        now = datetime.now(UTC)
+        # A booked visitor comes in their slot (by the park's clock, which the gates go by).
+        now = park_now()
         for i in range(len(pool) - 1, max(-1, len(pool) - 300), -1):
-            start, end = pool[i].slot
-            if start <= now < end:
+            slot = pool[i].slot
+            if slot is not None and slot[0] <= now < slot[1]:
                 return pool.pop(i)
         return None
 
     def _early_booking(self) -> Carried | None:
-        now = datetime.now(UTC)
+        now = park_now()
         later = [c for c in self.park.pools.get("booking", [])[-300:] if c.slot and c.slot[0] > now]
         return self.rng.choice(later) if later else None
 
@@ -249,15 +302,23 @@ class VisitorSimulator:
         return None
 
     def _ask_refill(self) -> None:
+        if self.sim_minute < CLOSES_MIN - 30:  # nobody buys a ticket for a park about to close
+            self._sell(None)
+
+    def _sell(self, day: date | None) -> None:
+        """The box office sells for `day` (None: today, on sale at once) in a thread of its own."""
         if self.refill is None or self._refilling:
             return
         self._refilling = True
 
         def run() -> None:
             try:
-                pools = self.refill()
-                for key, items in pools.items():
-                    self.park.pools.setdefault(key, []).extend(items)
+                pools = self.refill(day)
+                if day is None or day == self.today:
+                    for key, items in pools.items():
+                        self.park.pools.setdefault(key, []).extend(items)
+                else:
+                    self._presold = (day, pools)
             except Exception:
                 log.exception("selling more tickets failed")
             finally:
@@ -291,9 +352,10 @@ class VisitorSimulator:
             gate.clear_faces()
             sim.behaviour = "walk_away" if visit.walk_away else "pass"
             before = getattr(sim, counter)
-            by_finger = visit.finger is not None and gate.finger is not None
-            if by_finger:
-                gate.touch_finger(visit.finger)  # the finger alone: no card, no face
+            finger = visit.finger if gate.finger is not None else None
+            by_finger = finger is not None
+            if finger is not None:
+                gate.touch_finger(finger)  # the finger alone: no card, no face
             else:
                 if visit.direction == "in":
                     gate.show_face(visit.face, seq)
@@ -313,8 +375,10 @@ class VisitorSimulator:
         with self.stats.lock:
             self.stats.attempts += 1
             self.stats.passages += max(0, passed)
+            self.stats.passages_by_day[self.today] += max(0, passed)
             if passed <= 0:
                 self.stats.refused += 1
+                self.stats.refused_by_day[self.today] += 1
             self.stats.by_label[(visit.label, passed > 0)] += 1
             if by_finger:
                 self.stats.fingers[(visit.label, passed > 0)] += 1
@@ -333,6 +397,11 @@ class VisitorSimulator:
             zone = self._zone_for(carried)
             self._later(self.rng.uniform(15, 60), _Visit(carried, zone, "in", face=carried.face,
                                                          finger=self._finger(carried), label="arrival"))
+
+
+def _minute(at: datetime) -> float:
+    """Minutes after midnight of `at` (local)."""
+    return at.hour * 60 + at.minute + at.second / 60
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

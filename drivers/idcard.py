@@ -9,8 +9,10 @@ an unplugged port is reported once through `on_status` and reopened by itself.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from drivers import idcard_frames as f
 from drivers.errors import DeviceDisconnected, DeviceFault, DeviceTimeout, FrameError
@@ -31,8 +33,11 @@ class IdCardReader:
         response_timeout: float = 0.5,
         poll_interval_s: float = 0.1,
         on_status: StatusCallback | None = None,
+        photo_decoder: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.port = port
+        # The chip's photo is WLT, which only the reader maker's licensed decoder turns into an image.
+        self.photo_decoder = photo_decoder
         self.response_timeout = response_timeout
         self.poll_interval_s = poll_interval_s
         self.link = SerialLink(port, baudrate, on_status=on_status)
@@ -92,8 +97,16 @@ class IdCardReader:
         read = self.exchange(*f.READ_TEXT_PHOTO)
         if read.sw3 != f.SW_OK:
             raise DeviceFault(self.port, f"read card: {read.message}", read.sw3)
-        text, _photo = f.split_text_photo(read.data, self.port)  # the photo (WLT) is not decoded here
-        return f.parse_text(text, self.port, verify=True)
+        text, wlt = f.split_text_photo(read.data, self.port)
+        card = f.parse_text(text, self.port, verify=True)
+        if self.photo_decoder is None or not wlt:
+            return card
+        try:
+            photo = self.photo_decoder(wlt)
+        except Exception as exc:  # the SDK's own failure: the card's text still stands, without a photo
+            log.warning("%s: the card's photo could not be decoded (%s)", self.port, type(exc).__name__)
+            return card
+        return dataclasses.replace(card, photo=photo or None)
 
     def read_card(self, timeout: float | None) -> IdCard | None:
         """The next card laid on the reader, or None after `timeout` seconds without one."""

@@ -126,6 +126,8 @@ class IdCard:
     valid_from: dt.date
     valid_to: dt.date | None  # None: no end date ("长期")
     nation_code: int = field(default=0)
+    # The card's photo as the reader maker's SDK decoded it (JPEG/BMP bytes); None where none was decoded.
+    photo: bytes | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         name = self.name[:1] + "*" * (len(self.name) - 1)

@@ -16,10 +16,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 
 from protocol import messages as m
 from protocol import topics
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.ids import is_ticket_ref
 
@@ -42,6 +42,7 @@ class CacheSync:
         self._publish = publish
         self._after_changes = after_changes
         self._after_snapshot = after_snapshot
+        self.on_finger_binding: Callable[[], None] | None = None  # a ticket's finger taken at another gate
         self._lock = threading.RLock()
         self.resyncing = False
         self._asked_at = 0.0
@@ -142,6 +143,8 @@ class CacheSync:
             return
         if self.store.apply_remote(event):
             self.zones.passage(event)
+            if event.binding and event.binding_kind == "fingerprint" and self.on_finger_binding is not None:
+                self.on_finger_binding()  # 人票绑定: this gate's module loads the ticket's finger too
 
     def on_occupancy(self, payload: bytes) -> None:
         try:
@@ -155,7 +158,7 @@ def plausible_remote(event: m.PassageEvent) -> bool:
     central's checks (`central.services.ingest`) cannot stop a forged one; these are the checks a gate
     can make alone: not dated ahead of this gate's clock (a far-future time would hold the ticket "too
     soon" and the zone count until then), and one passage per event for anything but a group ticket."""
-    if (event.at - datetime.now(UTC)).total_seconds() > m.MAX_AHEAD_S:
+    if (event.at - park_now()).total_seconds() > m.MAX_AHEAD_S:
         log.warning("a passage event from %s dated ahead of this gate's clock was ignored", event.gate)
         return False
     if event.headcount > 1 and not is_ticket_ref(event.credential_ref):

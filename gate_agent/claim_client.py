@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -66,7 +66,7 @@ class ClaimClient:
 
     def claim(self, request: m.ClaimRequest, timeout_s: float) -> m.ClaimReply | None:
         """The central's answer, or None when none came within `timeout_s` (or the link is down)."""
-        done, box = threading.Event(), []
+        done, box = threading.Event(), list[m.ClaimReply]()
         with self._lock:
             self._waiting[request.id] = (done, box)
         try:
@@ -88,7 +88,7 @@ class ClaimClient:
             id=new_event_id(), site=self.site, gate=self.gate, zone=cfg.zone, credential_kind=resolved.kind,
             credential_ref=resolved.ref, ticket_type=credential.ticket_type if credential else None,
             headcount=min(255, credential.headcount if credential else 1), allowed=min(255, verdict.passages),
-            at=now, deadline_ms=cfg.claim_deadline_ms)
+            at=datetime.now(UTC), deadline_ms=cfg.claim_deadline_ms)  # the wall clock: it times the wait
         reply = self.claim(request, cfg.claim_deadline_ms / 1000)
         if reply is None:
             log.info("no claim answer within %d ms: deciding alone", cfg.claim_deadline_ms)

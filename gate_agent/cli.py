@@ -32,8 +32,18 @@ def _print(value) -> None:
 
 
 def _run(cfg: gate_config.GateFileConfig) -> int:
+    from protocol.clock import ClockError, WallClock, park_clock
+
     from .agent import GateAgent
 
+    try:
+        clock = park_clock()
+    except ClockError as exc:
+        print(f"gate-agent: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(clock, WallClock):
+        logging.getLogger("gate_agent").warning("the park's clock is simulated (PARK_CLOCK=%s): a demo, not a park",
+                                                clock.spec())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -84,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     except gate_config.ConfigError as exc:
         print(f"gate-agent: {exc}", file=sys.stderr)
         return 2
+    if cfg.logging.json:  # JSON lines with the site and gate on each ([logging] json)
+        from protocol.logs import use_json_logs
+
+        use_json_logs(site=cfg.site, gate=cfg.gate_id, service="gate-agent")
 
     if args.command == "run":
         return _run(cfg)
@@ -111,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
         return 0
-    payload = {"status": {"cmd": "status"}, "resync": {"cmd": "resync"},
+    payloads: dict[str, dict[str, object]] = {"status": {"cmd": "status"}, "resync": {"cmd": "resync"},
                "test-device": {"cmd": "test-device", "name": getattr(args, "name", None)},
-               "set-mode": {"cmd": "set-mode", "mode": getattr(args, "mode", None)}}[args.command]
+               "set-mode": {"cmd": "set-mode", "mode": getattr(args, "mode", None)}}
+    payload = payloads[args.command]
     answer = _ask(cfg, payload)
     if answer is None:
         print("gate-agent: the agent is not running (no control socket)", file=sys.stderr)

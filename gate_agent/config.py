@@ -9,13 +9,17 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
     [store]     path, template_key = "base64url" | template_key_file = "path" (default <store>.key, made if missing),
                 id_key_file = "path" (the site's ID-number salt; default <store>.idkey, written from the config)
     [control]   socket (the local CLI's unix socket; default: next to the store)
+    [metrics]   listen = "127.0.0.1:9101" (Prometheus; off when absent), allow_public (serve on a public interface)
+    [logging]   json (one JSON object a line, with the site and gate)
     [devices.turnstile]   profile, tcp = "host:port" | serial = "/dev/...", baudrate, unit_id, timeout_s
     [devices.qr]          port, baudrate, direction
-    [devices.idcard]      port, direction
+    [devices.idcard]      port, direction, photo_decoder = "module:function" (the maker's WLT decoder, for 人证核验)
     [devices.rfid]        pcsc_reader = "name" | port = "/dev/...", baudrate, direction
     [devices.fingerprint] port, baudrate, direction
     [devices.camera]      files = "glob" | source = "..." | templates = "folder", fps, identify (1:N face-only entry)
-    [devices.display]     kind = "console", voice
+    [devices.display]     kind = "console" | "kiosk", voice, listen = "127.0.0.1:8765" (kiosk: the box's own screen)
+    [devices.voice]       port, baudrate, encoding = "auto" | "gb2312" | "gbk" | "big5" | "unicode", timeout_s
+                          (a SYN6288-family text-to-speech module)
 """
 
 from __future__ import annotations
@@ -78,6 +82,23 @@ class ControlSection(_Section):
     socket: str | None = None
 
 
+class MetricsSection(_Section):
+    listen: str | None = None  # "host:port"; none: no metrics served
+    # A public address (or every interface, 0.0.0.0) is refused unless this says so: the metrics name
+    # the gate's devices and counts, for the park's monitoring network only.
+    allow_public: bool = False
+
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class LoggingSection(_Section):
+    json: bool = False
+
+
 class TurnstileDevice(_Section):
     profile: str = ""  # empty: the central's hardware.controller_profile decides
     # A folder of the site's own controller profiles (<model>.toml), looked up before the shipped ones.
@@ -110,6 +131,9 @@ class IdCardDevice(_Section):
     port: Port
     baudrate: int = 115200
     direction: ReaderDirection = "in"
+    # "module:function" decoding the card chip's WLT photo (the reader maker's licensed SDK, wrapped):
+    # needed for 人证核验; without it the reader yields no photo.
+    photo_decoder: str | None = None
 
 
 class RfidDevice(_Section):
@@ -135,8 +159,20 @@ class CameraDevice(_Section):
 
 
 class DisplayDevice(_Section):
-    kind: Literal["console"] = "console"
+    kind: Literal["console", "kiosk"] = "console"
     voice: bool = True
+    listen: str = "127.0.0.1:8765"  # kiosk: where the box's own browser reads the page (keep it local)
+
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+class VoiceDevice(_Section):
+    port: Port
+    baudrate: int = 9600
+    encoding: Literal["auto", "gb2312", "gbk", "big5", "unicode"] = "auto"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.3
 
 
 class Devices(_Section):
@@ -147,6 +183,7 @@ class Devices(_Section):
     fingerprint: FingerprintDevice | None = None
     camera: CameraDevice | None = None
     display: DisplayDevice = msgspec.field(default_factory=DisplayDevice)
+    voice: VoiceDevice | None = None
 
 
 class GateFileConfig(_Section):
@@ -157,6 +194,8 @@ class GateFileConfig(_Section):
     store: StoreSection = msgspec.field(default_factory=StoreSection)
     control: ControlSection = msgspec.field(default_factory=ControlSection)
     devices: Devices = msgspec.field(default_factory=Devices)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
+    logging: LoggingSection = msgspec.field(default_factory=LoggingSection)
     source: str = "<memory>"  # the file it came from, for messages
 
     @property
@@ -236,9 +275,27 @@ def _check(cfg: GateFileConfig, source: str) -> None:
             host, sep, port = t.tcp.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 fail("devices.turnstile.tcp", f"{t.tcp!r} is not \"host:port\"")
+    if cfg.metrics.listen is not None:
+        from .metrics import public_address
+
+        host, sep, port = cfg.metrics.listen.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            fail("metrics.listen", f"{cfg.metrics.listen!r} is not \"host:port\"")
+        try:
+            public = public_address(host)
+        except ValueError:
+            fail("metrics.listen", f"{host!r} is not an IP address (or localhost)")
+        if public and not cfg.metrics.allow_public:
+            fail("metrics.listen", f"{host} is a public interface (or every interface); listen on the park's "
+                 "network or 127.0.0.1, or set metrics.allow_public = true")
     r = cfg.devices.rfid
     if r is not None and (r.pcsc_reader is None) == (r.port is None):
         fail("devices.rfid", "give exactly one of pcsc_reader = \"name\" or port = \"/dev/...\"")
+    d = cfg.devices.display
+    host, sep, port = d.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        fail("devices.display.listen", f"{d.listen!r} is not \"host:port\"")
     c = cfg.devices.camera
     if c is not None and [c.files, c.source, c.templates].count(None) != 2:
         fail("devices.camera", "give exactly one of files = \"glob\", source = \"...\" or templates = \"folder\"")

@@ -59,6 +59,8 @@ class ControlServer:
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._sock is None:
+                    return  # closed
                 conn, _ = self._sock.accept()
             except (TimeoutError, OSError):
                 continue

@@ -19,17 +19,31 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from protocol import messages as m
 from protocol.errors import CodeError
 from protocol.ids import id_number_digest, pass_ref, ticket_ref
 from protocol.reasons import Reason
-from protocol.rules import Biometric, Credential, SitePolicy, Usage, Verdict, ZoneState, biometric_step, decide, refused
+from protocol.rules import (
+    Biometric,
+    Credential,
+    SitePolicy,
+    Usage,
+    Verdict,
+    ZoneState,
+    biometric_step,
+    decide,
+    id_face_check,
+    refused,
+)
 from protocol.ticket_code import KeyRing, PublicKey
 from protocol.ticket_code import TicketClaims as Claims
 
 from .store import PassRow, Store, TicketRow
+
+if TYPE_CHECKING:
+    from biometrics.face import FaceIndex  # numpy only on a gate with a camera
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +59,11 @@ class Attempt:
     value: object  # QR text, ID number, card UID hex, a FaceTemplate, a holder id (fingerprint)
     direction: m.Direction = "in"
     source: str = ""
+    # An ID card's photo as the reader's SDK decoded it: in memory for 人证核验 only, never stored or sent.
+    photo: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
-    def repeat_key(self) -> tuple[str, object]:
+    def repeat_key(self) -> tuple[str, str, object]:
         value = self.value
         if isinstance(value, str):
             value = value.strip().upper()
@@ -68,6 +84,8 @@ class Resolved:
     binding: bytes | None = None  # the face template bound at first entry, if any
     holder_id: str | None = None
     refusal: Reason | None = None  # refused before the rules could run
+    card_photo: bytes | None = field(default=None, repr=False)  # an ID card's photo (memory only)
+    first_photo: bytes | None = field(default=None, repr=False)  # the camera's view as a finger is bound
 
 
 @dataclass
@@ -81,6 +99,10 @@ class Outcome:
 
 
 BiometricCapture = Callable[[str, Resolved, "ActiveConfig"], tuple[Biometric | None, bytes | None]]
+
+
+class CardPhotoUnreadable(Exception):
+    """The ID card's photo holds no face the gate can compare (人证核验 cannot be done)."""
 
 
 class ConfigInvalid(ValueError):
@@ -98,7 +120,7 @@ class ActiveConfig:
         ])
         self.rules = {t.id: t for t in cfg.ticket_types}
         self.policy = SitePolicy(timezone=cfg.timezone, opens=cfg.opening.opens, closes=cfg.opening.closes,
-                                 pass_biometric=cfg.pass_biometric)
+                                 pass_biometric=cfg.pass_biometric, id_face=cfg.id_face)
 
     def rules_for(self, ticket_type: int | None) -> m.TicketTypeRules | None:
         if ticket_type is None:
@@ -176,9 +198,10 @@ class ZoneTracker:
 class FaceSource(Protocol):
     """Where the decider finds enrolled faces (`gate_agent.faces.FaceMatcher`)."""
 
-    index: object
+    @property
+    def index(self) -> FaceIndex | None: ...
 
-    def ensure(self) -> object: ...
+    def ensure(self) -> FaceIndex | None: ...
 
 
 class Decider:
@@ -201,7 +224,9 @@ class Decider:
         if kind == "qr":
             return self._qr(str(attempt.value), active, now)
         if kind == "id_card":
-            return self._id_card(str(attempt.value), active, now)
+            resolved = self._id_card(str(attempt.value), active, now)
+            resolved.card_photo = attempt.photo
+            return resolved
         if kind == "annual_pass":
             uid = str(attempt.value).strip().upper()
             row = self.store.pass_by_uid(uid) if uid else None
@@ -272,7 +297,7 @@ class Decider:
     def _face(self, probe, active: ActiveConfig) -> Resolved:
         index = self.face_source.ensure() if self.face_source is not None else None
         match = index.identify(probe, active.cfg.face_threshold) if index is not None else None
-        if match is None or not match.ok:
+        if match is None or not match.ok or match.holder_id is None:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)
         passes = self.store.passes_of(match.holder_id)
         if not passes:
@@ -297,18 +322,27 @@ class Decider:
         zone = self.zones.state(cfg.zone)
         biometric, probe = None, None
         step = None
-        if attempt.direction == "in" and mode in ("normal", "locked"):
+        if attempt.direction == "in" and mode in ("normal", "locked") and resolved.credential is not None:
             step = biometric_step(resolved.credential, resolved.rules, resolved.usage, active.policy)
         if step is not None and mode == "normal":
             # Spare the camera when the rules refuse anyway.
             plain = decide(credential=resolved.credential, rules=resolved.rules, usage=resolved.usage, zone=zone,
                            direction=attempt.direction, now=now, site=active.policy, mode=mode,
                            biometric=Biometric(kind="face" if step != "fingerprint" else "fingerprint", matched=True))
+            if plain.granted and resolved.credential is not None \
+                    and id_face_check(resolved.credential, resolved.rules, active.policy) \
+                    and resolved.card_photo is None:
+                # 人证核验 asked, and the reader gave no photo (no SDK decoder, a read without one): staff decide.
+                return Outcome(resolved, refused(Reason.CARD_PHOTO_UNREADABLE))
             if plain.granted and capture is not None:
-                biometric, probe = capture(step, resolved, active)
+                try:
+                    biometric, probe = capture(step, resolved, active)
+                except CardPhotoUnreadable:
+                    return Outcome(resolved, refused(Reason.CARD_PHOTO_UNREADABLE))
         verdict = decide(credential=resolved.credential, rules=resolved.rules, usage=resolved.usage, zone=zone,
                          direction=attempt.direction, now=now, site=active.policy, mode=mode, biometric=biometric)
         return Outcome(resolved, verdict, biometric, probe)
 
 
-__all__ = ["ActiveConfig", "Attempt", "ConfigInvalid", "Decider", "Outcome", "Resolved", "ZoneTracker", "validate"]
+__all__ = ["ActiveConfig", "Attempt", "CardPhotoUnreadable", "ConfigInvalid",
+           "Decider", "Outcome", "Resolved", "ZoneTracker", "validate"]

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from protocol.reasons import ACTIONABLE, GRANTING, Reason
 
@@ -55,6 +55,7 @@ class ConsoleDisplay:
         self.keep = keep
         self.history: list[Shown] = []
         self.spoken: list[str] = []
+        self.notices: list[Any] = []  # gate_agent.announcer.Notice: the whole decision as a screen shows it
         self._changed = threading.Condition()
 
     def _print(self, line: str) -> None:
@@ -72,6 +73,27 @@ class ConsoleDisplay:
             self.history.append(Shown(time.time(), text, colour, reason))
             del self.history[: -self.keep]
             self._changed.notify_all()
+
+    def notice(self, notice: Any) -> None:
+        if notice.lines:
+            self._print(f"[{self.name}]       " + " | ".join(notice.lines))
+        with self._changed:
+            self.notices.append(notice)
+            del self.notices[: -self.keep]
+            self._changed.notify_all()
+
+    def wait_notice(self, predicate, timeout: float = 5.0):
+        """The newest notice matching `predicate`, waiting up to `timeout` seconds for it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for notice in reversed(self.notices):
+                    if predicate(notice):
+                        return notice
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
 
     def speak(self, text: str) -> None:
         if not self.voice:
@@ -97,6 +119,7 @@ class ConsoleDisplay:
 
 
 def make_display(kind: str, name: str, voice: bool = True) -> Display:
+    """The console display; a kiosk page is `gate_agent.kiosk.make_display`."""
     if kind == "console":
         return ConsoleDisplay(name, voice=voice)
     raise ValueError(f"unknown display kind {kind!r}")

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from protocol import messages as m
 from protocol.rules import Biometric
 
 from .config import CameraDevice
-from .decider import ActiveConfig, Resolved
+from .decider import ActiveConfig, CardPhotoUnreadable, Resolved
 from .readers import Camera
 from .store import Store
+
+if TYPE_CHECKING:
+    from biometrics.face import FaceIndex
 
 log = logging.getLogger(__name__)
 TEMPLATE_BYTES = 512  # biometrics.face: 128 float32
@@ -32,9 +36,9 @@ class FaceMatcher:
         self.camera_cfg = camera_cfg
         self.camera: Camera | None = None  # set once the readers are built
         self._threshold = threshold
-        self.index = None  # a biometrics.face.FaceIndex once built
+        self.index: FaceIndex | None = None  # built at the first face attempt, or at start for 1:N
 
-    def load(self, force: bool = False):
+    def load(self, force: bool = False) -> FaceIndex | None:
         """Build the 1:N index from the store (see the module doc); None when not wanted yet."""
         identify = self.camera_cfg is not None and self.camera_cfg.identify
         if not force and self.index is None and not identify:
@@ -52,7 +56,7 @@ class FaceMatcher:
         self.index = index
         return index
 
-    def ensure(self):
+    def ensure(self) -> FaceIndex | None:
         """The index, built now if this is the first face attempt."""
         return self.index if self.index is not None else self.load(force=True)
 
@@ -97,6 +101,27 @@ class FaceMatcher:
         best = min((verify(FaceTemplate.from_bytes(b), probe, active.cfg.face_threshold) for b in bound),
                    key=lambda match: match.distance)
         return Biometric(kind="face", matched=best.ok, distance=best.distance), probe.to_bytes()
+
+    def verify_card_photo(self, photo: bytes | None, active: ActiveConfig) -> tuple[Biometric | None, None]:
+        """人证核验: the camera's face against the ID card's photo (1:1). The photo is decoded and encoded in
+        memory only; nothing is bound or kept. CardPhotoUnreadable when the photo shows no single face."""
+        if self.camera is None:
+            return None, None
+        from biometrics.face import EnrolmentRefused, encode_frame, verify
+
+        if not photo:
+            raise CardPhotoUnreadable("no card photo")
+        try:
+            card_faces = encode_frame(photo)
+        except EnrolmentRefused:
+            card_faces = []
+        if len(card_faces) != 1:
+            raise CardPhotoUnreadable(f"{len(card_faces)} faces on the card photo")
+        probe = self.camera.probe(PROBE_WAIT_S)
+        if probe is None:
+            return None, None
+        match = verify(card_faces[0], probe, active.cfg.face_threshold)
+        return Biometric(kind="face", matched=match.ok, distance=match.distance), None
 
 
 __all__ = ["FaceMatcher"]

@@ -78,16 +78,20 @@ class Link:
     def _make_client(self) -> mqtt.Client:
         b = self.cfg.broker
         # MQTT 3.1.1 (brokers without 5) keeps the session with clean_session=False instead of an expiry.
-        v311 = {"protocol": mqtt.MQTTv311, "clean_session": False} if b.protocol == "3.1.1" else {}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gate-{self.site}-{self.gate}",
-                             **({"protocol": mqtt.MQTTv5} | v311))
+        client_id = f"gate-{self.site}-{self.gate}"
+        if b.protocol == "3.1.1":
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                                 clean_session=False)
+        else:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if b.username:
             client.username_pw_set(b.username, b.password)
         if b.tls_ca or b.tls_cert:
             client.tls_set(ca_certs=b.tls_ca, certfile=b.tls_cert, keyfile=b.tls_key,
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.will_set(topics.status(self.site, self.gate), m.encode(self.last_will_status), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+        # paho annotates whole seconds but computes the backoff in floats: the first retry after 0.2 s.
+        client.reconnect_delay_set(min_delay=0.2, max_delay=5)  # type: ignore[arg-type]
         client.max_inflight_messages_set(self.window)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -266,7 +270,7 @@ def _no_delay(client: mqtt.Client) -> None:
     ACK (about 40 ms on Linux at each hop; measured 68 ms for a round trip through Mosquitto, 1 ms without)."""
     sock = client.socket()
     try:
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):
         pass  # a TLS or proxy socket without the option: slower, not broken

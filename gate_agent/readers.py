@@ -13,11 +13,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from protocol import messages as m
 from protocol.messages import ReaderHealth
 
 from .config import Devices
-from .decider import Attempt
+from .decider import Attempt, AttemptKind
+
+if TYPE_CHECKING:
+    from drivers.camera import ImageFileCamera, OpenCvCamera
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +30,9 @@ log = logging.getLogger(__name__)
 class Reader:
     """One reader: `read(timeout)` returns the raw value or None; `health()` says how it is."""
 
-    kind = ""
+    kind: AttemptKind  # each reader's own
 
-    def __init__(self, name: str, direction: str = "in") -> None:
+    def __init__(self, name: str, direction: m.Direction = "in") -> None:
         self.name = name
         self.direction = direction
         self.ok = False
@@ -54,7 +59,7 @@ class Reader:
 class QrReader(Reader):
     kind = "qr"
 
-    def __init__(self, port: str, baudrate: int, direction: str) -> None:
+    def __init__(self, port: str, baudrate: int, direction: m.Direction) -> None:
         super().__init__("qr", direction)
         from drivers.qr_scanner import QrScanner
 
@@ -76,20 +81,28 @@ class QrReader(Reader):
 class IdCardReader(Reader):
     kind = "id_card"
 
-    def __init__(self, port: str, baudrate: int, direction: str) -> None:
+    def __init__(self, port: str, baudrate: int, direction: m.Direction, photo_decoder: str | None = None) -> None:
         super().__init__("idcard", direction)
         from drivers.idcard import IdCardReader as Driver
 
+        decoder = _load_decoder(photo_decoder) if photo_decoder else None
         try:
-            self.driver = Driver(port, baudrate, on_status=self._status)
+            self.driver = Driver(port, baudrate, on_status=self._status, photo_decoder=decoder)
         except TypeError:
             self.driver = Driver(port)
+        self._photo: bytes | None = None
 
     def read(self, timeout: float) -> str | None:
         card = self.driver.read_card(timeout)
         self.ok = bool(getattr(self.driver, "connected", True))
         self.detail = "" if self.ok else str(getattr(self.driver, "last_error", "") or "")
+        self._photo = getattr(card, "photo", None) if card is not None else None
         return card.id_number if card is not None else None  # only the number travels on, never logged
+
+    def take_photo(self) -> bytes | None:
+        """The photo of the card just read (人证核验), handed over once and not kept."""
+        photo, self._photo = self._photo, None
+        return photo
 
     def close(self) -> None:
         self.driver.close()
@@ -98,19 +111,20 @@ class IdCardReader(Reader):
 class RfidReader(Reader):
     kind = "annual_pass"
 
-    def __init__(self, pcsc_reader: str | None, port: str | None, baudrate: int, direction: str) -> None:
+    def __init__(self, pcsc_reader: str | None, port: str | None, baudrate: int, direction: m.Direction) -> None:
         super().__init__("rfid", direction)
         import drivers.rfid as rfid
 
+        self.driver: rfid.SerialRfidReader | rfid.PcscRfidReader
         if port is not None:
             try:
-                self.driver = rfid.SerialRfidReader(port, baudrate, on_status=self._status)
+                serial = rfid.SerialRfidReader(port, baudrate, on_status=self._status)
             except TypeError:
-                self.driver = rfid.SerialRfidReader(port)
-            self._read = self.driver.read_uid
+                serial = rfid.SerialRfidReader(port)
+            self.driver, self._read = serial, serial.read_uid
         else:
-            self.driver = rfid.PcscRfidReader(pcsc_reader)
-            self._read = self.driver.wait_card
+            pcsc = rfid.PcscRfidReader(pcsc_reader)
+            self.driver, self._read = pcsc, pcsc.wait_card
 
     def read(self, timeout: float) -> str | None:
         uid = self._read(timeout)
@@ -135,7 +149,7 @@ class FingerprintReader(Reader):
 
     kind = "fingerprint"
 
-    def __init__(self, port: str, baudrate: int, direction: str, slot_holder: Callable[[int], str | None],
+    def __init__(self, port: str, baudrate: int, direction: m.Direction, slot_holder: Callable[[int], str | None],
                  sync=None) -> None:
         super().__init__("fingerprint", direction)
         from drivers.fingerprint import FingerprintModule
@@ -146,8 +160,47 @@ class FingerprintReader(Reader):
         self._expecting: queue.Queue | None = None
         self._on_sensor: str | None = None  # the holder of the finger last matched, until the sensor is empty
         self._expect_lock = threading.Lock()
+        self._enrol: queue.Queue = queue.Queue()  # fingers to take for a ticket (人票绑定), from the worker
+
+    def take_finger(self, owner: str, timeout: float, prompt: Callable[[], object] | None = None) -> bytes | None:
+        """人票绑定: the visitor's finger enrolled into a free slot of the module for `owner` (a ticket ref),
+        in this reader's thread; the module's template back, or None (no finger in time, module full)."""
+        if self.sync is None:
+            return None
+        answer: queue.Queue = queue.Queue(1)
+        self._enrol.put((owner, timeout, prompt, answer))
+        try:
+            return answer.get(timeout=timeout + 5.0)
+        except queue.Empty:
+            return None
+
+    def _take(self, owner: str, timeout: float, prompt: Callable[[], None] | None) -> bytes | None:
+        capacity = self.driver.capacity or self.driver.read_system_parameters().capacity
+        slot = self.sync.claim_slot(owner, capacity)
+        if slot is None:
+            log.error("fingerprint module full: a ticket's finger cannot be taken")
+            return None
+        if prompt is not None:
+            prompt()  # now: the next finger is sure to come to the enrolment
+        if not self.driver.enrol(slot, timeout):
+            return None
+        data = self.driver.load_template(slot)
+        self.sync.taken(slot, owner, data)
+        self._on_sensor = owner  # the finger may still lie there: it is this visitor's, not a new attempt
+        return data
 
     def read(self, timeout: float) -> str | None:
+        try:
+            owner, wait_s, prompt, answer = self._enrol.get_nowait()
+        except queue.Empty:
+            pass
+        else:
+            try:
+                answer.put(self._take(owner, wait_s, prompt))
+            except Exception:
+                answer.put(None)
+                raise
+            return None
         if self.sync is not None and self.sync.due:
             self.sync.run(self.driver)
             self.ok, self.detail = True, self.sync.last_error
@@ -172,7 +225,7 @@ class FingerprintReader(Reader):
             return None
         return holder
 
-    def expect(self, timeout: float, prompt: Callable[[], None] | None = None) -> str | None:
+    def expect(self, timeout: float, prompt: Callable[[], object] | None = None) -> str | None:
         """The next finger's holder ("" unknown), for the worker's 1:1 step; None if none came in time.
         `prompt` runs once the next finger is sure to come here (asking before would race the visitor)."""
         waiting: queue.Queue = queue.Queue(1)
@@ -198,6 +251,7 @@ class Camera:
 
     def __init__(self, files: str | None, source: str | None, fps: float, templates: str | None = None) -> None:
         self.templates = templates
+        self.driver: ImageFileCamera | OpenCvCamera | None
         if templates is not None:
             self.driver = None
         elif files is not None:
@@ -207,8 +261,20 @@ class Camera:
         else:
             from drivers.camera import OpenCvCamera
 
-            self.driver = OpenCvCamera(int(source) if str(source).isdigit() else source, fps)
+            source = source or "0"  # no source named: the first camera, as OpenCV numbers them
+            self.driver = OpenCvCamera(int(source) if source.isdigit() else source, fps)
         self.lock = threading.Lock()
+        self.on_encode: Callable[[float], None] | None = None  # the seconds each frame took to encode (metrics)
+
+    def view(self, timeout: float = 0.5) -> bytes | None:
+        """The camera's view now as a small JPEG (for staff at the gate), or None."""
+        if self.driver is None:
+            return None
+        from .staff_help import jpeg
+
+        with self.lock:
+            frame = self.driver.read_frame(timeout)
+        return jpeg(frame) if frame is not None else None
 
     def probe(self, timeout: float = 2.0):
         """One frame, encoded: the first face template found, or None."""
@@ -216,11 +282,16 @@ class Camera:
             return _take_template(self.templates, timeout)
         from biometrics.face import encode_frame
 
+        if self.driver is None:
+            return None
         with self.lock:
             frame = self.driver.read_frame(timeout)
         if frame is None:
             return None
+        started = time.perf_counter()
         faces = encode_frame(frame)
+        if self.on_encode is not None:
+            self.on_encode(time.perf_counter() - started)
         return faces[0] if faces else None
 
 
@@ -257,7 +328,7 @@ class FaceReader(Reader):
 
     kind = "face"
 
-    def __init__(self, camera: Camera, direction: str) -> None:
+    def __init__(self, camera: Camera, direction: m.Direction) -> None:
         super().__init__("camera", direction)
         self.camera = camera
 
@@ -285,15 +356,15 @@ def build_readers(devices: Devices, slot_holder: Callable[[int], str | None], fi
             readers.append(reader)
 
     d = devices
-    if d.qr:
-        attempt("qr", lambda: QrReader(d.qr.port, d.qr.baudrate, d.qr.direction))
-    if d.idcard:
-        attempt("idcard", lambda: IdCardReader(d.idcard.port, d.idcard.baudrate, d.idcard.direction))
-    if d.rfid:
-        attempt("rfid", lambda: RfidReader(d.rfid.pcsc_reader, d.rfid.port, d.rfid.baudrate, d.rfid.direction))
-    if d.fingerprint:
-        attempt("fingerprint", lambda: FingerprintReader(d.fingerprint.port, d.fingerprint.baudrate,
-                                                         d.fingerprint.direction, slot_holder, fingerprint_sync))
+    if (qr := d.qr) is not None:
+        attempt("qr", lambda: QrReader(qr.port, qr.baudrate, qr.direction))
+    if (idcard := d.idcard) is not None:
+        attempt("idcard", lambda: IdCardReader(idcard.port, idcard.baudrate, idcard.direction, idcard.photo_decoder))
+    if (rfid := d.rfid) is not None:
+        attempt("rfid", lambda: RfidReader(rfid.pcsc_reader, rfid.port, rfid.baudrate, rfid.direction))
+    if (finger := d.fingerprint) is not None:
+        attempt("fingerprint", lambda: FingerprintReader(finger.port, finger.baudrate, finger.direction, slot_holder,
+                                                         fingerprint_sync))
     if d.camera:
         try:
             camera = Camera(d.camera.files, d.camera.source, d.camera.fps, d.camera.templates)
@@ -303,6 +374,20 @@ def build_readers(devices: Devices, slot_holder: Callable[[int], str | None], fi
             if d.camera.identify:
                 readers.append(FaceReader(camera, d.camera.direction))
     return readers, camera, broken
+
+
+def _load_decoder(spec: str) -> Callable[[bytes], bytes]:
+    """The ID card photo decoder "module:function" (the reader maker's SDK, wrapped): WLT bytes -> an image."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        decoder = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"photo decoder {spec!r} not found: {exc}") from exc
+    if not callable(decoder):
+        raise ImportError(f"photo decoder {spec!r} is not a function")
+    return decoder
 
 
 def run_reader(reader: Reader, submit: Callable[[Attempt], None], stop: threading.Event) -> None:
@@ -327,7 +412,8 @@ def run_reader(reader: Reader, submit: Callable[[Attempt], None], stop: threadin
             reader.detail = ""
         if value is None:
             continue
-        submit(Attempt(reader.kind, value, reader.direction, reader.name))
+        take_photo = getattr(reader, "take_photo", None)
+        submit(Attempt(reader.kind, value, reader.direction, reader.name, take_photo() if take_photo else None))
     try:
         reader.close()
     except Exception:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.errors import DriverError
+from drivers.turnstile import Direction
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,10 @@ class TurnstileControl:
     def counters(self):
         return self._do("read counters", self._driver.read_counters)
 
-    def open_once(self, direction: str) -> None:
+    def open_once(self, direction: Direction) -> None:
         self._do(f"open {direction}", self._driver.open_once, direction)
 
-    def pass_once(self, direction: str, timeout_s: float,
+    def pass_once(self, direction: Direction, timeout_s: float,
                   opened: Callable[[int | None], None] | None = None) -> Turn:
         """Release the arm for one passage and wait for the sensor; `passed` False when the visitor walked away.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -22,8 +22,40 @@ from protocol.errors import MessageError
 V = 1
 Direction = Literal["in", "out"]
 Mode = Literal["normal", "free", "locked", "emergency"]
+FireScope = Literal["gate", "zone", "site"]
 CredentialKind = Literal["qr", "id_card", "annual_pass", "face", "fingerprint", "none"]
 Decision = Literal["granted", "refused"]
+GateDirection = Literal["in", "out", "both"]
+ClaimPolicy = Literal["local", "central"]
+Language = Literal["zh", "en"]
+PassBiometric = Literal["none", "face", "fingerprint", "either"]
+CommandKind = Literal["open_once", "set_mode", "resync", "test_devices", "staff_admit", "staff_refuse"]
+TicketStatus = Literal["valid", "used", "refunded", "revoked", "expired", "held"]
+PassStatus = Literal["active", "suspended", "lost", "expired"]
+TemplateKind = Literal["face", "fingerprint"]
+
+# Each vocabulary as a tuple, for `choose` (the central's columns hold these words as text).
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+MODES: tuple[Mode, ...] = get_args(Mode)
+GATE_DIRECTIONS: tuple[GateDirection, ...] = get_args(GateDirection)
+CLAIM_POLICIES: tuple[ClaimPolicy, ...] = get_args(ClaimPolicy)
+LANGUAGES: tuple[Language, ...] = get_args(Language)
+PASS_BIOMETRICS: tuple[PassBiometric, ...] = get_args(PassBiometric)
+FIRE_SCOPES: tuple[FireScope, ...] = get_args(FireScope)
+COMMAND_KINDS: tuple[CommandKind, ...] = get_args(CommandKind)
+TICKET_STATUSES: tuple[TicketStatus, ...] = get_args(TicketStatus)
+PASS_STATUSES: tuple[PassStatus, ...] = get_args(PassStatus)
+TEMPLATE_KINDS: tuple[TemplateKind, ...] = get_args(TemplateKind)
+_Word = TypeVar("_Word", bound=str)
+
+
+def choose(value: object, options: tuple[_Word, ...], what: str) -> _Word:
+    """`value` as one of `options` (a vocabulary above), or ValueError naming `what`: a word read from a
+    database column or a form becomes the message field's type only once it is known to be one."""
+    for option in options:
+        if option == value:
+            return option
+    raise ValueError(f"{what} {value!r} is not one of {', '.join(options)}")
 Ref = Annotated[str, msgspec.Meta(max_length=128)]
 # `$(?!\n)`: Python's `$` also matches before a final newline, which would let "g1\n" into a topic
 # level or an ACL line; the lookahead closes that and reads the same in JSON Schema (ECMA) regexes.
@@ -34,7 +66,7 @@ Short = Annotated[str, msgspec.Meta(max_length=256)]
 At = Annotated[datetime, msgspec.Meta(tz=True)]  # naive times are refused: gates span time zones
 
 
-class _Msg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
     v: int = V
 
 
@@ -67,6 +99,12 @@ class PassageEvent(_Msg, frozen=True):
     # A face template bound at first entry (same-person re-entry), shared with the site's gates.
     binding: Annotated[bytes, msgspec.Meta(max_length=1024)] | None = None
     face_distance: float | None = None
+    # What `binding` is: a face template, or the fingerprint module's template (人票绑定) that the site's
+    # other gates load into their modules.
+    binding_kind: Literal["face", "fingerprint"] = "face"
+    # With a fingerprint binding, the camera's view at the first entry (small JPEG), where a camera is
+    # fitted: staff at any gate of the site see it when the finger is not read at a re-entry.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class EventAck(_Msg, frozen=True):
@@ -123,6 +161,14 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     zones: list[Annotated[int, msgspec.Meta(ge=1, le=32)]] = []  # empty: every zone
     weekdays: list[Annotated[int, msgspec.Meta(ge=0, le=6)]] = []  # Monday 0; empty: every day
     slot_grace_min: Count = 15
+    # Staff beside the gate must look at the visitor (a child's, senior's or concession ticket): the
+    # screen and the voice name the type.
+    staff_check: bool = False
+    # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
+    id_face: bool = False
+    # 人票绑定: the first entry takes the visitor's finger on the gate's module; a re-entry, at any gate of
+    # the site, needs the same finger.
+    bind_finger: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
@@ -148,15 +194,22 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
     site: Name
     gate: Name
     zone: Annotated[int, msgspec.Meta(ge=1, le=32)]
-    direction: Literal["in", "out", "both"] = "both"
+    direction: GateDirection = "both"
     mode: Mode = "normal"
-    claim: Literal["local", "central"] = "local"
+    claim: ClaimPolicy = "local"
     claim_deadline_ms: Annotated[int, msgspec.Meta(ge=10, le=10000)] = 300
     timezone: Short = "Asia/Shanghai"
-    language: Literal["zh", "en"] = "zh"
+    language: Language = "zh"
     opening: OpeningHours = OpeningHours()
     face_threshold: Annotated[float, msgspec.Meta(gt=0, lt=2)] | None = None
-    pass_biometric: Literal["none", "face", "fingerprint", "either"] = "face"
+    pass_biometric: PassBiometric = "face"
+    # What a controller's fire input switches to emergency: its own gate, the gates of its zone, or the
+    # site's (a site setting); the gates do it among themselves over MQTT (FireAlarm), without the central.
+    fire_scope: FireScope = "zone"
+    id_face: bool = False  # 人证核验 for every ID-card entry of the site (else per ticket type, `id_face`)
+    # When the site's last emergency was ended at the central (by whom: its audit log): a fire latched
+    # before it is over at the gate; a fire input still raised after it raises a new alarm.
+    emergency_ended_at: At | None = None
     ticket_types: list[TicketTypeRules] = []
     keys: list[PublicKeyInfo] = []
     id_salt: Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)] = b"\x00" * 16
@@ -168,6 +221,21 @@ class GateConfig(_Msg, frozen=True, kw_only=True):
             raise ValueError(f"unknown time zone {self.timezone!r} - at `$.timezone`")
 
 
+class FireAlarm(_Msg, frozen=True, kw_only=True):
+    """A gate's fire input, retained on its own `fire` topic: `active` while the input is raised.
+
+    The gates in `scope` (its zone or the site) go to emergency when they read it and stay there until
+    the emergency is ended (a new config version from the central, or a technician at the box); an alarm
+    older than that end (`at`) is history, not a new fire."""
+
+    site: Name
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    scope: FireScope = "zone"
+    active: bool = True
+    at: At
+
+
 class ConfigAck(_Msg, frozen=True):
     gate: Name
     version: Count
@@ -177,10 +245,31 @@ class ConfigAck(_Msg, frozen=True):
 
 class Command(_Msg, frozen=True, kw_only=True):
     id: Ref
-    kind: Literal["open_once", "set_mode", "resync", "test_devices"]
+    kind: CommandKind
     direction: Direction = "in"
     mode: Mode | None = None
     at: At | None = None
+    help_id: Ref | None = None  # staff_admit / staff_refuse: the HelpRequest answered
+
+
+class HelpRequest(_Msg, frozen=True, kw_only=True):
+    """A pass refused for its biometric (not the same person, the finger not read): the gate asks staff.
+
+    Staff see the holder's photo (kept at the central) beside `frame`, the camera's view now (a small
+    JPEG, personal data: kept at the central only while the request is open), and admit once or refuse."""
+
+    id: Ref
+    site: Name
+    gate: Name
+    at: At
+    direction: Direction = "in"
+    credential_kind: CredentialKind
+    credential_ref: Ref
+    holder_id: Ref | None = None
+    reason: Short
+    frame: Annotated[bytes, msgspec.Meta(max_length=96 * 1024)] | None = None
+    # A ticket bound by fingerprint (人票绑定) has no enrolled holder: the first entry's view stands in.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class CommandAck(_Msg, frozen=True):
@@ -221,7 +310,7 @@ class TicketChange(msgspec.Struct, frozen=True, tag="ticket", kw_only=True):
 
     ticket_id: Annotated[int, msgspec.Meta(ge=0)]
     ticket_type: int
-    status: Literal["valid", "used", "refunded", "revoked", "expired"] = "valid"
+    status: TicketStatus = "valid"
     valid_from: At | None = None
     valid_to: At | None = None
     slot_start: At | None = None
@@ -235,7 +324,7 @@ class PassChange(msgspec.Struct, frozen=True, tag="pass", kw_only=True):
     pass_id: Annotated[int, msgspec.Meta(ge=0)]
     holder_id: Ref
     card_uid: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-F]{0,32}$(?!\n)")] = ""
-    status: Literal["active", "suspended", "lost", "expired"] = "active"
+    status: PassStatus = "active"
     valid_from: At | None = None
     valid_to: At | None = None
     zones: list[int] = []
@@ -243,7 +332,7 @@ class PassChange(msgspec.Struct, frozen=True, tag="pass", kw_only=True):
 
 class TemplateChange(msgspec.Struct, frozen=True, tag="template", kw_only=True):
     holder_id: Ref
-    kind: Literal["face", "fingerprint"]
+    kind: TemplateKind
     data: Annotated[bytes, msgspec.Meta(max_length=4096)]
     version: Count = 1
     finger: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
@@ -325,8 +414,8 @@ class StoredPassages(_Msg, frozen=True, kw_only=True):
 
 # --- encoding and strict decoding -------------------------------------------------------------
 
-MAX_BYTES: dict[type, int] = {
-    PassageEvent: 8 * 1024,
+MAX_BYTES: dict[type[_Msg], int] = {
+    PassageEvent: 32 * 1024,  # a first entry's photo with a fingerprint binding (人票绑定)
     EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
     GateConfig: 256 * 1024,
@@ -340,6 +429,8 @@ MAX_BYTES: dict[type, int] = {
     SnapshotChunk: 8 * 1024 * 1024,  # the central's are at most about 4 MiB (`central.services.sync.chunk`)
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
+    FireAlarm: 2 * 1024,
+    HelpRequest: 192 * 1024,  # the frame and a first entry's photo, base64
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed
@@ -347,7 +438,7 @@ MAX_BYTES: dict[type, int] = {
 # it, so the broker refuses (disconnects) whatever no receiver would accept anyway.
 MAX_PACKET_BYTES = max(MAX_BYTES.values()) + 4096
 
-T = TypeVar("T")
+T = TypeVar("T", bound=_Msg)
 
 
 class _Version(msgspec.Struct):
@@ -356,7 +447,7 @@ class _Version(msgspec.Struct):
     v: object = None
 
 _encoder = msgspec.json.Encoder()
-_decoders: dict[type, msgspec.json.Decoder] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
+_decoders: dict[type[_Msg], msgspec.json.Decoder[_Msg]] = {t: msgspec.json.Decoder(t) for t in MAX_BYTES}
 _FIELD = re.compile(r"at `(\$[^`]*)`")
 _MISSING = re.compile(r"missing required field `([^`]*)`")
 _version_decoder = msgspec.json.Decoder(_Version)
@@ -389,7 +480,8 @@ def decode(kind: type[T], payload: bytes | bytearray | memoryview | str) -> T:
     if len(payload) > limit:
         raise MessageError("oversized", f"{len(payload)} bytes, limit {limit}")
     try:
-        message = _decoders[kind].decode(payload)
+        # The decoder made for `kind` returns a `kind` (msgspec checked every field): the dict only forgets it.
+        message = cast(T, _decoders[kind].decode(payload))
     except msgspec.ValidationError as exc:
         _check_version(payload)
         text = str(exc)

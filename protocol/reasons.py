@@ -38,6 +38,7 @@ class Reason(StrEnum):
     REFUNDED = "refunded"
     PASS_LOST = "pass_lost"
     PASS_SUSPENDED = "pass_suspended"
+    CUSTOMER_SUSPENDED = "customer_suspended"  # a group customer's tickets, held while it is suspended
     EXPIRED = "expired"
     SLOT_MISSED = "slot_missed"
     USED_UP = "used_up"
@@ -56,13 +57,14 @@ class Reason(StrEnum):
     WRONG_DAY = "wrong_day"
     WRONG_DIRECTION = "wrong_direction"
     CLAIMED_ELSEWHERE = "claimed_elsewhere"
+    CARD_PHOTO_UNREADABLE = "card_photo_unreadable"  # 人证核验 asked, the reader gave no photo
     CONTROLLER_FAULT = "controller_fault"  # the gate cannot drive its turnstile: a fault, not the visitor's
 
 
 FINAL = frozenset({
     Reason.NOT_A_CODE, Reason.BAD_SIGNATURE, Reason.UNKNOWN_KEY, Reason.KEY_RETIRED,
     Reason.UNKNOWN_CREDENTIAL, Reason.NO_BOOKING, Reason.REVOKED, Reason.REFUNDED, Reason.PASS_LOST,
-    Reason.PASS_SUSPENDED, Reason.EXPIRED, Reason.SLOT_MISSED, Reason.USED_UP,
+    Reason.PASS_SUSPENDED, Reason.CUSTOMER_SUSPENDED, Reason.EXPIRED, Reason.SLOT_MISSED, Reason.USED_UP,
 })
 ACTIONABLE = frozenset({
     Reason.GATE_LOCKED, Reason.TOO_EARLY, Reason.CLOSED, Reason.EXIT_FIRST, Reason.TOO_SOON,
@@ -102,6 +104,7 @@ MESSAGES: dict[Reason, Message] = {
     Reason.REFUNDED: Message(N_("Ticket refunded")),
     Reason.PASS_LOST: Message(N_("Card reported lost, please see staff")),
     Reason.PASS_SUSPENDED: Message(N_("Pass suspended, please see staff")),
+    Reason.CUSTOMER_SUSPENDED: Message(N_("Group ticket on hold, please see staff")),
     Reason.EXPIRED: Message(N_("Ticket expired")),
     Reason.SLOT_MISSED: Message(N_("Your time slot has passed")),
     Reason.USED_UP: Message(N_("Ticket already used")),
@@ -118,6 +121,7 @@ MESSAGES: dict[Reason, Message] = {
     Reason.WRONG_DAY: Message(N_("Ticket not valid today")),
     Reason.WRONG_DIRECTION: Message(N_("Wrong direction")),
     Reason.CLAIMED_ELSEWHERE: Message(N_("Ticket just used at another gate")),
+    Reason.CARD_PHOTO_UNREADABLE: Message(N_("ID card photo not readable, please see staff")),
     Reason.CONTROLLER_FAULT: Message(N_("Gate fault, please see staff")),
 }
 

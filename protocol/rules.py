@@ -27,7 +27,7 @@ import msgspec
 from protocol.messages import CredentialKind, Direction, Mode, TicketTypeRules
 from protocol.reasons import GRANTING, Reason, rank
 
-Status = Literal["valid", "used", "refunded", "revoked", "expired", "active", "suspended", "lost"]
+Status = Literal["valid", "used", "refunded", "revoked", "expired", "held", "active", "suspended", "lost"]
 BiometricKind = Literal["face", "fingerprint", "either"]
 
 _STATUS_REASON = {
@@ -35,6 +35,7 @@ _STATUS_REASON = {
     "refunded": Reason.REFUNDED,
     "lost": Reason.PASS_LOST,
     "suspended": Reason.PASS_SUSPENDED,
+    "held": Reason.CUSTOMER_SUSPENDED,  # a ticket of a suspended group customer
     "expired": Reason.EXPIRED,
     "used": Reason.USED_UP,
 }
@@ -80,6 +81,12 @@ class SitePolicy(msgspec.Struct, frozen=True, kw_only=True):
     opens: str = "00:00"
     closes: str = "24:00"
     pass_biometric: Literal["none", "face", "fingerprint", "either"] = "face"
+    id_face: bool = False  # 人证核验: every ID-card entry needs the camera's face to match the card's photo
+
+
+def id_face_check(credential: Credential, rules: TicketTypeRules | None, site: SitePolicy) -> bool:
+    """True when an ID-card entry must match the card's photo against the camera (人证核验)."""
+    return credential.kind == "id_card" and (site.id_face or (rules is not None and rules.id_face))
 
 
 class Biometric(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +117,10 @@ def biometric_step(credential: Credential, rules: TicketTypeRules | None, usage:
         return None  # identification already was the biometric step
     if credential.holder_bound and site.pass_biometric != "none":
         return site.pass_biometric
+    if id_face_check(credential, rules, site):
+        return "face"  # against the card's photo, at every entry
+    if rules is not None and rules.bind_finger:
+        return "fingerprint"  # taken at the first entry, matched at a re-entry
     if rules is not None and rules.same_person:
         return "face"
     return None
@@ -190,10 +201,12 @@ def decide(*, credential: Credential | None, rules: TicketTypeRules | None, usag
     bind = False
     step = biometric_step(credential, rules, usage, site)
     if step is not None:
-        binding_first_entry = not credential.holder_bound and not usage.bound
+        # Against the card's photo (人证核验) there is always something to match: nothing is bound.
+        binding_first_entry = not credential.holder_bound and not usage.bound and not id_face_check(
+            credential, rules, site)
         # A face match does not satisfy a fingerprint policy, nor the reverse.
         captured = biometric is not None and biometric.matched is not None and step in ("either", biometric.kind)
-        if not captured:
+        if biometric is None or not captured:
             found.append((Reason.FINGER_NEEDED if step == "fingerprint" else Reason.LOOK_AT_CAMERA, None))
         elif binding_first_entry:
             bind = True  # the first entry binds whoever is at the camera now

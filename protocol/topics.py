@@ -13,6 +13,11 @@
     gates/v1/{site}/gate/{gate}/claim/reply    central -> gate (ClaimReply)
     gates/v1/{site}/gate/{gate}/sync/request   gate -> central (SnapshotRequest)
     gates/v1/{site}/gate/{gate}/sync           central -> gate (SnapshotChunk)
+    gates/v1/{site}/gate/{gate}/fire           gate -> the site's gates and the central, retained, QoS 1
+                                               (FireAlarm): its controller's fire input, so the gates of its
+                                               zone or site open at once, without the central
+    gates/v1/{site}/gate/{gate}/help           gate -> central, QoS 1 (HelpRequest): a pass refused for its
+                                               biometric, for staff at the gate (cmd staff_admit/refuse)
     gates/v1/{site}/deltas                     central -> gates, QoS 1, sequence-numbered (Delta)
     gates/v1/{site}/cmd                        central -> every gate of the site (Command: emergency)
     gates/v1/{site}/occupancy                  central -> all, retained (Occupancy)
@@ -88,6 +93,14 @@ def sync(site: str, gate: str) -> str:
     return f"{gate_prefix(site, gate)}/sync"
 
 
+def fire(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/fire"
+
+
+def help_request(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/help"
+
+
 def deltas(site: str) -> str:
     return f"{ROOT}/{check_name('site', site)}/deltas"
 
@@ -151,6 +164,8 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
         f"topic write {p}/cmd/ack",
         f"topic write {p}/claim",
         f"topic write {p}/sync/request",
+        f"topic write {p}/fire",
+        f"topic write {p}/help",
         f"topic read {p}/config",
         f"topic read {p}/event/ack",
         f"topic read {p}/cmd",
@@ -158,6 +173,7 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
         f"topic read {p}/sync",
         f"topic read {ROOT}/{site}/gate/+/event",
         f"topic read {ROOT}/{site}/gate/+/status",
+        f"topic read {ROOT}/{site}/gate/+/fire",
         f"topic read {deltas(site)}",
         f"topic read {site_command(site)}",
         f"topic read {occupancy(site)}",

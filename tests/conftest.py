@@ -86,8 +86,8 @@ def mosquitto_factory(tmp_path):
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
-    if not FACES_DIR.is_dir():
-        pytest.skip(f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
+    # Skipped locally, failed under CI=true (`need`): a missing folder must never pass silently.
+    need(FACES_DIR.is_dir(), f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
     return FACES_DIR
 
 

@@ -1,4 +1,5 @@
-"""The type checker stays clean: `make typecheck` (mypy over `files` in pyproject.toml, strict over drivers/).
+"""The type checker stays clean: `make typecheck` (mypy over `files` in pyproject.toml: strict over drivers/,
+protocol/ and biometrics/, the default checks over gate_agent/, central/ and demo/).
 
 It runs mypy as `make typecheck` does, from the repository root with the project's configuration, so
 a change that breaks a typed boundary fails the suite rather than waiting for someone to run mypy.

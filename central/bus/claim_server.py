@@ -23,12 +23,14 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from central import metrics
 from central.bus.link import MqttLink, PublishError
 from central.config import CentralConfig
 from central.db import is_transient
 from central.models import utcnow
 from central.services.claims import expired, handle_claim, prune_claims
 from protocol import topics
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.messages import ClaimReply, ClaimRequest, decode, encode
 
@@ -106,14 +108,18 @@ class ClaimServer:
             request = decode(ClaimRequest, msg.payload)
         except (ValueError, MessageError) as exc:
             self.stats.invalid += 1
+            metrics.CLAIMS.labels("invalid").inc()
             log.warning("claim request on %s refused: %s", msg.topic, exc)
             return
         if request.site != site or request.gate != gate:
             self.stats.invalid += 1  # a gate may claim only under its own topic (the ACL says so too)
-            log.warning("claim request on %s names %s/%s", msg.topic, request.site, request.gate)
+            metrics.CLAIMS.labels("invalid").inc()
+            log.warning("claim request on %s names %s/%s", msg.topic, request.site, request.gate,
+                        extra={"site": site, "gate": gate})
             return
         if expired(request, utcnow()):
             self.stats.late += 1
+            metrics.CLAIMS.labels("late").inc()
             return
         self._queue.put(request)
 
@@ -128,11 +134,13 @@ class ClaimServer:
                 reply = self.answer(request)
             except Exception:
                 self.stats.errors += 1
+                metrics.CLAIMS.labels("error").inc()
                 log.exception("claim %s failed; the gate decides alone", request.id)
                 continue
             if reply is not None:
                 self._reply(request, reply)
             took = time.perf_counter() - started
+            metrics.CLAIM_SECONDS.observe(took)
             self.stats.busy_s += took
             self.stats.slowest_s = max(self.stats.slowest_s, took)
             if took > 0.05:
@@ -149,12 +157,13 @@ class ClaimServer:
                         # ingest's writes. A crash may forget the last few claims: as if the gate had
                         # decided alone, which the ingest's conflicts then show.
                         session.execute(text("SET LOCAL synchronous_commit = off"))
-                    reply = handle_claim(session, request, utcnow())
+                    reply = handle_claim(session, request, utcnow(), park_now())
                     if expired(request, utcnow()):
                         raise _TooLate  # the gate has stopped waiting: roll back, grant nothing
                 break
             except _TooLate:
                 self.stats.late += 1
+                metrics.CLAIMS.labels("late").inc()
                 return None
             except (OperationalError, DBAPIError) as exc:
                 if attempt == 2 or not _transient(exc):
@@ -163,13 +172,15 @@ class ClaimServer:
             self.stats.granted += 1
         else:
             self.stats.refused += 1
+        metrics.CLAIMS.labels("granted" if reply.granted else "refused").inc()
         return reply
 
     def _reply(self, request: ClaimRequest, reply: ClaimReply) -> None:
         try:
             self.link.publish(topics.claim_reply(request.site, request.gate), encode(reply), qos=1, wait=False)
         except PublishError as exc:
-            log.warning("claim reply to %s lost: %s", request.gate, exc)
+            log.warning("claim reply to %s lost: %s", request.gate, exc, extra={"site": request.site,
+                                                                                 "gate": request.gate})
 
     def _maybe_prune(self) -> None:
         if time.monotonic() < self._next_prune:

@@ -32,21 +32,26 @@ from functools import lru_cache
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from central import metrics
 from central.bus.link import MqttLink
 from central.bus.publisher import Publisher
 from central.bus.snapshots import SnapshotSender
 from central.config import CentralConfig
 from central.db import is_transient
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
-from central.services.gates import record_command_ack, record_config_ack, record_status
+from central.services.gates import record_command_ack, record_config_ack, record_fire_alarm, record_status
 from central.services.ingest import ingest_batch
+from central.services.staff_help import record_help_request
 from protocol import topics
+from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.messages import (
     CommandAck,
     ConfigAck,
     EventAck,
+    FireAlarm,
     GateStatus,
+    HelpRequest,
     PassageEvent,
     SnapshotRequest,
     StoredPassage,
@@ -57,8 +62,10 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
-KINDS = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck, "cmd/ack": CommandAck,
-         "sync/request": SnapshotRequest}
+GateMessage = PassageEvent | GateStatus | ConfigAck | CommandAck | SnapshotRequest | FireAlarm | HelpRequest
+KINDS: dict[str, type[GateMessage]] = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck,
+                                       "cmd/ack": CommandAck, "sync/request": SnapshotRequest, "fire": FireAlarm,
+                                       "help": HelpRequest}
 
 
 @dataclass
@@ -98,6 +105,7 @@ class IngestWorker:
                  worker_id: str = "1", cipher=None, occupancy_interval: float = 0.25,
                  snapshot_workers: int = 2) -> None:
         self.config = config
+        self.cipher = cipher  # seals the camera views of requests for staff help
         self.sessions = sessions
         self.stats = IngestStats()
         self.batch_size = config.ingest.batch_size
@@ -119,7 +127,7 @@ class IngestWorker:
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
         group = config.ingest.group
-        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request"):
+        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire", "help"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
             # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
             shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
@@ -265,22 +273,29 @@ class IngestWorker:
 
     def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         now = utcnow()
+        started = time.perf_counter()
         counted: list[PassageEvent] = []
+        result = None
         with self.sessions.begin() as session:
             for item in items:
-                if item.kind == "status":
-                    record_status(session, item.message, item.message.at if item.msg.retain else now)
-                elif item.kind == "config/ack":
-                    record_config_ack(session, item.site, item.message)
-                elif item.kind == "cmd/ack":
-                    record_command_ack(session, item.message)
+                message = item.message  # its type is its topic's kind (KINDS)
+                if isinstance(message, GateStatus):
+                    record_status(session, message, message.at if item.msg.retain else now)
+                elif isinstance(message, ConfigAck):
+                    record_config_ack(session, item.site, message)
+                elif isinstance(message, CommandAck):
+                    record_command_ack(session, message)
+                elif isinstance(message, HelpRequest):
+                    record_help_request(session, self.cipher, message)
+                elif isinstance(message, FireAlarm) and not item.msg.retain:  # a retained one was recorded when it came
+                    record_fire_alarm(session, message)
             for msg, error in parked:
                 session.add(_parked(msg, error, now))
             session.flush()
             # The events last: ingest_batch locks the rows all workers share just before the commit.
-            events = [i.message for i in items if i.kind == "event"]
+            events = [i.message for i in items if isinstance(i.message, PassageEvent)]
             if events:
-                result = ingest_batch(session, events, now)
+                result = ingest_batch(session, events, park_now())  # compared with the events' park times
                 self.stats.stored += result.new
                 self.stats.duplicates += result.duplicates
                 self.stats.conflicts += len(result.conflicts)
@@ -294,6 +309,11 @@ class IngestWorker:
         self._counted.extend(counted)  # committed: a retried batch never tells the dashboards twice
         self.stats.parked += len(parked)
         self.stats.batches += 1
+        metrics.count_batch(counted, stored=result.new if result else 0,
+                            duplicates=result.duplicates if result else 0,
+                            conflicts=len(result.conflicts) if result else 0,
+                            flagged=len(result.flagged) if result else 0, parked=len(parked),
+                            committed_at=time.time(), batch_s=time.perf_counter() - started)
 
     def _store_one_by_one(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         for msg, error in parked:
@@ -309,7 +329,7 @@ class IngestWorker:
 
     def _after_commit(self, items: list[_Item]) -> None:
         for item in items:
-            if item.kind == "event":
+            if isinstance(item.message, PassageEvent):
                 self._unacked.setdefault((item.site, item.gate), []).append(item.message.id)
         for item in items:
             if item.kind == "sync/request":

@@ -121,8 +121,9 @@ class _LeanClient(mqtt.Client):
             end += 1
         if not topic:
             return super()._handle_publish()
-        self._handle_on_message(InboundMessage(mid, topic, bytes(packet[end:]), qos, bool(header & 0x01),
-                                               bool(header & 0x08), self.generation))
+        # paho hands the message to our on_message untouched: an InboundMessage has every field our handlers read.
+        self._handle_on_message(InboundMessage(mid, topic, bytes(packet[end:]), qos,  # type: ignore[arg-type]
+                                               bool(header & 0x01), bool(header & 0x08), self.generation))
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -153,13 +154,12 @@ class MqttLink:
         self._pending_subs = 0
         self._v5 = cfg.protocol != "3.1.1"
         # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False.
-        extra = {} if self._v5 else {"clean_session": not persistent}
         self._publishing = 0  # publish(wait=True) calls under way: they need the network thread
         self._publishing_lock = threading.Lock()
         # lean: the bulk receive path of `_LeanClient` (the ingest worker); handlers then get InboundMessages.
         self._client = (_LeanClient if lean else mqtt.Client)(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311, manual_ack=manual_ack,
-                                   **extra)
+                                   clean_session=None if self._v5 else not persistent)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(1000)
         if cfg.username:
@@ -171,7 +171,8 @@ class MqttLink:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._client.on_connect_fail = lambda *_: self._failed.set()
-        self._client.reconnect_delay_set(0.2, 5)
+        # paho annotates whole seconds but computes the backoff in floats: the first retry after 0.2 s.
+        self._client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> MqttLink:

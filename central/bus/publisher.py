@@ -34,18 +34,19 @@ class Publisher:
     # --- deltas and configs -------------------------------------------------------------------
     def flush(self) -> int:
         """Publish every delta and gate config not yet published; returns how many were sent."""
-        if self.link is None or not self.link.connected:
+        link = self.link
+        if link is None or not link.connected:
             return 0  # the scheduler retries every few seconds
         sent = 0
         with self._lock:
             try:
-                sent += self._flush_deltas()
-                sent += self._flush_configs()
+                sent += self._flush_deltas(link)
+                sent += self._flush_configs(link)
             except PublishError as exc:
                 log.warning("publishing paused: %s", exc)
         return sent
 
-    def _flush_deltas(self) -> int:
+    def _flush_deltas(self, link: MqttLink) -> int:
         sent = 0
         while True:
             with self.sessions.begin() as session:
@@ -60,21 +61,21 @@ class Publisher:
                         changes = sync.decrypt_templates(delta.changes, self.cipher)
                         payload = encode(Delta(site=delta.site, seq=delta.seq, at=delta.at, changes=changes))
                     try:
-                        self.link.publish(topics.deltas(row.site_id), payload, qos=1)
+                        link.publish(topics.deltas(row.site_id), payload, qos=1)
                     except PublishError:
                         session.commit()
                         raise
                     row.published_at = utcnow()
                     sent += 1
 
-    def _flush_configs(self) -> int:
+    def _flush_configs(self, link: MqttLink) -> int:
         sent = 0
         with self.sessions.begin() as session:
             pending = list(session.scalars(select(Gate).where(Gate.config_published < Gate.config_version)))
             for gate in pending:
                 message = gate_service.build_gate_config(session, gate)
                 try:
-                    self.link.publish(topics.config(gate.site_id, gate.name), encode(message), qos=1, retain=True)
+                    link.publish(topics.config(gate.site_id, gate.name), encode(message), qos=1, retain=True)
                 except PublishError:
                     session.commit()
                     raise
@@ -129,6 +130,8 @@ class Publisher:
             raise PublishError("no MQTT link")
         with self.sessions.begin() as session:
             record = session.get(CommandRecord, command_id)
+            if record is None:
+                raise PublishError(f"no command {command_id} to send")
             topic = topics.command(record.site_id, record.gate) if record.gate else topics.site_command(record.site_id)
             self.link.publish(topic, record.payload, qos=1)
             record.sent_at = utcnow()

@@ -17,6 +17,7 @@ class ServiceError(Exception):
     (`central.i18n._l`), read in the reader's language when shown (`text`)."""
 
     status = 400
+    field: str | None = None  # the request's field it is about, where the API knows it
 
     def __init__(self, code: str, detail: object = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)

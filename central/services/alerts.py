@@ -21,13 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from central.db import table
 from central.i18n import _l
 from central.models import Alert, utcnow
 from central.services import NotFound, Refused
 from central.services.audit import audit
 
 IMPLAUSIBLE_EVENT = "implausible_event"
-_ALERTS = Alert.__table__
+_ALERTS = table(Alert)
 
 
 @dataclass(frozen=True)

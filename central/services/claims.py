@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Engine, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from central.db import rowcount, table
 from central.models import AnnualPass, Claim, CredentialUsage, Gate, PassageEventRecord, Site, Ticket, TicketType, Zone
 from central.services.facts import pass_credential, site_policy, ticket_credential
 from central.services.gates import ticket_type_rules
@@ -46,8 +47,8 @@ from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, 
 
 CLAIM_EVENTS_SKEW = timedelta(days=1)
 MARGIN_S = 10.0  # beyond the turnstile's timeout: the passage event's way to the central
-_USAGE = CredentialUsage.__table__
-_EVENTS = PassageEventRecord.__table__
+_USAGE = table(CredentialUsage)
+_EVENTS = table(PassageEventRecord)
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,12 @@ def expired(request: ClaimRequest, now: datetime) -> bool:
     return now > request.at + timedelta(milliseconds=request.deadline_ms)
 
 
-def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> ClaimReply:
-    """Grant or refuse one claim in the caller's transaction (see the module doc)."""
+def handle_claim(session: Session, request: ClaimRequest, now: datetime, at: datetime | None = None) -> ClaimReply:
+    """Grant or refuse one claim in the caller's transaction (see the module doc).
+
+    `now` (the wall clock) times the claim's lease; `at` (the park's time, `protocol.clock`, `now` unless
+    given) is when the entry happens, for the rules. They differ only under the demo's simulated clock."""
+    at = now if at is None else at
     policy = _site_policy(session, request.site)
     if policy is None:
         return ClaimReply(id=request.id, granted=False, reason=str(Reason.UNKNOWN_CREDENTIAL))
@@ -88,7 +93,7 @@ def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> Clai
         counted = msgspec.structs.replace(usage, entries=usage.entries + extra.passages, last_entry_at=last)
         step = biometric_step(credential, rules, counted, policy)
         done = Biometric(kind="fingerprint" if step == "fingerprint" else "face", matched=True)
-        return decide(credential=credential, rules=rules, usage=counted, zone=zone_state, direction="in", now=now,
+        return decide(credential=credential, rules=rules, usage=counted, zone=zone_state, direction="in", now=at,
                       site=policy, mode="normal", biometric=done)
 
     verdict = verdict_with(held)
@@ -100,7 +105,7 @@ def handle_claim(session: Session, request: ClaimRequest, now: datetime) -> Clai
     passages = max(1, min(request.allowed, verdict.passages))
     timeout_s = _passage_timeout(session, request.site, request.gate)
     session.add(Claim(id=request.id, site_id=request.site, credential_ref=request.credential_ref, gate=request.gate,
-                      zone=request.zone, passages=passages, created_at=now,
+                      zone=request.zone, passages=passages, created_at=at,
                       expires_at=now + timedelta(seconds=timeout_s * passages + MARGIN_S)))
     return ClaimReply(id=request.id, granted=True, reason=str(Reason.OK), passages=passages)
 
@@ -146,7 +151,7 @@ def open_claims(session: Session, site_id: str, ref: str, now: datetime,
 
 def prune_claims(session: Session, before: datetime) -> int:
     """Forget claims that expired before `before` (their passages live on as usage)."""
-    return session.execute(delete(Claim).where(Claim.expires_at < before)).rowcount or 0
+    return rowcount(session.execute(delete(Claim).where(Claim.expires_at < before)))
 
 
 def _insert(session: Session, table):
@@ -173,7 +178,8 @@ _cache: dict[tuple, tuple[float, object]] = {}
 
 def _cached(session: Session, key: tuple, load):
     """Site policies, ticket type rules and gate timeouts change rarely: read them every 10 s at most."""
-    key = (str(session.get_bind().url), *key)
+    bind = session.get_bind()
+    key = (str(bind.url if isinstance(bind, Engine) else bind.engine.url), *key)
     hit = _cache.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[0] < _CACHE_S:

@@ -11,8 +11,9 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from central.i18n import _l
@@ -28,6 +29,7 @@ from central.models import (
 )
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
+from protocol import messages as m
 from protocol import topics
 from protocol.controllers import SHIPPED_PROFILES
 from protocol.ids import new_event_id
@@ -35,6 +37,7 @@ from protocol.messages import (
     Command,
     CommandAck,
     ConfigAck,
+    FireAlarm,
     GateConfig,
     GateStatus,
     HardwareParams,
@@ -79,6 +82,9 @@ _SITE_CHECKS = {
     "claim_policy": lambda v: v in ("local", "central"),
     "claim_deadline_ms": lambda v: isinstance(v, int) and 10 <= v <= 10_000,  # GateConfig's bounds
     "pass_biometric": lambda v: v in ("none", "face", "fingerprint", "either"),
+    "fire_scope": lambda v: v in ("gate", "zone", "site"),
+    "id_face": lambda v: isinstance(v, bool),
+    "language": lambda v: v in m.LANGUAGES,  # what the gates speak (GateConfig.language)
 }
 
 
@@ -86,7 +92,7 @@ def update_site(session: Session, site_id: str, actor: str | None = None, **sett
     """Change site settings gates apply (opening hours, time zone, language, policies)."""
     site = get_site(session, site_id)
     allowed = {"name", "timezone", "language", "opens", "closes", "claim_policy", "pass_biometric", "face_threshold",
-               "overnight", "claim_deadline_ms"}
+               "overnight", "claim_deadline_ms", "fire_scope", "id_face"}
     for key, value in settings.items():
         if key not in allowed:
             raise Invalid("bad_field", _l('There is no park setting “%(key)s”.', key=key))
@@ -239,6 +245,8 @@ def start_site_emergency(session: Session, site_id: str, actor: str | None = Non
 def end_site_emergency(session: Session, site_id: str, actor: str | None = None) -> list[Gate]:
     """The emergency is over: each gate goes back to the mode it had before it (a locked gate locked).
     The new config version also clears a mode set by the emergency's site command at the gates."""
+    # A fire input latched at the gates themselves (central mode unchanged) ends with this time in their config.
+    get_site(session, site_id).emergency_ended_at = utcnow()
     gates = list(session.scalars(select(Gate).where(Gate.site_id == site_id).order_by(Gate.name)))
     for gate in gates:
         back = gate.mode_before_emergency or ("normal" if gate.mode == "emergency" else gate.mode)
@@ -307,10 +315,13 @@ def bump_site_configs(session: Session, site_id: str | None = None) -> None:
     session.execute(stmt)
 
 
-def ticket_type_rules(tt: TicketType) -> TicketTypeRules:
+def ticket_type_rules(tt: TicketType | Row[Any]) -> TicketTypeRules:
+    """The rules of a ticket type, from its ORM object or a Core row of its table (the ingest's)."""
     return TicketTypeRules(id=tt.id, name=tt.name[:256], entries=tt.entries, same_person=tt.same_person,
                            anti_passback=tt.anti_passback, min_gap_s=tt.min_gap_s, zones=list(tt.zones or []),
-                           weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min)
+                           weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min,
+                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face),
+                           bind_finger=bool(tt.bind_finger))
 
 
 def build_gate_config(session: Session, gate: Gate) -> GateConfig:
@@ -320,14 +331,20 @@ def build_gate_config(session: Session, gate: Gate) -> GateConfig:
     keys = session.scalars(select(SigningKey).order_by(SigningKey.key_id))
     return GateConfig(
         version=gate.config_version, site=gate.site_id, gate=gate.name, zone=gate.zone_number,
-        direction=gate.direction, mode=gate.mode, claim=site.claim_policy,
+        direction=m.choose(gate.direction, m.GATE_DIRECTIONS, "gate direction"),
+        mode=m.choose(gate.mode, m.MODES, "gate mode"),
+        claim=m.choose(site.claim_policy, m.CLAIM_POLICIES, "claim"),
         claim_deadline_ms=site.claim_deadline_ms, timezone=site.timezone,
-        language=site.language, opening=OpeningHours(opens=site.opens, closes=site.closes),
-        face_threshold=site.face_threshold, pass_biometric=site.pass_biometric,
+        language=m.choose(site.language, m.LANGUAGES, "site language"),
+        opening=OpeningHours(opens=site.opens, closes=site.closes),
+        face_threshold=site.face_threshold,
+        pass_biometric=m.choose(site.pass_biometric, m.PASS_BIOMETRICS, "pass biometric"),
         ticket_types=[ticket_type_rules(t) for t in types],
         keys=[PublicKeyInfo(key_id=k.key_id, public=k.public, retired_at=k.retired_at, grace_s=k.grace_s)
               for k in keys],
         id_salt=site.id_salt, hardware=HardwareParams(**(gate.hardware or {})),
+        fire_scope=m.choose(site.fire_scope or "zone", m.FIRE_SCOPES, "fire scope"),
+        emergency_ended_at=site.emergency_ended_at, id_face=bool(site.id_face),
     )
 
 
@@ -368,6 +385,13 @@ def record_status(session: Session, status: GateStatus, received_at: datetime | 
     gate.agent_version = status.agent_version
 
 
+def record_fire_alarm(session: Session, alarm: FireAlarm) -> None:
+    """A gate's fire input went up (its zone or site opened at the gates) or down: in the audit log. The
+    banner every page shows follows from the gates' reported mode; ending it is `end_site_emergency`."""
+    audit(session, f"gate:{alarm.gate}", "gate.fire", f"{alarm.site}/{alarm.gate}",
+          state="on" if alarm.active else "off", zone=alarm.zone, scope=alarm.scope, at=alarm.at.isoformat())
+
+
 def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | None = None) -> list[Gate]:
     """Gates online with no heartbeat for `timeout_s` seconds: marked offline, recorded, returned."""
     now = now or utcnow()
@@ -387,18 +411,26 @@ def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | N
 
 
 def create_command(session: Session, site_id: str, gate: str | None, kind: str, *, mode: str | None = None,
-                   direction: str = "in", actor: str | None = None) -> tuple[CommandRecord, Command, str]:
+                   direction: str = "in", actor: str | None = None,
+                   help_id: str | None = None) -> tuple[CommandRecord, Command, str]:
     """A command for one gate, or for the whole site when `gate` is None; returns (record, message, topic)."""
     get_site(session, site_id)
     if gate is not None:
         get_gate(session, site_id, gate)
-    if not isinstance(kind, str) or kind not in ("open_once", "set_mode", "resync", "test_devices"):
-        raise Invalid("bad_command", _l("Unknown command."))
-    if (kind == "set_mode" or mode is not None) and mode not in MODES:
-        raise Invalid("bad_mode", _l('A mode is normal, free passage, locked or emergency.'))
-    if not isinstance(direction, str) or direction not in ("in", "out"):
-        raise Invalid("bad_direction", _l("A direction is in or out."))
-    message = Command(id=new_event_id(), kind=kind, direction=direction, mode=mode, at=utcnow())
+    try:
+        command = m.choose(kind, m.COMMAND_KINDS, "command")
+    except ValueError:
+        raise Invalid("bad_command", _l("Unknown command.")) from None
+    try:
+        new_mode = m.choose(mode, m.MODES, "mode") if (kind == "set_mode" or mode is not None) else None
+    except ValueError:
+        raise Invalid("bad_mode", _l('A mode is normal, free passage, locked or emergency.')) from None
+    try:
+        towards = m.choose(direction, m.DIRECTIONS, "direction")
+    except ValueError:
+        raise Invalid("bad_direction", _l("A direction is in or out.")) from None
+    message = Command(id=new_event_id(), kind=command, direction=towards, mode=new_mode, at=utcnow(),
+                      help_id=help_id)
     record = CommandRecord(id=message.id, site_id=site_id, gate=gate, kind=kind, payload=encode(message),
                            issued_by=actor)
     session.add(record)

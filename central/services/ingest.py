@@ -61,6 +61,7 @@ from sqlalchemy import BigInteger, String, and_, any_, bindparam, cast, func, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from central.db import rowcount, table
 from central.models import (
     AnnualPass,
     Conflict,
@@ -72,12 +73,12 @@ from central.models import (
     Ticket,
     TicketType,
     Zone,
-    utcnow,
 )
 from central.services.alerts import IMPLAUSIBLE_EVENT, AlertRaise, raise_alerts
 from central.services.facts import pass_credential, site_policy, ticket_credential
 from central.services.gates import ticket_type_rules
 from central.services.sync import record_delta
+from protocol.clock import park_now
 from protocol.ids import HOLDER, PASS, TICKET, is_ticket_ref, ref_kind, ref_number
 from protocol.messages import MAX_AHEAD_S, PassageEvent, TicketChange, TicketTypeRules
 from protocol.reasons import FINAL, Reason
@@ -88,14 +89,14 @@ CLOCK_SKEW = timedelta(minutes=5)  # a gate's clock against the validity it chec
 FREE_MODES = frozenset({"free", "emergency"})
 _KINDS_OF = {TICKET: frozenset({"qr", "id_card"}), PASS: frozenset({"annual_pass", "face", "fingerprint"}),
              HOLDER: frozenset({"annual_pass", "face", "fingerprint"})}
-_EVENTS = PassageEventRecord.__table__
-_USAGE = CredentialUsage.__table__
-_TICKETS = Ticket.__table__
-_PASSES = AnnualPass.__table__
-_TYPES = TicketType.__table__
-_SITES = Site.__table__
-_ZONES = Zone.__table__
-_GATES = Gate.__table__
+_EVENTS = table(PassageEventRecord)
+_USAGE = table(CredentialUsage)
+_TICKETS = table(Ticket)
+_PASSES = table(AnnualPass)
+_TYPES = table(TicketType)
+_SITES = table(Site)
+_ZONES = table(Zone)
+_GATES = table(Gate)
 _TICKET_COLUMNS = [_TICKETS.c[n] for n in ("id", "site_id", "ticket_type_id", "status", "status_changed_at",
                                             "valid_from", "valid_to", "slot_start", "slot_end", "headcount",
                                             "zones", "id_digest")]
@@ -133,7 +134,7 @@ def _event_row(e: PassageEvent, received_at: datetime) -> dict:
 
 def ingest_batch(session: Session, events: list[PassageEvent], received_at: datetime | None = None) -> BatchResult:
     """Store and apply a batch of passage events in the caller's transaction (see the module doc)."""
-    received_at = received_at or utcnow()
+    received_at = received_at or park_now()
     result = BatchResult(received=len(events))
     unique: dict[str, PassageEvent] = {}
     for e in events:
@@ -252,7 +253,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
     zones: dict[tuple[str, int], _ZoneDelta] = {}
     denials: dict[tuple[str, date, int, str], int] = defaultdict(int)
     conflicts: list[dict] = []
-    now = utcnow()
+    now = park_now()
 
     for e in known:
         key = (e.site, e.zone)
@@ -360,7 +361,7 @@ def _add_to_zones(session: Session, zones: dict[tuple[str, int], _ZoneDelta], no
         stmt = _ZONE_ADD
         if d.rise is not None:
             stmt, params["d_rise"] = with_peak, d.rise
-        if session.execute(stmt, params).rowcount == 0:
+        if rowcount(session.execute(stmt, params)) == 0:
             session.execute(_insert(session, Zone).on_conflict_do_nothing(index_elements=["site_id", "number"]),
                             {"site_id": site_id, "number": number, "name": f"Zone {number}", "inside": 0,
                              "entries_today": 0, "exits_today": 0, "refused_today": 0, "peak": 0})
@@ -379,11 +380,11 @@ def _lock_usage(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str,
             "INSERT INTO credential_usage (site_id, ref, entries, exits, bound) "
             "SELECT s, r, 0, 0, false FROM json_to_recordset(%s::json) AS k(s text, r text) "
             "ON CONFLICT (site_id, ref) DO NOTHING", (keys_json,))
-        rows = conn.exec_driver_sql(
+        locked = conn.exec_driver_sql(
             "SELECT u.site_id, u.ref, u.entries, u.exits, u.last_entry_at, u.last_gate, u.bound "
             "FROM credential_usage u JOIN json_to_recordset(%s::json) AS k(s text, r text) "
             "ON u.site_id = k.s AND u.ref = k.r ORDER BY u.site_id, u.ref FOR UPDATE OF u", (keys_json,))
-        for row in rows:
+        for row in locked:
             out[(row[0], row[1])] = _UsageRow(*row)
         return out
     session.execute(_insert(session, _USAGE).on_conflict_do_nothing(index_elements=["site_id", "ref"]),
@@ -421,8 +422,8 @@ class _Facts:
 
     def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str]) -> None:
         numbered = [(ref_kind(r), ref_number(r)) for r in refs]
-        ticket_ids = {n for k, n in numbered if k == TICKET}
-        pass_ids = {n for k, n in numbered if k == PASS}
+        ticket_ids = {n for k, n in numbered if k == TICKET and n is not None}
+        pass_ids = {n for k, n in numbered if k == PASS and n is not None}
         holder_ids = {n for k, n in numbered if k == "H" and n is not None}
         self.tickets = {t.id: t for t in _rows_by_id(session, _TICKET_COLUMNS, _TICKETS.c.id, ticket_ids)}
         self.passes = {p.id: p for p in _rows_by_id(session, _PASS_COLUMNS, _PASSES.c.id, pass_ids)}

@@ -3,7 +3,7 @@
 Each job is a plain function over a session (tests call them directly with a chosen `now`);
 `build_scheduler(context)` wires them into an APScheduler BackgroundScheduler.
 
-The roll-over runs at each site's local midnight (checked every minute, so a central that was down
+The roll-over runs at each site's local midnight (checked every minute by default, so a central that was down
 at midnight closes the day when it comes back): every zone's day is closed into a DailyReport, the
 day's counts reset, and visitors still inside are carried over into the new day (`inside` is kept
 and reported as `carried_over`; the new day's peak starts from it).
@@ -12,18 +12,21 @@ and reported as `carried_over`; the new day's peak starts from it).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central.models import DailyReport, DenialCount, Gate, Site, Zone, utcnow
+from central import metrics
+from central.models import DailyReport, DenialCount, Gate, Site, Zone
 from central.services.audit import audit
 from central.services.gates import mark_stale_gates_offline
 from central.services.partitions import partition_job
 from central.services.passes import expire_passes, purge_templates
 from central.services.tickets import expire_tickets
+from protocol.clock import park_now
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ def roll_over(session: Session, site_id: str, now: datetime | None = None) -> li
 
     Visitors still inside are reported (`carried_over`) and then, by the site's `overnight` setting,
     carried out (the count starts the day at zero) or carried over into the new day."""
-    now = now or utcnow()
+    now = now or park_now()
     site = session.get(Site, site_id, with_for_update=True)
     if site is None:
         return []
@@ -83,7 +86,8 @@ def heartbeat_check(session: Session, timeout_s: int, now: datetime | None = Non
     """Mark gates silent for `timeout_s` offline and raise the alert (log + audit)."""
     stale = mark_stale_gates_offline(session, timeout_s, now)
     for gate in stale:
-        log.warning("ALERT gate %s/%s offline: no heartbeat for %ss", gate.site_id, gate.name, timeout_s)
+        log.warning("ALERT gate %s/%s offline: no heartbeat for %ss", gate.site_id, gate.name, timeout_s,
+                    extra={"site": gate.site_id, "gate": gate.name})
     return stale
 
 
@@ -103,6 +107,25 @@ def lagging_gates(session: Session) -> list[tuple[str, str]]:
     return [(s, g) for s, g in rows]
 
 
+def alert_round(sessions, cfg, now: datetime | None = None) -> list:
+    """The central's own alerts (central.services.alerting): check, then send what is new; returns what was sent.
+
+    The notices go out between two transactions: no database lock waits on a webhook."""
+    from central.services import alerting
+
+    with sessions.begin() as session:
+        alerting.check(session, cfg, now)
+    with sessions() as session:
+        notices = alerting.pending(session)
+    if not notices:
+        return []
+    sent = alerting.deliver(notices, cfg, count=lambda channel, outcome: metrics.NOTIFICATIONS.labels(
+        channel, outcome).inc())
+    with sessions.begin() as session:
+        alerting.mark_sent(session, sent)
+    return sent
+
+
 def build_scheduler(context):
     """An APScheduler BackgroundScheduler running every job against `context` (a CentralContext)."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -112,12 +135,16 @@ def build_scheduler(context):
 
     def in_tx(fn, *args):
         def run():
+            started, outcome = time.perf_counter(), "ok"
             try:
                 with sessions.begin() as session:
                     fn(session, *args)
             except Exception:
+                outcome = "failed"
                 log.exception("scheduled job %s failed", fn.__name__)
             context.publisher.flush()
+            metrics.SCHEDULER_RUNS.labels(fn.__name__, outcome).inc()
+            metrics.SCHEDULER_SECONDS.labels(fn.__name__).observe(time.perf_counter() - started)
         run.__name__ = fn.__name__
         return run
 
@@ -133,11 +160,28 @@ def build_scheduler(context):
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(in_tx(heartbeat_check, cfg.heartbeat_timeout_s), "interval",
                       seconds=max(1, min(10, cfg.heartbeat_timeout_s // 3)), id="heartbeat")
-    scheduler.add_job(in_tx(roll_over_all), "interval", seconds=60, id="roll_over")
+    scheduler.add_job(in_tx(roll_over_all), "interval", seconds=cfg.roll_over_check_s, id="roll_over")
+
+    def alerts():
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            alert_round(sessions, context.config.alerts)
+        except Exception:
+            outcome = "failed"
+            log.exception("scheduled job alerts failed")
+        metrics.SCHEDULER_RUNS.labels("alerts", outcome).inc()
+        metrics.SCHEDULER_SECONDS.labels("alerts").observe(time.perf_counter() - started)
+
+    scheduler.add_job(alerts, "interval", seconds=context.config.alerts.interval_s, id="alerts")
     scheduler.add_job(in_tx(expire), "interval", minutes=10, id="expire")
     scheduler.add_job(in_tx(retention, cfg.template_retention_days), "interval", hours=1, id="retention")
     scheduler.add_job(context.publisher.flush, "interval", seconds=cfg.publish_interval_s, id="publish")
     scheduler.add_job(snapshots, "interval", seconds=cfg.snapshot_interval_s, id="snapshots")
+    from central.services.visitor_bookings import purge_all
+
+    # Visitor bookings: names and document digests go `retention_days` after the visit, as the notice says.
+    scheduler.add_job(in_tx(purge_all), "interval", hours=1, id="booking_retention")
+
     database = context.config.database
     scheduler.add_job(in_tx(partition_job, database.partition_months_ahead, database.retention_months), "interval",
                       hours=6, id="partitions", next_run_time=datetime.now(UTC))

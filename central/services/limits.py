@@ -129,6 +129,7 @@ def money(value) -> Decimal:
         raise Invalid("bad_price", _l("A price is written as a decimal, such as 80.00.")) from None
     if not amount.is_finite() or amount < 0 or amount > PRICE_MAX:
         raise Invalid("bad_price", _l("A price is from 0 to %(max)s.", max=PRICE_MAX))
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]  (finite: an int)
+    exponent = amount.as_tuple().exponent  # an int for a finite number (letters mark NaN and infinity)
+    if isinstance(exponent, int) and exponent < -2:
         raise Invalid("bad_price", _l("A price has at most two decimals."))
     return (amount + 0).quantize(Decimal("0.01"))  # + 0: "-0" is 0.00, not -0.00

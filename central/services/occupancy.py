@@ -12,13 +12,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central.models import Zone, utcnow
+from central.models import Zone
+from protocol.clock import park_now
 from protocol.messages import Occupancy, ZoneCount
 
 
 def occupancy(session: Session, site_id: str, now: datetime | None = None) -> Occupancy:
     zones = session.scalars(select(Zone).where(Zone.site_id == site_id).order_by(Zone.number))
-    return Occupancy(site=site_id, at=now or utcnow(), zones=[
+    return Occupancy(site=site_id, at=now or park_now(), zones=[
         ZoneCount(zone=z.number, name=z.name[:256], inside=max(0, z.inside), entries_today=z.entries_today,
                   exits_today=z.exits_today, peak=z.peak, capacity=z.capacity)
         for z in zones if 1 <= z.number <= 32
@@ -40,7 +41,7 @@ def site_totals(message: Occupancy) -> SiteTotals:
         inside=sum(z.inside for z in message.zones),
         entries_today=sum(z.entries_today for z in message.zones),
         exits_today=sum(z.exits_today for z in message.zones),
-        capacity=None if not caps or None in caps else sum(caps),
+        capacity=None if not caps or None in caps else sum(c for c in caps if c is not None),
         full_zones=[z.zone for z in message.zones if z.capacity is not None and z.inside >= z.capacity],
     )
 

@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 
 from biometrics.templates import TemplateFormatError, check_template
 from central.i18n import _l, status_label
-from central.models import CHANNELS, AnnualPass, BiometricTemplate, Person, utcnow
+from central.models import CHANNELS, AnnualPass, BiometricTemplate, HolderPhoto, Person
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from central.services.gates import get_site
 from central.services.sync import forget_change, pass_change, record_delta, template_change
 from central.services.tickets import _money
+from protocol.clock import park_now
 
 # ISO 14443 cards have 4-, 7- or 10-byte UIDs; "" is a pass whose card is not bound yet.
 _UID = re.compile(r"(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})?")
@@ -112,9 +113,9 @@ def create_pass(session: Session, site_id: str, *, person_id: int, valid_from: d
 def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None = None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status not in ("active", "suspended"):
-        status = status_label("pass_status", annual_pass.status)
+        label = status_label("pass_status", annual_pass.status)
         raise Refused(f"pass_{annual_pass.status}", _l("Annual pass P%(pass_id)s is %(status)s.", pass_id=pass_id,
-                                                       status=status))
+                                                       status=label))
     uid = normalise_uid(card_uid)
     _check_card_free(session, annual_pass.site_id, uid, except_pass=pass_id)
     annual_pass.card_uid = uid
@@ -126,11 +127,11 @@ def bind_card(session: Session, pass_id: int, card_uid: str, actor: str | None =
 def _set_status(session: Session, pass_id: int, status: str, allowed: tuple[str, ...], actor: str | None) -> AnnualPass:
     annual_pass = get_pass(session, pass_id, lock=True)
     if annual_pass.status not in allowed:
-        status = status_label("pass_status", annual_pass.status)
+        label = status_label("pass_status", annual_pass.status)
         raise Refused(f"pass_{annual_pass.status}", _l("Annual pass P%(pass_id)s is %(status)s.", pass_id=pass_id,
-                                                       status=status))
+                                                       status=label))
     annual_pass.status = status
-    annual_pass.status_changed_at = utcnow()
+    annual_pass.status_changed_at = park_now()
     record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])
     audit(session, actor, f"pass.{status}", annual_pass.ref)
     return annual_pass
@@ -173,7 +174,7 @@ def renew_pass(session: Session, pass_id: int, valid_to: datetime, *, price=None
         annual_pass.status = "active"
     if price is not None:
         annual_pass.price = _money(price)
-    annual_pass.status_changed_at = utcnow()
+    annual_pass.status_changed_at = park_now()
     record_delta(session, annual_pass.site_id, [pass_change(annual_pass)])
     audit(session, actor, "pass.renew", annual_pass.ref, valid_to=valid_to.isoformat())
     return annual_pass
@@ -220,8 +221,9 @@ def forget_person(session: Session, person_id: int, actor: str | None = None) ->
     card, for the revenue reports.
     """
     person = get_person(session, person_id)
-    now = utcnow()
+    now = park_now()
     session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id == person_id))
+    session.execute(delete(HolderPhoto).where(HolderPhoto.person_id == person_id))  # staff's photo: with them
     changes = []
     for annual_pass in session.scalars(select(AnnualPass).where(AnnualPass.person_id == person_id)
                                        .with_for_update()):
@@ -240,7 +242,7 @@ def forget_person(session: Session, person_id: int, actor: str | None = None) ->
 
 def expire_passes(session: Session, now: datetime | None = None) -> list[AnnualPass]:
     """Passes past their end become expired; gates learn it (they refuse by date anyway)."""
-    now = now or utcnow()
+    now = now or park_now()
     ended = list(session.scalars(select(AnnualPass).where(
         AnnualPass.status.in_(("active", "suspended")), AnnualPass.valid_to < now)))
     by_site: dict[str, list] = {}
@@ -255,9 +257,10 @@ def expire_passes(session: Session, now: datetime | None = None) -> list[AnnualP
 
 def purge_templates(session: Session, retention_days: int, now: datetime | None = None) -> list[int]:
     """Delete the templates of persons whose every pass ended more than `retention_days` ago."""
-    now = now or utcnow()
+    now = now or park_now()
     cutoff = now - timedelta(days=retention_days)
     with_templates = set(session.scalars(select(BiometricTemplate.person_id).distinct()))
+    with_templates |= set(session.scalars(select(HolderPhoto.person_id)))  # a photo for staff alone, too
     if not with_templates:
         return []
     still_needed = set(session.scalars(select(AnnualPass.person_id).where(
@@ -273,6 +276,7 @@ def purge_templates(session: Session, retention_days: int, now: datetime | None 
     if not purge:
         return []
     session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id.in_(purge)))
+    session.execute(delete(HolderPhoto).where(HolderPhoto.person_id.in_(purge)))
     persons = session.scalars(select(Person).where(Person.id.in_(purge)))
     by_site: dict[str, list] = {}
     for person in persons:

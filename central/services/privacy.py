@@ -69,13 +69,13 @@ def export_person(session: Session, person_id: int, actor: str | None = None,
     refs = [p.ref for p in passes]
     templates = session.scalars(select(BiometricTemplate).where(BiometricTemplate.person_id == person_id)
                                 .order_by(BiometricTemplate.kind, BiometricTemplate.finger))
-    passages = session.scalars(select(PassageEventRecord).where(
+    passages = list(session.scalars(select(PassageEventRecord).where(
         PassageEventRecord.site_id == person.site_id, PassageEventRecord.credential_ref.in_(refs))
-        .order_by(PassageEventRecord.at, PassageEventRecord.id)) if refs else []
-    usage = session.scalars(select(CredentialUsage).where(
-        CredentialUsage.site_id == person.site_id, CredentialUsage.ref.in_(refs))) if refs else []
-    conflicts = session.scalars(select(Conflict).where(
-        Conflict.site_id == person.site_id, Conflict.credential_ref.in_(refs)).order_by(Conflict.at)) if refs else []
+        .order_by(PassageEventRecord.at, PassageEventRecord.id))) if refs else []
+    usage = list(session.scalars(select(CredentialUsage).where(
+        CredentialUsage.site_id == person.site_id, CredentialUsage.ref.in_(refs)))) if refs else []
+    conflicts = list(session.scalars(select(Conflict).where(
+        Conflict.site_id == person.site_id, Conflict.credential_ref.in_(refs)).order_by(Conflict.at))) if refs else []
     entries = session.scalars(select(AuditEntry).where(or_(AuditEntry.target == holder, AuditEntry.target.in_(refs)))
                               .order_by(AuditEntry.at, AuditEntry.id))
     out = PersonExport(

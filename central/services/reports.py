@@ -16,15 +16,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, case, cast, func, literal_column, select
+from sqlalchemy import Integer, Label, and_, case, cast, func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
 from central.i18n import _l
-from central.models import Conflict, PassageEventRecord, Ticket, TicketType, utcnow
+from central.models import Conflict, PassageEventRecord, Ticket, TicketType
 from central.services import Invalid
 from central.services.gates import get_site
+from protocol.clock import park_now
 
 BUCKET_S = 900
 MAX_DAYS = 366
@@ -59,7 +61,7 @@ def period(session: Session, site_id: str, start: date | None = None, end: date 
     """A report period for the site; missing ends mean today (site time)."""
     site = get_site(session, site_id)
     tz = ZoneInfo(site.timezone)
-    today = (now or utcnow()).astimezone(tz).date()
+    today = (now or park_now()).astimezone(tz).date()
     start = start or end or today
     end = end or start
     if end < start:
@@ -260,8 +262,8 @@ class SettlementRow:
 
 def _settlement(session: Session, p: Period, *, per_customer: bool) -> list[SettlementRow]:
     refunded = Ticket.status == "refunded"
-    customer = Ticket.channel_ref if per_customer else literal_column("''")
-    stmt = (select(Ticket.channel, customer.label("customer"), func.count(), func.sum(Ticket.headcount),
+    customer: Label[Any] = (Ticket.channel_ref if per_customer else literal_column("''")).label("customer")
+    stmt = (select(Ticket.channel, customer, func.count(), func.sum(Ticket.headcount),
                    func.sum(Ticket.price), func.sum(case((refunded, 1), else_=0)),
                    func.sum(case((refunded, Ticket.price), else_=0)))
             .where(Ticket.site_id == p.site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to))
@@ -367,7 +369,7 @@ def to_csv(rows: Sequence | Iterable) -> str:
     extra = ["net"] if isinstance(rows[0], SettlementRow) else []
     writer.writerow(names + extra)
     for row in rows:
-        values = asdict(row) if is_dataclass(row) else dict(row)
+        values = asdict(row) if is_dataclass(row) and not isinstance(row, type) else dict(row)
         cells = [_cell(values[n]) for n in names] + [_cell(getattr(row, e)) for e in extra]
         writer.writerow(cells)
     return out.getvalue()

@@ -11,7 +11,7 @@ them just before sending, so templates are never at rest in clear at the central
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +19,10 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType, utcnow
+from central.db import table
+from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType
+from protocol import messages as m
+from protocol.clock import park_now
 from protocol.ids import holder_ref
 from protocol.messages import (
     Change,
@@ -46,13 +49,13 @@ def next_seq(session: Session, site_id: str) -> int:
     return int(seq)
 
 
-def record_delta(session: Session, site_id: str, changes: list[Change], at: datetime | None = None) -> int:
+def record_delta(session: Session, site_id: str, changes: Sequence[Change], at: datetime | None = None) -> int:
     """Write one Delta of `changes` for the site's gates; returns its seq."""
     if not changes:
         return 0
     seq = next_seq(session, site_id)
-    delta = Delta(site=site_id, seq=seq, at=at or utcnow(), changes=changes)
-    kinds = ",".join(sorted({type(c).__struct_config__.tag for c in changes}))
+    delta = Delta(site=site_id, seq=seq, at=at or park_now(), changes=list(changes))
+    kinds = ",".join(sorted({str(type(c).__struct_config__.tag) for c in changes}))
     session.add(SyncChange(site_id=site_id, seq=seq, kinds=kinds[:64], payload=encode(delta)))
     session.flush()
     return seq
@@ -64,7 +67,8 @@ def record_delta(session: Session, site_id: str, changes: list[Change], at: date
 def ticket_change(ticket: Ticket) -> TicketChange:
     zones = list(ticket.zones or []) or list(ticket.ticket_type.zones or [])
     return TicketChange(
-        ticket_id=ticket.id, ticket_type=ticket.ticket_type_id, status=ticket.status,
+        ticket_id=ticket.id, ticket_type=ticket.ticket_type_id,
+        status=m.choose(ticket.status, m.TICKET_STATUSES, "ticket status"),
         valid_from=ticket.valid_from, valid_to=ticket.valid_to, slot_start=ticket.slot_start,
         slot_end=ticket.slot_end, headcount=ticket.headcount, zones=zones, id_digest=ticket.id_digest,
     )
@@ -73,14 +77,16 @@ def ticket_change(ticket: Ticket) -> TicketChange:
 def pass_change(annual_pass: AnnualPass) -> PassChange:
     return PassChange(
         pass_id=annual_pass.id, holder_id=holder_ref(annual_pass.person_id), card_uid=annual_pass.card_uid,
-        status=annual_pass.status, valid_from=annual_pass.valid_from, valid_to=annual_pass.valid_to,
+        status=m.choose(annual_pass.status, m.PASS_STATUSES, "pass status"), valid_from=annual_pass.valid_from,
+        valid_to=annual_pass.valid_to,
         zones=list(annual_pass.zones or []),
     )
 
 
 def template_change(template: BiometricTemplate) -> TemplateChange:
     """A TemplateChange carrying the *encrypted* record; `Publisher` decrypts it on the way out."""
-    return TemplateChange(holder_id=holder_ref(template.person_id), kind=template.kind, data=template.record,
+    return TemplateChange(holder_id=holder_ref(template.person_id),
+                          kind=m.choose(template.kind, m.TEMPLATE_KINDS, "template kind"), data=template.record,
                           version=template.version, finger=template.finger)
 
 
@@ -115,13 +121,13 @@ def snapshot(session: Session, site_id: str, now: datetime | None = None) -> Sna
 def stream_snapshot(session: Session, site_id: str, now: datetime | None = None) -> Snapshot:
     """`snapshot`, its changes read as they are consumed: a server-side cursor of plain rows, a few
     thousand at a time, so a million tickets never sit in memory at once. Consume it inside `session`."""
-    now = now or utcnow()
+    now = now or park_now()
     seq = session.scalar(select(Site.sync_seq).where(Site.id == site_id)) or 0
     return Snapshot(site=site_id, seq=seq, changes=_snapshot_changes(session, site_id, now))
 
 
 def _snapshot_changes(session: Session, site_id: str, now: datetime) -> Iterator[Change]:
-    t, tt = Ticket.__table__, TicketType.__table__
+    t, tt = table(Ticket), table(TicketType)
     type_zones = {row.id: list(row.zones or []) for row in session.execute(
         select(tt.c.id, tt.c.zones).where(tt.c.site_id == site_id))}
     rows = session.execute(

@@ -17,12 +17,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from central.db import rowcount
 from central.i18n import _l, status_label
-from central.models import CHANNELS, SlotQuota, Ticket, TicketType, utcnow
+from central.models import CHANNELS, SlotQuota, Ticket, TicketType
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from central.services.gates import bump_site_configs, get_site
 from central.services.sync import record_delta, ticket_change
+from protocol.clock import park_now
 from protocol.ids import id_number_digest
 from protocol.ticket_code import TicketClaims, TicketSigner, encode_body
 
@@ -45,6 +47,9 @@ class TicketTypeSpec:
     price: Decimal | str | int = 0
     min_headcount: int = 1  # a group ticket type: e.g. 10 to 60 people on one ticket
     max_headcount: int = limits.HEADCOUNT
+    staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
+    id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 _money = limits.money  # the name passes.py and older callers import
@@ -54,7 +59,7 @@ def _check_spec(spec: TicketTypeSpec) -> None:
     limits.text("bad_name", "name", spec.name, limits.NAME, required=True)
     if spec.entries is not None:
         limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
-    for flag in ("same_person", "anti_passback", "real_name"):
+    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face", "bind_finger"):
         if not isinstance(getattr(spec, flag), bool):
             raise Invalid("bad_rules", _l('“%(flag)s” is yes or no.', flag=flag))
     limits.zones(spec.zones)
@@ -96,6 +101,9 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     tt.price = _money(spec.price)
     tt.min_headcount = spec.min_headcount
     tt.max_headcount = spec.max_headcount
+    tt.staff_check = spec.staff_check
+    tt.id_face = spec.id_face
+    tt.bind_finger = spec.bind_finger
     tt.active = True
     bump_site_configs(session, site_id)
     audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
@@ -138,6 +146,7 @@ class IssueRequest:
     slot_start: datetime | None = None
     slot_end: datetime | None = None
     allow_past: bool = False  # sell a ticket whose validity is over (a correction): only when asked
+    quota_id: int | None = None  # the slot quota whose place this ticket holds (a booking's)
 
 
 def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, datetime]:
@@ -194,14 +203,15 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
             raise Invalid("bad_validity", _l("Give both the start and the end of the validity, or a visit date."))
         valid_from, valid_to = req.valid_from, req.valid_to
     else:
-        day = req.visit_date or utcnow().astimezone(ZoneInfo(tz)).date()
+        day = req.visit_date or park_now().astimezone(ZoneInfo(tz)).date()
         valid_from, valid_to = day_window(tz, day, tt.validity_days)
     if valid_to <= valid_from:
         raise Invalid("bad_validity", _l("The validity must end after it starts."))
-    if (req.slot_start is None) != (req.slot_end is None) or (req.slot_start and req.slot_end <= req.slot_start):
+    if (req.slot_start is None) != (req.slot_end is None) or (
+            req.slot_start is not None and req.slot_end is not None and req.slot_end <= req.slot_start):
         raise Invalid("bad_slot", _l("A time slot needs a start and a later end."))
     check_encodable(valid_from, valid_to, req.slot_start, req.slot_end)
-    if valid_to <= utcnow() and not req.allow_past:
+    if valid_to <= park_now() and not req.allow_past:
         # Sold by mistake, such a ticket admits nobody: say so, and sell it only when asked to.
         raise Refused("past_date", _l("This ticket's validity is already over (%(day)s, the park's date): "
                                       "choose today or a later day, or confirm a sale for a past date.",
@@ -218,6 +228,8 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount, zones=sorted(set(req.zones)),
         holder_name=req.holder_name, id_digest=digest, id_last4=last4, channel=req.channel,
         channel_ref=req.channel_ref, price=_money(tt.price if req.price is None else req.price), issued_by=actor,
+        issued_at=park_now(),
+        quota_id=req.quota_id,
     )
     ticket.ticket_type = tt
     session.add(ticket)
@@ -225,8 +237,11 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
 
 
 def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
-                  actor: str | None = None) -> list[Ticket]:
-    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none."""
+                  actor: str | None = None, *, deltas: bool = True) -> list[Ticket]:
+    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none.
+
+    `deltas=False`: the caller records the gates' delta itself (`sync.record_delta` with `ticket_change`),
+    as late as it can (a booking takes the site's sequence number just before its commit)."""
     if not requests:
         return []
     if len(requests) > MAX_BULK:
@@ -238,8 +253,8 @@ def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
         tt = types.get(req.ticket_type) or types.setdefault(req.ticket_type, get_ticket_type(session, req.ticket_type))
         tickets.append(_new_ticket(session, site_id, req, tt, site.timezone, site.id_salt, actor))
     session.flush()
-    real_name = [ticket_change(t) for t in tickets if t.id_digest]
-    record_delta(session, site_id, real_name)
+    if deltas:
+        record_delta(session, site_id, [ticket_change(t) for t in tickets if t.id_digest])
     channels = sorted({t.channel for t in tickets})
     audit(session, actor, "ticket.issue", f"{tickets[0].id}..{tickets[-1].id}", count=len(tickets), channels=channels)
     return tickets
@@ -285,7 +300,7 @@ def _end_ticket(session: Session, ticket_id: int, status: str, allowed: tuple[st
         raise Refused(f"ticket_{ticket.status}", _l("Ticket T%(ticket_id)s is already %(status)s.",
                                                     ticket_id=ticket_id, status=label))
     ticket.status = status
-    ticket.status_changed_at = utcnow()
+    ticket.status_changed_at = park_now()
     _release_quota(session, ticket)
     record_delta(session, ticket.site_id, [ticket_change(ticket)])
     audit(session, actor, f"ticket.{status}", ticket.ref, reason=reason)
@@ -311,10 +326,10 @@ def revoke_ticket(session: Session, ticket_id: int, actor: str | None = None, re
 
 def expire_tickets(session: Session, now: datetime | None = None) -> int:
     """Mark tickets past their validity as expired (gates refuse them by date anyway: no delta)."""
-    now = now or utcnow()
-    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used")), Ticket.valid_to < now)
+    now = now or park_now()
+    result = session.execute(update(Ticket).where(Ticket.status.in_(("valid", "used", "held")), Ticket.valid_to < now)
                              .values(status="expired", status_changed_at=now))
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 def _qr(code: str, kind: str, scale: int, **options) -> bytes:

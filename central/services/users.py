@@ -24,8 +24,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from central.db import rowcount
 from central.i18n import _l
-from central.models import ROLES, ApiToken, StaffSession, StaffUser, utcnow
+from central.models import ROLES, ApiToken, Customer, Site, StaffSession, StaffUser, StaffUserSite, utcnow
 from central.services import Invalid, NotFound, Refused
 from central.services.audit import audit
 
@@ -59,10 +60,13 @@ def _check_role(role: str) -> str:
 
 
 def create_user(session: Session, username: str, role: str, password: str | None = None,
-                actor: str | None = None, one_time: bool | None = None) -> tuple[StaffUser, str]:
+                actor: str | None = None, one_time: bool | None = None, *, sites: list[str] | None = None,
+                all_sites: bool = False) -> tuple[StaffUser, str]:
     """A new staff user; returns the user and the password. A generated password (none given) is
-    one-time: the user must choose their own at first login (`one_time` says so for a given one)."""
+    one-time: the user must choose their own at first login (`one_time` says so for a given one).
+    The user works for `sites` (park ids), or every park with `all_sites` (head office)."""
     _check_role(role)
+    wanted = _check_sites(session, sites or [], all_sites or role == "admin")
     if not isinstance(username, str) or not username.strip() or len(username) > 128:
         raise Invalid("bad_username", _l("A username is 1 to 128 characters."))
     if session.scalar(select(StaffUser).where(StaffUser.username == username)):
@@ -71,11 +75,45 @@ def create_user(session: Session, username: str, role: str, password: str | None
         one_time = password is None
     password = _check_new_password(password, username) if password is not None else generate_password()
     user = StaffUser(username=username, password_hash=hash_password(password), role=role,
-                     must_change_password=one_time)
+                     must_change_password=one_time, all_sites=all_sites)
     session.add(user)
-    audit(session, actor, "user.create", username, role=role)
+    session.flush()
+    session.add_all(StaffUserSite(user_id=user.id, site_id=site) for site in wanted)
+    audit(session, actor, "user.create", username, role=role, sites="*" if all_sites else ",".join(wanted))
     session.flush()
     return user, password
+
+
+def _check_sites(session: Session, sites: list[str], any_allowed: bool) -> list[str]:
+    """The parks named, each one existing; at least one unless the user sees every park."""
+    known = set(session.scalars(select(Site.id)))
+    unknown = sorted(set(sites) - known)
+    if unknown:
+        raise Invalid("bad_site", _l("There is no park %(site_id)s.", site_id=", ".join(unknown)))
+    if not sites and not any_allowed:
+        raise Invalid("no_sites", _l("Choose the parks this user works for."))
+    return sorted(set(sites))
+
+
+def user_site_ids(session: Session, user: StaffUser) -> list[str]:
+    """The parks a user works for, in id order: every park for an admin or a head-office user."""
+    if user.role == "admin" or user.all_sites:
+        return list(session.scalars(select(Site.id).order_by(Site.id)))
+    return list(session.scalars(select(StaffUserSite.site_id).where(StaffUserSite.user_id == user.id)
+                                .order_by(StaffUserSite.site_id)))
+
+
+def set_user_sites(session: Session, username: str, sites: list[str], all_sites: bool = False,
+                   actor: str | None = None) -> StaffUser:
+    """Change the parks a user works for (audited); their next request sees only those."""
+    user = get_user(session, username)
+    wanted = _check_sites(session, sites, all_sites or user.role == "admin")
+    session.query(StaffUserSite).filter(StaffUserSite.user_id == user.id).delete()
+    session.add_all(StaffUserSite(user_id=user.id, site_id=site) for site in wanted)
+    user.all_sites = all_sites
+    audit(session, actor, "user.sites", username, sites="*" if all_sites else ",".join(wanted))
+    session.flush()
+    return user
 
 
 def authenticate(session: Session, username: str, password: str) -> StaffUser | None:
@@ -230,7 +268,7 @@ def end_session(session: Session, sid: str | None, why: str = "logout") -> bool:
     result = session.execute(update(StaffSession).where(
         StaffSession.sid_hash == _sid_hash(sid), StaffSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_why=why))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def revoke_sessions(session: Session, user_id: int, why: str) -> int:
@@ -238,7 +276,7 @@ def revoke_sessions(session: Session, user_id: int, why: str) -> int:
     result = session.execute(update(StaffSession).where(
         StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_why=why))
-    return int(result.rowcount or 0)
+    return rowcount(result)
 
 
 def live_sessions(session: Session, user_id: int, now: datetime | None = None) -> int:
@@ -251,13 +289,28 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str, actor: str | None = None) -> tuple[ApiToken, str]:
-    """A machine token; the plaintext is returned once and stored only as its SHA-256."""
+def create_token(session: Session, name: str, role: str, actor: str | None = None, customer_id: int | None = None,
+                 site_id: str | None = None) -> tuple[ApiToken, str]:
+    """A machine token; the plaintext is returned once and stored only as its SHA-256. With `site_id`
+    it acts for that park only; without, for every park (a head office's own integration).
+
+    A channel's token (an OTA, an agency) names its customer and site: what it orders is that
+    customer's, at that site only (`central.web.api_finance`)."""
     _check_role(role)
+    if customer_id is not None:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound("no_customer", _l("There is no such customer."))
+        site_id = site_id or customer.site_id
+        if site_id != customer.site_id:
+            raise Invalid("bad_site", _l("The customer belongs to another park."))
+    if site_id is not None:
+        _check_sites(session, [site_id], False)
     plaintext = "pc_" + secrets.token_urlsafe(32)
-    token = ApiToken(name=name, token_hash=_token_hash(plaintext), role=role)
+    token = ApiToken(name=name, token_hash=_token_hash(plaintext), role=role, customer_id=customer_id,
+                     site_id=site_id)
     session.add(token)
-    audit(session, actor, "token.create", name, role=role)
+    audit(session, actor, "token.create", name, role=role, customer=customer_id, site=site_id or "*")
     session.flush()
     return token, plaintext
 
@@ -268,6 +321,13 @@ def token_for(session: Session, plaintext: str) -> ApiToken | None:
         return None
     token.last_used_at = utcnow()
     return token
+
+
+def token_site_ids(session: Session, token: ApiToken) -> list[str]:
+    """The parks a token acts for: its one park, or every park."""
+    if token.site_id is not None:
+        return [token.site_id]
+    return list(session.scalars(select(Site.id).order_by(Site.id)))
 
 
 def list_tokens(session: Session) -> list[ApiToken]:

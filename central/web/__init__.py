@@ -10,7 +10,14 @@
     gate_pages /gates/...                          technician register, hardware, push config, modes, health
     reports    /reports/...                        manager   per day/hour/gate/type, settlement, CSV, print
     admin      /admin/audit /admin/users           admin     audit log, staff accounts, lock-outs, tokens
+    customers  /customers/...                      sales     customers, contract prices, group orders
+    finance    /finance/...                        finance   statements, refund approvals, shift reports, revenue
+    shifts     /shifts/...                         staff     the box office: open, sell, refund, close a shift
     i18n       /language                           everyone  the page language; dates in the park's time
+    booking    /book/...                           visitors  book a slot for a party, see, find, cancel (no login)
+    booking_admin /bookings/...                    manager   booking calendar, settings, blocklist, report, desk
+    alerts     /alerts                             manager, technician   open alerts, resolved by a person
+    metrics    /metrics                            allowed networks or the metrics token (Prometheus)
 
 `register(app, pages=...)` is called by `central.app.create_app`. Admin may go everywhere. Every POST needs the
 CSRF token (a form field, or the X-CSRFToken header for htmx); machine calls to /api/v1 that carry
@@ -30,7 +37,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 
-from central.web.stack import EXTENSION, HUB, close_db, current_user, database_away, has_role
+from central.web.stack import EXTENSION, HUB, close_db, current_user, database_away, has_role, site_id
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -66,7 +73,12 @@ def register(app: Flask, pages: bool = True) -> None:
         csrf.protect()
         return None
 
+    from central.web import api_finance  # noqa: F401  (customers, group orders, statements, shifts: on `api`)
+
     app.register_blueprint(api)
+    from central.web import metrics_view
+
+    metrics_view.init_app(app)  # /metrics for Prometheus, and every request counted
     if pages:
         _register_pages(app)
 
@@ -81,10 +93,15 @@ def _register_pages(app: Flask) -> None:
         i18n,
         live,
         openapi,
+        parks,
         reporting,
         security,
+        staff_help,
         ticket_types,
     )
+    from central.web import customers as customer_pages
+    from central.web import finance as finance_pages
+    from central.web import shifts as shift_pages
 
     context = app.extensions[EXTENSION]  # the CentralContext create_app made
     config = context.config
@@ -98,9 +115,16 @@ def _register_pages(app: Flask) -> None:
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
-               ticket_types.bp):
+               ticket_types.bp, parks.bp, customer_pages.bp, finance_pages.bp, shift_pages.bp, staff_help.bp):
         app.register_blueprint(bp)
-    security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
+    limiter = security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
+    from central.web import alerts_page, booking, booking_admin
+
+    app.register_blueprint(alerts_page.bp)
+    app.register_blueprint(booking.bp)  # the public booking site, /book/
+    app.register_blueprint(booking_admin.bp)  # its calendar, settings, blocklist and report for managers
+    booking.init_limits(app, limiter)
+    booking_admin.init_app(app)
 
     @app.after_request
     def _headers(response):
@@ -158,8 +182,16 @@ def _register_pages(app: Flask) -> None:
 
         return in_emergency(db(), site_id())
 
+    def my_parks() -> list[tuple[str, str]]:
+        """(id, name) of the parks the user works for, for the header's park switch."""
+        from central.web.queries import sites
+        from central.web.stack import db, visible_sites
+
+        mine = set(visible_sites())  # and the request's session is scoped to them from here on
+        return [(s.id, s.name or s.id) for s in sites(db()) if s.id in mine]
+
     app.jinja_env.globals.update(current_user=current_user, has_role=has_role, reason_text=i18n.reason_text,
-                                 emergency_gates=emergency_gates)
+                                 emergency_gates=emergency_gates, my_parks=my_parks, current_site=site_id)
 
     if app.config.get("LIVE_HUB", True) and context.link is not None:
         try:

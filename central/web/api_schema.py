@@ -24,20 +24,20 @@ _LINE = r"^[^\x00-\x1f\x7f]*$(?!\n)"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"  # site and gate ids become MQTT topic levels
 
 
-def _line(max_length: int, min_length: int | None = None, description: str | None = None):
-    return Annotated[str, Meta(min_length=min_length, max_length=max_length, pattern=_LINE,
-                               description=description)]
+def _line(max_length: int, min_length: int | None = None, description: str | None = None) -> Meta:
+    """The constraints of one line of text (an alias is `Annotated[str, _line(...)]`)."""
+    return Meta(min_length=min_length, max_length=max_length, pattern=_LINE, description=description)
 
 
-Name = _line(limits.NAME, 1)
-OptName = _line(limits.NAME)
+Name = Annotated[str, _line(limits.NAME, 1)]
+OptName = Annotated[str, _line(limits.NAME)]
 Phone = Annotated[str, Meta(max_length=limits.PHONE, pattern=r"^[0-9+()./ -]*$(?!\n)",
                             description="digits, spaces and + - ( ) . /")]
 IdNumber = Annotated[str, Meta(min_length=6, max_length=limits.ID_NUMBER, pattern=r"^[0-9A-Za-z()-]+$(?!\n)",
                                description="digested at once with the site's salt, never stored")]
 IdLast4 = Annotated[str, Meta(max_length=4, pattern=r"^[0-9A-Za-z]*$(?!\n)")]
-ChannelRef = _line(limits.REF, description="the channel's own reference: an OTA order, an agency")
-Reason = _line(limits.REASON)
+ChannelRef = Annotated[str, _line(limits.REF, description="the channel's own reference: an OTA order, an agency")]
+Reason = Annotated[str, _line(limits.REASON)]
 CardUid = Annotated[str, Meta(max_length=limits.CARD_UID_INPUT, pattern=r"^[0-9A-Fa-f: ]*$(?!\n)",
                               description="up to 32 hex digits; colons and spaces are ignored")]
 GateName = Annotated[str, Meta(pattern=NAME_PATTERN)]
@@ -75,6 +75,9 @@ class TicketTypeBody(_Body):
     price: Price = 0
     min_headcount: Headcount = 1
     max_headcount: Headcount = limits.HEADCOUNT
+    staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
+    id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 class TicketBody(_Body):
@@ -104,6 +107,14 @@ class BulkBody(_Body):
 
 class ReasonBody(_Body):
     reason: Reason | None = None
+
+
+class ConflictDecisionBody(_Body):
+    """A manager's decision on a conflict from offline gates (central.services.conflicts)."""
+
+    decision: Literal["accepted", "credential_revoked", "followed_up"]
+    note: Annotated[str, Meta(min_length=1, max_length=limits.REASON, pattern=_LINE,
+                              description="what was decided and why, in the manager's words")]
 
 
 class QuotaBody(_Body):
@@ -162,7 +173,7 @@ class TemplateBody(_Body):
     finger: Annotated[int, Meta(ge=0, le=limits.FINGER)] = 0
 
 
-class Hardware(HardwareParams, forbid_unknown_fields=True, omit_defaults=True):
+class Hardware(HardwareParams, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """The settings a technician may change from the central (unknown keys refused)."""
 
 
@@ -212,3 +223,92 @@ class ConflictsQuery(SiteQuery):
 def hardware_dict(hardware: Hardware | None) -> dict | None:
     """The settings sent, as the dict the gate service stores (defaults left out)."""
     return None if hardware is None else msgspec.to_builtins(hardware)
+
+
+# --- group customers and finance (#21) ---------------------------------------------------------
+
+CustomerKind = Literal["agency", "ota", "company", "school", "government"]
+PaymentMethod = Literal["cash", "bank_card", "wechat_pay", "alipay", "voucher", "on_account"]
+SignedMoney = Annotated[str, Meta(pattern=r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$(?!\n)", description="a decimal: \"-80.00\"")]
+Text500 = Annotated[str, _line(500)]
+
+
+class CustomerBody(_Body):
+    """A group customer (travel agency, OTA, company, school, government unit)."""
+
+    name: Name
+    kind: CustomerKind = "agency"
+    credit_limit: Price = 0
+    payment_term_days: Annotated[int, Meta(ge=0, le=366)] = 30
+    note: Text500 = ""
+
+
+class ContractPriceBody(_Body):
+    """The customer's price per person for a ticket type over local days (`valid_to` null: open-ended)."""
+
+    ticket_type: TypeId
+    price: Price
+    valid_from: date
+    valid_to: date | None = None
+
+
+class MemberBody(_Body):
+    name: Name
+    id_number: IdNumber | None = None
+
+
+class GroupOrderBody(_Body):
+    """A group visit. A channel's token orders for its own customer (`customer_id` may be left out)."""
+
+    ticket_type: TypeId
+    visit_date: date
+    headcount: Annotated[int, Meta(ge=1, le=limits.BULK)]
+    guide_name: Name
+    guide_phone: Annotated[str, Meta(min_length=1, max_length=limits.PHONE, pattern=r"^[0-9+()./ -]*$(?!\n)")]
+    customer_id: RecordId | None = None
+    members: Annotated[list[MemberBody], Meta(max_length=limits.HEADCOUNT)] = []
+    slot_start: At | None = None
+    slot_end: At | None = None
+    payment_method: PaymentMethod = "on_account"
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=128, pattern=_LINE,
+                                         description="or the Idempotency-Key header: a retry issues nothing "
+                                                     "new")] | None = None
+
+
+class StatementBody(_Body):
+    customer_id: RecordId
+    start: date
+    end: date
+
+
+class CorrectionBody(_Body):
+    description: Annotated[str, Meta(min_length=1, max_length=500, pattern=_LINE)]
+    amount: SignedMoney
+
+
+class ShiftBody(_Body):
+    window: Annotated[str, Meta(min_length=1, max_length=64, pattern=_LINE)]
+    opening_float: Price = 0
+
+
+class ShiftSaleBody(_Body):
+    ticket_type: TypeId
+    method: PaymentMethod = "cash"
+    quantity: Annotated[int, Meta(ge=1, le=500)] = 1
+    headcount: Headcount = 1
+    visit_date: date | None = None
+    customer_id: RecordId | None = None
+
+
+class ShiftRefundBody(_Body):
+    ticket_id: Annotated[int, Meta(ge=1, le=limits.MAX_BIG_ID)]
+    reason: Reason | None = None
+
+
+class ShiftCloseBody(_Body):
+    counted_cash: Price
+    note: Text500 = ""
+
+
+class StatementsQuery(SiteQuery):
+    customer_id: RecordId | None = None

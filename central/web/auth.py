@@ -28,12 +28,15 @@ from central.web.stack import commit, current_user, db, has_role, require
 bp = Blueprint("auth", __name__)
 
 HOME = {"admin": "dashboard.index", "manager": "dashboard.index", "staff": "desk.index",
-        "technician": "gates.index"}
+        "technician": "gates.index", "finance": "finance.index", "sales": "customers.index"}
 
 
 def client_hash() -> str | None:
     """The keyed hash of this request's client address (sessions, login throttling)."""
-    return user_service.client_hash(current_app.secret_key, request.remote_addr)
+    secret = current_app.secret_key
+    if secret is None:
+        raise RuntimeError("the app has no secret key (create_app sets one)")
+    return user_service.client_hash(secret, request.remote_addr)
 
 
 def start_session(user: StaffUser) -> None:

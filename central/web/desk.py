@@ -8,16 +8,18 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from central.i18n import _, _l
 from central.models import CHANNELS
 from central.services import ServiceError
 from central.services import passes as pass_service
+from central.services import staff_help as help_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
 from central.web.i18n import site_today
-from central.web.stack import commit, ctx, current_user, db, require, site_id
+from central.web.stack import commit, ctx, db, require, signed_in, site_id
 from protocol.errors import CodeError
 from protocol.ids import pass_ref, ticket_ref
 from protocol.ticket_code import KeyRing, PublicKey
@@ -39,7 +41,7 @@ PASS_DONE = {"suspend": _l("Pass %(ref)s suspended."), "resume": _l("Pass %(ref)
 
 
 def _actor() -> str:
-    return current_user().username
+    return signed_in().username
 
 
 def _fail(exc: ServiceError) -> None:
@@ -91,7 +93,7 @@ def index():
 
 @bp.post("/tickets")
 @require("staff")
-def issue():
+def issue() -> ResponseReturnValue:
     form = request.form
     errors: dict[str, str] = {}
     type_id = _int(form.get("ticket_type"))
@@ -239,13 +241,13 @@ def persons():
     return _persons_page()
 
 
-def _local_midnight(day: date | None) -> datetime | None:
-    return datetime.combine(day, time(0), tzinfo=_site_tz()) if day else None
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=_site_tz())
 
 
 @bp.post("/persons")
 @require("staff")
-def create_person():
+def create_person() -> ResponseReturnValue:
     form = request.form
     session = db()
     errors: dict[str, str] = {}
@@ -319,7 +321,7 @@ def enrol_face(person_id: int):
     p = _person_or_404(person_id)
     data, refusal = _photo_bytes()
     failed, message = None, None
-    if refusal:
+    if refusal or data is None:
         failed, message = "unreadable_image", refusal
     else:
         from biometrics import EnrolmentRefused, FaceSupportMissing
@@ -334,6 +336,8 @@ def enrol_face(person_id: int):
         else:
             try:
                 pass_service.bind_template(db(), ctx().cipher, person_id, "face", template.to_bytes(), actor=_actor())
+                if request.form.get("keep_photo") == "yes":  # the holder's consent, asked at the desk
+                    help_service.keep_holder_photo(db(), ctx().cipher, person_id, data, actor=_actor())
                 commit()
             except ServiceError as exc:
                 db().rollback()
@@ -425,11 +429,12 @@ def pass_action(pass_id: int, action: str):
         elif action == "replace":
             pass_service.replace_card(session, pass_id, request.form.get("card_uid", ""), actor=_actor())
         else:
-            until = _local_midnight(_day(request.form.get("valid_to")))
-            if until is None:
+            new_end = _day(request.form.get("valid_to"))
+            if new_end is None:
                 flash(_("Give the new end date."), "error")
                 return redirect(url_for(".person", person_id=person_id))
-            pass_service.renew_pass(session, pass_id, until, price=request.form.get("price") or None, actor=_actor())
+            pass_service.renew_pass(session, pass_id, _local_midnight(new_end), price=request.form.get("price") or None,
+                                    actor=_actor())
         commit()
         flash(str(PASS_DONE[action]) % {"ref": pass_ref(pass_id)})
     except ServiceError as exc:

@@ -13,7 +13,7 @@ from central.services import Invalid, ServiceError
 from central.services import gates as gate_service
 from central.web import queries
 from central.web.i18n import label
-from central.web.stack import commit, config, ctx, current_user, db, live_hub, require, site_id
+from central.web.stack import commit, config, ctx, db, live_hub, require, signed_in, site_id
 
 bp = Blueprint("gates", __name__, url_prefix="/gates")
 MODES = gate_service.MODES
@@ -21,7 +21,7 @@ DIRECTIONS = gate_service.DIRECTIONS
 
 
 def _actor() -> str:
-    return current_user().username
+    return signed_in().username
 
 
 HARDWARE_FIELDS = {"unit_id": _l("Modbus unit id"), "passage_timeout_s": _l("Passage timeout (seconds)"),
@@ -66,7 +66,7 @@ class HardwareForm:
         return out, errors
 
     def as_dict(self) -> dict:
-        data = {"unit_id": self.unit_id, "passage_timeout_s": self.passage_timeout_s,
+        data: dict[str, object] = {"unit_id": self.unit_id, "passage_timeout_s": self.passage_timeout_s,
                 "repeat_scan_s": self.repeat_scan_s}
         if self.controller_profile:
             data["controller_profile"] = self.controller_profile
@@ -343,4 +343,4 @@ def emergency():
 
 
 def _local(target: str | None) -> bool:
-    return bool(target) and target.startswith("/") and not target.startswith("//")
+    return target is not None and target.startswith("/") and not target.startswith("//")

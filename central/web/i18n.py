@@ -32,6 +32,7 @@ from flask_babel import (
 from central.i18n import LABELS  # the codes in people's words, shared with the services
 from central.models import Site, StaffUser
 from central.web.stack import commit, current_user, db, site_id
+from protocol.clock import park_now
 from protocol.i18n import LOCALEDIR, LOCALES, catalogue_locale
 from protocol.reasons import Reason, visitor_text
 
@@ -55,10 +56,8 @@ def site_today() -> date:
     """Today in the park's time zone (a desk at 02:53 in Shanghai sells for Shanghai's date)."""
     from zoneinfo import ZoneInfo
 
-    from central.models import utcnow
-
     site = _site()
-    return utcnow().astimezone(ZoneInfo(site.timezone if site is not None else "UTC")).date()
+    return park_now().astimezone(ZoneInfo(site.timezone if site is not None else "UTC")).date()
 
 
 def select_locale() -> str:
@@ -161,9 +160,9 @@ def reason_texts() -> dict[str, str]:
 # --- the switch in the header ----------------------------------------------------------------------
 
 
-def _local_path(target: str | None) -> str | None:
-    """Only a path on this site, never an absolute URL someone else chose."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+def local_path(target: str | None) -> str | None:
+    """Only a path on this site, never an absolute URL someone else chose (browsers read /\\ as //)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return None
     parts = urlsplit(target)
     return None if parts.scheme or parts.netloc else target
@@ -173,7 +172,7 @@ def _local_path(target: str | None) -> str | None:
 def set_language():
     """Remember the chosen language: on the user's record when logged in, and in a cookie for this browser."""
     choice = request.form.get("language", "")
-    target = _local_path(request.form.get("next")) or url_for("auth.home")
+    target = local_path(request.form.get("next")) or url_for("auth.home")
     response = redirect(target)
     if choice not in LOCALES:
         return response

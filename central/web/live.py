@@ -26,6 +26,7 @@ import queue
 import secrets
 import threading
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, jsonify, session
@@ -39,6 +40,9 @@ from central.web.stack import db, live_hub, require, site_id
 from protocol import topics
 from protocol.errors import MessageError
 from protocol.messages import CommandAck, ConfigAck, GateStatus, Occupancy, StoredPassage, StoredPassages, decode
+
+if TYPE_CHECKING:
+    from central.bus.link import MqttLink
 
 log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__, url_prefix="/live")
@@ -145,20 +149,22 @@ class LiveHub:
         self.gates: dict[tuple[str, str], dict] = {}
         self.config_acks: dict[tuple[str, str], dict] = {}
         self.command_acks: dict[str, dict] = {}
-        self._link = None
+        self._link: MqttLink | None = None
 
     # --- MQTT side ---------------------------------------------------------------------------
     def start(self, wait: float | None = 5.0) -> LiveHub:
         from central.bus.link import MqttLink
 
+        if self.mqtt_cfg is None:
+            raise ValueError("the live hub needs the MQTT settings to start")
         client_id = f"central-web-{os.getpid()}-{secrets.token_hex(3)}"
-        self._link = MqttLink(self.mqtt_cfg, client_id=client_id)
-        self._link.subscribe(topics.all_occupancy(), self._on_occupancy)
-        self._link.subscribe(topics.all_of_kind("status"), self._on_status)
-        self._link.subscribe(topics.all_live_passages(), self._on_stored, qos=0)
-        self._link.subscribe(topics.all_of_kind("config/ack"), self._on_config_ack)
-        self._link.subscribe(topics.all_of_kind("cmd/ack"), self._on_command_ack)
-        self._link.start(wait=wait)
+        link = self._link = MqttLink(self.mqtt_cfg, client_id=client_id)
+        link.subscribe(topics.all_occupancy(), self._on_occupancy)
+        link.subscribe(topics.all_of_kind("status"), self._on_status)
+        link.subscribe(topics.all_live_passages(), self._on_stored, qos=0)
+        link.subscribe(topics.all_of_kind("config/ack"), self._on_config_ack)
+        link.subscribe(topics.all_of_kind("cmd/ack"), self._on_command_ack)
+        link.start(wait=wait)
         return self
 
     def stop(self) -> None:

@@ -51,7 +51,13 @@ NULL_S, NULL_T, NULL_INT = _null(S), _null(T), _null(INT)
 PRICE = {"type": "string", "pattern": r"^[0-9]{1,10}\.[0-9]{2}$", "description": "a decimal, two places"}
 CHANNEL = {"enum": list(api_schema.CHANNELS)}
 MODE = {"enum": ["normal", "free", "locked", "emergency"]}
-CONFLICT = _obj(event_id=S, credential_ref=S, reason=S, gate=S, other_gate=NULL_S, at=T, offline=B)
+_PARK_FIGURES = dict(inside=INT, capacity=NULL_INT, entries_today=INT, exits_today=INT,
+                     entries_per_min={"type": "number"}, gates_online=INT, gates=INT, open_alerts=INT, full_zones=INT)
+PARK_TOTALS = {"type": "object", "properties": _PARK_FIGURES, "required": list(_PARK_FIGURES)}
+PARK = {"type": "object", "properties": {"site": S, "name": S, **_PARK_FIGURES},
+        "required": ["site", "name", *_PARK_FIGURES]}
+CONFLICT = _obj(id=INT, event_id=S, credential_ref=S, reason=S, gate=S, other_gate=NULL_S, at=T, offline=B,
+                resolved_at=NULL_T, resolved_by=NULL_S, resolution=NULL_S, resolution_note=NULL_S)
 
 ANSWERS = {
     "Error": _obj(("error", "detail"), error={**S, "description": "a stable code: bad_<field>, missing, not_found ..."},
@@ -59,10 +65,12 @@ ANSWERS = {
                   field={**S, "description": "the offending field, when one is to blame (`ticket.headcount`)"}),
     "TicketType": _obj(id=INT, name=S, entries=NULL_INT, same_person=B, anti_passback=B, min_gap_s=INT, zones=INTS,
                        weekdays=INTS, slot_grace_min=INT, real_name=B, validity_days=INT, price=PRICE,
-                       min_headcount=INT, max_headcount=INT, active=B),
+                       min_headcount=INT, max_headcount=INT, active=B, staff_check=B, id_face=B,
+                       bind_finger=B),
     "Ticket": _obj(("id", "ref", "ticket_type", "status", "valid_from", "valid_to", "slot_start", "slot_end",
                     "headcount", "zones", "holder_name", "id_last4", "channel", "channel_ref", "price", "issued_at"),
-                   id=INT, ref=S, ticket_type=INT, status={"enum": ["valid", "used", "refunded", "revoked", "expired"]},
+                   id=INT, ref=S, ticket_type=INT,
+                   status={"enum": ["valid", "used", "refunded", "revoked", "expired", "held"]},
                    valid_from=T, valid_to=T, slot_start=NULL_T, slot_end=NULL_T, headcount=INT, zones=INTS,
                    holder_name=NULL_S, id_last4=NULL_S, channel=CHANNEL, channel_ref=NULL_S, price=PRICE,
                    issued_at=T, code={**NULL_S, "description": "the signed code for the QR (on issue and GET); null "
@@ -134,8 +142,12 @@ OPERATIONS: list[tuple[str, str, str, dict, bool]] = [
     ("post", "/passes/<id:pass_id>/templates", "Bind a face or fingerprint template (base64)",
      _obj(holder=S, kind={"enum": ["face", "fingerprint"]}, finger=INT, version=INT), True),
     ("get", "/occupancy", "Live occupancy per zone", _ref("Occupancy"), False),
+    ("get", "/parks", "Every park the asker works for: people inside against capacity, entries, gates, alerts",
+     _obj(at=T, parks={"type": "array", "items": PARK}, totals=PARK_TOTALS), False),
     ("get", "/conflicts", "Passages the central's rules would have refused (offline gates), newest first",
      _obj(conflicts={"type": "array", "items": CONFLICT}), False),
+    ("post", "/conflicts/<id:conflict_id>/resolve", "A manager's decision on a conflict, with a note (final)",
+     CONFLICT, True),
     ("get", "/gates", "The site's gates with status and config state",
      _obj(gates={"type": "array", "items": _ref("Gate")}), False),
     ("post", "/gates", "Register a gate; the answer holds its MQTT password once", _ref("Gate"), True),
@@ -156,11 +168,74 @@ OPERATIONS += [
      _ACCOUNT, True),
     ("post", "/users/<name>/reactivate", "Let a deactivated staff user log in again", _ACCOUNT, True),
 ]
+# Group customers and finance (central/web/api_finance.py).
+_MONEY_S = {**S, "pattern": r"^-?[0-9]+\.[0-9]{2}$", "description": "a decimal, two places"}
+ANSWERS["Customer"] = _obj(("id", "name", "kind", "status", "credit_limit", "payment_term_days", "note"),
+                           id=INT, name=S, kind={"enum": ["agency", "ota", "company", "school", "government"]},
+                           status={"enum": ["active", "suspended"]}, credit_limit=PRICE, payment_term_days=INT,
+                           note=S, balance=_MONEY_S, tickets_changed=INT,
+                           contract_prices={"type": "array", "items": _obj(
+                               ticket_type=INT, price=PRICE, valid_from=S, valid_to=NULL_S)})
+ANSWERS["GroupOrder"] = _obj(id=INT, customer_id=INT, ticket_type=INT, visit_date=S, headcount=INT, guide_name=S,
+                             guide_phone=S, ticketing={"enum": ["group", "members"]}, unit_price=PRICE, amount=PRICE,
+                             status={"enum": ["booked", "cancelled"]}, idempotency_key=NULL_S, entered=INT,
+                             refunded=INT, left=INT, tickets={"type": "array", "items": _ref("Ticket")})
+_LINE_ANSWER = _obj(id=INT, kind={"enum": ["tickets", "correction"]}, ticket_type=NULL_INT, description=S, ordered=INT,
+                    entered=INT, refunded=INT, no_show=INT, unit_price=_MONEY_S, amount=_MONEY_S)
+ANSWERS["Statement"] = _obj(id=INT, customer_id=INT, start=S, end=S, status={"enum": ["open", "checked", "closed"]},
+                            ordered=INT, entered=INT, refunded=INT, no_show=INT, total=_MONEY_S, balance=_MONEY_S,
+                            credit_limit=PRICE, lines={"type": "array", "items": _LINE_ANSWER})
+ANSWERS["Shift"] = _obj(id=INT, window=S, cashier=S, opened_at=T, closed_at=NULL_T, opening_float=PRICE,
+                        expected_cash=_MONEY_S, counted_cash=_null(_MONEY_S), difference=_null(_MONEY_S),
+                        by_type={"type": "array", "items": _obj(ticket_type=S, tickets=INT, visitors=INT,
+                                                                 amount=PRICE)},
+                        by_method={"type": "array", "items": _obj(method=S, sales=PRICE, refunds=_MONEY_S,
+                                                                   net=_MONEY_S)},
+                        pending_refunds=INT)
+OPERATIONS += [
+    ("get", "/customers", "The site's group customers with what each owes on account",
+     _obj(customers={"type": "array", "items": _ref("Customer")}), False),
+    ("post", "/customers", "Add a group customer (travel agency, OTA, company, school, government unit)",
+     _ref("Customer"), True),
+    ("get", "/customers/<id:customer_id>", "A customer with its balance and contract prices", _ref("Customer"), False),
+    ("post", "/customers/<id:customer_id>/prices", "Set a contract price per ticket type and period",
+     _obj(ticket_type=INT, price=PRICE, valid_from=S, valid_to=NULL_S), False),
+    ("post", "/customers/<id:customer_id>/suspend", "Suspend a customer: gates refuse its unused tickets",
+     _ref("Customer"), False),
+    ("post", "/customers/<id:customer_id>/resume", "Resume a customer: its held tickets admit again",
+     _ref("Customer"), False),
+    ("post", "/group-orders", "Book a group and issue its tickets at the contract price; a retry with the same "
+     "idempotency key answers 200 with the first order and issues nothing", _ref("GroupOrder"), True),
+    ("get", "/group-orders/<id:order_id>", "A group order, its tickets and how many of the group entered",
+     _ref("GroupOrder"), False),
+    ("get", "/statements", "Settlement statements (a channel's token: its own)",
+     _obj(statements={"type": "array", "items": _ref("Statement")}), False),
+    ("post", "/statements", "Open a statement for a customer and period", _ref("Statement"), True),
+    ("get", "/statements/<id:statement_id>", "A statement with its lines", _ref("Statement"), False),
+    ("post", "/statements/<id:statement_id>/recount", "Count an open statement again", _ref("Statement"), True),
+    ("post", "/statements/<id:statement_id>/check", "Mark an open statement as checked", _ref("Statement"), True),
+    ("post", "/statements/<id:statement_id>/close", "Close a checked statement: it never changes again",
+     _ref("Statement"), True),
+    ("post", "/statements/<id:statement_id>/corrections", "Add a correction as a new line", _ref("Statement"), False),
+    ("get", "/shifts", "Box-office shifts with their reports", _obj(shifts={"type": "array", "items": _ref("Shift")}),
+     False),
+    ("post", "/shifts", "Open a shift at a window (the caller is the cashier)", _ref("Shift"), True),
+    ("get", "/shifts/<id:shift_id>", "A shift's report (a cashier: their own)", _ref("Shift"), False),
+    ("post", "/shifts/<id:shift_id>/sell", "Sell tickets in the caller's open shift",
+     _obj(count=INT, tickets={"type": "array", "items": _ref("Ticket")}), True),
+    ("post", "/shifts/<id:shift_id>/refund", "Refund a ticket in the shift; over the limit it waits for approval",
+     _obj(ticket_id=INT, amount=_MONEY_S, status={"enum": ["done", "pending"]}), True),
+    ("post", "/shifts/<id:shift_id>/close", "Close the shift with the cash counted", _ref("Shift"), True),
+]
+ALSO_OK = {("post", "/group-orders"): "the same idempotency key again: the first order, nothing issued"}
+
 ACCOUNT_PATHS = ("/tokens/", "/users/")  # their <name> is a token's or user's name, not a gate's
 
 CREATED = {("post", p) for p in ("/ticket-types", "/tickets", "/tickets/bulk", "/quotas", "/bookings", "/persons",
                                  "/passes", "/passes/<id:pass_id>/replace", "/passes/<id:pass_id>/templates",
-                                 "/gates")}
+                                 "/gates", "/customers", "/customers/<id:customer_id>/prices", "/group-orders",
+                                 "/statements", "/statements/<id:statement_id>/corrections", "/shifts",
+                                 "/shifts/<id:shift_id>/sell")}
 PATH_PARAMS = {
     "id": {"type": "integer", "minimum": 1, "maximum": limits.MAX_ID},
     "bigid": {"type": "integer", "minimum": 1, "maximum": limits.MAX_BIG_ID},
@@ -175,10 +250,10 @@ def openapi_path(flask_path: str) -> str:
 
 
 def _views(app: Flask) -> dict[tuple[str, str], object]:
-    out = {}
+    out: dict[tuple[str, str], object] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(PREFIX + "/"):
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
                 out[(method.lower(), rule.rule[len(PREFIX):])] = app.view_functions[rule.endpoint]
     return out
 
@@ -231,6 +306,8 @@ def document(app: Flask | None = None) -> dict:
             params += _query_parameters(query, components)
         ok = "202" if path.endswith("command") else "201" if (method, path) in CREATED else "200"
         responses = {ok: {"description": "done", "content": _content(answer)}}
+        if (method, path) in ALSO_OK:
+            responses["200"] = {"description": ALSO_OK[(method, path)], "content": _content(answer)}
         if query is not None:
             responses["400"] = _error("invalid request: the field is named")
         roles = getattr(view, "api_roles", None)

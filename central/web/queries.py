@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from central.models import (
@@ -58,7 +58,8 @@ def search_persons(session: Session, site_id: str, text: str, limit: int = 50) -
     stmt = select(Person).where(Person.site_id == site_id, Person.forgotten_at.is_(None))
     text = (text or "").strip()
     if text:
-        conditions = [Person.name.ilike(_like(text), escape="\\"), Person.phone.ilike(_like(text), escape="\\")]
+        conditions: list[ColumnElement[bool]] = [Person.name.ilike(_like(text), escape="\\"),
+                                                 Person.phone.ilike(_like(text), escape="\\")]
         if text.isdigit() and len(text) <= 4:
             conditions.append(Person.id_last4 == text)
         if text[:1] in "Hh" and text[1:].isdigit():
@@ -125,3 +126,8 @@ def staff_users(session: Session) -> list[StaffUser]:
 
 def user_count(session: Session) -> int:
     return session.scalar(select(func.count(StaffUser.id))) or 0
+
+
+def sites(session: Session) -> list[Site]:
+    """The parks this request may see (the session is scoped to them), in id order."""
+    return list(session.scalars(select(Site).order_by(Site.id)))

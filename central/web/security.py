@@ -186,7 +186,8 @@ def init_limiter(app: Flask, storage_uri: str) -> Limiter:
                       headers_enabled=True, default_limits=[], key_prefix="park-central")
     rate = app.config.get("LOGIN_RATE_LIMIT", ADDRESS_LIMIT)
     view = app.view_functions["auth.login"]
-    app.view_functions["auth.login"] = limiter.limit(
+    # Flask-Limiter types its decorator's result for async views too; the login view it wraps is a plain one.
+    app.view_functions["auth.login"] = limiter.limit(  # type: ignore[assignment]
         rate, methods=["POST"], error_message=ADDRESS_MESSAGE,
         deduct_when=lambda response: response.status_code != 302)(view)  # a success costs nothing
     return limiter

@@ -9,6 +9,9 @@ session, who is asking, the role guard, and the commit that publishes.
     actor()            who is asking: that user, or under /api/ a bearer token
     require(*roles)    only these roles (and admin); anonymous: JSON 401 under /api/, else the login page;
                        another role: JSON 403 under /api/, else the 403 page
+    visible_sites()    the parks the asker works for (a user's parks, a token's park, or every park)
+    site_id()          the park this request is about: the one chosen in the header's park switch
+                       (kept in the session), else the central's own, else the asker's first park
 
 Tokens count only under /api/ (a page never takes one); a session cookie counts everywhere, and its
 POSTs carry the CSRF token (`central.web`).
@@ -28,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
 from central.context import PUBLISH, CentralContext
+from central.db import restrict_to_sites
 from central.i18n import _l
 from central.models import StaffUser
 from central.services import ServiceError
@@ -57,6 +61,8 @@ class Actor:
     role: str
     name: str
     user: StaffUser | None = None
+    customer_id: int | None = None  # a channel's token: scoped to this customer ...
+    site: str | None = None  # ... and this site
 
 
 def current_context() -> CentralContext:
@@ -70,8 +76,36 @@ def config() -> CentralConfig:
     return current_context().config
 
 
+SITE_KEY = "site"  # the session key of the park chosen in the header
+
+
+def visible_sites() -> list[str]:
+    """The parks the asker may see and act for (see the module doc); a visitor's page: the central's."""
+    if "sites" not in g:
+        who = actor()
+        if who is None:
+            sites = [config().site]
+        elif who.user is not None:
+            sites = user_service.user_site_ids(db(), who.user)
+        else:
+            sites = user_service.token_site_ids(db(), g.token)
+        g.sites = sites
+        restrict_to_sites(db(), sites)  # from here on this request reads only these parks' rows
+    return g.sites
+
+
 def site_id() -> str:
-    return current_context().config.site
+    """The park of this request (see the module doc); `require` has refused an asker with no park."""
+    if "site_id" not in g:
+        sites = visible_sites()
+        chosen = session.get(SITE_KEY) if current_user() is not None else None
+        own = config().site
+        g.site_id = chosen if chosen in sites else own if own in sites or not sites else sites[0]
+    return g.site_id
+
+
+def may_see_site(site: str) -> bool:
+    return site in visible_sites()
 
 
 def live_hub():
@@ -103,6 +137,7 @@ def report_db() -> tuple[Session, StandbyState | None]:
             session.invalidate()
             g.read_db, g.standby = db(), UNAVAILABLE
         else:
+            restrict_to_sites(session, visible_sites())  # the asker's parks only, as on the primary
             g.read_db = session
     return g.read_db, g.standby
 
@@ -173,6 +208,14 @@ def current_user() -> StaffUser | None:
     return g.user
 
 
+def signed_in() -> StaffUser:
+    """The logged-in user of a page that `require` let through (pages take no API tokens: there is one)."""
+    user = current_user()
+    if user is None:
+        abort(401)
+    return user
+
+
 def actor() -> Actor | None:
     """Who is asking (see the module doc); None when nobody is logged in and no token counts."""
     if "who" not in g:
@@ -185,7 +228,8 @@ def actor() -> Actor | None:
             if token is None:
                 g.auth_error = ("bad_token", "unknown or revoked token")
             else:
-                who = Actor(token.role, f"token:{token.name}")
+                who = Actor(token.role, f"token:{token.name}", customer_id=token.customer_id, site=token.site_id)
+                g.token = token
                 _commit_touch(session_db, pending)
         else:
             user = current_user()
@@ -224,15 +268,21 @@ def require(*roles: str) -> Callable:
                 if is_api():
                     raise Forbidden("forbidden", _l("Your role may not do this."))
                 abort(403)
+            if not visible_sites():
+                if is_api():
+                    raise Forbidden("no_sites", _l("You work for no park yet: ask an administrator."))
+                abort(403)
             g.actor, g.role = who.name, who.role
             return view(*args, **kwargs)
 
-        guarded.roles = roles  # read by the role-matrix tests
-        guarded.api_roles = roles  # and by the OpenAPI document (x-roles)
+        # Marks on the view function: functools.wraps' type has no such attributes.
+        guarded.roles = roles  # type: ignore[attr-defined]  # read by the role-matrix tests
+        guarded.api_roles = roles  # type: ignore[attr-defined]  # and by the OpenAPI document (x-roles)
         return guarded
 
     return decorate
 
 
 __all__ = ["Actor", "Forbidden", "Unauthorised", "actor", "close_db", "commit", "config", "ctx", "current_context",
-           "current_user", "database_away", "db", "has_role", "report_db", "is_api", "live_hub", "require", "site_id"]
+           "current_user", "database_away", "db", "has_role", "is_api", "live_hub", "may_see_site", "report_db",
+           "require", "signed_in", "site_id", "visible_sites"]

@@ -8,14 +8,17 @@ the days of validity, the price, and how many people one ticket may carry (a gro
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from central.i18n import _
 from central.services import ServiceError
 from central.services import tickets as ticket_service
 from central.services.limits import HEADCOUNT
 from central.web import queries
-from central.web.stack import commit, current_user, db, require, site_id
+from central.web.stack import commit, db, require, signed_in, site_id
 
 bp = Blueprint("ticket_types", __name__, url_prefix="/ticket-types")
 WEEKDAYS = range(7)
@@ -54,12 +57,12 @@ def _number(form, key: str, errors: dict, default: int, name) -> int:
 
 @bp.post("/")
 @require("manager")
-def save():
+def save() -> ResponseReturnValue:
     form = request.form
     errors: dict[str, str] = {}
     unlimited = form.get("unlimited") == "yes"
     entries = None if unlimited else _number(form, "entries", errors, 1, _("Entries"))
-    spec_values = dict(
+    spec_values: dict[str, Any] = dict(  # TicketTypeSpec's fields, built once every field is checked
         name=(form.get("name") or "").strip(), entries=entries, same_person=form.get("same_person") == "yes",
         anti_passback=form.get("anti_passback") == "yes",
         min_gap_s=_number(form, "min_gap_min", errors, 0, _("Shortest gap between entries (minutes)")) * 60,
@@ -67,6 +70,9 @@ def save():
         weekdays=[int(d) for d in form.getlist("weekdays") if d.isdigit()],
         slot_grace_min=_number(form, "slot_grace_min", errors, 15, _("Grace after the slot (minutes)")),
         real_name=form.get("real_name") == "yes",
+        staff_check=form.get("staff_check") == "yes",
+        id_face=form.get("id_face") == "yes",
+        bind_finger=form.get("bind_finger") == "yes",
         validity_days=_number(form, "validity_days", errors, 1, _("Days of validity")),
         price=(form.get("price") or "0").strip(),
         min_headcount=_number(form, "min_headcount", errors, 1, _("Fewest people on one ticket")),
@@ -76,7 +82,7 @@ def save():
         return _page(form, errors, 422)
     try:
         spec = ticket_service.TicketTypeSpec(id=type_id, **spec_values)
-        tt = ticket_service.define_ticket_type(db(), site_id(), spec, actor=current_user().username)
+        tt = ticket_service.define_ticket_type(db(), site_id(), spec, actor=signed_in().username)
         commit()
     except ServiceError as exc:
         db().rollback()

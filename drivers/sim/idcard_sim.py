@@ -75,4 +75,15 @@ class IdCardReaderSim(RequestResponseSim):
         return self._answer(f.SW_COMMAND)
 
 
-__all__ = ["IdCardReaderSim"]
+JPEG_START = b"\xff\xd8\xff"
+
+
+def sim_photo_decoder(wlt: bytes) -> bytes:
+    """The simulator's stand-in for the maker's WLT decoder: the simulator sends a JPEG test photo where a
+    real card holds WLT (which only the maker's licensed SDK decodes), and this hands it back."""
+    if not wlt.startswith(JPEG_START):
+        raise ValueError("not a photo the simulator made: a real card's WLT needs its maker's decoder")
+    return wlt
+
+
+__all__ = ["IdCardReaderSim", "sim_photo_decoder"]

@@ -20,6 +20,8 @@ SECTIONS = {
     "ingest": "tests.bench.bench_ingest",
     "sync": "tests.bench.bench_sync",
     "claim": "tests.bench.bench_claim",
+    "metrics": "tests.bench.bench_metrics",
+    "booking": "tests.bench.bench_booking",
     "history": "tests.bench.bench_history",
 }
 ROOT = Path(__file__).resolve().parents[2]

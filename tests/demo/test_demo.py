@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -155,3 +156,63 @@ def _group_members(pgid: int) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{entry.name}: {cmdline[:120]}")
     return found
+
+
+def test_demo_at_high_speed_keeps_selling_and_admitting_day_after_day_on_one_clock(tmp_path):
+    """Over several simulated days the central sells, the gates admit and the dashboard's today follow the
+    one simulated clock: every day has its passages, nothing fails, the central's day is the visitors' day."""
+    from protocol.clock import parse
+
+    port = free_port()
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--duration", "190", "--speed", "high", "--visitors", "300",
+         "--port", str(port), "--workdir", str(workdir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    days_seen: list[tuple[str, str]] = []  # (dashboard's day, the clock's day) while the demo runs
+    try:
+        spec = _wait("the clock line", lambda: next((m.group(1) for line in output
+                                                     if (m := re.search(r"PARK_CLOCK=(.+)$", line.strip()))), None),
+                     60, proc, output)
+        sim = parse(spec)
+        tz = ZoneInfo("Asia/Shanghai")
+        browser = Browser(f"http://127.0.0.1:{port}")
+        _wait("/healthz", lambda: browser.get("/healthz")[0] == 200 if _listening(port) else False, 60, proc, output)
+        _wait("admin.txt", (workdir / "admin.txt").exists, 30, proc, output)
+        username, password = (workdir / "admin.txt").read_text().split()
+        assert browser.login(username, password) == 200
+        assert browser.change_password(password, "the admin's own passphrase") == 200
+        while proc.poll() is None:
+            before = sim.now().astimezone(tz).date().isoformat()
+            status, body = browser.get("/live/snapshot")
+            after = sim.now().astimezone(tz).date().isoformat()
+            if status == 200:
+                day = json.loads(body)["day"]
+                days_seen.append((day, before))
+                assert day in (before, after), f"the dashboard's today {day} is not the simulated day {before}"
+            time.sleep(4)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
+        reader.join(5)
+    text = "".join(output)
+    assert code == 0, text[-3000:]
+    ended = [(m.group(1), int(m.group(2))) for m in re.finditer(r"\(([\d-]+)\) ended: (\d+) turnstile passages", text)]
+    print("days:", ended)
+    assert len(ended) >= 3, text[-3000:]
+    assert [d for d, _ in ended] == sorted({d for d, _ in ended}), "one simulated day after another"
+    assert all(passages >= 100 for _, passages in ended), f"every day admits its visitors: {ended}"
+    assert len({day for day, _ in days_seen}) >= 3, f"the dashboard followed the days: {days_seen}"
+    logs = [text] + [p.read_text(errors="replace") for p in (workdir / "gates").glob("*/agent.log")]
+    assert not [log for log in logs if "Traceback" in log], "no traceback in the demo's or the gates' logs"
+    assert "selling more tickets failed" not in text

@@ -20,8 +20,10 @@ from protocol.messages import (
     ConfigAck,
     Delta,
     EventAck,
+    FireAlarm,
     GateConfig,
     GateStatus,
+    HelpRequest,
     HolderForget,
     Occupancy,
     OpeningHours,
@@ -64,7 +66,9 @@ SAMPLES: dict[type, msgspec.Struct] = {
         timezone="Europe/Berlin", language="en", opening=OpeningHours(opens="08:00", closes="24:00"),
         face_threshold=0.5, pass_biometric="either",
         ticket_types=[TicketTypeRules(id=3, name="day", entries=2, same_person=True, anti_passback=True,
-                                      min_gap_s=600, zones=[1, 2], weekdays=[5, 6], slot_grace_min=10)],
+                                      min_gap_s=600, zones=[1, 2], weekdays=[5, 6], slot_grace_min=10,
+                                      staff_check=True)],
+        fire_scope="site", emergency_ended_at=AT,
         keys=[PublicKeyInfo(key_id=1, public=bytes(32), retired_at=AT, grace_s=86400)], id_salt=b"s" * 16),
     ConfigAck: ConfigAck(gate="north-1", version=4, applied=False, error="zone 40 unknown"),
     Command: Command(id="cmd-1", kind="set_mode", mode="emergency", at=AT),
@@ -79,6 +83,10 @@ SAMPLES: dict[type, msgspec.Struct] = {
     Occupancy: Occupancy(site="lijiang", at=AT, zones=[ZoneCount(zone=1, name="old town", inside=-1, capacity=500)]),
     StoredPassages: StoredPassages(site="lijiang", events=[StoredPassage(id="0192a9e4-1", gate="east-1", zone=1, at=AT,
                                                                          direction="in", passed=True)]),
+    FireAlarm: FireAlarm(site="lijiang", gate="north-1", zone=2, scope="site", active=True, at=AT),
+    HelpRequest: HelpRequest(id="h1", site="lijiang", gate="north-1", at=AT, direction="in",
+                             credential_kind="annual_pass", credential_ref="P7", holder_id="H7",
+                             reason="not_same_person", frame=b"\xff\xd8\xff" + bytes(100)),
 }
 KINDS = list(MAX_BYTES)
 ids = [k.__name__ for k in KINDS]
@@ -308,11 +316,13 @@ def test_a_gate_may_write_only_its_own_topics() -> None:
     assert writes and all(t.startswith(own) and "+" not in t and "#" not in t for t in writes)
     assert set(writes) == {topics.event("lijiang", "north-1"), topics.status("lijiang", "north-1"),
                            topics.config_ack("lijiang", "north-1"), topics.command_ack("lijiang", "north-1"),
-                           topics.claim("lijiang", "north-1"), topics.sync_request("lijiang", "north-1")}
+                           topics.claim("lijiang", "north-1"), topics.sync_request("lijiang", "north-1"),
+                           topics.fire("lijiang", "north-1"), topics.help_request("lijiang", "north-1")}
     assert not any(line.startswith("topic readwrite") for line in lines)
     reads = {line.split(" ", 2)[2] for line in lines if line.startswith("topic read ")}
     assert {topics.config("lijiang", "north-1"), topics.command("lijiang", "north-1"),
-            topics.deltas("lijiang"), topics.site_command("lijiang"), topics.occupancy("lijiang")} <= reads
+            topics.deltas("lijiang"), topics.site_command("lijiang"), topics.occupancy("lijiang"),
+            topics.all_of_kind("fire", "lijiang")} <= reads  # the fire alarm of the site's other gates
     assert all(t.startswith("gates/v1/lijiang/") for t in reads)  # nothing of another site
 
 

@@ -285,7 +285,7 @@ def test_reason_groups_are_disjoint_and_granting_reasons_are_neither() -> None:
 # --- properties -----------------------------------------------------------------------------------
 
 T0 = at("08:00")
-STATUSES = ["valid", "used", "refunded", "revoked", "expired", "active", "suspended", "lost"]
+STATUSES = ["valid", "used", "refunded", "revoked", "expired", "held", "active", "suspended", "lost"]
 MODES = ["normal", "free", "locked", "emergency"]
 
 

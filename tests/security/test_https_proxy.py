@@ -102,7 +102,7 @@ def test_behind_an_https_proxy_the_session_cookie_is_secure_and_hsts_is_sent(db_
     config = make_config(db_url, tmp_path, mosquitto)
     ctx = prepare(config, mqtt_on=False)
     with ctx.sessions.begin() as db:
-        create_user(db, "desk1", "staff", PASSWORD)
+        create_user(db, "desk1", "staff", PASSWORD, sites=[config.site])
     ctx.close()
     web_port = free_port()
     conf = _write_config(tmp_path / "central.toml", config, web_port)

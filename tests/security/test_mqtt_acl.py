@@ -124,3 +124,38 @@ def test_a_gate_may_publish_and_read_only_its_own_topics_and_a_wrong_password_is
     finally:
         for c in clients:
             c.close()
+
+
+def test_gates_of_a_site_reach_each_other_with_their_fire_alarm_and_no_further(db_url, tmp_path, mosquitto_factory):
+    """The fire alarm goes gate to gate without the central: a gate publishes its own `fire` topic and reads
+    the site's other gates' ones; it cannot raise a fire in another gate's name, nor hear another site's."""
+    config = make_config(db_url, tmp_path)
+    config = config.with_overrides(mqtt=MqttConfig(host="127.0.0.1", port=1, username="central",
+                                                   password="central-secret", client_id="c1"))
+    ctx = prepare(config, mqtt_on=False)
+    site = config.site
+    with ctx.sessions.begin() as db:
+        _a, cred_a = register_gate(db, site, "east1", 1)
+        _b, cred_b = register_gate(db, site, "east2", 1)
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    with ctx.sessions() as db:
+        write_mosquitto_files(db, config, passwd, acl)
+    ctx.close()
+    run_as = "user root\n" if os.geteuid() == 0 else ""
+    broker = mosquitto_factory(extra_config=f"{run_as}allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
+    clients: list[Client] = []
+    try:
+        gate_a = Client(broker, cred_a.username, cred_a.password)
+        gate_b = Client(broker, cred_b.username, cred_b.password)
+        central = Client(broker, "central", "central-secret")
+        clients += [gate_a, gate_b, central]
+        gate_b.subscribe(topics.all_of_kind("fire", site))
+        gate_b.subscribe(topics.all_of_kind("fire", "othersite"))
+        assert gate_a.publish(topics.fire(site, "east2")) == NOT_AUTHORIZED  # not in another gate's name
+        central.c.publish(topics.fire("othersite", "x1"), b"{}", qos=1).wait_for_publish(5)
+        assert gate_a.publish(topics.fire(site, "east1")) == 0
+        gate_b.wait(lambda: topics.fire(site, "east1") in gate_b.received)
+        assert gate_b.received == [topics.fire(site, "east1")]
+    finally:
+        for c in clients:
+            c.close()

@@ -11,7 +11,7 @@ from central.services.tickets import TicketTypeSpec, define_ticket_type
 from central.services.users import create_user
 from tests.central.conftest import make_config, prepare
 
-ROLES = ("admin", "manager", "staff", "technician")
+ROLES = ("admin", "manager", "staff", "technician", "finance", "sales")
 _TOKEN = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
@@ -22,7 +22,7 @@ def password_for(role: str) -> str:
 def seed(ctx) -> None:
     with ctx.sessions.begin() as db:
         for role in ROLES:
-            create_user(db, role, role, password_for(role))
+            create_user(db, role, role, password_for(role), sites=[ctx.config.site])
         define_ticket_type(db, ctx.config.site, TicketTypeSpec(name="Day ticket", id=1, price="80.00"))
 
 

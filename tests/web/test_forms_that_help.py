@@ -111,7 +111,7 @@ def test_the_add_user_form_has_no_default_role_and_refuses_a_weak_password(app, 
 
 def test_a_generated_password_must_be_changed_at_the_first_login_before_anything_else(app, web_ctx):
     with web_ctx.sessions.begin() as db:
-        _user, one_time = create_user(db, "clerk2", "staff")
+        _user, one_time = create_user(db, "clerk2", "staff", sites=[web_ctx.config.site])
     browser = login(app, None)
     res = browser.post("/login", {"username": "clerk2", "password": one_time})
     assert res.status_code == 302 and "/account/password" in res.headers["Location"]

@@ -8,7 +8,7 @@ On PostgreSQL the rows are copied into the new table once: minutes per ten milli
 in a quiet hour (the gates keep their passages meanwhile).
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -15,6 +15,7 @@
   }
   var numbers = new Intl.NumberFormat(document.documentElement.lang || undefined);
   function count(n) { return numbers.format(n); }
+  var dates = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: "medium" });
   function $(id) { return document.getElementById(id); }
   function text(el, value) { if (el.textContent !== String(value)) el.textContent = value; }
   function el(tag, cls, content) {
@@ -144,6 +145,9 @@
   // --- the stream ------------------------------------------------------------------------------
   function onSnapshot(s) {
     state.day = s.day;
+    root.dataset.day = s.day;
+    var d = s.day.split("-");
+    text($("day"), dates.format(new Date(+d[0], +d[1] - 1, +d[2])));
     state.entries.fill(0); state.exits.fill(0);
     Object.keys(s.minutes).forEach(function (m) { state.entries[+m] = s.minutes[m][0]; state.exits[+m] = s.minutes[m][1]; });
     state.denials = s.denials; state.refused = s.refused;
@@ -155,6 +159,10 @@
     root.dataset.ready = "1";
   }
   function onPassage(p) {
+    if (p.day > state.day) {  // the park's day rolled over: start the new day afresh (one fetch at a time)
+      if (Date.now() - (state.renewed || 0) > 2000) { state.renewed = Date.now(); poll(); }
+      return;
+    }
     if (p.day !== state.day) return;  // yesterday's late events: the snapshot of a reload shows them
     if (p.passed) {
       var arr = p.direction === "in" ? state.entries : state.exits;

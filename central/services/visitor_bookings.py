@@ -1,0 +1,720 @@
+"""Visitors book their own visit: a party of named persons, each with a document, in one time slot.
+
+    settings(...)/update_settings(...)   the site's booking rules (days ahead, party maximum, cut-offs)
+    calendar(...)                        the open days with each slot's places left
+    set_day(...)/set_slot(...)           managers open or close a day, cap it, set a slot's capacity and close
+    make_booking(...)                    book: checks every value, then takes the places
+    find_booking(...)/cancel_booking()   a visitor finds and cancels with the number and the phone or a document
+    block(...)/unblock(...)              the blocklist of documents and phones (audited; gates refuse)
+    suspicious(...)                      many bookings from one client address or one phone
+
+Rules that hold under a rush:
+- one booking per document per day per site: the primary key of `booking_documents`, inserted in the
+  booking's transaction (a second request for the same document waits for the first and then fails);
+- the slot's capacity and the day's cap are taken by conditional UPDATEs (`booked + n <= capacity`), in
+  that order, after every other write of the booking, so their row locks (and the site's delta sequence)
+  are held only from there to the commit; a visitor refused for a full slot never waits for the day's row;
+- a cancellation deletes the document rows and gives the places back in the same transaction.
+
+Each person gets a ticket of the site's booking ticket type (headcount 1, the slot, the person's name
+and document digest), so gates admit an ID card by its salted digest, or any document by the ticket's
+signed QR code, as for every other real-name ticket.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from central.i18n import _l
+from central.models import (
+    DOCUMENT_TYPES,
+    Booking,
+    BookingBlock,
+    BookingDay,
+    BookingDocument,
+    BookingPerson,
+    BookingSettings,
+    Site,
+    SlotQuota,
+    Ticket,
+    utcnow,
+)
+from central.services import Invalid, NotFound, Refused, limits
+from central.services.audit import audit
+from central.services.gates import get_site
+from central.services.sync import record_delta, ticket_change
+from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
+from protocol.clock import park_now
+from protocol.ids import id_number_digest, ticket_ref
+from protocol.messages import Change
+
+PARTY_LIMIT = 20  # the most a site may allow in one booking
+DAYS_AHEAD_LIMIT = 90
+CUTOFF_LIMIT = 7 * 24 * 60  # minutes
+RETENTION_LIMIT = 365
+PERSON_NAME = 50  # a person's name on a booking (the gate's display and the desk's list)
+NUMBER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no I, O, 0, 1: typed from a screen without doubt
+NUMBER_LENGTH = 10
+
+DOCUMENT_LABELS = {
+    "id_card": _l("Mainland resident ID card"), "passport": _l("Passport"),
+    "hk_macao": _l("Mainland travel permit for Hong Kong and Macao residents"),
+    "taiwan": _l("Mainland travel permit for Taiwan residents"),
+}
+_DOC_PATTERNS = {
+    "id_card": re.compile(r"\d{17}[\dX]"),
+    "passport": re.compile(r"[A-Z0-9]{5,17}"),
+    "hk_macao": re.compile(r"[HM]\d{8}(\d{2})?"),
+    "taiwan": re.compile(r"\d{8}(\d{2})?"),
+}
+_DOC_HINTS = {
+    "id_card": _l("A mainland ID number is 17 digits and a check character (a digit or X)."),
+    "passport": _l("A passport number is 5 to 17 letters and digits."),
+    "hk_macao": _l("A Hong Kong or Macao permit number is H or M and 8 or 10 digits."),
+    "taiwan": _l("A Taiwan permit number is 8 or 10 digits."),
+}
+_PHONE = re.compile(r"\+?\d{6,15}")
+_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_GB11643_CHECK = "10X98765432"
+
+
+class FieldError(Invalid):
+    """A value a visitor typed is wrong: `field` names the form field ("phone", "person-2-doc_number")."""
+
+    field: str
+
+    def __init__(self, code: str, detail: object, field: str) -> None:
+        super().__init__(code, detail)
+        self.field = field
+
+
+# --- values ----------------------------------------------------------------------------------------
+
+
+def gb11643_check(first17: str) -> str:
+    """The check character of a mainland ID number (GB 11643-1999, ISO 7064 MOD 11-2)."""
+    total = sum(int(d) * w for d, w in zip(first17, _GB11643_WEIGHTS, strict=True))
+    return _GB11643_CHECK[total % 11]
+
+
+def normalise_document(doc_type: str, number: str, field: str = "doc_number") -> str:
+    """The document number upper-cased without spaces, checked for its type, or FieldError."""
+    if doc_type not in DOCUMENT_TYPES:
+        raise FieldError("bad_doc_type", _l("Choose the type of document."), field.replace("doc_number", "doc_type"))
+    value = re.sub(r"[\s-]", "", number or "").upper() if isinstance(number, str) and len(number) <= 40 else None
+    if not value:
+        raise FieldError("bad_doc_number", _l("Give the document number."), field)
+    if not _DOC_PATTERNS[doc_type].fullmatch(value):
+        raise FieldError("bad_doc_number", _DOC_HINTS[doc_type], field)
+    if doc_type == "id_card":
+        try:
+            date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+        except ValueError:
+            raise FieldError("bad_doc_number", _l("This ID number holds no valid date of birth."), field) from None
+        if gb11643_check(value[:17]) != value[17]:
+            raise FieldError("bad_check_char", _l("This ID number's last character does not match: check it "
+                                                  "against the card."), field)
+    return value
+
+
+def normalise_phone(phone: str, field: str = "phone") -> str:
+    value = re.sub(r"[\s().-]", "", phone or "") if isinstance(phone, str) and len(phone) <= 40 else None
+    if not value:
+        raise FieldError("bad_phone", _l("Give a phone number we can reach you on."), field)
+    if not _PHONE.fullmatch(value):
+        raise FieldError("bad_phone", _l("A phone number is 6 to 15 digits, with + before a country code."), field)
+    return value
+
+
+def normalise_number(number: str) -> str:
+    """A booking number as typed (spaces, dashes, lower case) in its stored form."""
+    return re.sub(r"[\s-]", "", number or "").upper()[:32] if isinstance(number, str) else ""
+
+
+def display_number(number: str) -> str:
+    return f"{number[:5]}-{number[5:]}"
+
+
+def mask_document(number: str) -> str:
+    head, keep = (number[:3], 4) if len(number) >= 15 else (number[:1], 2)
+    return head + "*" * (len(number) - len(head) - keep) + number[-keep:]
+
+
+def mask_phone(phone: str) -> str:
+    if len(phone) <= 6:
+        return phone[:1] + "*" * (len(phone) - 3) + phone[-2:]
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def document_digest(salt: bytes, doc_type: str, number: str) -> str:
+    """The keyed digest a document is known by: a mainland ID as gates know it from the card, the others
+    in a namespace of their type (a passport and a permit with the same digits are different documents)."""
+    return id_number_digest(salt, number if doc_type == "id_card" else f"{doc_type}:{number}")
+
+
+def phone_digest(salt: bytes, phone: str) -> str:
+    return id_number_digest(salt, f"tel:{phone}")
+
+
+def client_digest(salt: bytes, address: str) -> tuple[str, str]:
+    """The keyed digest of a client address, and a masked form for the managers' report (/24, /48)."""
+    try:
+        ip = ipaddress.ip_address(address)
+        prefix = 24 if ip.version == 4 else 48
+        masked = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    except ValueError:
+        masked = "?"
+    return id_number_digest(salt, f"ip:{address}"), masked
+
+
+# --- settings and calendar -------------------------------------------------------------------------
+
+
+def settings(session: Session, site_id: str) -> BookingSettings:
+    """The site's booking settings (the defaults until a manager saves them)."""
+    found = session.get(BookingSettings, site_id)
+    if found is None:
+        get_site(session, site_id)
+        found = BookingSettings(site_id=site_id, days_ahead=7, party_max=5, cancel_before_min=60,
+                                close_before_min=0, retention_days=30, face_entry=False)
+    return found
+
+
+def update_settings(session: Session, site_id: str, actor: str, *, ticket_type_id: int | None,
+                    days_ahead: int, party_max: int, cancel_before_min: int, close_before_min: int,
+                    retention_days: int, face_entry: bool) -> BookingSettings:
+    """Save the site's booking rules (audited)."""
+    if ticket_type_id is not None:
+        tt = get_ticket_type(session, ticket_type_id)
+        if tt.site_id != site_id:
+            raise FieldError("bad_ticket_type", _l("Choose a ticket type of this park."), "ticket_type_id")
+    for name, value, low, high in (("days_ahead", days_ahead, 0, DAYS_AHEAD_LIMIT),
+                                   ("party_max", party_max, 1, PARTY_LIMIT),
+                                   ("cancel_before_min", cancel_before_min, 0, CUTOFF_LIMIT),
+                                   ("close_before_min", close_before_min, -CUTOFF_LIMIT, CUTOFF_LIMIT),
+                                   ("retention_days", retention_days, 1, RETENTION_LIMIT)):
+        try:
+            limits.integer("bad_setting", name, value, low, high)
+        except Invalid as exc:
+            raise FieldError(exc.code, exc.detail, name) from None
+    row = session.get(BookingSettings, site_id)
+    if row is None:
+        get_site(session, site_id)
+        row = BookingSettings(site_id=site_id)
+        session.add(row)
+    row.ticket_type_id, row.days_ahead, row.party_max = ticket_type_id, days_ahead, party_max
+    row.cancel_before_min, row.close_before_min = cancel_before_min, close_before_min
+    row.retention_days = retention_days
+    row.face_entry = bool(face_entry)
+    row.updated_at, row.updated_by = utcnow(), actor
+    audit(session, actor, "booking.settings", site_id, days_ahead=days_ahead, party_max=party_max,
+          cancel_before_min=cancel_before_min, close_before_min=close_before_min, face_entry=bool(face_entry))
+    session.flush()
+    return row
+
+
+def site_day(site: Site, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(site.timezone)).date()
+
+
+def slot_closes(quota: SlotQuota, rules: BookingSettings) -> datetime:
+    return quota.closes_at or quota.slot_start - timedelta(minutes=rules.close_before_min)
+
+
+@dataclass(frozen=True)
+class SlotView:
+    quota_id: int
+    start: datetime
+    end: datetime
+    capacity: int
+    booked: int
+    closes: datetime
+    is_open: bool
+
+    @property
+    def left(self) -> int:
+        return max(0, self.capacity - self.booked) if self.is_open else 0
+
+
+@dataclass(frozen=True)
+class DayView:
+    day: date
+    is_open: bool
+    capacity: int | None
+    booked: int
+    slots: list[SlotView] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        slot_left = sum(s.left for s in self.slots)
+        if self.capacity is None:
+            return slot_left
+        return max(0, min(slot_left, self.capacity - self.booked))
+
+
+def calendar(session: Session, site_id: str, now: datetime | None = None, *, first: date | None = None,
+             days: int | None = None, staff: bool = False) -> list[DayView]:
+    """The days from `first` (today) for `days` (the site's days ahead, today included) with their slots.
+
+    A visitor's view lists only days that are open and have a slot; staff see every day of the range."""
+    now = now or park_now()
+    site = get_site(session, site_id)
+    rules = settings(session, site_id)
+    first = first or site_day(site, now)
+    count = days if days is not None else rules.days_ahead + 1
+    start, _ = day_window(site.timezone, first)
+    _, end = day_window(site.timezone, first + timedelta(days=max(count - 1, 0)))
+    quotas = session.scalars(select(SlotQuota).where(SlotQuota.site_id == site_id, SlotQuota.slot_start >= start,
+                                                     SlotQuota.slot_start < end).order_by(SlotQuota.slot_start))
+    day_rows = {d.day: d for d in session.scalars(select(BookingDay).where(
+        BookingDay.site_id == site_id, BookingDay.day >= first, BookingDay.day < first + timedelta(days=count)))}
+    out: dict[date, DayView] = {}
+    tz = ZoneInfo(site.timezone)
+    for offset in range(count):
+        d = first + timedelta(days=offset)
+        row = day_rows.get(d)
+        out[d] = DayView(d, row.open if row else True, row.capacity if row else None, row.booked if row else 0, [])
+    for q in quotas:
+        d = q.slot_start.astimezone(tz).date()
+        view = out.get(d)
+        if view is None:
+            continue
+        closes = slot_closes(q, rules)
+        view.slots.append(SlotView(q.id, q.slot_start, q.slot_end, q.capacity, q.booked, closes,
+                                   view.is_open and closes > now))
+    days_out = list(out.values())
+    if not staff:
+        days_out = [d for d in days_out if d.is_open and d.slots]
+    return days_out
+
+
+def slot_view(session: Session, site_id: str, quota: SlotQuota, now: datetime | None = None) -> SlotView:
+    """One slot as the form shows it: its places left, unless booking for it has closed."""
+    rules = settings(session, site_id)
+    closes = slot_closes(quota, rules)
+    return SlotView(quota.id, quota.slot_start, quota.slot_end, quota.capacity, quota.booked, closes,
+                    closes > (now or utcnow()))
+
+
+def set_day(session: Session, site_id: str, day: date, actor: str, *, is_open: bool,
+            capacity: int | None) -> BookingDay:
+    """Open or close a day for booking, and cap it (None: only the slots' capacities count)."""
+    get_site(session, site_id)
+    if capacity is not None:
+        try:
+            limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
+        except Invalid as exc:
+            raise FieldError(exc.code, exc.detail, "day_capacity") from None
+    row = _day_row(session, site_id, day, lock=True)
+    row.open, row.capacity = bool(is_open), capacity
+    audit(session, actor, "booking.day", day.isoformat(), open=bool(is_open), capacity=capacity)
+    session.flush()
+    return row
+
+
+def set_slot(session: Session, site_id: str, actor: str, *, day: date, start: time, end: time, capacity: int,
+             closes_at: datetime | None = None) -> SlotQuota:
+    """Create or change a slot of a day (times in the park's zone); its capacity may not go below what is booked."""
+    site = get_site(session, site_id)
+    tz = ZoneInfo(site.timezone)
+    slot_start = datetime.combine(day, start, tzinfo=tz)
+    slot_end = datetime.combine(day, end, tzinfo=tz)
+    if slot_end <= slot_start:
+        raise FieldError("bad_slot", _l("A time slot needs a start and a later end."), "slot_end")
+    try:
+        check_encodable(slot_start, slot_end, slot_start, slot_end)
+        limits.integer("bad_capacity", "capacity", capacity, 0, limits.CAPACITY)
+    except Invalid as exc:
+        raise FieldError(exc.code, exc.detail, "slot_capacity") from None
+    if closes_at is not None and closes_at > slot_end:
+        raise FieldError("bad_closes", _l("Booking must close before the slot ends."), "slot_closes")
+    quota = session.scalar(select(SlotQuota).where(SlotQuota.site_id == site_id, SlotQuota.slot_start == slot_start)
+                           .with_for_update())
+    if quota is None:
+        quota = SlotQuota(site_id=site_id, slot_start=slot_start, slot_end=slot_end, capacity=capacity, booked=0)
+        session.add(quota)
+    else:
+        if capacity < quota.booked:
+            raise FieldError("below_booked", _l("%(n)s places are already booked: the capacity cannot be lower.",
+                                                n=quota.booked), "slot_capacity")
+        quota.slot_end, quota.capacity = slot_end, capacity
+    quota.closes_at = closes_at
+    _day_row(session, site_id, day)
+    audit(session, actor, "booking.slot", slot_start.isoformat(), capacity=capacity,
+          closes_at=closes_at.isoformat() if closes_at else None)
+    session.flush()
+    return quota
+
+
+def _day_row(session: Session, site_id: str, day: date, *, lock: bool = False) -> BookingDay:
+    query = select(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == day)
+    row = session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        try:
+            with session.begin_nested():
+                row = BookingDay(site_id=site_id, day=day, open=True, capacity=None, booked=0)
+                session.add(row)
+        except IntegrityError:  # made meanwhile by another request
+            row = session.scalar(query.with_for_update() if lock else query)
+            assert row is not None
+    return row
+
+
+# --- booking -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartyMember:
+    name: str
+    doc_type: str
+    doc_number: str
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    quota_id: int
+    persons: list[PartyMember]
+    phone: str
+    consent: bool
+    language: str = "zh"
+    channel: str = "web"  # web | desk
+    client_address: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckedPerson:
+    name: str
+    doc_type: str
+    number: str  # only in memory, for the ticket's digest; never stored
+
+
+def check_party(rules: BookingSettings, persons: list[PartyMember]) -> list[CheckedPerson]:
+    """Every person's name and document, or the FieldError of the first wrong value."""
+    if not 1 <= len(persons) <= rules.party_max:
+        raise FieldError("bad_party", _l("A booking is for 1 to %(n)s people.", n=rules.party_max), "party")
+    checked: list[CheckedPerson] = []
+    seen: set[tuple[str, str]] = set()
+    for i, person in enumerate(persons, start=1):
+        name = person.name.strip() if isinstance(person.name, str) else person.name
+        try:
+            limits.text("bad_name", "name", name, PERSON_NAME, required=True)
+        except Invalid as exc:
+            raise FieldError(exc.code, exc.detail, f"person-{i}-name") from None
+        number = normalise_document(person.doc_type, person.doc_number, f"person-{i}-doc_number")
+        if (person.doc_type, number) in seen:
+            raise FieldError("same_document", _l("Each person needs their own document."), f"person-{i}-doc_number")
+        seen.add((person.doc_type, number))
+        checked.append(CheckedPerson(name, person.doc_type, number))
+    return checked
+
+
+def _insert(session: Session, table):
+    """INSERT with ON CONFLICT for the session's database (PostgreSQL in production, SQLite embedded)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def new_number() -> str:
+    return "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(NUMBER_LENGTH))
+
+
+def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str | None = None,
+                 now: datetime | None = None) -> Booking:
+    """Book the places of one slot for a party, in the caller's transaction (commit it at once).
+
+    Refused: `slot_closed`, `day_closed`, `quota_full`, `day_full`, `already_booked`, `blocked`."""
+    now = now or park_now()
+    site = get_site(session, site_id)
+    rules = settings(session, site_id)
+    if rules.ticket_type_id is None:
+        raise Refused("booking_off", _l("This park does not take bookings online yet."))
+    persons = check_party(rules, list(req.persons))
+    phone = normalise_phone(req.phone)
+    if req.consent is not True:
+        raise FieldError("no_consent", _l("Booking needs your consent to the personal data notice."), "consent")
+    quota = session.get(SlotQuota, req.quota_id) if isinstance(req.quota_id, int) and \
+        0 < req.quota_id <= limits.MAX_ID else None
+    if quota is None or quota.site_id != site_id:
+        raise FieldError("no_slot", _l("Choose a time slot from the list."), "slot")
+    day = site_day(site, quota.slot_start)
+    today = site_day(site, now)
+    if not today <= day <= today + timedelta(days=rules.days_ahead):
+        raise FieldError("day_not_open", _l("That day is not open for booking."), "slot")
+    if slot_closes(quota, rules) <= now:
+        raise FieldError("slot_closed", _l("Booking for this time slot has closed: choose another one."), "slot")
+    if quota.booked + len(persons) > quota.capacity:
+        # Full already when this request began: say so at once. Only a fast path: the conditional UPDATE
+        # below is what decides when places are left at this read.
+        raise Refused("quota_full", _l("This time slot is fully booked."))
+    salt = site.id_salt
+    digests = [document_digest(salt, p.doc_type, p.number) for p in persons]
+    tel = phone_digest(salt, phone)
+    blocked = session.scalar(select(BookingBlock.id).where(BookingBlock.site_id == site_id, or_(
+        (BookingBlock.kind == "document") & BookingBlock.digest.in_(digests),
+        (BookingBlock.kind == "phone") & (BookingBlock.digest == tel))).limit(1))
+    if blocked is not None:
+        raise Refused("blocked", _l("This booking cannot be made online: please contact the park."))
+    client, masked_client = client_digest(salt, req.client_address) if req.client_address else (None, None)
+    booking = Booking(site_id=site_id, number=new_number(), quota_id=quota.id, day=day, slot_start=quota.slot_start,
+                      slot_end=quota.slot_end, party=len(persons), phone_digest=tel, phone_masked=mask_phone(phone),
+                      status="booked", channel="desk" if req.channel == "desk" else "web",
+                      language=(req.language or "zh")[:8], consent_at=now, client_digest=client,
+                      client_masked=masked_client, created_at=now, created_by=actor)
+    session.add(booking)
+    session.flush()
+    # One booking per document per day: the primary key decides. A second request for the same document
+    # waits here for the first one's commit, then inserts nothing (and the caller rolls back).
+    claimed = session.execute(_insert(session, BookingDocument).values(
+        [{"site_id": site_id, "day": day, "doc_digest": d, "booking_id": booking.id} for d in digests],
+    ).on_conflict_do_nothing().returning(BookingDocument.doc_digest)).all()
+    if len(claimed) != len(digests):
+        raise FieldError("already_booked", _l("Someone in this party already holds a booking for that day."),
+                         "party")
+    tt = get_ticket_type(session, rules.ticket_type_id)
+    valid_from, valid_to = day_window(site.timezone, day, tt.validity_days)
+    requests = [IssueRequest(ticket_type=tt.id, valid_from=valid_from, valid_to=valid_to, headcount=1,
+                             holder_name=p.name, id_number=p.number, channel="web" if req.channel != "desk" else
+                             "box_office", channel_ref=f"B{booking.number}", slot_start=quota.slot_start,
+                             slot_end=quota.slot_end, quota_id=quota.id) for p in persons]
+    tickets = issue_tickets(session, site_id, requests, actor or "visitor", deltas=False)
+    for i, (p, d, t) in enumerate(zip(persons, digests, tickets, strict=True), start=1):
+        session.add(BookingPerson(booking_id=booking.id, position=i, name=p.name, doc_type=p.doc_type, doc_digest=d,
+                                  doc_masked=mask_document(p.number), ticket_id=t.id))
+    audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
+          channel=booking.channel)
+    changes: list[Change] = [ticket_change(t) for t in tickets]
+    session.flush()
+    # The hot rows, last: the slot's and the day's counts (in that order everywhere), then the site's delta
+    # sequence. Their row locks are held from here to the caller's commit only, so a rush queues on a few
+    # statements, not on a whole booking.
+    took = session.execute(update(SlotQuota).where(
+        SlotQuota.id == quota.id, SlotQuota.booked + len(persons) <= SlotQuota.capacity,
+    ).values(booked=SlotQuota.booked + len(persons)).returning(SlotQuota.id)).first()
+    if took is None:
+        raise Refused("quota_full", _l("This time slot is fully booked."))
+    take_day = update(BookingDay).where(
+        BookingDay.site_id == site_id, BookingDay.day == day, BookingDay.open.is_(True),
+        or_(BookingDay.capacity.is_(None), BookingDay.booked + len(persons) <= BookingDay.capacity),
+    ).values(booked=BookingDay.booked + len(persons)).returning(BookingDay.id)
+    if session.execute(take_day).first() is None:
+        day_row = session.scalar(select(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == day))
+        if day_row is None:  # a day with slots but no calendar row yet: its count starts now
+            _day_row(session, site_id, day)
+            if session.execute(take_day).first() is None:
+                raise Refused("day_full", _l("That day is fully booked."))
+        elif not day_row.open:
+            raise FieldError("day_closed", _l("That day is no longer open for booking."), "slot")
+        else:
+            raise Refused("day_full", _l("That day is fully booked."))
+    record_delta(session, site_id, changes)
+    return booking
+
+
+def get_booking(session: Session, site_id: str, number: str) -> Booking | None:
+    number = normalise_number(number)
+    if not number:
+        return None
+    return session.scalar(select(Booking).where(Booking.site_id == site_id, Booking.number == number))
+
+
+def find_booking(session: Session, site_id: str, number: str, proof: str) -> Booking:
+    """The booking with `number` whose phone or one of whose documents is `proof`; NotFound otherwise
+    (one answer for a wrong number and a wrong proof: nobody learns which numbers exist)."""
+    site = get_site(session, site_id)
+    booking = get_booking(session, site_id, number)
+    not_found = NotFound("no_booking", _l("No booking matches this number and phone or document number."))
+    if booking is None or not isinstance(proof, str) or not proof.strip() or len(proof) > 40:
+        raise not_found
+    tel = re.sub(r"[\s().-]", "", proof)
+    doc = re.sub(r"[\s-]", "", proof).upper()
+    if booking.phone_digest == phone_digest(site.id_salt, tel):
+        return booking
+    for person in booking.persons:
+        if person.doc_digest == document_digest(site.id_salt, person.doc_type, doc):
+            return booking
+    raise not_found
+
+
+def cancel_deadline(booking: Booking, rules: BookingSettings) -> datetime:
+    return booking.slot_start - timedelta(minutes=rules.cancel_before_min)
+
+
+def cancel_booking(session: Session, site_id: str, booking: Booking, actor: str | None = None,
+                   now: datetime | None = None, *, staff: bool = False) -> Booking:
+    """Cancel a booking: its tickets end (gates refuse them), its documents may book again, its places return."""
+    now = now or park_now()
+    rules = settings(session, site_id)
+    locked = session.scalar(select(Booking).where(Booking.id == booking.id).with_for_update())
+    if locked is None or locked.status != "booked":
+        raise Refused("already_cancelled", _l("This booking is already cancelled."))
+    if not staff and now >= cancel_deadline(locked, rules):
+        raise Refused("too_late", _l("A booking can be cancelled until %(n)s minutes before its slot starts.",
+                                     n=rules.cancel_before_min))
+    locked.status, locked.cancelled_at, locked.cancelled_by = "cancelled", now, actor or "visitor"
+    session.execute(delete(BookingDocument).where(BookingDocument.booking_id == locked.id))
+    ticket_ids = [p.ticket_id for p in locked.persons if p.ticket_id is not None]
+    tickets = list(session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids), Ticket.status == "valid")))
+    for t in tickets:
+        t.status, t.status_changed_at = "refunded", now
+    session.execute(update(SlotQuota).where(SlotQuota.id == locked.quota_id)
+                    .values(booked=SlotQuota.booked - len(tickets)))
+    session.execute(update(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == locked.day)
+                    .values(booked=BookingDay.booked - len(tickets)))
+    session.flush()
+    record_delta(session, site_id, [ticket_change(t) for t in tickets])
+    audit(session, actor or "visitor", "booking.cancel", display_number(locked.number), party=locked.party)
+    session.flush()
+    return locked
+
+
+# --- blocklist and report ------------------------------------------------------------------------
+
+
+def block(session: Session, site_id: str, actor: str, *, kind: str, value: str, reason: str,
+          doc_type: str = "id_card") -> BookingBlock:
+    """Block a document or phone from booking; its valid bookings' tickets are revoked so gates refuse them."""
+    site = get_site(session, site_id)
+    try:
+        limits.text("bad_reason", "reason", reason.strip() if isinstance(reason, str) else reason, limits.REASON,
+                    required=True)
+    except Invalid as exc:
+        raise FieldError(exc.code, exc.detail, "reason") from None
+    if kind == "phone":
+        phone = normalise_phone(value, "value")
+        digest, masked = phone_digest(site.id_salt, phone), mask_phone(phone)
+    elif kind == "document":
+        number = normalise_document(doc_type, value, "value")
+        digest, masked = document_digest(site.id_salt, doc_type, number), mask_document(number)
+    else:
+        raise FieldError("bad_kind", _l("Block a document or a phone."), "kind")
+    existing = session.scalar(select(BookingBlock).where(BookingBlock.site_id == site_id, BookingBlock.kind == kind,
+                                                         BookingBlock.digest == digest))
+    if existing is not None:
+        raise Refused("already_blocked", _l("This is already on the blocklist."))
+    entry = BookingBlock(site_id=site_id, kind=kind, digest=digest, masked=masked, reason=reason.strip(),
+                         created_by=actor)
+    session.add(entry)
+    session.flush()
+    # What is already booked for that document or phone: its tickets end, gates refuse them.
+    if kind == "document":
+        ticket_ids = session.scalars(select(BookingPerson.ticket_id).join(Booking).where(
+            Booking.site_id == site_id, Booking.status == "booked", BookingPerson.doc_digest == digest))
+    else:
+        ticket_ids = session.scalars(select(BookingPerson.ticket_id).join(Booking).where(
+            Booking.site_id == site_id, Booking.status == "booked", Booking.phone_digest == digest))
+    ids = [i for i in ticket_ids if i is not None]
+    tickets = list(session.scalars(select(Ticket).where(Ticket.id.in_(ids), Ticket.status == "valid"))) if ids else []
+    for t in tickets:
+        t.status, t.status_changed_at = "revoked", utcnow()
+    if tickets:
+        session.flush()
+        record_delta(session, site_id, [ticket_change(t) for t in tickets])
+    audit(session, actor, "booking.block", f"{kind}:{masked}", reason=reason.strip(), revoked=len(tickets))
+    session.flush()
+    return entry
+
+
+def unblock(session: Session, site_id: str, block_id: int, actor: str) -> None:
+    entry = session.get(BookingBlock, block_id) if isinstance(block_id, int) and 0 < block_id <= limits.MAX_ID else None
+    if entry is None or entry.site_id != site_id:
+        raise NotFound("no_block", _l("There is no such blocklist entry."))
+    audit(session, actor, "booking.unblock", f"{entry.kind}:{entry.masked}")
+    session.delete(entry)
+    session.flush()
+
+
+def blocks(session: Session, site_id: str) -> list[BookingBlock]:
+    return list(session.scalars(select(BookingBlock).where(BookingBlock.site_id == site_id)
+                                .order_by(BookingBlock.created_at.desc())))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    kind: str  # address | phone
+    masked: str
+    bookings: int
+    persons: int
+    last: datetime
+
+
+def suspicious(session: Session, site_id: str, *, since: datetime, threshold: int = 5) -> list[Pattern]:
+    """Client addresses and phones with at least `threshold` bookings made since `since`, most first."""
+    out: list[Pattern] = []
+    for kind, key, masked in (("address", Booking.client_digest, Booking.client_masked),
+                              ("phone", Booking.phone_digest, Booking.phone_masked)):
+        rows = session.execute(
+            select(func.max(masked), func.count(Booking.id), func.sum(Booking.party), func.max(Booking.created_at))
+            .where(Booking.site_id == site_id, Booking.created_at >= since, key.is_not(None))
+            .group_by(key).having(func.count(Booking.id) >= threshold)
+            .order_by(func.count(Booking.id).desc()).limit(100))
+        out.extend(Pattern(kind, m or "?", int(n), int(p or 0), last) for m, n, p, last in rows)
+    out.sort(key=lambda p: -p.bookings)
+    return out
+
+
+@dataclass(frozen=True)
+class SlotArrivals:
+    start: datetime
+    end: datetime
+    capacity: int
+    booked: int
+    arrived: int
+
+
+def today_by_slot(session: Session, site_id: str, now: datetime | None = None) -> list[SlotArrivals]:
+    """Today's slots: places, booked persons, and how many of those have entered (their ticket used)."""
+    from central.models import CredentialUsage
+
+    now = now or park_now()
+    site = get_site(session, site_id)
+    start, end = day_window(site.timezone, site_day(site, now))
+    out = []
+    for q in session.scalars(select(SlotQuota).where(SlotQuota.site_id == site_id, SlotQuota.slot_start >= start,
+                                                     SlotQuota.slot_start < end).order_by(SlotQuota.slot_start)):
+        refs = [ticket_ref(i) for i in session.scalars(select(Ticket.id).where(Ticket.quota_id == q.id))]
+        arrived = 0
+        for chunk in range(0, len(refs), 1000):
+            arrived += len(list(session.scalars(select(CredentialUsage.ref).where(
+                CredentialUsage.site_id == site_id, CredentialUsage.ref.in_(refs[chunk:chunk + 1000]),
+                CredentialUsage.entries > 0))))
+        out.append(SlotArrivals(q.slot_start, q.slot_end, q.capacity, q.booked, arrived))
+    return out
+
+
+def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
+    """Forget the names and masked numbers of bookings past the retention days after their visit."""
+    now = now or park_now()
+    rules = settings(session, site_id)
+    site = get_site(session, site_id)
+    cutoff = site_day(site, now) - timedelta(days=rules.retention_days)
+    old = list(session.scalars(select(Booking.id).where(Booking.site_id == site_id, Booking.day < cutoff,
+                                                        Booking.phone_masked != "").limit(5000)))
+    if not old:
+        return 0
+    session.execute(delete(BookingDocument).where(BookingDocument.booking_id.in_(old)))
+    session.execute(update(BookingPerson).where(BookingPerson.booking_id.in_(old))
+                    .values(name="", doc_digest="", doc_masked=""))
+    session.execute(update(Ticket).where(Ticket.id.in_(select(BookingPerson.ticket_id).where(
+        BookingPerson.booking_id.in_(old)))).values(holder_name=None, id_digest=None, id_last4=None))
+    session.execute(update(Booking).where(Booking.id.in_(old)).values(phone_digest="", phone_masked="",
+                                                                      client_digest=None, client_masked=None))
+    return len(old)
+
+
+def purge_all(session: Session, now: datetime | None = None) -> int:
+    """`purge` for every site taking bookings (the scheduler's hourly booking retention job)."""
+    return sum(purge(session, site_id, now) for site_id in session.scalars(select(BookingSettings.site_id)))

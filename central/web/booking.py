@@ -1,0 +1,318 @@
+"""The public booking site at /book/ (no login; CSRF on every form): visitors book a slot for their party,
+see their booking with each person's entry, find and cancel it.
+
+    GET  /book/                       the open days, each slot's places left (refreshed every 15 s)
+    GET  /book/slot/<id>?party=N      the form: each person's name and document, the phone, the consent
+    POST /book/slot/<id>              book (a proof of work, rate limits per address, phone and document)
+    GET  /book/b/<number>             the booking: number, slot, each person's entry, how to cancel
+    GET  /book/b/<number>/qr/<n>.svg  person n's signed QR code (gates verify it offline)
+    POST /book/b/<number>/cancel      cancel it (until the site's cut-off)
+    GET|POST /book/find               find a booking by its number and the phone or a document number
+    GET  /book/privacy                the personal-data notice: what is kept, for how long
+
+A booking page is shown only to the browser that made or found it (its numbers are in the session), so a
+guessed number shows nobody's names. Limits (Flask-Limiter, the app's limiter and its storage):
+BOOKING_ADDRESS_LIMIT on booking POSTs per client address, BOOKING_PHONE_LIMIT and BOOKING_DOCUMENT_LIMIT on
+bookings per phone and per document (keyed by their digests), BOOKING_FIND_LIMIT on look-ups per address;
+BOOKING_POW_BITS is the proof of work's difficulty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from limits import parse
+from sqlalchemy import select
+
+from central.i18n import _, _l
+from central.models import DOCUMENT_TYPES, Booking, Ticket
+from central.services import ServiceError
+from central.services import proof_of_work as pow_service
+from central.services import visitor_bookings as vb
+from central.services.gates import get_site
+from central.services.tickets import qr_svg, ticket_code
+from central.web.i18n import current_language
+from central.web.stack import commit, ctx, db, site_id
+
+bp = Blueprint("book", __name__, url_prefix="/book")
+
+SESSION_KEY = "my_bookings"
+MINE_MAX = 10
+DEFAULTS = {"BOOKING_ADDRESS_LIMIT": "30/hour;10/minute", "BOOKING_PHONE_LIMIT": "5/day",
+            "BOOKING_DOCUMENT_LIMIT": "10/day", "BOOKING_FIND_LIMIT": "60/hour", "BOOKING_POW_BITS": 14,
+            "BOOKING_POW_MAX_AGE_S": 1800}
+POW_TEXTS = {
+    "pow_missing": _l("Your browser did not finish its check: wait until the button can be pressed, then send."),
+    "pow_forged": _l("The form's check is not valid: reload the page and try again."),
+    "pow_expired": _l("The form waited too long: reload the page and send it again."),
+    "pow_wrong": _l("The form's check is not valid: reload the page and try again."),
+    "pow_used": _l("This form was already sent: reload the page to book again."),
+}
+
+
+def _conf(key: str):
+    return current_app.config.get(key, DEFAULTS[key])
+
+
+def _secret() -> bytes:
+    secret = current_app.secret_key or ""
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+def _limiter():
+    return current_app.extensions["park_limiter"]
+
+
+def _over(limit_key: str, *identity: str) -> bool:
+    """Take one from each of `limit_key`'s limits for `identity`; True when one of them is spent."""
+    strategy = _limiter().limiter
+    items = [parse(part) for part in str(_conf(limit_key)).split(";") if part.strip()]
+    over = False
+    for item in items:
+        if not strategy.hit(item, "park-central-book", limit_key, *identity):
+            over = True
+    return over
+
+
+def _mine() -> list[str]:
+    return list(session.get(SESSION_KEY, []))
+
+
+def _remember(number: str) -> None:
+    mine = [n for n in _mine() if n != number] + [number]
+    session[SESSION_KEY] = mine[-MINE_MAX:]
+
+
+def _client() -> str:
+    return request.remote_addr or ""
+
+
+@dataclass
+class FormState:
+    """What the visitor typed, sent back with the page when something was wrong."""
+
+    party: int = 1
+    persons: list[dict[str, str]] = field(default_factory=list)
+    phone: str = ""
+    consent: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _read_form(party_max: int) -> FormState:
+    form = request.form
+    try:
+        party = int(form.get("party", "1"))
+    except ValueError:
+        party = 1
+    state = FormState(party=max(1, min(party, party_max)), phone=form.get("phone", "")[:40],
+                      consent=form.get("consent") == "yes")
+    for i in range(1, state.party + 1):
+        state.persons.append({key: form.get(f"person-{i}-{key}", "")[:400]
+                              for key in ("name", "doc_type", "doc_number")})
+    if party != state.party:
+        state.errors["party"] = _("A booking is for 1 to %(n)s people.", n=party_max)
+    return state
+
+
+def _blank(party: int) -> FormState:
+    return FormState(party=party, persons=[{"name": "", "doc_type": "id_card", "doc_number": ""}
+                                           for _ in range(party)])
+
+
+# --- pages ------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index():
+    session_db = db()
+    days = vb.calendar(session_db, site_id())
+    rules = vb.settings(session_db, site_id())
+    template = "book/places.html" if request.headers.get("HX-Request") else "book/index.html"
+    return render_template(template, days=days, rules=rules, site=get_site(session_db, site_id()))
+
+
+@bp.get("/privacy")
+def privacy():
+    rules = vb.settings(db(), site_id())
+    return render_template("book/privacy.html", rules=rules)
+
+
+def _slot_or_404(quota_id: int):
+    from central.models import SlotQuota
+
+    quota = db().get(SlotQuota, quota_id) if 0 < quota_id <= 2**31 - 1 else None
+    if quota is None or quota.site_id != site_id():
+        abort(404)
+    return quota
+
+
+def _form_page(quota, state: FormState, status: int = 200):
+    session_db = db()
+    rules = vb.settings(session_db, site_id())
+    challenge = pow_service.issue(_secret(), int(_conf("BOOKING_POW_BITS")))
+    return render_template("book/form.html", quota=quota, slot=vb.slot_view(session_db, site_id(), quota),
+                           rules=rules, state=state,
+                           doc_types=[(t, vb.DOCUMENT_LABELS[t]) for t in DOCUMENT_TYPES], challenge=challenge,
+                           party_choices=range(1, rules.party_max + 1)), status
+
+
+@bp.get("/slot/<int:quota_id>")
+def form(quota_id: int):
+    quota = _slot_or_404(quota_id)
+    rules = vb.settings(db(), site_id())
+    try:
+        party = max(1, min(int(request.args.get("party", "1")), rules.party_max))
+    except ValueError:
+        party = 1
+    return _form_page(quota, _blank(party))
+
+
+def _check_pow() -> str | None:
+    challenge, counter = request.form.get("challenge", ""), request.form.get("pow", "")
+    reason = pow_service.verify(_secret(), challenge, counter, int(_conf("BOOKING_POW_MAX_AGE_S")))
+    if reason is None:
+        # Single use: the challenge's mark lives in the limiter's storage as long as the challenge could.
+        storage = _limiter().storage
+        if storage.incr(f"park-central-book/pow/{challenge}", int(_conf("BOOKING_POW_MAX_AGE_S")) + 60) > 1:
+            reason = "pow_used"
+    return reason
+
+
+@bp.post("/slot/<int:quota_id>")
+def submit(quota_id: int):
+    quota = _slot_or_404(quota_id)
+    session_db = db()
+    rules = vb.settings(session_db, site_id())
+    state = _read_form(rules.party_max)
+    if request.form.get("resize"):  # "change the party size": the same page with that many persons
+        kept = state.persons + [{"name": "", "doc_type": "id_card", "doc_number": ""}] * rules.party_max
+        resized = FormState(party=state.party, persons=kept[:state.party], phone=state.phone, consent=state.consent)
+        return _form_page(quota, resized)
+    if state.errors:
+        return _form_page(quota, state, 400)
+    if _over("BOOKING_ADDRESS_LIMIT", _client()):
+        state.errors["form"] = _("Too many bookings from your connection: wait a little and try again.")
+        return _form_page(quota, state, 429)
+    reason = _check_pow()
+    if reason is not None:
+        state.errors["form"] = str(POW_TEXTS[reason])
+        return _form_page(quota, state, 400)
+    site = get_site(session_db, site_id())
+    persons = [vb.PartyMember(p["name"], p["doc_type"], p["doc_number"]) for p in state.persons]
+    try:
+        phone = vb.normalise_phone(state.phone)
+        checked = vb.check_party(rules, persons)
+    except vb.FieldError as exc:
+        state.errors[exc.field] = exc.text
+        return _form_page(quota, state, 400)
+    tel = vb.phone_digest(site.id_salt, phone)
+    docs = [vb.document_digest(site.id_salt, p.doc_type, p.number) for p in checked]
+    if _over("BOOKING_PHONE_LIMIT", tel) or any([_over("BOOKING_DOCUMENT_LIMIT", d) for d in docs]):
+        state.errors["form"] = _("Too many bookings for this phone or document: try again tomorrow.")
+        return _form_page(quota, state, 429)
+    request_ = vb.BookingRequest(quota_id=quota.id, persons=persons, phone=state.phone, consent=state.consent,
+                                 language=current_language(), channel="web", client_address=_client())
+    try:
+        booking = vb.make_booking(session_db, site_id(), request_)
+        number = booking.number
+        commit()
+    except ServiceError as exc:
+        session_db.rollback()
+        state.errors[getattr(exc, "field", "form")] = exc.text
+        status = 409 if exc.status == 409 else 400
+        return _form_page(_slot_or_404(quota_id), state, status)
+    _remember(number)
+    return redirect(url_for("book.booking", number=number))
+
+
+def _my_booking(number: str) -> Booking:
+    number = vb.normalise_number(number)
+    if number not in _mine():
+        abort(404)
+    found = vb.get_booking(db(), site_id(), number)
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.get("/b/<number>")
+def booking(number: str):
+    found = _my_booking(number)
+    session_db = db()
+    rules = vb.settings(session_db, site_id())
+    tickets = {t.id: t for t in session_db.scalars(select(Ticket).where(
+        Ticket.id.in_([p.ticket_id for p in found.persons if p.ticket_id])))}
+    from central.models import utcnow
+
+    deadline = vb.cancel_deadline(found, rules)
+    return render_template("book/booking.html", b=found, tickets=tickets, number=vb.display_number(found.number),
+                           deadline=deadline, can_cancel=found.status == "booked" and utcnow() < deadline,
+                           doc_labels=vb.DOCUMENT_LABELS)
+
+
+@bp.get("/b/<number>/qr/<int:position>.svg")
+def qr(number: str, position: int):
+    found = _my_booking(number)
+    person = next((p for p in found.persons if p.position == position), None)
+    ticket = db().get(Ticket, person.ticket_id) if person and person.ticket_id else None
+    if ticket is None or found.status != "booked":
+        abort(404)
+    return Response(qr_svg(ticket_code(ticket, ctx().signer), scale=4), mimetype="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/b/<number>/cancel")
+def cancel(number: str):
+    found = _my_booking(number)
+    try:
+        vb.cancel_booking(db(), site_id(), found)
+        commit()
+    except ServiceError as exc:
+        db().rollback()
+        flash(exc.text, "error")
+        return redirect(url_for("book.booking", number=found.number))
+    flash(_("Booking %(number)s is cancelled: its places are free again.", number=vb.display_number(found.number)))
+    return redirect(url_for("book.booking", number=found.number))
+
+
+@bp.route("/find", methods=["GET", "POST"])
+def find():
+    values = {"number": "", "proof": ""}
+    error = None
+    if request.method == "POST":
+        values = {"number": request.form.get("number", "")[:40], "proof": request.form.get("proof", "")[:40]}
+        if _over("BOOKING_FIND_LIMIT", _client()):
+            error = _("Too many look-ups from your connection: wait a little and try again.")
+        else:
+            try:
+                found = vb.find_booking(db(), site_id(), values["number"], values["proof"])
+            except ServiceError as exc:
+                error = exc.text
+            else:
+                _remember(found.number)
+                return redirect(url_for("book.booking", number=found.number))
+    return render_template("book/find.html", values=values, error=error), 400 if error else 200
+
+
+def init_limits(app: Flask, limiter) -> None:
+    """The booking pages count with the app's Flask-Limiter (its strategy and its configurable storage);
+    they take from the limits themselves, so a visitor over one keeps the form and reads why."""
+    app.extensions["park_limiter"] = limiter
+    for key, value in DEFAULTS.items():
+        app.config.setdefault(key, value)
+
+
+__all__ = ["bp", "init_limits"]
