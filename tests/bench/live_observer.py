@@ -34,7 +34,8 @@ def watch_sse(config, zone: int) -> None:
     with ctx.sessions.begin() as db:
         user = db.query(StaffUser).filter_by(username="bench-manager").one_or_none()
         if user is None:
-            user, _ = create_user(db, "bench-manager", "manager", all_sites=True)
+            # Not one-time: a one-time password would send the stream to /account/password (302).
+            user, _ = create_user(db, "bench-manager", "manager", all_sites=True, one_time=False)
         uid = user.id
         sid = start_session(db, user)  # a server-side session record, as a login makes
     client = app.test_client()
