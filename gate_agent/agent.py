@@ -128,9 +128,15 @@ class GateAgent:
         self.faces = FaceMatcher(self.store, cfg.devices.camera,
                                  lambda: self.active.cfg.face_threshold if self.active else None)
         self.decider = Decider(self.store, self.zones, self.faces)
-        self.display: Display = display or make_display(
-            cfg.devices.display.kind, self.gate, cfg.devices.display.voice,
-            listen=cfg.devices.display.listen_address(), language=self._language)
+        self._display_fault: str | None = None
+        try:
+            self.display: Display = display or make_display(
+                cfg.devices.display.kind, self.gate, cfg.devices.display.voice,
+                listen=cfg.devices.display.listen_address(), language=self._language)
+        except OSError as exc:  # the kiosk's address is taken: the gate still decides, the fault shows
+            log.error("display: the kiosk page cannot listen on %s: %s", cfg.devices.display.listen, exc)
+            self._display_fault = f"kiosk page cannot listen on {cfg.devices.display.listen}: {exc}"[:200]
+            self.display = ConsoleDisplay(self.gate, voice=cfg.devices.display.voice)
         # The voice module speaks from its own thread; a failing one is a fault on the status, never a wait.
         self.speaker = Speaker(cfg.devices.voice, lambda: self.health.dirty.set()) if cfg.devices.voice else None
         self.announcer = Announcer(self.display, self._language,
@@ -146,6 +152,9 @@ class GateAgent:
                              config_version=lambda: self.active.cfg.version if self.active else 0)
         if self.speaker is not None:
             self.health.devices.append(self.speaker.health)
+        if self._display_fault is not None:
+            fault = self._display_fault
+            self.health.devices.append(lambda: m.ReaderHealth(name="display", ok=False, detail=fault))
         self.health.after_purge = self._after_purge
         self.sync.on_finger_binding = self._after_purge  # another gate took a ticket's finger: load it here
         self.claims = ClaimClient(self.link, self.site, self.gate)

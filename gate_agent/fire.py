@@ -25,6 +25,7 @@ from protocol.errors import MessageError
 from .store import Store
 
 log = logging.getLogger(__name__)
+CONFIRM_READS = 2  # the monitor reads every 0.25 s: a fire opens the gates within about half a second
 
 
 class FireWatch:
@@ -39,6 +40,7 @@ class FireWatch:
         self._publish = publish
         self._emergency = emergency
         self._input = False  # the controller's fire input as last read
+        self._reads = 0  # consecutive reads with the input raised
 
     @property
     def active(self) -> bool:
@@ -67,7 +69,11 @@ class FireWatch:
         self._publish(topics.fire(self.site, self.gate), m.encode(alarm), retain=True)
 
     def input(self, raised: bool) -> None:
-        """The controller's fire input as the monitor read it (every tick)."""
+        """The controller's fire input as the monitor read it (every tick). A rise counts once two reads
+        in a row agree: one stray bit (a reply garbled past its check) must not open the zone."""
+        self._reads = self._reads + 1 if raised else 0
+        if raised and self._reads < CONFIRM_READS:
+            return
         if raised == self._input:
             return
         self._input = raised

@@ -58,6 +58,10 @@ class Speaker:
     def run(self, stop: threading.Event) -> None:
         from drivers.errors import DriverError
 
+        try:  # at start: a module that is missing or silent shows on the status before anything is said
+            self.module.status()
+        except DriverError as exc:
+            self._set_fault(exc.message)
         while not stop.is_set():
             with self._cond:
                 if self._pending is None:

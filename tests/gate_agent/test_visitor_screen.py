@@ -140,3 +140,33 @@ def test_the_kiosk_page_shows_a_refusal_for_staff_in_chromium(kiosk):
         assert page.inner_text("#text") == "人证不符"
         assert page.evaluate("document.body.className") == "red"
         browser.close()
+
+
+def test_a_kiosk_address_already_taken_leaves_the_gate_deciding_and_shows_as_a_fault(tmp_path, mosquitto, site):
+    import socket
+
+    from gate_agent.agent import GateAgent
+    from tests.gate_agent.conftest import file_config
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        cfg = file_config(tmp_path, mosquitto, site, "g1",
+                          devices={"display": {"kind": "kiosk", "listen": f"127.0.0.1:{taken.getsockname()[1]}"}})
+        agent = GateAgent(cfg)
+        faults = [r for r in agent.health.reader_health() if r.name == "display"]
+        assert faults and not faults[0].ok and "cannot listen" in faults[0].detail
+        agent.store.close()
+    finally:
+        taken.close()
+
+
+def test_a_missing_voice_module_shows_on_the_status_before_anything_is_said(gate_factory, probe, signer, site,
+                                                                             tmp_path):
+    agent, _ = gate_factory("g1", devices={"voice": {"port": str(tmp_path / "no-such-tty")}})
+
+    def voice_fault():
+        return [r for s in probe.of("status", m.GateStatus, "g1") for r in s.readers if r.name == "voice" and not r.ok]
+
+    assert "cannot open" in probe.wait(voice_fault)[-1].detail
