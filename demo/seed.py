@@ -168,7 +168,8 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
 
 
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,
-         wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None) -> dict[str, list[Carried]]:
+         wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None,
+         passes: bool = True) -> dict[str, list[Carried]]:
     """Tickets, bookings and passes for about `visitors` people of `day` (the park's today by its clock,
     `protocol.clock`); what they carry, by kind. `finger_share` of the new annual-pass holders (at most
     MAX_FINGERS) enrol a fingerprint."""
@@ -181,7 +182,7 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     n_day = int(visitors * 0.12)
     n_group_people = int(visitors * 0.10)
     n_booking = int(visitors * 0.15)
-    n_pass = max(20, int(visitors * 0.03))
+    n_pass = max(20, int(visitors * 0.03)) if passes else 0  # annual passes are sold once, at the start
     n_wrong = max(10, int(visitors * 0.02)) if wrong_day else 0
     n_finger = min(MAX_FINGERS, int(n_pass * finger_share))
 
@@ -231,21 +232,22 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
         held = {q.slot_start: q.booked for q in quotas_for_day(db, SITE, *day_bounds(today))}
         for start, end in slots:
             define_quota(db, SITE, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
-    for i in range(n_booking):
-        # A third booked for the slots now under way, the rest spread over the day's later slots.
-        start, end = slots[i % min(2, len(slots))] if i < n_booking // 3 else rng.choice(slots)
-        number, name = fake_id_number(rng), fake_name(rng)
-        try:
-            with ctx.sessions.begin() as db:
-                book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number, holder_name=name,
-                          channel=rng.choice(("web", "ota")), actor="demo")
-        except Refused as exc:  # a random ID number booked twice in a day: the visitor books no more
-            log.info("a demo booking was refused: %s", exc.code)
-            continue
-        pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",
-                                        day=today))
-        if (i + 1) % 100 == 0 or i + 1 == n_booking:
-            progress(f"bookings {i + 1}/{n_booking}")
+    for first in range(0, n_booking, 100):  # a hundred bookings a transaction, each in a savepoint of its own
+        with ctx.sessions.begin() as db:
+            for i in range(first, min(first + 100, n_booking)):
+                # A third booked for the slots now under way, the rest spread over the day's later slots.
+                start, end = slots[i % min(2, len(slots))] if i < n_booking // 3 else rng.choice(slots)
+                number, name = fake_id_number(rng), fake_name(rng)
+                try:
+                    with db.begin_nested():
+                        book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number,
+                                  holder_name=name, channel=rng.choice(("web", "ota")), actor="demo")
+                except Refused as exc:  # a random ID number booked twice in a day: this visitor books no more
+                    log.info("a demo booking was refused: %s", exc.code)
+                    continue
+                pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",
+                                                day=today))
+        progress(f"bookings {min(first + 100, n_booking)}/{n_booking}")
 
     valid_from = datetime.combine(today - timedelta(days=30), datetime.min.time(), tz)
     valid_to = datetime.combine(today + timedelta(days=366), datetime.min.time(), tz)
