@@ -40,8 +40,10 @@ _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _AAD_PREFIX = b"scenic-gates/biometric-template/v1"
 
-TemplateKind = Literal["face", "fingerprint"]
-_KINDS = ("face", "fingerprint")
+# "photo": a pass holder's small photo for staff at the gate (kept with consent, sealed like the templates);
+# "frame": a gate camera's view sent with a request for staff help.
+TemplateKind = Literal["face", "fingerprint", "photo", "frame"]
+_KINDS = ("face", "fingerprint", "photo", "frame")
 
 
 class KeyConfigError(ValueError):

@@ -7,6 +7,8 @@ writers go on (a plain `cp` of a live WAL database is not).
 
     park-central backup --out var/backups/central-2026-11-23.dump
     park-central restore var/backups/central-2026-11-23.dump     # stop web, ingest and scheduler first
+
+Continuous archiving and point-in-time recovery (pgBackRest) are in `central.pitr`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,22 @@ class BackupError(RuntimeError):
     """A backup or restore that did not complete; the message says which tool failed and why."""
 
 
-def _libpq(database_url: str) -> str:
+def libpq_conninfo(database_url: str) -> str:
+    """The SQLAlchemy URL as a libpq URI for PostgreSQL's own tools, the multi-host form too
+    (`?host=db1:5432&host=db2:5432` becomes `db1:5432,db2:5432`)."""
     url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+    hosts = url.query.get("host")
+    if not hosts:
+        return url.render_as_string(hide_password=False)
+    hosts = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+    query = {k: v for k, v in url.query.items() if k != "host"}
+    plain = url.set(host=None, port=None, query=query).render_as_string(hide_password=False)
+    scheme, rest = plain.split("://", 1)
+    userinfo, _, tail = rest.rpartition("@")
+    return f"{scheme}://{userinfo + '@' if userinfo else ''}{','.join(hosts)}{tail}"
+
+
+_libpq = libpq_conninfo
 
 
 def _sqlite_path(database_url: str) -> Path:
@@ -62,10 +77,40 @@ def restore(database_url: str, source: str | Path) -> None:
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         sqlite_copy(source, target)
     elif backend == "postgresql":
-        _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
-              "--dbname", _libpq(database_url), str(source)])
+        _restore_pg(_libpq(database_url), source)
     else:
         raise BackupError(f"no restore method for {backend}")
+
+
+# `pg_restore --clean` cannot drop the constraints a partition inherits ("cannot drop inherited
+# constraint"): the schemas are dropped and made again instead, in the same transaction as the restore.
+_EMPTY_SCHEMAS = b"DROP SCHEMA IF EXISTS archive CASCADE;\nDROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n"
+
+
+def _restore_pg(conninfo: str, source: Path) -> None:
+    """The dump as SQL (pg_restore) into psql, in one transaction: all of it or nothing."""
+    for tool in ("pg_restore", "psql"):
+        if shutil.which(tool) is None:
+            raise BackupError(f"{tool} is not installed (Debian package postgresql-client)")
+    dump = subprocess.Popen(["pg_restore", "--no-owner", "--file", "-", str(source)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    load = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", conninfo],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert dump.stdout is not None and load.stdin is not None
+    try:
+        load.stdin.write(_EMPTY_SCHEMAS)
+        shutil.copyfileobj(dump.stdout, load.stdin, 1 << 20)
+    except BrokenPipeError:
+        pass  # psql stopped at an error: reported below
+    finally:
+        load.stdin.close()
+    dump_err = dump.stderr.read().decode(errors="replace") if dump.stderr else ""
+    load_err = load.stderr.read().decode(errors="replace") if load.stderr else ""
+    if dump.wait() != 0:
+        load.wait()
+        raise BackupError(f"pg_restore failed ({dump.returncode}): {dump_err.strip()[:500]}")
+    if load.wait() != 0:
+        raise BackupError(f"psql failed ({load.returncode}), nothing was changed: {load_err.strip()[:500]}")
 
 
 def _run(argv: list[str]) -> None:

@@ -12,7 +12,7 @@
     [alerts]   webhooks, webhook_style, smtp_host, smtp_port, smtp_username, smtp_password, smtp_starttls,
                mail_from, mail_to, interval_s, outbox_events, occupancy_ratio, parked_messages
     [logging]  json (one JSON object a line, with site and gate)
-    [database] read_url (a hot standby the reports read from)
+    [database] read_url (a hot standby the reports read from), partition_months_ahead, retention_months
 
 Environment overrides (they win over the file): PARK_CENTRAL_DB, PARK_CENTRAL_MQTT_HOST,
 PARK_CENTRAL_MQTT_PORT, PARK_CENTRAL_MQTT_USERNAME, PARK_CENTRAL_MQTT_PASSWORD, PARK_CENTRAL_SITE,
@@ -152,6 +152,10 @@ class DatabaseConfig:
     # A hot standby the reports may read from (PostgreSQL only): their queries then leave the primary
     # to the ingest and the sales. Empty: the reports read the primary like everything else.
     read_url: str | None = None
+    # passage_events by month (PostgreSQL): the scheduler keeps this many months' partitions ready ahead,
+    # and detaches months older than `retention_months` into the `archive` schema (0: keep all).
+    partition_months_ahead: int = 3
+    retention_months: int = 0
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,9 @@ LABELS: dict[str, dict[str, Any]] = {
                    "annual_pass": _p("credential", "annual pass"), "face": _p("credential", "face"),
                    "fingerprint": _p("credential", "fingerprint"), "none": _p("credential", "none")},
     "command": {"open_once": _p("gate command", "open once"), "set_mode": _p("gate command", "set mode"),
-                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices")},
+                "resync": _p("gate command", "resync"), "test_devices": _p("gate command", "test devices"),
+                "staff_admit": _p("gate command", "admitted by staff"),
+                "staff_refuse": _p("gate command", "refused by staff")},
     "check": {"passed": _p("face check", "passed"), "failed": _p("face check", "failed"),
               "skipped": _p("face check", "skipped")},
 }
@@ -67,6 +69,13 @@ LABELS.update({
     "payment_status": {"done": _p("payment status", "done"), "pending": _p("payment status", "waiting for approval"),
                        "rejected": _p("payment status", "rejected")},
 })
+
+# A manager's decision on a conflict from offline gates (central.services.conflicts).
+LABELS["conflict_decision"] = {
+    "accepted": _p("conflict decision", "accepted: the passage stands"),
+    "credential_revoked": _p("conflict decision", "ticket revoked or pass suspended"),
+    "followed_up": _p("conflict decision", "settled outside the system"),
+}
 
 
 def status_label(kind: str, code: str | None) -> object:

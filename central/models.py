@@ -219,6 +219,8 @@ class TicketType(Base):
     staff_check: Mapped[bool] = mapped_column(default=False, server_default=false())
     # 人证核验: an ID-card entry of this type needs the camera's face to match the card's photo.
     id_face: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # 人票绑定: the first entry takes the visitor's finger at the gate; a re-entry needs the same finger.
+    bind_finger: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -232,6 +234,7 @@ class Ticket(Base):
         Index("ix_tickets_site_status_valid_to", "site_id", "status", "valid_to"),
         Index("ix_tickets_id_digest", "id_digest"),
         Index("ix_tickets_channel_issued", "channel", "issued_at"),
+        Index("ix_tickets_customer_valid_from", "customer_id", "valid_from"),  # a customer's statement
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -347,14 +350,19 @@ class BiometricTemplate(Base):
 
 
 class PassageEventRecord(Base):
+    """One passage event. On PostgreSQL the table is partitioned by month of `at` (migration 0013,
+    `central.services.partitions`): there the primary key is (id, at), and the event key is
+    (event_id, at) on both stores, since a partitioned table's unique keys must hold its partition key."""
+
     __tablename__ = "passage_events"
     __table_args__ = (
         Index("ix_passage_events_site_at", "site_id", "at"),
         Index("ix_passage_events_ref", "credential_ref"),
+        UniqueConstraint("event_id", "at", name="uq_passage_events_event_id_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_id: Mapped[str] = mapped_column(String(64))
     site_id: Mapped[str] = mapped_column(String(64))
     gate: Mapped[str] = mapped_column(String(64))
     zone: Mapped[int]
@@ -390,6 +398,11 @@ class CredentialUsage(Base):
     bound: Mapped[bool] = mapped_column(default=False)
 
 
+# accepted: the passage stands; credential_revoked: the ticket is revoked (a pass suspended) from now on;
+# followed_up: settled outside the system (the visitor or the channel charged, staff spoken to).
+CONFLICT_DECISIONS = ("accepted", "credential_revoked", "followed_up")
+
+
 class Conflict(Base):
     """A passage the central's rules would have refused: what offline gates could not see."""
 
@@ -407,6 +420,9 @@ class Conflict(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # What a manager decided (CONFLICT_DECISIONS) and why, in their words.
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class Claim(Base):
@@ -924,3 +940,42 @@ class StatementLine(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+# --- staff help at the gate -------------------------------------------------------------------
+
+
+class HolderPhoto(Base):
+    """A pass holder's small photo, kept with their consent at enrolment for staff at the gate; sealed
+    like the templates (`TemplateCipher`, kind "photo") and deleted with them."""
+
+    __tablename__ = "holder_photos"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), primary_key=True)
+    record: Mapped[bytes] = mapped_column(LargeBinary)  # TemplateCipher record, never the photo
+    consent_by: Mapped[str] = mapped_column(String(128))  # the staff member who recorded the consent
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HelpRequestRecord(Base):
+    """A gate asked for staff (a pass refused for its biometric). The camera's view is kept, sealed, only
+    while the request is open."""
+
+    __tablename__ = "help_requests"
+    __table_args__ = (Index("ix_help_requests_site_gate_at", "site_id", "gate", "at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gate: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    direction: Mapped[str] = mapped_column(String(8), default="in")
+    credential_ref: Mapped[str] = mapped_column(String(128))
+    holder_ref: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(64))
+    frame: Mapped[bytes | None] = mapped_column(LargeBinary)  # TemplateCipher record (kind "frame")
+    # A ticket bound by fingerprint: the first entry's view, in the holder's photo's place (sealed, "photo").
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | admitted | refused | expired
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None]

@@ -8,7 +8,6 @@ visitor simulator; the database keeps what production keeps (no codes, only ID-n
 
 from __future__ import annotations
 
-import logging
 import random
 import secrets
 from collections.abc import Callable
@@ -16,17 +15,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from central.services import Refused
+from sqlalchemy import select
+
+from central.models import SlotQuota
+from central.services import ServiceError, visitor_bookings
 from central.services import gates as gate_service
 from central.services import passes as pass_service
 from central.services import tickets as ticket_service
-from central.services.bookings import book_slot, define_quota, quotas_for_day
+from central.services.bookings import define_quota, quotas_for_day
 from central.services.tickets import IssueRequest, TicketTypeSpec
 from central.services.users import create_user
 from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
 from protocol.clock import park_now
-
-log = logging.getLogger(__name__)
 
 SITE = "demo-park"
 TIMEZONE = "Asia/Shanghai"
@@ -232,22 +232,42 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
         held = {q.slot_start: q.booked for q in quotas_for_day(db, SITE, *day_bounds(today))}
         for start, end in slots:
             define_quota(db, SITE, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
-    for first in range(0, n_booking, 100):  # a hundred bookings a transaction, each in a savepoint of its own
+        # The public booking site's rules: booking stays open until a slot ends (the demo books its slots
+        # under way), parties of up to 5.
+        visitor_bookings.update_settings(db, SITE, "demo", ticket_type_id=BOOKING, days_ahead=7, party_max=5,
+                                         cancel_before_min=30, close_before_min=-60, retention_days=30,
+                                         face_entry=False)
+        quota_ids = {q.slot_start: q.id for q in db.scalars(select(SlotQuota).where(SlotQuota.site_id == SITE))}
+    # Visitors book before they come, as on /book/: a party of 1 to 4, each person's name and ID card, a phone.
+    booked = 0
+    i = 0
+    while booked < n_booking and i < n_booking * 2:
+        # Forty parties a transaction, each in a savepoint of its own: the next day's sale must be done
+        # within a simulated day even on a loaded machine.
         with ctx.sessions.begin() as db:
-            for i in range(first, min(first + 100, n_booking)):
+            for _ in range(40):
+                if booked >= n_booking or i >= n_booking * 2:
+                    break
                 # A third booked for the slots now under way, the rest spread over the day's later slots.
-                start, end = slots[i % min(2, len(slots))] if i < n_booking // 3 else rng.choice(slots)
-                number, name = fake_id_number(rng), fake_name(rng)
+                start, end = slots[i % min(2, len(slots))] if booked < n_booking // 3 else rng.choice(slots)
+                party = [(fake_id_number(rng), fake_name(rng)) for _ in range(min(rng.choice((1, 1, 2, 2, 3, 4)),
+                                                                                  n_booking - booked))]
+                request = visitor_bookings.BookingRequest(
+                    quota_id=quota_ids[start],
+                    persons=[visitor_bookings.PartyMember(n, "id_card", num) for num, n in party],
+                    phone=f"13{rng.randrange(10**9):09d}", consent=True, language=rng.choice(("zh", "en")),
+                    client_address=f"198.51.100.{rng.randrange(1, 255)}")
+                i += 1
                 try:
                     with db.begin_nested():
-                        book_slot(db, SITE, ticket_type=BOOKING, slot_start=start, id_number=number,
-                                  holder_name=name, channel=rng.choice(("web", "ota")), actor="demo")
-                except Refused as exc:  # a random ID number booked twice in a day: this visitor books no more
-                    log.info("a demo booking was refused: %s", exc.code)
+                        visitor_bookings.make_booking(db, SITE, request)
+                except ServiceError:  # the same made-up ID twice in a day, or a full slot: this party books nothing
                     continue
-                pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",
-                                                day=today))
-        progress(f"bookings {min(first + 100, n_booking)}/{n_booking}")
+                for number, name in party:
+                    pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end),
+                                                    label="booking", day=today))
+                booked += len(party)
+        progress(f"bookings {booked}/{n_booking}")
 
     valid_from = datetime.combine(today - timedelta(days=30), datetime.min.time(), tz)
     valid_to = datetime.combine(today + timedelta(days=366), datetime.min.time(), tz)

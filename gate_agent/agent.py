@@ -34,7 +34,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from protocol import host, topics
@@ -42,7 +44,7 @@ from protocol import messages as m
 from protocol.clock import park_now
 from protocol.errors import MessageError
 from protocol.reasons import Reason
-from protocol.rules import Biometric, id_face_check, refused
+from protocol.rules import Biometric, Verdict, id_face_check, refused
 
 from . import config_state
 from .announcer import Announcer, TicketNote
@@ -63,6 +65,7 @@ from .metrics import GateMetrics
 from .passages import PENDING_PASSAGE, Passages
 from .readers import FingerprintReader, Reader, build_readers, run_reader
 from .speaker import Speaker
+from .staff_help import Pending, StaffHelp
 from .store import Store
 from .template_key import load_template_cipher
 
@@ -101,6 +104,7 @@ class _Job:
     queued_at: float
     done: threading.Event = field(default_factory=threading.Event)
     result: Handled | None = None
+    action: Callable[[], Handled] | None = None  # work for the decision worker besides a reader's attempt
 
 
 class GateAgent:
@@ -142,10 +146,14 @@ class GateAgent:
                              config_version=lambda: self.active.cfg.version if self.active else 0)
         if self.speaker is not None:
             self.health.devices.append(self.speaker.health)
+        self.health.after_purge = self._after_purge
+        self.sync.on_finger_binding = self._after_purge  # another gate took a ticket's finger: load it here
         self.claims = ClaimClient(self.link, self.site, self.gate)
         self.metrics = GateMetrics(self.site, self.gate)
         self.metrics.watch(outbox=self.store.outbox_depth, devices=self._device_states,
                            connected=lambda: self.link.connected)
+        self.help = StaffHelp(self.site, self.gate, self.link.publish, self._camera_view,
+                              first_photo=self.store.first_entry_photo)
         self._subscribe()
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_LIMIT)
         self._recent: dict[tuple, float] = {}
@@ -336,6 +344,8 @@ class GateAgent:
 
     def _handle(self, job: _Job) -> Handled:
         attempt = job.attempt
+        if job.action is not None:
+            return job.action()
         if time.monotonic() - job.queued_at > STALE_ATTEMPT_S:
             return Handled(attempt, ignored="stale")
         if self._is_repeat(attempt):
@@ -371,7 +381,19 @@ class GateAgent:
         record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if not verdict.granted or active is None:  # a gate with no configuration has refused above
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
+            if self.help.needed(outcome):  # a pass refused for its biometric: staff compare the faces
+                self.help.ask(attempt, outcome)
+                self.announcer.staff_called(verdict.reason)
             return handled
+        return self._let_through(handled, active, mode, now, offline, claim_id, alone, note)
+
+    def _let_through(self, handled: Handled, active: ActiveConfig, mode: m.Mode, now: datetime, offline: bool,
+                     claim_id: str | None, alone: bool, note: TicketNote | None) -> Handled:
+        """A granted decision: turn the arm once per passage allowed, recording each confirmed one."""
+        attempt, outcome = handled.attempt, handled.outcome
+        assert outcome is not None
+        verdict = outcome.verdict
+        record = functools.partial(self.passages.attempt, attempt, mode=mode, claim_id=claim_id)
         if mode in ("free", "emergency"):
             return handled  # the arm is free: the controller's counters record who passes (monitor)
         direction = attempt.direction
@@ -396,7 +418,8 @@ class GateAgent:
                 self.announcer.count(dataclasses.replace(note, entered=note.entered + handled.passed))
             binding = outcome.probe if (verdict.bind and turn == 0) else None
             handled.events.append(record(outcome, now=park_now(), passed=True,
-                                         offline=alone or not self.link.connected, binding=binding))
+                                         offline=alone or not self.link.connected, binding=binding,
+                                         photo=outcome.resolved.first_photo if binding else None))
         if handled.passed == 0:
             # Nobody walked through: the entry is kept (a claim is released), the attempt recorded. When the
             # arm could not be driven, the attempt is a refusal for the gate's fault, with that reason.
@@ -404,6 +427,21 @@ class GateAgent:
                 outcome = Outcome(outcome.resolved, refused(Reason.CONTROLLER_FAULT), outcome.biometric)
             handled.events.append(record(outcome, now=now, passed=False, offline=offline))
         return handled
+
+    def _admit_by_staff(self, pending: Pending) -> Handled:
+        """Staff at the gate admit once a pass the biometric refused: one passage, recorded as any other."""
+        active, mode, now = self.active, self.mode, park_now()
+        outcome = Outcome(pending.outcome.resolved, Verdict(granted=True, reason=Reason.OK, passages=1,
+                                                            reasons=(Reason.OK,)), pending.outcome.biometric)
+        handled = Handled(pending.attempt, outcome)
+        if active is None:
+            return handled
+        self.announcer.tell(Reason.OK)
+        return self._let_through(handled, active, mode, now, not self.link.connected, None, False, None)
+
+    def _camera_view(self) -> bytes | None:
+        camera = self.faces.camera
+        return camera.view() if camera is not None else None
 
     @staticmethod
     def _ticket_note(outcome: Outcome) -> TicketNote | None:
@@ -423,16 +461,26 @@ class GateAgent:
             if resolved.credential is not None and id_face_check(resolved.credential, resolved.rules, active.policy):
                 return self.faces.verify_card_photo(resolved.card_photo, active)  # 人证核验
             return self.faces.verify(resolved, active)
-        if step in ("fingerprint", "either") and resolved.holder_id:
+        if step in ("fingerprint", "either"):
             reader = next((r for r in self.readers if isinstance(r, FingerprintReader)), None)
-            if reader is None:
+            owner = resolved.holder_id
+            if owner is None and resolved.rules is not None and resolved.rules.bind_finger:
+                owner = resolved.ref  # 人票绑定: the ticket's own finger, taken at its first entry
+                if reader is not None and not resolved.usage.bound:
+                    data = reader.take_finger(owner, FINGER_WAIT_S,
+                                              prompt=lambda: self.announcer.tell(Reason.FINGER_NEEDED))
+                    if not data:
+                        return None, None
+                    resolved.first_photo = self._camera_view()  # for staff, should the finger not be read later
+                    return Biometric(kind="fingerprint", matched=True), data
+            if reader is None or owner is None:
                 return None, None
             # The prompt; the decision follows on the display.
             holder = reader.expect(FINGER_WAIT_S, prompt=lambda: self.announcer.tell(Reason.FINGER_NEEDED))
             if holder is None:
                 return None, None  # no finger in time
-            # A finger the module does not know, or another holder's, is not this pass's holder.
-            return Biometric(kind="fingerprint", matched=holder == resolved.holder_id), None
+            # A finger the module does not know, or another holder's, is not this pass's (or ticket's) owner.
+            return Biometric(kind="fingerprint", matched=holder == owner), None
         return None, None
 
     def load_faces(self, force: bool = False):
@@ -445,6 +493,11 @@ class GateAgent:
         fingers = any(isinstance(ch, m.HolderForget) or (isinstance(ch, m.TemplateChange) and ch.kind != "face")
                       for ch in changes)
         if fingers and self.fingerprints is not None:
+            self.fingerprints.request()
+
+    def _after_purge(self) -> None:
+        """Bindings changed (a ticket's finger came from another gate, or expired ones went): the module follows."""
+        if self.fingerprints is not None:
             self.fingerprints.request()
 
     def _after_snapshot(self) -> None:
@@ -503,6 +556,8 @@ class GateAgent:
                 self.set_mode(cmd.mode)
             elif cmd.kind == "resync":
                 self.resync("command")
+            elif cmd.kind in ("staff_admit", "staff_refuse"):
+                ok, error = self._staff_answer(cmd)
             elif cmd.kind == "test_devices":
                 failures = [f"{name}: {detail}" for name, good, detail in self.test_devices() if not good]
                 ok, error = not failures, "; ".join(failures)[:256] or None
@@ -510,6 +565,21 @@ class GateAgent:
             ok, error = False, str(exc)[:256]
         ack = m.CommandAck(cmd.id, self.gate, ok, error)
         self.link.publish(topics.command_ack(self.site, self.gate), m.encode(ack))
+
+    def _staff_answer(self, cmd: m.Command) -> tuple[bool, str | None]:
+        """Staff answered a HelpRequest: admit once (through the decision worker, in turn) or refuse."""
+        pending = self.help.take(cmd.help_id)
+        if pending is None:
+            return False, "no open help request with this id (answered, or the visitor left)"
+        if cmd.kind == "staff_refuse":
+            self.announcer.tell(pending.outcome.verdict.reason)
+            return True, None
+        job = _Job(pending.attempt, time.monotonic(), action=functools.partial(self._admit_by_staff, pending))
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            return False, "the gate is busy: try again"
+        return True, None
 
     def resync(self, reason: str = "") -> bool:
         """Ask the central for a full snapshot; deltas wait until it has been applied."""

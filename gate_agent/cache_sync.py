@@ -42,6 +42,7 @@ class CacheSync:
         self._publish = publish
         self._after_changes = after_changes
         self._after_snapshot = after_snapshot
+        self.on_finger_binding: Callable[[], None] | None = None  # a ticket's finger taken at another gate
         self._lock = threading.RLock()
         self.resyncing = False
         self._asked_at = 0.0
@@ -142,6 +143,8 @@ class CacheSync:
             return
         if self.store.apply_remote(event):
             self.zones.passage(event)
+            if event.binding and event.binding_kind == "fingerprint" and self.on_finger_binding is not None:
+                self.on_finger_binding()  # 人票绑定: this gate's module loads the ticket's finger too
 
     def on_occupancy(self, payload: bytes) -> None:
         try:

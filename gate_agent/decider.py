@@ -85,6 +85,7 @@ class Resolved:
     holder_id: str | None = None
     refusal: Reason | None = None  # refused before the rules could run
     card_photo: bytes | None = field(default=None, repr=False)  # an ID card's photo (memory only)
+    first_photo: bytes | None = field(default=None, repr=False)  # the camera's view as a finger is bound
 
 
 @dataclass

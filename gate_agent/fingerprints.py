@@ -28,6 +28,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+FRESH_KEEP_S = 120.0  # a finger taken for an entry nobody walked through: its slot is freed after this
 OPS_PER_TURN = 16  # operations per sync turn, so a big snapshot does not keep fingers waiting long
 
 
@@ -41,6 +42,8 @@ class FingerprintSync:
         self._checked = False
         self.last_error = ""
         self.synced = threading.Event()  # set whenever the module mirrors the store (tests, status)
+        self._fresh: dict[str, tuple[bytes, float]] = {}  # fingers taken here, until their binding is stored
+        self._fresh_lock = threading.Lock()
 
     def request(self) -> None:
         self.synced.clear()
@@ -54,6 +57,28 @@ class FingerprintSync:
         """The holder whose finger matched `slot`; None for an empty or tombstoned slot."""
         return self.store.fp_slot_holder(slot)
 
+    def claim_slot(self, owner: str, capacity: int) -> int | None:
+        """A free slot for a finger taken at this gate (人票绑定), or None when the module is full."""
+        used = set(self.store.fp_slots())
+        return next((s for s in range(capacity) if s not in used), None)
+
+    def taken(self, slot: int, owner: str, data: bytes) -> None:
+        """A finger enrolled into `slot` at this gate: the map says so, and the slot is kept until the
+        passage's binding is stored (then `store.finger_bindings` keeps it, until the ticket ends)."""
+        self.store.fp_slot_set(slot, owner, 1, 0)
+        with self._fresh_lock:
+            self._fresh[owner] = (data, time.monotonic())
+
+    def _ticket_fingers(self) -> list[FingerprintTemplate]:
+        bound = dict(self.store.finger_bindings())
+        now = time.monotonic()
+        with self._fresh_lock:
+            # Fresh until its passage is stored (then the binding speaks for it, and goes with it).
+            self._fresh = {k: v for k, v in self._fresh.items()
+                           if k not in bound and now - v[1] < FRESH_KEEP_S and not self.store.usage(k)[0].entries}
+            fresh = {k: v[0] for k, v in self._fresh.items()}
+        return [FingerprintTemplate(ref, 0, data, 1) for ref, data in {**fresh, **bound}.items()]
+
     def plan(self, capacity: int) -> SlotPlan:
         self.last_error = ""
         wanted = []
@@ -62,6 +87,10 @@ class FingerprintSync:
                 wanted.append(FingerprintTemplate(holder_id, finger, data, max(1, version)))
             except ValueError as exc:
                 log.warning("a stored fingerprint template was skipped: %s", exc)
+        try:
+            wanted += self._ticket_fingers()  # tickets bound by fingerprint: in every gate's module (人票绑定)
+        except ValueError as exc:
+            log.warning("a ticket's fingerprint was skipped: %s", exc)
         current = {slot: SlotEntry(h, v, f) for slot, (h, v, f) in self.store.fp_slots().items() if slot < capacity}
         try:
             return SlotPlan.compute(capacity, current, wanted)

@@ -47,6 +47,7 @@ class Health:
         self.broken_readers: list[m.ReaderHealth] = []  # configured readers that could not be built
         self.devices: list[Callable[[], m.ReaderHealth]] = []  # the voice module's and other devices' health
         self.dirty = threading.Event()  # the status changed: publish it now
+        self.after_purge: Callable[[], None] | None = None  # expired bindings went: free the module's slots
 
     def reader_health(self) -> list[m.ReaderHealth]:
         return [r.health() for r in self.readers] + list(self.broken_readers) + [d() for d in self.devices]
@@ -110,7 +111,8 @@ class Health:
             if now >= next_prune:
                 next_prune = now + PRUNE_EVERY_S
                 self.store.prune_applied()
-                self.store.purge_bindings()
+                if self.store.purge_bindings() and self.after_purge is not None:
+                    self.after_purge()
 
 
 __all__ = ["AGENT_VERSION", "Health"]

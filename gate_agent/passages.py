@@ -48,14 +48,15 @@ class Passages:
               passed: bool, mode: m.Mode,
               offline: bool | None = None, ref: str = "", ticket_type: int | None = None, at: datetime | None = None,
               binding: bytes | None = None, face_distance: float | None = None, claim_id: str | None = None,
-              zone: int | None = None) -> m.PassageEvent:
+              zone: int | None = None, binding_kind: str = "face", photo: bytes | None = None) -> m.PassageEvent:
         """A PassageEvent of this gate: a new id, the gate's zone and link state unless given."""
         return m.PassageEvent(
             id=new_event_id(), site=self.site, gate=self.gate, zone=self._zone() if zone is None else zone,
             at=at or park_now(), direction=direction, credential_kind=kind, credential_ref=ref,
             decision=decision, reason=reason, passed=passed, headcount=1,
             offline=(not self._connected()) if offline is None else offline, mode=mode, ticket_type=ticket_type,
-            binding=binding, face_distance=face_distance, claim_id=claim_id)
+            binding=binding, face_distance=face_distance, claim_id=claim_id,
+            binding_kind="fingerprint" if binding_kind == "fingerprint" else "face", photo=photo)
 
     def record(self, event: m.PassageEvent, *, wake: bool = True) -> m.PassageEvent:
         """Store the event (usage, outbox and the clearing of any pending note in one transaction)."""
@@ -66,7 +67,8 @@ class Passages:
         return event
 
     def attempt(self, attempt: Attempt, outcome: Outcome, *, now: datetime, passed: bool, offline: bool,
-                mode: m.Mode, binding: bytes | None = None, claim_id: str | None = None) -> m.PassageEvent:
+                mode: m.Mode, binding: bytes | None = None, claim_id: str | None = None,
+                photo: bytes | None = None) -> m.PassageEvent:
         """The event of one decided attempt (a refusal, a grant nobody walked through, or a passage)."""
         verdict, resolved = outcome.verdict, outcome.resolved
         credential = resolved.credential
@@ -74,7 +76,8 @@ class Passages:
             direction=attempt.direction, kind=resolved.kind, ref=resolved.ref, at=now,
             decision="granted" if verdict.granted else "refused", reason=str(verdict.reason), passed=passed,
             offline=offline, mode=mode, ticket_type=credential.ticket_type if credential else None, binding=binding,
-            face_distance=outcome.biometric.distance if outcome.biometric else None, claim_id=claim_id))
+            face_distance=outcome.biometric.distance if outcome.biometric else None, claim_id=claim_id,
+            binding_kind=outcome.biometric.kind if binding and outcome.biometric else "face", photo=photo))
 
     def free(self, direction: m.Direction, count: int, mode: m.Mode) -> None:
         """Visitors the controller counted through an open arm (free passage, emergency)."""

@@ -160,8 +160,47 @@ class FingerprintReader(Reader):
         self._expecting: queue.Queue | None = None
         self._on_sensor: str | None = None  # the holder of the finger last matched, until the sensor is empty
         self._expect_lock = threading.Lock()
+        self._enrol: queue.Queue = queue.Queue()  # fingers to take for a ticket (人票绑定), from the worker
+
+    def take_finger(self, owner: str, timeout: float, prompt: Callable[[], object] | None = None) -> bytes | None:
+        """人票绑定: the visitor's finger enrolled into a free slot of the module for `owner` (a ticket ref),
+        in this reader's thread; the module's template back, or None (no finger in time, module full)."""
+        if self.sync is None:
+            return None
+        answer: queue.Queue = queue.Queue(1)
+        self._enrol.put((owner, timeout, prompt, answer))
+        try:
+            return answer.get(timeout=timeout + 5.0)
+        except queue.Empty:
+            return None
+
+    def _take(self, owner: str, timeout: float, prompt: Callable[[], None] | None) -> bytes | None:
+        capacity = self.driver.capacity or self.driver.read_system_parameters().capacity
+        slot = self.sync.claim_slot(owner, capacity)
+        if slot is None:
+            log.error("fingerprint module full: a ticket's finger cannot be taken")
+            return None
+        if prompt is not None:
+            prompt()  # now: the next finger is sure to come to the enrolment
+        if not self.driver.enrol(slot, timeout):
+            return None
+        data = self.driver.load_template(slot)
+        self.sync.taken(slot, owner, data)
+        self._on_sensor = owner  # the finger may still lie there: it is this visitor's, not a new attempt
+        return data
 
     def read(self, timeout: float) -> str | None:
+        try:
+            owner, wait_s, prompt, answer = self._enrol.get_nowait()
+        except queue.Empty:
+            pass
+        else:
+            try:
+                answer.put(self._take(owner, wait_s, prompt))
+            except Exception:
+                answer.put(None)
+                raise
+            return None
         if self.sync is not None and self.sync.due:
             self.sync.run(self.driver)
             self.ok, self.detail = True, self.sync.last_error
@@ -226,6 +265,16 @@ class Camera:
             self.driver = OpenCvCamera(int(source) if source.isdigit() else source, fps)
         self.lock = threading.Lock()
         self.on_encode: Callable[[float], None] | None = None  # the seconds each frame took to encode (metrics)
+
+    def view(self, timeout: float = 0.5) -> bytes | None:
+        """The camera's view now as a small JPEG (for staff at the gate), or None."""
+        if self.driver is None:
+            return None
+        from .staff_help import jpeg
+
+        with self.lock:
+            frame = self.driver.read_frame(timeout)
+        return jpeg(frame) if frame is not None else None
 
     def probe(self, timeout: float = 2.0):
         """One frame, encoded: the first face template found, or None."""

@@ -73,9 +73,11 @@ CREATE TABLE IF NOT EXISTS fp_slots (
     version INTEGER NOT NULL DEFAULT 1);
 """
 # A fingerprint slot whose holder must no longer match: holder_id '' until the module's slot is deleted.
+# A ticket's finger taken at a gate (人票绑定) lives in its usage binding, not in the central's templates.
 _TOMBSTONE_SLOTS = (
     "UPDATE fp_slots SET holder_id = '' WHERE holder_id != '' AND NOT EXISTS (SELECT 1 FROM templates t "
-    "WHERE t.holder_id = fp_slots.holder_id AND t.kind = 'fingerprint' AND t.finger = fp_slots.finger)")
+    "WHERE t.holder_id = fp_slots.holder_id AND t.kind = 'fingerprint' AND t.finger = fp_slots.finger) "
+    "AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.credential_ref = fp_slots.holder_id AND u.binding IS NOT NULL)")
 _SEALED = b"\x00"  # an outbox payload sealed with the template key (JSON never starts with NUL)
 APPLIED_EVENTS_KEEP_S = 2 * 24 * 3600
 BINDING_KEEP_S = 2 * 24 * 3600  # longer than a day ticket's visit, short enough to be "when it ends"
@@ -152,6 +154,7 @@ class Store:
         self._all_lock = threading.Lock()
         self.db.executescript(SCHEMA)
         self._upgrade_outbox()
+        self._upgrade_usage()
         if cipher is not None and self.meta("templates_sealed") != "1":
             self._seal_plain_rows()
 
@@ -267,14 +270,28 @@ class Store:
     def _seal(self, data: bytes, owner: str, kind: str) -> bytes:
         return self.cipher.encrypt(data, owner, kind)
 
-    def _open(self, record: bytes, owner: str, kind: str) -> bytes | None:
+    def _open(self, record: bytes, owner: str, kind: str, *, quiet: bool = False) -> bytes | None:
         from biometrics.protect import TemplateDecryptError
 
         try:
             return self.cipher.decrypt(record, owner, kind)
         except TemplateDecryptError as exc:
-            log.warning("a stored %s template record was skipped: %s", kind, exc)
+            if not quiet:  # a binding of the other kind is expected to fail here (its seal names its kind)
+                log.warning("a stored %s template record was skipped: %s", kind, exc)
             return None
+
+    def finger_bindings(self) -> list[tuple[str, bytes]]:
+        """(ticket ref, module template) of every ticket bound by fingerprint (人票绑定), for the module's slots.
+        A binding's seal names its kind, so a face binding does not open as a fingerprint one."""
+        if self.cipher is None:
+            return []
+        rows = self.db.execute("SELECT credential_ref, binding FROM usage WHERE binding IS NOT NULL").fetchall()
+        out = []
+        for ref, record in rows:
+            data = self._open(record, ref, "fingerprint", quiet=True)
+            if data is not None:
+                out.append((ref, data))
+        return out
 
     def _seal_plain_rows(self) -> None:
         """Once, for a store written before templates were sealed: seal its template rows and bindings."""
@@ -403,7 +420,8 @@ class Store:
                               (ref,)).fetchone()
         if row is None:
             return Usage(), None
-        binding = self._open(row[3], ref, "face") if row[3] is not None and self.cipher is not None else None
+        binding = self._open(row[3], ref, "face", quiet=True) if row[3] is not None and self.cipher is not None \
+            else None
         # A binding that cannot be read still counts as bound: the re-entry is then refused, not waved through.
         return Usage(entries=row[0], exits=row[1], last_entry_at=dt(row[2]), bound=row[3] is not None), binding
 
@@ -415,11 +433,14 @@ class Store:
         n = event.headcount
         if event.direction == "in":
             conn.execute(
-                "INSERT INTO usage(credential_ref, entries, exits, last_entry_at, binding) VALUES (?, ?, 0, ?, ?) "
+                "INSERT INTO usage(credential_ref, entries, exits, last_entry_at, binding, photo) "
+                "VALUES (?, ?, 0, ?, ?, ?) "
                 "ON CONFLICT(credential_ref) DO UPDATE SET entries = entries + excluded.entries, "
                 "last_entry_at = max(coalesce(last_entry_at, 0), excluded.last_entry_at), "
-                "binding = coalesce(binding, excluded.binding)",
-                (ref, n, at, self._seal(event.binding, ref, "face") if event.binding and self.cipher else None))
+                "binding = coalesce(binding, excluded.binding), photo = coalesce(photo, excluded.photo)",
+                (ref, n, at, self._seal(event.binding, ref, event.binding_kind) if event.binding and self.cipher
+                 else None,
+                 self._seal(event.photo, ref, "photo") if event.photo and event.binding and self.cipher else None))
         else:
             # An exit never takes the count below zero inside: anti-passback stays meaningful.
             conn.execute("UPDATE usage SET exits = min(entries, exits + ?) WHERE credential_ref = ?", (n, ref))
@@ -451,10 +472,16 @@ class Store:
     def purge_bindings(self, keep_s: float = BINDING_KEEP_S, now: float | None = None) -> int:
         """Delete same-person face bindings whose last entry is older than `keep_s`: a template is
         personal data and goes when the visit is over. A ticket re-entered after that binds anew."""
-        cutoff = (now if now is not None else time.time()) - keep_s
+        now = now if now is not None else time.time()
+        cutoff = now - keep_s
         with self.write() as c:
-            return c.execute("UPDATE usage SET binding = NULL WHERE binding IS NOT NULL AND last_entry_at < ?",
-                             (cutoff,)).rowcount
+            gone = c.execute("UPDATE usage SET binding = NULL, photo = NULL WHERE binding IS NOT NULL "
+                             "AND last_entry_at < ?", (cutoff,)).rowcount
+            # A ticket that has expired: its binding (a face, or a finger in the module's slots) goes now.
+            return gone + c.execute(
+                "UPDATE usage SET binding = NULL, photo = NULL WHERE binding IS NOT NULL AND credential_ref IN "
+                "(SELECT 'T' || ticket_id FROM tickets WHERE valid_to IS NOT NULL AND valid_to < ?)",
+                (now,)).rowcount
 
     def prune_applied(self, keep_s: float = APPLIED_EVENTS_KEEP_S) -> int:
         with self.write() as c:
@@ -511,6 +538,20 @@ class Store:
     def outbox_unsent(self) -> int:
         """Events the broker has not yet acknowledged."""
         return self.db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+
+    def _upgrade_usage(self) -> None:
+        """A store written before 人票绑定 gets the usage's first-entry photo column."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(usage)")}
+        if "photo" not in columns:
+            with self.write() as c:
+                c.execute("ALTER TABLE usage ADD COLUMN photo BLOB")
+
+    def first_entry_photo(self, ref: str) -> bytes | None:
+        """The camera's view at a finger-bound ticket's first entry (decrypted), for staff; None if none."""
+        row = self.db.execute("SELECT photo FROM usage WHERE credential_ref = ?", (ref,)).fetchone()
+        if row is None or row[0] is None or self.cipher is None:
+            return None
+        return self._open(row[0], ref, "photo")
 
     def _upgrade_outbox(self) -> None:
         """A store written before end-to-end acknowledgements gets the outbox's two new columns."""

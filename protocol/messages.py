@@ -29,7 +29,7 @@ GateDirection = Literal["in", "out", "both"]
 ClaimPolicy = Literal["local", "central"]
 Language = Literal["zh", "en"]
 PassBiometric = Literal["none", "face", "fingerprint", "either"]
-CommandKind = Literal["open_once", "set_mode", "resync", "test_devices"]
+CommandKind = Literal["open_once", "set_mode", "resync", "test_devices", "staff_admit", "staff_refuse"]
 TicketStatus = Literal["valid", "used", "refunded", "revoked", "expired", "held"]
 PassStatus = Literal["active", "suspended", "lost", "expired"]
 TemplateKind = Literal["face", "fingerprint"]
@@ -99,6 +99,12 @@ class PassageEvent(_Msg, frozen=True):
     # A face template bound at first entry (same-person re-entry), shared with the site's gates.
     binding: Annotated[bytes, msgspec.Meta(max_length=1024)] | None = None
     face_distance: float | None = None
+    # What `binding` is: a face template, or the fingerprint module's template (人票绑定) that the site's
+    # other gates load into their modules.
+    binding_kind: Literal["face", "fingerprint"] = "face"
+    # With a fingerprint binding, the camera's view at the first entry (small JPEG), where a camera is
+    # fitted: staff at any gate of the site see it when the finger is not read at a re-entry.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class EventAck(_Msg, frozen=True):
@@ -160,6 +166,9 @@ class TicketTypeRules(msgspec.Struct, frozen=True, kw_only=True):
     staff_check: bool = False
     # 人证核验: an ID-card entry of this type is admitted only when the camera's face matches the card's photo.
     id_face: bool = False
+    # 人票绑定: the first entry takes the visitor's finger on the gate's module; a re-entry, at any gate of
+    # the site, needs the same finger.
+    bind_finger: bool = False
 
 
 class PublicKeyInfo(msgspec.Struct, frozen=True):
@@ -240,6 +249,27 @@ class Command(_Msg, frozen=True, kw_only=True):
     direction: Direction = "in"
     mode: Mode | None = None
     at: At | None = None
+    help_id: Ref | None = None  # staff_admit / staff_refuse: the HelpRequest answered
+
+
+class HelpRequest(_Msg, frozen=True, kw_only=True):
+    """A pass refused for its biometric (not the same person, the finger not read): the gate asks staff.
+
+    Staff see the holder's photo (kept at the central) beside `frame`, the camera's view now (a small
+    JPEG, personal data: kept at the central only while the request is open), and admit once or refuse."""
+
+    id: Ref
+    site: Name
+    gate: Name
+    at: At
+    direction: Direction = "in"
+    credential_kind: CredentialKind
+    credential_ref: Ref
+    holder_id: Ref | None = None
+    reason: Short
+    frame: Annotated[bytes, msgspec.Meta(max_length=96 * 1024)] | None = None
+    # A ticket bound by fingerprint (人票绑定) has no enrolled holder: the first entry's view stands in.
+    photo: Annotated[bytes, msgspec.Meta(max_length=16 * 1024)] | None = None
 
 
 class CommandAck(_Msg, frozen=True):
@@ -385,7 +415,7 @@ class StoredPassages(_Msg, frozen=True, kw_only=True):
 # --- encoding and strict decoding -------------------------------------------------------------
 
 MAX_BYTES: dict[type[_Msg], int] = {
-    PassageEvent: 8 * 1024,
+    PassageEvent: 32 * 1024,  # a first entry's photo with a fingerprint binding (人票绑定)
     EventAck: 1024 * 1024,
     GateStatus: 16 * 1024,
     GateConfig: 256 * 1024,
@@ -400,6 +430,7 @@ MAX_BYTES: dict[type[_Msg], int] = {
     Occupancy: 64 * 1024,
     StoredPassages: 4 * 1024 * 1024,
     FireAlarm: 2 * 1024,
+    HelpRequest: 192 * 1024,  # the frame and a first entry's photo, base64
 }
 
 # The largest MQTT packet a valid message makes: the largest payload above, with room for the fixed

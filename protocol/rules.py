@@ -119,6 +119,8 @@ def biometric_step(credential: Credential, rules: TicketTypeRules | None, usage:
         return site.pass_biometric
     if id_face_check(credential, rules, site):
         return "face"  # against the card's photo, at every entry
+    if rules is not None and rules.bind_finger:
+        return "fingerprint"  # taken at the first entry, matched at a re-entry
     if rules is not None and rules.same_person:
         return "face"
     return None

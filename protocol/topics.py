@@ -16,6 +16,8 @@
     gates/v1/{site}/gate/{gate}/fire           gate -> the site's gates and the central, retained, QoS 1
                                                (FireAlarm): its controller's fire input, so the gates of its
                                                zone or site open at once, without the central
+    gates/v1/{site}/gate/{gate}/help           gate -> central, QoS 1 (HelpRequest): a pass refused for its
+                                               biometric, for staff at the gate (cmd staff_admit/refuse)
     gates/v1/{site}/deltas                     central -> gates, QoS 1, sequence-numbered (Delta)
     gates/v1/{site}/cmd                        central -> every gate of the site (Command: emergency)
     gates/v1/{site}/occupancy                  central -> all, retained (Occupancy)
@@ -95,6 +97,10 @@ def fire(site: str, gate: str) -> str:
     return f"{gate_prefix(site, gate)}/fire"
 
 
+def help_request(site: str, gate: str) -> str:
+    return f"{gate_prefix(site, gate)}/help"
+
+
 def deltas(site: str) -> str:
     return f"{ROOT}/{check_name('site', site)}/deltas"
 
@@ -159,6 +165,7 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
         f"topic write {p}/claim",
         f"topic write {p}/sync/request",
         f"topic write {p}/fire",
+        f"topic write {p}/help",
         f"topic read {p}/config",
         f"topic read {p}/event/ack",
         f"topic read {p}/cmd",

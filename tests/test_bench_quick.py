@@ -23,6 +23,7 @@ REQUIRED = (
     "ingest_events_per_s", "ingest_raw_events_per_s", "ingest_lost_events", "count_lag_p99_ms", "snapshot_1m_s",
     "revocation_reach_p99_ms", "gate_rss_mb", "ingest_rss_mb",
     "metrics_gate_overhead_pct", "metrics_ingest_single_overhead_pct", "metrics_ingest_multiprocess_overhead_pct",
+    "booking_rush_oversold", "booking_rush_lost", "booking_rush_per_s", "booking_rush_p99_ms", "booking_bare_per_s",
 )
 
 
@@ -47,3 +48,5 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     not_numbers = [k for k in REQUIRED if not isinstance(results[k], int | float) or isinstance(results[k], bool)
                    or math.isnan(results[k])]
     assert not not_numbers, f"figures that are not numbers: {not_numbers}"
+    # Correctness, not speed: the booking rush never sells a place twice nor loses a visitor.
+    assert (results["booking_rush_oversold"], results["booking_rush_lost"]) == (0, 0)

@@ -41,6 +41,7 @@ from central.db import is_transient
 from central.models import PARKED_PAYLOAD_BYTES, ParkedMessage, utcnow
 from central.services.gates import record_command_ack, record_config_ack, record_fire_alarm, record_status
 from central.services.ingest import ingest_batch
+from central.services.staff_help import record_help_request
 from protocol import topics
 from protocol.clock import park_now
 from protocol.errors import MessageError
@@ -50,6 +51,7 @@ from protocol.messages import (
     EventAck,
     FireAlarm,
     GateStatus,
+    HelpRequest,
     PassageEvent,
     SnapshotRequest,
     StoredPassage,
@@ -60,9 +62,10 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 ACK_INTERVAL_S = 0.5  # how often, under load, each gate hears which of its events are stored
-GateMessage = PassageEvent | GateStatus | ConfigAck | CommandAck | SnapshotRequest | FireAlarm
+GateMessage = PassageEvent | GateStatus | ConfigAck | CommandAck | SnapshotRequest | FireAlarm | HelpRequest
 KINDS: dict[str, type[GateMessage]] = {"event": PassageEvent, "status": GateStatus, "config/ack": ConfigAck,
-                                       "cmd/ack": CommandAck, "sync/request": SnapshotRequest, "fire": FireAlarm}
+                                       "cmd/ack": CommandAck, "sync/request": SnapshotRequest, "fire": FireAlarm,
+                                       "help": HelpRequest}
 
 
 @dataclass
@@ -102,6 +105,7 @@ class IngestWorker:
                  worker_id: str = "1", cipher=None, occupancy_interval: float = 0.25,
                  snapshot_workers: int = 2) -> None:
         self.config = config
+        self.cipher = cipher  # seals the camera views of requests for staff help
         self.sessions = sessions
         self.stats = IngestStats()
         self.batch_size = config.ingest.batch_size
@@ -123,7 +127,7 @@ class IngestWorker:
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
         group = config.ingest.group
-        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire"):
+        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire", "help"):
             topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
             # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
             shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
@@ -281,6 +285,8 @@ class IngestWorker:
                     record_config_ack(session, item.site, message)
                 elif isinstance(message, CommandAck):
                     record_command_ack(session, message)
+                elif isinstance(message, HelpRequest):
+                    record_help_request(session, self.cipher, message)
                 elif isinstance(message, FireAlarm) and not item.msg.retain:  # a retained one was recorded when it came
                     record_fire_alarm(session, message)
             for msg, error in parked:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from central.db import is_sqlite, make_engine
+from central.migrate import include_name
 from central.models import Base, UTCDateTime
 
 config = context.config
@@ -32,6 +33,7 @@ def _configure(**kwargs) -> None:
         target_metadata=Base.metadata,
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
+        include_name=include_name,  # not the monthly partitions (0013)
         render_item=_render_item,
         **kwargs,
     )

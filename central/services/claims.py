@@ -45,6 +45,7 @@ from protocol.messages import ClaimReply, ClaimRequest, HardwareParams, TicketTy
 from protocol.reasons import Reason
 from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, biometric_step, decide
 
+CLAIM_EVENTS_SKEW = timedelta(days=1)
 MARGIN_S = 10.0  # beyond the turnstile's timeout: the passage event's way to the central
 _USAGE = table(CredentialUsage)
 _EVENTS = table(PassageEventRecord)
@@ -129,7 +130,11 @@ def open_claims(session: Session, site_id: str, ref: str, now: datetime,
                    func.sum(case((_EVENTS.c.passed, _EVENTS.c.headcount), else_=0)).label("confirmed"),
                    func.max(case((_EVENTS.c.passed, 0), else_=1)).label("closed"))
             .where(_EVENTS.c.credential_ref == ref, _EVENTS.c.site_id == site_id,
-                   _EVENTS.c.claim_id.in_([c.id for c in claims]), _EVENTS.c.flag.is_(None))
+                   _EVENTS.c.claim_id.in_([c.id for c in claims]), _EVENTS.c.flag.is_(None),
+                   # A claim's passages come after it: on PostgreSQL this reads this month's partition
+                   # (two at a month's turn), not every month of the years stored. A gate clock a day
+                   # behind only keeps its claim open until it expires (seconds), never grants twice.
+                   _EVENTS.c.at >= min(c.created_at for c in claims) - CLAIM_EVENTS_SKEW)
             .group_by(_EVENTS.c.claim_id, _EVENTS.c.gate))
     }
     held, latest = 0, None

@@ -202,10 +202,10 @@ def price_for(session: Session, customer: Customer, ticket_type: int, day: date)
 
 
 def balance(session: Session, customer_id: int) -> Decimal:
-    """What the customer owes on account: sales on account, less their refunds and the receipts."""
-    owed = session.scalar(select(func.coalesce(func.sum(Payment.amount), 0)).where(
-        Payment.customer_id == customer_id, Payment.status == "done",
-        ((Payment.method == "on_account") & Payment.kind.in_(("sale", "refund")))))
+    """What the customer owes on account: its tickets sold on account and not refunded (however the
+    refund was made: at a shift, at the desk, by cancelling the order), less the payments received."""
+    owed = session.scalar(select(func.coalesce(func.sum(Ticket.price), 0)).where(
+        Ticket.customer_id == customer_id, Ticket.payment_method == "on_account", Ticket.status != "refunded"))
     received = session.scalar(select(func.coalesce(func.sum(Payment.amount), 0)).where(
         Payment.customer_id == customer_id, Payment.status == "done", Payment.kind == "receipt"))
     return (Decimal(owed or 0) - Decimal(received or 0)).quantize(MONEY)
@@ -233,7 +233,8 @@ def record_receipt(session: Session, customer_id: int, amount, method: str = "ba
 
 
 def _set_status(session: Session, customer_id: int, status: str, actor: str | None) -> tuple[Customer, int]:
-    customer = session.get(Customer, customer_id, with_for_update=True) or get_customer(session, customer_id)
+    customer = get_customer(session, customer_id)
+    customer = session.get(Customer, customer.id, with_for_update=True) or customer
     if customer.status == status:
         return customer, 0
     now = park_now()

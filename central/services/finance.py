@@ -31,9 +31,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import String, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from central.i18n import _l
@@ -55,8 +56,9 @@ from central.services import customers as customer_service
 from central.services import tickets as ticket_service
 from central.services.audit import audit
 from central.services.gates import get_site
-from central.services.reports import MAX_DAYS, Period
+from central.services.reports import BUCKET_S, MAX_DAYS, Period, _bucket, _local
 from protocol.clock import park_now
+from protocol.ids import TICKET
 
 MONEY = Decimal("0.01")
 
@@ -357,6 +359,7 @@ def sell_in_shift(session: Session, shift_id: int, request: ticket_service.Issue
         if customer_id is None:
             raise Invalid("customer_required", _l("A sale on account names the customer."))
         customer = customer_service.get_customer(session, customer_id, shift.site_id)
+        customer = session.get(Customer, customer.id, with_for_update=True) or customer  # one credit check at a time
         if customer.status != "active":
             raise Refused("customer_suspended", _l("%(name)s is suspended: it cannot order.", name=customer.name))
     tickets = ticket_service.issue_tickets(session, shift.site_id, [request] * quantity, actor=cashier)
@@ -544,29 +547,33 @@ class RevenueRow:
 def revenue(session: Session, site_id: str, start: date, end: date, by: str = "channel",
             monthly: bool = False) -> list[RevenueRow]:
     """Tickets issued in the period (local days) by day or month and by one dimension: count, visitors,
-    amount, and the amount of those since refunded."""
+    amount, and the amount of those since refunded.
+
+    The database sums per 15-minute UTC bucket and key (as `central.services.reports` does), Python folds
+    the buckets into the park's local days or months: at most 96 rows a day per key, however many tickets."""
     if by not in DIMENSIONS:
         raise Invalid("bad_dimension", _l("Choose what to group the revenue by from the list."))
     p = _period(session, site_id, start, end)
-    key = {"channel": Ticket.channel, "ticket_type": TicketType.name,
+    key: Any = {"channel": Ticket.channel, "ticket_type": TicketType.name,
            "payment_method": func.coalesce(Ticket.payment_method, ""),
-           "customer": func.coalesce(Customer.name, "")}[by]
+           "customer": func.coalesce(Customer.name, "")}[by].label("k")
+    bucket = _bucket(session, Ticket.issued_at, BUCKET_S).label("b")
+    refunded = case((Ticket.status == "refunded", Ticket.price), else_=0)
     rows = session.execute(
-        select(Ticket.issued_at, key, Ticket.headcount, Ticket.price, Ticket.status)
+        select(bucket, key, func.count(), func.sum(Ticket.headcount), func.sum(Ticket.price), func.sum(refunded))
         .join(TicketType, TicketType.id == Ticket.ticket_type_id)
         .outerjoin(Customer, Customer.id == Ticket.customer_id)
         .where(Ticket.site_id == site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to)
-        .execution_options(yield_per=5000))
+        .group_by(bucket, key))
     acc: dict[tuple[str, str], list] = {}
-    for issued_at, k, headcount, price, status in rows:
-        local = issued_at.astimezone(p.tz).date()
-        bucket = local.strftime("%Y-%m") if monthly else local.isoformat()
-        a = acc.setdefault((bucket, k or ""), [0, 0, Decimal("0"), Decimal("0")])
-        a[0] += 1
-        a[1] += headcount
-        a[2] += Decimal(price)
-        if status == "refunded":
-            a[3] += Decimal(price)
+    for b, k, count, visitors, gross, back in rows:
+        local = _local(b, BUCKET_S, p.tz).date()
+        day = local.strftime("%Y-%m") if monthly else local.isoformat()
+        a = acc.setdefault((day, k or ""), [0, 0, Decimal("0"), Decimal("0")])
+        a[0] += int(count)
+        a[1] += int(visitors or 0)
+        a[2] += Decimal(gross or 0)
+        a[3] += Decimal(back or 0)
     return [RevenueRow(b, k, a[0], a[1], a[2].quantize(MONEY), a[3].quantize(MONEY))
             for (b, k), a in sorted(acc.items())]
 
@@ -580,29 +587,25 @@ class UsageRow:
 
 
 def sold_used_refunded(session: Session, site_id: str, start: date, end: date) -> list[UsageRow]:
-    """Per ticket type, the visitors on tickets issued in the period: entered, refunded."""
+    """Per ticket type, the visitors on tickets issued in the period: entered, refunded (summed in the database)."""
     p = _period(session, site_id, start, end)
+    entries = func.coalesce(CredentialUsage.entries, 0)
+    entered = case((entries < Ticket.headcount, entries), else_=Ticket.headcount)
+    refunded = case((Ticket.status == "refunded", Ticket.headcount), else_=0)
     rows = session.execute(
-        select(TicketType.name, Ticket.id, Ticket.headcount, Ticket.status, CredentialUsage.entries)
+        select(TicketType.name, func.sum(Ticket.headcount), func.sum(entered), func.sum(refunded))
         .join(TicketType, TicketType.id == Ticket.ticket_type_id)
         .outerjoin(CredentialUsage, (CredentialUsage.site_id == Ticket.site_id)
-                   & (CredentialUsage.ref == func.concat("T", Ticket.id)))
+                   & (CredentialUsage.ref == (literal(TICKET) + cast(Ticket.id, String))))
         .where(Ticket.site_id == site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to)
-        .execution_options(yield_per=5000))
-    acc: dict[str, list[int]] = {}
-    for name, _id, headcount, status, entries in rows:
-        a = acc.setdefault(name, [0, 0, 0])
-        a[0] += headcount
-        a[1] += min(int(entries or 0), headcount)
-        if status == "refunded":
-            a[2] += headcount
-    return [UsageRow(n, *a) for n, a in sorted(acc.items())]
+        .group_by(TicketType.name).order_by(TicketType.name))
+    return [UsageRow(n, int(sold or 0), int(used or 0), int(back or 0)) for n, sold, used, back in rows]
 
 
 def passages_of_period_tickets(session: Session, site_id: str, start: date, end: date) -> int:
     """The other direction: visitors entered by the stored passages of the tickets issued in the period."""
     p = _period(session, site_id, start, end)
-    tickets = select(func.concat("T", Ticket.id)).where(
+    tickets = select(literal(TICKET) + cast(Ticket.id, String)).where(
         Ticket.site_id == site_id, Ticket.issued_at >= p.utc_from, Ticket.issued_at < p.utc_to).scalar_subquery()
     P = PassageEventRecord
     return int(session.scalar(select(func.coalesce(func.sum(P.headcount), 0)).where(
@@ -618,17 +621,26 @@ class OwedRow:
     balance: Decimal
     credit_limit: Decimal
     payment_term_days: int
+    overdue: Decimal = Decimal("0.00")  # owed for visits longer ago than the payment term
 
     @property
     def available(self) -> Decimal:
         return self.credit_limit - self.balance
 
 
-def owed_by_customers(session: Session, site_id: str) -> list[OwedRow]:
+def owed_by_customers(session: Session, site_id: str, now: datetime | None = None) -> list[OwedRow]:
+    """Each customer's balance on account, and the part of it past the payment term (the oldest visits
+    are taken as paid first)."""
+    now = now or utcnow()
     out = []
     for c in customer_service.list_customers(session, site_id):
-        out.append(OwedRow(c.id, c.name, c.status, customer_service.balance(session, c.id),
-                           Decimal(c.credit_limit), c.payment_term_days))
+        owed = customer_service.balance(session, c.id)
+        due_before = now - timedelta(days=c.payment_term_days)
+        newer = Decimal(session.scalar(select(func.coalesce(func.sum(Ticket.price), 0)).where(
+            Ticket.customer_id == c.id, Ticket.payment_method == "on_account", Ticket.status != "refunded",
+            Ticket.valid_from >= due_before)) or 0)
+        overdue = max(Decimal("0.00"), owed - newer).quantize(MONEY)
+        out.append(OwedRow(c.id, c.name, c.status, owed, Decimal(c.credit_limit), c.payment_term_days, overdue))
     return out
 
 

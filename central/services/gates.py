@@ -320,7 +320,8 @@ def ticket_type_rules(tt: TicketType | Row[Any]) -> TicketTypeRules:
     return TicketTypeRules(id=tt.id, name=tt.name[:256], entries=tt.entries, same_person=tt.same_person,
                            anti_passback=tt.anti_passback, min_gap_s=tt.min_gap_s, zones=list(tt.zones or []),
                            weekdays=list(tt.weekdays or []), slot_grace_min=tt.slot_grace_min,
-                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face))
+                           staff_check=bool(tt.staff_check), id_face=bool(tt.id_face),
+                           bind_finger=bool(tt.bind_finger))
 
 
 def build_gate_config(session: Session, gate: Gate) -> GateConfig:
@@ -410,7 +411,8 @@ def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | N
 
 
 def create_command(session: Session, site_id: str, gate: str | None, kind: str, *, mode: str | None = None,
-                   direction: str = "in", actor: str | None = None) -> tuple[CommandRecord, Command, str]:
+                   direction: str = "in", actor: str | None = None,
+                   help_id: str | None = None) -> tuple[CommandRecord, Command, str]:
     """A command for one gate, or for the whole site when `gate` is None; returns (record, message, topic)."""
     get_site(session, site_id)
     if gate is not None:
@@ -427,7 +429,8 @@ def create_command(session: Session, site_id: str, gate: str | None, kind: str, 
         towards = m.choose(direction, m.DIRECTIONS, "direction")
     except ValueError:
         raise Invalid("bad_direction", _l("A direction is in or out.")) from None
-    message = Command(id=new_event_id(), kind=command, direction=towards, mode=new_mode, at=utcnow())
+    message = Command(id=new_event_id(), kind=command, direction=towards, mode=new_mode, at=utcnow(),
+                      help_id=help_id)
     record = CommandRecord(id=message.id, site_id=site_id, gate=gate, kind=kind, payload=encode(message),
                            issued_by=actor)
     session.add(record)

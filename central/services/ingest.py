@@ -161,7 +161,7 @@ _PG_INSERT = (
     f"INSERT INTO passage_events ({', '.join(_COLUMNS)}) "
     f"SELECT {', '.join(f'x.{a}' for a in _ATTRS)}, %s FROM json_to_recordset(%s::json) "
     f"AS x({', '.join(f'{a} {t}' for a, t in zip(_ATTRS, _PG_TYPES, strict=True))}) "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    "ON CONFLICT (event_id, at) DO NOTHING RETURNING event_id"  # the key of a partitioned table (0013)
 )
 _json = msgspec.json.Encoder()
 
@@ -187,7 +187,8 @@ def _insert_events(session: Session, events: list[PassageEvent], received_at: da
         result = session.connection().exec_driver_sql(_PG_INSERT, (received_at, _json_text(events)))
         return {r[0] for r in result}
     rows = [_event_row(e, received_at) for e in events]
-    stmt = _insert(session, _EVENTS).on_conflict_do_nothing(index_elements=["event_id"]).returning(_EVENTS.c.event_id)
+    stmt = _insert(session, _EVENTS).on_conflict_do_nothing(index_elements=["event_id", "at"]).returning(
+        _EVENTS.c.event_id)
     return set(session.scalars(stmt, rows))
 
 

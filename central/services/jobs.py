@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from central import metrics
 from central.models import DailyReport, DenialCount, Gate, Site, Zone
 from central.services.audit import audit
 from central.services.gates import mark_stale_gates_offline
+from central.services.partitions import partition_job
 from central.services.passes import expire_passes, purge_templates
 from central.services.tickets import expire_tickets
 from protocol.clock import park_now
@@ -176,4 +177,12 @@ def build_scheduler(context):
     scheduler.add_job(in_tx(retention, cfg.template_retention_days), "interval", hours=1, id="retention")
     scheduler.add_job(context.publisher.flush, "interval", seconds=cfg.publish_interval_s, id="publish")
     scheduler.add_job(snapshots, "interval", seconds=cfg.snapshot_interval_s, id="snapshots")
+    from central.services.visitor_bookings import purge_all
+
+    # Visitor bookings: names and document digests go `retention_days` after the visit, as the notice says.
+    scheduler.add_job(in_tx(purge_all), "interval", hours=1, id="booking_retention")
+
+    database = context.config.database
+    scheduler.add_job(in_tx(partition_job, database.partition_months_ahead, database.retention_months), "interval",
+                      hours=6, id="partitions", next_run_time=datetime.now(UTC))
     return scheduler

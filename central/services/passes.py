@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from biometrics.templates import TemplateFormatError, check_template
 from central.i18n import _l, status_label
-from central.models import CHANNELS, AnnualPass, BiometricTemplate, Person
+from central.models import CHANNELS, AnnualPass, BiometricTemplate, HolderPhoto, Person
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from central.services.gates import get_site
@@ -223,6 +223,7 @@ def forget_person(session: Session, person_id: int, actor: str | None = None) ->
     person = get_person(session, person_id)
     now = park_now()
     session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id == person_id))
+    session.execute(delete(HolderPhoto).where(HolderPhoto.person_id == person_id))  # staff's photo: with them
     changes = []
     for annual_pass in session.scalars(select(AnnualPass).where(AnnualPass.person_id == person_id)
                                        .with_for_update()):
@@ -259,6 +260,7 @@ def purge_templates(session: Session, retention_days: int, now: datetime | None 
     now = now or park_now()
     cutoff = now - timedelta(days=retention_days)
     with_templates = set(session.scalars(select(BiometricTemplate.person_id).distinct()))
+    with_templates |= set(session.scalars(select(HolderPhoto.person_id)))  # a photo for staff alone, too
     if not with_templates:
         return []
     still_needed = set(session.scalars(select(AnnualPass.person_id).where(
@@ -274,6 +276,7 @@ def purge_templates(session: Session, retention_days: int, now: datetime | None 
     if not purge:
         return []
     session.execute(delete(BiometricTemplate).where(BiometricTemplate.person_id.in_(purge)))
+    session.execute(delete(HolderPhoto).where(HolderPhoto.person_id.in_(purge)))
     persons = session.scalars(select(Person).where(Person.id.in_(purge)))
     by_site: dict[str, list] = {}
     for person in persons:

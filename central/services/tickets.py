@@ -49,6 +49,7 @@ class TicketTypeSpec:
     max_headcount: int = limits.HEADCOUNT
     staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
     id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 _money = limits.money  # the name passes.py and older callers import
@@ -58,7 +59,7 @@ def _check_spec(spec: TicketTypeSpec) -> None:
     limits.text("bad_name", "name", spec.name, limits.NAME, required=True)
     if spec.entries is not None:
         limits.integer("bad_entries", "entries (or null for unlimited)", spec.entries, 1, limits.ENTRIES)
-    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face"):
+    for flag in ("same_person", "anti_passback", "real_name", "staff_check", "id_face", "bind_finger"):
         if not isinstance(getattr(spec, flag), bool):
             raise Invalid("bad_rules", _l('“%(flag)s” is yes or no.', flag=flag))
     limits.zones(spec.zones)
@@ -102,6 +103,7 @@ def define_ticket_type(session: Session, site_id: str, spec: TicketTypeSpec, act
     tt.max_headcount = spec.max_headcount
     tt.staff_check = spec.staff_check
     tt.id_face = spec.id_face
+    tt.bind_finger = spec.bind_finger
     tt.active = True
     bump_site_configs(session, site_id)
     audit(session, actor, "ticket_type.define", str(type_id), name=spec.name)
@@ -144,6 +146,7 @@ class IssueRequest:
     slot_start: datetime | None = None
     slot_end: datetime | None = None
     allow_past: bool = False  # sell a ticket whose validity is over (a correction): only when asked
+    quota_id: int | None = None  # the slot quota whose place this ticket holds (a booking's)
 
 
 def day_window(tz_name: str, day: date, days: int = 1) -> tuple[datetime, datetime]:
@@ -226,6 +229,7 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         holder_name=req.holder_name, id_digest=digest, id_last4=last4, channel=req.channel,
         channel_ref=req.channel_ref, price=_money(tt.price if req.price is None else req.price), issued_by=actor,
         issued_at=park_now(),
+        quota_id=req.quota_id,
     )
     ticket.ticket_type = tt
     session.add(ticket)
@@ -233,8 +237,11 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
 
 
 def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
-                  actor: str | None = None) -> list[Ticket]:
-    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none."""
+                  actor: str | None = None, *, deltas: bool = True) -> list[Ticket]:
+    """Issue tickets (one sale or a bulk order) in the caller's transaction; all or none.
+
+    `deltas=False`: the caller records the gates' delta itself (`sync.record_delta` with `ticket_change`),
+    as late as it can (a booking takes the site's sequence number just before its commit)."""
     if not requests:
         return []
     if len(requests) > MAX_BULK:
@@ -246,8 +253,8 @@ def issue_tickets(session: Session, site_id: str, requests: list[IssueRequest],
         tt = types.get(req.ticket_type) or types.setdefault(req.ticket_type, get_ticket_type(session, req.ticket_type))
         tickets.append(_new_ticket(session, site_id, req, tt, site.timezone, site.id_salt, actor))
     session.flush()
-    real_name = [ticket_change(t) for t in tickets if t.id_digest]
-    record_delta(session, site_id, real_name)
+    if deltas:
+        record_delta(session, site_id, [ticket_change(t) for t in tickets if t.id_digest])
     channels = sorted({t.channel for t in tickets})
     audit(session, actor, "ticket.issue", f"{tickets[0].id}..{tickets[-1].id}", count=len(tickets), channels=channels)
     return tickets

@@ -11,8 +11,9 @@
 Rules that hold under a rush:
 - one booking per document per day per site: the primary key of `booking_documents`, inserted in the
   booking's transaction (a second request for the same document waits for the first and then fails);
-- the day's cap and the slot's capacity are taken by conditional UPDATEs (`booked + n <= capacity`),
-  taken last before the commit so their row locks are held as briefly as possible;
+- the slot's capacity and the day's cap are taken by conditional UPDATEs (`booked + n <= capacity`), in
+  that order, after every other write of the booking, so their row locks (and the site's delta sequence)
+  are held only from there to the commit; a visitor refused for a full slot never waits for the day's row;
 - a cancellation deletes the document rows and gives the places back in the same transaction.
 
 Each person gets a ticket of the site's booking ticket type (headcount 1, the slot, the person's name
@@ -54,6 +55,7 @@ from central.services.sync import record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
 from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
+from protocol.messages import Change
 
 PARTY_LIMIT = 20  # the most a site may allow in one booking
 DAYS_AHEAD_LIMIT = 90
@@ -295,6 +297,14 @@ def calendar(session: Session, site_id: str, now: datetime | None = None, *, fir
     return days_out
 
 
+def slot_view(session: Session, site_id: str, quota: SlotQuota, now: datetime | None = None) -> SlotView:
+    """One slot as the form shows it: its places left, unless booking for it has closed."""
+    rules = settings(session, site_id)
+    closes = slot_closes(quota, rules)
+    return SlotView(quota.id, quota.slot_start, quota.slot_end, quota.capacity, quota.booked, closes,
+                    closes > (now or utcnow()))
+
+
 def set_day(session: Session, site_id: str, day: date, actor: str, *, is_open: bool,
             capacity: int | None) -> BookingDay:
     """Open or close a day for booking, and cap it (None: only the slots' capacities count)."""
@@ -407,6 +417,17 @@ def check_party(rules: BookingSettings, persons: list[PartyMember]) -> list[Chec
     return checked
 
 
+def _insert(session: Session, table):
+    """INSERT with ON CONFLICT for the session's database (PostgreSQL in production, SQLite embedded)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
 def new_number() -> str:
     return "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(NUMBER_LENGTH))
 
@@ -435,6 +456,10 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
         raise FieldError("day_not_open", _l("That day is not open for booking."), "slot")
     if slot_closes(quota, rules) <= now:
         raise FieldError("slot_closed", _l("Booking for this time slot has closed: choose another one."), "slot")
+    if quota.booked + len(persons) > quota.capacity:
+        # Full already when this request began: say so at once. Only a fast path: the conditional UPDATE
+        # below is what decides when places are left at this read.
+        raise Refused("quota_full", _l("This time slot is fully booked."))
     salt = site.id_salt
     digests = [document_digest(salt, p.doc_type, p.number) for p in persons]
     tel = phone_digest(salt, phone)
@@ -443,7 +468,6 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
         (BookingBlock.kind == "phone") & (BookingBlock.digest == tel))).limit(1))
     if blocked is not None:
         raise Refused("blocked", _l("This booking cannot be made online: please contact the park."))
-    day_row = _day_row(session, site_id, day)  # every bookable day has its row: the day's count lives there
     client, masked_client = client_digest(salt, req.client_address) if req.client_address else (None, None)
     booking = Booking(site_id=site_id, number=new_number(), quota_id=quota.id, day=day, slot_start=quota.slot_start,
                       slot_end=quota.slot_end, party=len(persons), phone_digest=tel, phone_masked=mask_phone(phone),
@@ -452,43 +476,51 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
                       client_masked=masked_client, created_at=now, created_by=actor)
     session.add(booking)
     session.flush()
-    try:
-        with session.begin_nested():  # one booking per document per day: the primary key decides
-            session.add_all([BookingDocument(site_id=site_id, day=day, doc_digest=d, booking_id=booking.id)
-                             for d in digests])
-    except IntegrityError:
+    # One booking per document per day: the primary key decides. A second request for the same document
+    # waits here for the first one's commit, then inserts nothing (and the caller rolls back).
+    claimed = session.execute(_insert(session, BookingDocument).values(
+        [{"site_id": site_id, "day": day, "doc_digest": d, "booking_id": booking.id} for d in digests],
+    ).on_conflict_do_nothing().returning(BookingDocument.doc_digest)).all()
+    if len(claimed) != len(digests):
         raise FieldError("already_booked", _l("Someone in this party already holds a booking for that day."),
-                         "party") from None
-    # The places, last: their row locks are then held only until the commit.
-    took_day = session.execute(update(BookingDay).where(
-        BookingDay.site_id == site_id, BookingDay.day == day, BookingDay.open.is_(True),
-        or_(BookingDay.capacity.is_(None), BookingDay.booked + len(persons) <= BookingDay.capacity),
-    ).values(booked=BookingDay.booked + len(persons)).returning(BookingDay.id)).first()
-    if took_day is None:
-        session.refresh(day_row)
-        if not day_row.open:
-            raise FieldError("day_closed", _l("That day is no longer open for booking."), "slot")
-        raise Refused("day_full", _l("That day is fully booked."))
-    took = session.execute(update(SlotQuota).where(
-        SlotQuota.id == quota.id, SlotQuota.booked + len(persons) <= SlotQuota.capacity,
-    ).values(booked=SlotQuota.booked + len(persons)).returning(SlotQuota.id)).first()
-    if took is None:
-        raise Refused("quota_full", _l("This time slot is fully booked."))
+                         "party")
     tt = get_ticket_type(session, rules.ticket_type_id)
     valid_from, valid_to = day_window(site.timezone, day, tt.validity_days)
     requests = [IssueRequest(ticket_type=tt.id, valid_from=valid_from, valid_to=valid_to, headcount=1,
                              holder_name=p.name, id_number=p.number, channel="web" if req.channel != "desk" else
                              "box_office", channel_ref=f"B{booking.number}", slot_start=quota.slot_start,
-                             slot_end=quota.slot_end) for p in persons]
-    tickets = issue_tickets(session, site_id, requests, actor or "visitor")
+                             slot_end=quota.slot_end, quota_id=quota.id) for p in persons]
+    tickets = issue_tickets(session, site_id, requests, actor or "visitor", deltas=False)
     for i, (p, d, t) in enumerate(zip(persons, digests, tickets, strict=True), start=1):
-        t.quota_id = quota.id
         session.add(BookingPerson(booking_id=booking.id, position=i, name=p.name, doc_type=p.doc_type, doc_digest=d,
                                   doc_masked=mask_document(p.number), ticket_id=t.id))
     audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
           channel=booking.channel)
+    changes: list[Change] = [ticket_change(t) for t in tickets]
     session.flush()
-    session.refresh(booking, ["persons"])
+    # The hot rows, last: the slot's and the day's counts (in that order everywhere), then the site's delta
+    # sequence. Their row locks are held from here to the caller's commit only, so a rush queues on a few
+    # statements, not on a whole booking.
+    took = session.execute(update(SlotQuota).where(
+        SlotQuota.id == quota.id, SlotQuota.booked + len(persons) <= SlotQuota.capacity,
+    ).values(booked=SlotQuota.booked + len(persons)).returning(SlotQuota.id)).first()
+    if took is None:
+        raise Refused("quota_full", _l("This time slot is fully booked."))
+    take_day = update(BookingDay).where(
+        BookingDay.site_id == site_id, BookingDay.day == day, BookingDay.open.is_(True),
+        or_(BookingDay.capacity.is_(None), BookingDay.booked + len(persons) <= BookingDay.capacity),
+    ).values(booked=BookingDay.booked + len(persons)).returning(BookingDay.id)
+    if session.execute(take_day).first() is None:
+        day_row = session.scalar(select(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == day))
+        if day_row is None:  # a day with slots but no calendar row yet: its count starts now
+            _day_row(session, site_id, day)
+            if session.execute(take_day).first() is None:
+                raise Refused("day_full", _l("That day is fully booked."))
+        elif not day_row.open:
+            raise FieldError("day_closed", _l("That day is no longer open for booking."), "slot")
+        else:
+            raise Refused("day_full", _l("That day is fully booked."))
+    record_delta(session, site_id, changes)
     return booking
 
 
@@ -669,7 +701,8 @@ def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     rules = settings(session, site_id)
     site = get_site(session, site_id)
     cutoff = site_day(site, now) - timedelta(days=rules.retention_days)
-    old = list(session.scalars(select(Booking.id).where(Booking.site_id == site_id, Booking.day < cutoff)))
+    old = list(session.scalars(select(Booking.id).where(Booking.site_id == site_id, Booking.day < cutoff,
+                                                        Booking.phone_masked != "").limit(5000)))
     if not old:
         return 0
     session.execute(delete(BookingDocument).where(BookingDocument.booking_id.in_(old)))
@@ -680,3 +713,8 @@ def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     session.execute(update(Booking).where(Booking.id.in_(old)).values(phone_digest="", phone_masked="",
                                                                       client_digest=None, client_masked=None))
     return len(old)
+
+
+def purge_all(session: Session, now: datetime | None = None) -> int:
+    """`purge` for every site taking bookings (the scheduler's hourly booking retention job)."""
+    return sum(purge(session, site_id, now) for site_id in session.scalars(select(BookingSettings.site_id)))

@@ -96,6 +96,7 @@ def _register_pages(app: Flask) -> None:
         parks,
         reporting,
         security,
+        staff_help,
         ticket_types,
     )
     from central.web import customers as customer_pages
@@ -114,7 +115,7 @@ def _register_pages(app: Flask) -> None:
     # Live streams each hold a server thread: their cap follows waitress's thread count.
     app.config.setdefault("LIVE_STREAMS_MAX", live.stream_cap(getattr(config.web, "threads", 32)))
     for bp in (assets, auth.bp, dashboard.bp, live.bp, desk.bp, gate_pages.bp, reporting.bp, admin.bp, openapi.bp,
-               ticket_types.bp, parks.bp, customer_pages.bp, finance_pages.bp, shift_pages.bp):
+               ticket_types.bp, parks.bp, customer_pages.bp, finance_pages.bp, shift_pages.bp, staff_help.bp):
         app.register_blueprint(bp)
     limiter = security.init_limiter(app, getattr(config.web, "ratelimit_storage", "memory://"))
     from central.web import alerts_page, booking, booking_admin

@@ -35,7 +35,16 @@ from central.services import privacy as privacy_service
 from central.services import tickets as ticket_service
 from central.services.occupancy import as_json, occupancy
 from central.web import api_schema as schema
-from central.web.stack import Forbidden, commit, current_context, database_away, may_see_site, require, site_id
+from central.web.stack import (
+    Forbidden,
+    commit,
+    current_context,
+    database_away,
+    may_see_site,
+    require,
+    site_id,
+    visible_sites,
+)
 from central.web.stack import db as request_db
 from protocol.ids import holder_ref
 
@@ -210,7 +219,8 @@ def ticket_type_json(tt: TicketType) -> dict:
             "anti_passback": tt.anti_passback, "min_gap_s": tt.min_gap_s, "zones": tt.zones, "weekdays": tt.weekdays,
             "slot_grace_min": tt.slot_grace_min, "real_name": tt.real_name, "validity_days": tt.validity_days,
             "price": str(tt.price), "min_headcount": tt.min_headcount, "max_headcount": tt.max_headcount,
-            "active": tt.active, "staff_check": tt.staff_check, "id_face": tt.id_face}
+            "active": tt.active, "staff_check": tt.staff_check, "id_face": tt.id_face,
+            "bind_finger": tt.bind_finger}
 
 
 def ticket_json(t: Ticket, code: str | None = None) -> dict:
@@ -537,6 +547,25 @@ def get_occupancy():
     return jsonify(as_json(occupancy(db, _site())))
 
 
+@api.get("/parks")
+@require("manager")
+@accepts()
+def list_parks():
+    """Every park the asker works for at a glance (a head office's view), with the totals."""
+    from central.services.parks import overview
+
+    view = overview(request_db(), visible_sites())
+
+    def figures(p) -> dict:
+        return {"site": p.site, "name": p.name, "inside": p.inside, "capacity": p.capacity,
+                "entries_today": p.entries_today, "exits_today": p.exits_today,
+                "entries_per_min": p.entries_per_min, "gates_online": p.gates_online, "gates": p.gates,
+                "open_alerts": p.open_alerts, "full_zones": p.full_zones}
+
+    totals = {k: v for k, v in figures(view.totals).items() if k not in ("site", "name")}
+    return jsonify({"at": _iso(view.at), "parks": [figures(p) for p in view.parks], "totals": totals})
+
+
 @api.get("/conflicts")
 @require("manager")
 @accepts(query=schema.ConflictsQuery)
@@ -544,9 +573,26 @@ def list_conflicts():
     db = request_db()
     rows = db.scalars(select(Conflict).where(Conflict.site_id == _site()).order_by(Conflict.at.desc())
                       .limit(g.query.limit))
-    return jsonify({"conflicts": [
-        {"event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason, "gate": c.gate,
-         "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline} for c in rows]})
+    return jsonify({"conflicts": [conflict_json(c) for c in rows]})
+
+
+def conflict_json(c: Conflict) -> dict:
+    return {"id": c.id, "event_id": c.event_id, "credential_ref": c.credential_ref, "reason": c.reason,
+            "gate": c.gate, "other_gate": c.other_gate, "at": _iso(c.at), "offline": c.offline,
+            "resolved_at": _iso(c.resolved_at), "resolved_by": c.resolved_by, "resolution": c.resolution,
+            "resolution_note": c.resolution_note}
+
+
+@api.post("/conflicts/<id:conflict_id>/resolve")
+@require("manager")
+@accepts(body=schema.ConflictDecisionBody)
+def resolve_conflict(conflict_id: int, body: schema.ConflictDecisionBody):
+    from central.services.conflicts import resolve_conflict as resolve
+
+    conflict = resolve(request_db(), _site(), conflict_id, body.decision, body.note, actor=g.actor)
+    out = conflict_json(conflict)
+    commit()
+    return jsonify(out)
 
 
 # --- gates -------------------------------------------------------------------------------------

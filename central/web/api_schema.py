@@ -77,6 +77,7 @@ class TicketTypeBody(_Body):
     max_headcount: Headcount = limits.HEADCOUNT
     staff_check: bool = False  # staff at the gate look at the visitor (child, senior, concession)
     id_face: bool = False  # 人证核验: an ID-card entry needs the camera's face to match the card's photo
+    bind_finger: bool = False  # 人票绑定: the first entry takes the finger, a re-entry needs the same
 
 
 class TicketBody(_Body):
@@ -106,6 +107,14 @@ class BulkBody(_Body):
 
 class ReasonBody(_Body):
     reason: Reason | None = None
+
+
+class ConflictDecisionBody(_Body):
+    """A manager's decision on a conflict from offline gates (central.services.conflicts)."""
+
+    decision: Literal["accepted", "credential_revoked", "followed_up"]
+    note: Annotated[str, Meta(min_length=1, max_length=limits.REASON, pattern=_LINE,
+                              description="what was decided and why, in the manager's words")]
 
 
 class QuotaBody(_Body):

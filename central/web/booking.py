@@ -163,8 +163,8 @@ def _form_page(quota, state: FormState, status: int = 200):
     session_db = db()
     rules = vb.settings(session_db, site_id())
     challenge = pow_service.issue(_secret(), int(_conf("BOOKING_POW_BITS")))
-    views = [s for d in vb.calendar(session_db, site_id(), staff=True) for s in d.slots if s.quota_id == quota.id]
-    return render_template("book/form.html", quota=quota, slot=views[0] if views else None, rules=rules, state=state,
+    return render_template("book/form.html", quota=quota, slot=vb.slot_view(session_db, site_id(), quota),
+                           rules=rules, state=state,
                            doc_types=[(t, vb.DOCUMENT_LABELS[t]) for t in DOCUMENT_TYPES], challenge=challenge,
                            party_choices=range(1, rules.party_max + 1)), status
 

@@ -14,6 +14,7 @@ from central.i18n import _, _l
 from central.models import CHANNELS
 from central.services import ServiceError
 from central.services import passes as pass_service
+from central.services import staff_help as help_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
@@ -335,6 +336,8 @@ def enrol_face(person_id: int):
         else:
             try:
                 pass_service.bind_template(db(), ctx().cipher, person_id, "face", template.to_bytes(), actor=_actor())
+                if request.form.get("keep_photo") == "yes":  # the holder's consent, asked at the desk
+                    help_service.keep_holder_photo(db(), ctx().cipher, person_id, data, actor=_actor())
                 commit()
             except ServiceError as exc:
                 db().rollback()

@@ -47,7 +47,8 @@ HTML_LANG = {"zh_Hans": "zh-Hans", "en": "en"}
 def _site() -> Site | None:
     """This request's site row (its language and time zone), read once."""
     if "i18n_site" not in g:
-        g.i18n_site = db().get(Site, site_id())
+        # The "database away" page asks nothing of the database: the cookie and the browser decide.
+        g.i18n_site = None if g.get("database_away") else db().get(Site, site_id())
     return g.i18n_site
 
 
@@ -61,7 +62,7 @@ def site_today() -> date:
 
 def select_locale() -> str:
     """The catalogue locale of this request: the user's choice, the cookie, the browser's, the site's."""
-    user = current_user()
+    user = None if g.get("database_away") else current_user()
     if user is not None and user.language in LOCALES:
         return user.language
     if request.cookies.get(COOKIE) in LOCALES:

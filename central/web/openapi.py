@@ -51,7 +51,13 @@ NULL_S, NULL_T, NULL_INT = _null(S), _null(T), _null(INT)
 PRICE = {"type": "string", "pattern": r"^[0-9]{1,10}\.[0-9]{2}$", "description": "a decimal, two places"}
 CHANNEL = {"enum": list(api_schema.CHANNELS)}
 MODE = {"enum": ["normal", "free", "locked", "emergency"]}
-CONFLICT = _obj(event_id=S, credential_ref=S, reason=S, gate=S, other_gate=NULL_S, at=T, offline=B)
+_PARK_FIGURES = dict(inside=INT, capacity=NULL_INT, entries_today=INT, exits_today=INT,
+                     entries_per_min={"type": "number"}, gates_online=INT, gates=INT, open_alerts=INT, full_zones=INT)
+PARK_TOTALS = {"type": "object", "properties": _PARK_FIGURES, "required": list(_PARK_FIGURES)}
+PARK = {"type": "object", "properties": {"site": S, "name": S, **_PARK_FIGURES},
+        "required": ["site", "name", *_PARK_FIGURES]}
+CONFLICT = _obj(id=INT, event_id=S, credential_ref=S, reason=S, gate=S, other_gate=NULL_S, at=T, offline=B,
+                resolved_at=NULL_T, resolved_by=NULL_S, resolution=NULL_S, resolution_note=NULL_S)
 
 ANSWERS = {
     "Error": _obj(("error", "detail"), error={**S, "description": "a stable code: bad_<field>, missing, not_found ..."},
@@ -59,7 +65,8 @@ ANSWERS = {
                   field={**S, "description": "the offending field, when one is to blame (`ticket.headcount`)"}),
     "TicketType": _obj(id=INT, name=S, entries=NULL_INT, same_person=B, anti_passback=B, min_gap_s=INT, zones=INTS,
                        weekdays=INTS, slot_grace_min=INT, real_name=B, validity_days=INT, price=PRICE,
-                       min_headcount=INT, max_headcount=INT, active=B, staff_check=B, id_face=B),
+                       min_headcount=INT, max_headcount=INT, active=B, staff_check=B, id_face=B,
+                       bind_finger=B),
     "Ticket": _obj(("id", "ref", "ticket_type", "status", "valid_from", "valid_to", "slot_start", "slot_end",
                     "headcount", "zones", "holder_name", "id_last4", "channel", "channel_ref", "price", "issued_at"),
                    id=INT, ref=S, ticket_type=INT,
@@ -135,8 +142,12 @@ OPERATIONS: list[tuple[str, str, str, dict, bool]] = [
     ("post", "/passes/<id:pass_id>/templates", "Bind a face or fingerprint template (base64)",
      _obj(holder=S, kind={"enum": ["face", "fingerprint"]}, finger=INT, version=INT), True),
     ("get", "/occupancy", "Live occupancy per zone", _ref("Occupancy"), False),
+    ("get", "/parks", "Every park the asker works for: people inside against capacity, entries, gates, alerts",
+     _obj(at=T, parks={"type": "array", "items": PARK}, totals=PARK_TOTALS), False),
     ("get", "/conflicts", "Passages the central's rules would have refused (offline gates), newest first",
      _obj(conflicts={"type": "array", "items": CONFLICT}), False),
+    ("post", "/conflicts/<id:conflict_id>/resolve", "A manager's decision on a conflict, with a note (final)",
+     CONFLICT, True),
     ("get", "/gates", "The site's gates with status and config state",
      _obj(gates={"type": "array", "items": _ref("Gate")}), False),
     ("post", "/gates", "Register a gate; the answer holds its MQTT password once", _ref("Gate"), True),

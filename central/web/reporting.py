@@ -6,11 +6,15 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 
+from central.i18n import _
+from central.models import CONFLICT_DECISIONS
 from central.services import ServiceError
+from central.services import conflicts as conflict_service
 from central.services import reports as report_service
-from central.web.stack import report_db, require, site_id
+from central.web.i18n import label
+from central.web.stack import commit, db, report_db, require, site_id
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -84,3 +88,41 @@ def daily():
     session, standby = report_db()
     summary = report_service.daily_summary(session, site_id(), p.start)
     return render_template("reports/daily.html", s=summary, standby=standby)
+
+
+CONFLICT_STATES = ("open", "resolved", "all")
+
+
+def _conflicts_page(status: int = 200, **extra):
+    state = request.args.get("state", "open")
+    if state not in CONFLICT_STATES:
+        state = "open"
+    before = request.args.get("before", type=int)
+    page = conflict_service.list_conflicts(db(), site_id(), state=state,
+                                           before_id=before if before and before > 0 else None)
+    return render_template("reports/conflicts.html", page=page, state=state, decisions=CONFLICT_DECISIONS,
+                           **({"form": {}, "errors": {}, "failed": None} | extra)), status
+
+
+@bp.get("/conflicts")
+@require("manager")
+def conflicts():
+    """Conflicts from offline gates, open ones first to be decided; resolved ones with who, when, what."""
+    return _conflicts_page()
+
+
+@bp.post("/conflicts/<int:conflict_id>/resolve")
+@require("manager")
+def resolve_conflict(conflict_id: int):
+    form = request.form
+    try:
+        conflict = conflict_service.resolve_conflict(db(), site_id(), conflict_id, form.get("decision", ""),
+                                                     form.get("note", ""), actor=g.actor)
+        commit()
+    except ServiceError as exc:
+        db().rollback()
+        field = {"bad_decision": "decision", "bad_note": "note"}.get(exc.code, "form")
+        return _conflicts_page(status=422, form=form, errors={field: exc.text}, failed=conflict_id)
+    flash(_("Conflict %(credential)s resolved: %(decision)s.", credential=conflict.credential_ref,
+            decision=label("conflict_decision", conflict.resolution or "")))
+    return redirect(url_for(".conflicts"))

@@ -149,6 +149,7 @@ def database_away(exc: OperationalError):
     from flask_babel import force_locale
 
     log.warning("database not answering for %s: %s", request.endpoint, exc.__class__.__name__)
+    g.database_away = True  # the page's language and time zone: without asking the database
     for key in ("read_db", "db"):
         session = g.pop(key, None)
         if session is not None:

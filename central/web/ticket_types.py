@@ -72,6 +72,7 @@ def save() -> ResponseReturnValue:
         real_name=form.get("real_name") == "yes",
         staff_check=form.get("staff_check") == "yes",
         id_face=form.get("id_face") == "yes",
+        bind_finger=form.get("bind_finger") == "yes",
         validity_days=_number(form, "validity_days", errors, 1, _("Days of validity")),
         price=(form.get("price") or "0").strip(),
         min_headcount=_number(form, "min_headcount", errors, 1, _("Fewest people on one ticket")),

@@ -21,6 +21,8 @@ SECTIONS = {
     "sync": "tests.bench.bench_sync",
     "claim": "tests.bench.bench_claim",
     "metrics": "tests.bench.bench_metrics",
+    "booking": "tests.bench.bench_booking",
+    "history": "tests.bench.bench_history",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -174,3 +174,29 @@ def test_the_alerts_speak_the_parks_language(live_ctx, live_config, webhook):
     alert_round(live_ctx.sessions, replace(AlertsConfig(), webhooks=(webhook.url,)))
     [post] = webhook.all()
     assert "区域 2" in post["text"] and "承载量" in post["text"]
+
+
+def test_passages_stored_seconds_after_they_happen_raise_the_ingest_lag_alert(live_config, live_ctx, mosquitto,
+                                                                              webhook):
+    from datetime import timedelta
+
+    from central.models import utcnow
+    from tests.central.test_metrics import _event, _publish
+
+    site = live_config.site
+    _english(live_ctx, site)
+    add_gates(live_ctx, site, "south")
+    worker = IngestWorker(live_config, live_ctx.sessions, worker_id=uuid.uuid4().hex[:6]).start()
+    try:
+        # As a backed-up ingest stores them: 9 s after the gate's clock; an offline gate's replay is not lag.
+        late = [_event(site, "south", 1, passed=True, kind="none", mode="free", at=utcnow() - timedelta(seconds=9))
+                for _ in range(5)]
+        offline = _event(site, "south", 1, passed=True, kind="none", mode="free", offline=True,
+                         at=utcnow() - timedelta(minutes=5))
+        _publish(mosquitto, site, "south", [*late, offline])
+        assert worker.wait_idle(timeout=30)
+    finally:
+        worker.stop()
+    alert_round(live_ctx.sessions, AlertsConfig(webhooks=(webhook.url,)))
+    [post] = webhook.all()
+    assert post["text"].startswith(f"The central stores passages of {site} 9 s after they happen")

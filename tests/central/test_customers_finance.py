@@ -308,3 +308,32 @@ def test_a_group_booked_into_a_time_slot_takes_its_places_and_gives_them_back_wh
         cs.cancel_order(db, result.order.id, actor="sales1")
         assert db.get(SlotQuota, quota.id).booked == 0
         assert cs.balance(db, c.id) == Decimal("0.00")
+
+
+def test_a_refund_at_the_desk_lowers_what_the_customer_owes(park):
+    from central.services.tickets import refund_ticket
+
+    site = park.config.site
+    with park.sessions.begin() as db:
+        c = _customer(db, site, credit="1000")
+        ticket = cs.create_group_order(db, site, _order(c, 10)).tickets[0]
+        assert cs.balance(db, c.id) == Decimal("1000.00")
+        refund_ticket(db, ticket.id, actor="staff1", reason="rain")
+        assert cs.balance(db, c.id) == Decimal("0.00")
+        assert cs.create_group_order(db, site, _order(c, 10)).created  # the credit is free again
+
+
+def test_what_is_owed_past_the_payment_term_is_overdue_and_receipts_pay_the_oldest_first(park):
+    site = park.config.site
+    with park.sessions.begin() as db:
+        c = cs.create_customer(db, site, cs.CustomerSpec(name="Slow Payer", credit_limit="10000",
+                                                         payment_term_days=10))
+        cs.create_group_order(db, site, _order(c, 10))  # 1000, visiting today
+        cs.create_group_order(db, site, _order(c, 5, day=today() + timedelta(days=3)))  # 500
+        later = datetime.now(TZ) + timedelta(days=12)  # 12 days on: today's visit is past the term
+        row = {o.customer: o for o in fin.owed_by_customers(db, site, now=later)}["Slow Payer"]
+        assert (row.balance, row.overdue) == (Decimal("1500.00"), Decimal("1000.00"))
+        cs.record_receipt(db, c.id, "600", actor="fin1")
+        row = {o.customer: o for o in fin.owed_by_customers(db, site, now=later)}["Slow Payer"]
+        assert (row.balance, row.overdue) == (Decimal("900.00"), Decimal("400.00"))
+        assert {o.customer: o.overdue for o in fin.owed_by_customers(db, site)}["Slow Payer"] == Decimal("0.00")

@@ -50,7 +50,7 @@ def _publish(broker, site: str, gate: str, events: list[PassageEvent]) -> None:
 
 
 def _event(site, gate, zone, **kw) -> PassageEvent:
-    return PassageEvent(id=new_event_id(), site=site, gate=gate, zone=zone, at=utcnow(),
+    return PassageEvent(id=new_event_id(), site=site, gate=gate, zone=zone, at=kw.pop("at", None) or utcnow(),
                         direction=kw.pop("direction", "in"), credential_kind=kw.pop("kind", "qr"), **kw)
 
 

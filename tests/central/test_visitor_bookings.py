@@ -219,3 +219,22 @@ def test_concurrent_bookings_of_one_document_and_of_the_last_places_on_postgresq
         assert db.get(SlotQuota, slots["noon"]).booked == 2
         assert db.get(SlotQuota, slots["morning"]).booked == 2
         assert db.scalar(select(func.count()).select_from(Booking)) == 3
+
+
+def test_names_documents_and_phones_are_forgotten_the_retention_days_after_the_visit(park):
+    ctx, site, slots = park
+    booking = book(ctx, site, slots["morning"], party(ZHANG))
+    visit = booking.slot_start
+    with ctx.sessions.begin() as db:
+        assert vb.purge_all(db, now=visit + timedelta(days=30)) == 0  # the 30th day after: still kept
+    with ctx.sessions.begin() as db:
+        assert vb.purge_all(db, now=visit + timedelta(days=31, hours=12)) == 1
+        assert vb.purge_all(db, now=visit + timedelta(days=31, hours=13)) == 0  # once
+    with ctx.sessions() as db:
+        person = db.scalar(select(BookingPerson))
+        ticket = db.get(Ticket, person.ticket_id)
+        kept = db.get(Booking, booking.id)
+        assert (person.name, person.doc_digest, person.doc_masked) == ("", "", "")
+        assert (ticket.holder_name, ticket.id_digest, ticket.id_last4) == (None, None, None)
+        assert (kept.phone_digest, kept.phone_masked, kept.party) == ("", "", 1)  # the count stays for reports
+        assert db.scalar(select(func.count()).select_from(BookingDocument)) == 0

@@ -23,6 +23,7 @@ from protocol.messages import (
     FireAlarm,
     GateConfig,
     GateStatus,
+    HelpRequest,
     HolderForget,
     Occupancy,
     OpeningHours,
@@ -83,6 +84,9 @@ SAMPLES: dict[type, msgspec.Struct] = {
     StoredPassages: StoredPassages(site="lijiang", events=[StoredPassage(id="0192a9e4-1", gate="east-1", zone=1, at=AT,
                                                                          direction="in", passed=True)]),
     FireAlarm: FireAlarm(site="lijiang", gate="north-1", zone=2, scope="site", active=True, at=AT),
+    HelpRequest: HelpRequest(id="h1", site="lijiang", gate="north-1", at=AT, direction="in",
+                             credential_kind="annual_pass", credential_ref="P7", holder_id="H7",
+                             reason="not_same_person", frame=b"\xff\xd8\xff" + bytes(100)),
 }
 KINDS = list(MAX_BYTES)
 ids = [k.__name__ for k in KINDS]
@@ -313,7 +317,7 @@ def test_a_gate_may_write_only_its_own_topics() -> None:
     assert set(writes) == {topics.event("lijiang", "north-1"), topics.status("lijiang", "north-1"),
                            topics.config_ack("lijiang", "north-1"), topics.command_ack("lijiang", "north-1"),
                            topics.claim("lijiang", "north-1"), topics.sync_request("lijiang", "north-1"),
-                           topics.fire("lijiang", "north-1")}
+                           topics.fire("lijiang", "north-1"), topics.help_request("lijiang", "north-1")}
     assert not any(line.startswith("topic readwrite") for line in lines)
     reads = {line.split(" ", 2)[2] for line in lines if line.startswith("topic read ")}
     assert {topics.config("lijiang", "north-1"), topics.command("lijiang", "north-1"),

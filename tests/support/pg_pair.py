@@ -13,6 +13,7 @@ power cut, so the OS cache keeps what they wrote and the tests run faster on a s
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -78,7 +79,8 @@ class PgServer:
                               timeout=timeout, check=check)
 
     def ctl(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-        options = " ".join([f"-p {self.port}", f"-k {self.base}"] + [f"-c {k}={v}" for k, v in self.settings.items()])
+        options = " ".join([f"-p {self.port}", f"-k {self.base}"] +
+                           [f"-c {k}={shlex.quote(v)}" for k, v in self.settings.items()])  # pg_ctl hands them to sh
         return self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "80",
                         *args, timeout=timeout)
 

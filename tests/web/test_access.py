@@ -16,7 +16,8 @@ APP_ENDPOINTS = {"static", "healthz", "prometheus_metrics"}
 DUMMY = {"ticket_id": "1", "person_id": "1", "pass_id": "1", "name": "nogate",
          "username": "nobody", "token_id": "999", "customer_id": "1", "order_id": "1", "statement_id": "1",
          "shift_id": "1", "payment_id": "1", "number": "1", "alert_id": "999",
-         "block_id": "1", "quota_id": "1", "position": "1"}
+         "block_id": "1", "quota_id": "1", "position": "1", "conflict_id": "1",
+         "help_id": "nohelp"}
 
 
 def guarded_routes(app):

@@ -174,3 +174,48 @@ def test_one_address_and_one_phone_are_limited(visitor, park, app):
 def vb_id(i: int) -> str:
     first17 = f"1101051980010100{i}"
     return first17 + vb.gb11643_check(first17)
+
+
+@pytest.mark.postgres
+def test_phones_racing_for_one_document_and_for_the_last_place_through_the_app(visitor, park, app):
+    """Eight browsers at once (threads, each its own session) against the app on PostgreSQL: four send the
+    same ID number for the morning, four others race for noon's last place. One of each wins; every
+    other is told why, in its own form."""
+    import threading
+
+    ctx, site, slots = park
+    if not ctx.config.database_url.startswith("postgresql"):
+        pytest.skip("the race is PostgreSQL's")
+    app.config["BOOKING_ADDRESS_LIMIT"] = "1000/minute"
+    browsers = [visitor() for _ in range(8)]
+    forms = []
+    for i, browser in enumerate(browsers):
+        quota = slots["morning"] if i < 4 else slots["noon"]
+        page = browser.get(f"/book/slot/{quota}").get_data(as_text=True)
+        number = ZHANG if i < 4 else vb_id(i)
+        forms.append((quota, fill(page, quota, [(f"Visitor {i}", "id_card", number)], phone=f"1390000000{i}")))
+    start = threading.Barrier(len(browsers))
+    answers: list[tuple[int, int, str]] = []
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        quota, data = forms[i]
+        start.wait()
+        res = browsers[i].post(f"/book/slot/{quota}", data)
+        with lock:
+            answers.append((i, res.status_code, res.get_data(as_text=True)))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(browsers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    same_doc = [a for a in answers if a[0] < 4]
+    last_place = [a for a in answers if a[0] >= 4]
+    assert sorted(code for _, code, _ in same_doc) == [302, 400, 400, 400]
+    assert all("already holds a booking" in text for _, code, text in same_doc if code != 302)
+    assert sorted(code for _, code, _ in last_place) == [302, 409, 409, 409]
+    assert all("fully booked" in text for _, code, text in last_place if code != 302)
+    with ctx.sessions() as db:
+        assert db.get(SlotQuota, slots["noon"]).booked == 1
+        assert db.get(SlotQuota, slots["morning"]).booked == 1

@@ -20,7 +20,7 @@ from central.services.sync import ticket_change
 from central.services.tickets import TicketTypeSpec, define_ticket_type
 from tests.gate_agent.conftest import gate_factory, probe, turnstile_factory  # noqa: F401  (fixtures)
 from tests.web.test_browser import server  # noqa: F401  (the live server fixture)
-from tests.web.test_browser_i18n import chromium  # noqa: F401  (Chromium with CJK fonts)
+from tests.web.test_browser_i18n import chromium, english_left, renders_cjk_glyphs  # noqa: F401  (Chromium, CJK)
 
 pytestmark = [pytest.mark.browser, pytest.mark.mosquitto]
 
@@ -114,6 +114,10 @@ def test_visitors_book_on_their_phones_enter_at_the_gate_in_their_slot_and_cance
         zh_number = book_on_the_phone(zh, server.url, park["later"], [("王五", WANG)], "13900139000",
                                       {"check": "校验码", "id_entry": "凭此身份证入园"})
         zh.screenshot(path=str(tmp_path / "booked-zh.png"), full_page=True)
+        assert renders_cjk_glyphs(zh)
+        assert english_left(zh, ["王五", zh_number]) == []  # the Chinese page has no English left
+        zh.goto(f"{server.url}/book/")
+        assert english_left(zh, []) == []
         en.goto(f"{server.url}/book/")
         assert "48 places left" in en.inner_text(f'li[data-slot="{park["now"]}"]')
 

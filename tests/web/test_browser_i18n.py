@@ -147,7 +147,7 @@ def data_of(server) -> list[str]:  # noqa: F811
 
 def rounds(server) -> list[tuple[str, list[str]]]:  # noqa: F811
     """Who visits what: a manager's, a desk clerk's and a technician's pages."""
-    return [("manager", ["/dashboard/", "/parks/", "/reports/", "/reports/daily"]),
+    return [("manager", ["/dashboard/", "/parks/", "/reports/", "/reports/daily", "/reports/conflicts"]),
             ("staff", ["/desk/", "/desk/persons", server.ticket_path]),
             ("technician", ["/gates/", "/gates/east-1"])]
 

@@ -164,3 +164,17 @@ def test_a_group_is_booked_into_a_time_slot_from_the_page_and_refused_when_it_is
     assert full.status_code == 422 and 'id="err-slot"' in full.get_data(as_text=True)
     bad = _book(sales, cid, headcount="10", visit_date=tomorrow.isoformat(), slot="2 pm")
     assert bad.status_code == 422 and 'value="2 pm"' in bad.get_data(as_text=True)
+
+
+def test_the_desk_shows_a_group_ticket_with_a_link_to_its_order(app, web_ctx):
+    sales = login(app, "sales")
+    sales.post("/customers/", {"name": "Link Travel", "kind": "agency", "credit_limit": "9000"})
+    cid = _customer_id(web_ctx, "Link Travel")
+    sales.get(f"/customers/{cid}")
+    order_url = _book(sales, cid, headcount="15").headers["Location"]
+    with web_ctx.sessions() as db:
+        ticket_id = db.scalar(select(Ticket.id).where(Ticket.customer_id == cid))
+    staff = login(app, "staff")
+    page = staff.get(f"/desk/tickets/{ticket_id}").get_data(as_text=True)
+    assert 'id="ticket-group"' in page and order_url.split("/customers")[-1] in page and "on account" in page
+    assert "Group Link Travel: 0 of 15 in" in staff.get(order_url).get_data(as_text=True)

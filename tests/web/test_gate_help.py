@@ -62,6 +62,7 @@ def test_a_ticket_type_staff_must_check_is_set_on_the_web_and_named_to_the_gates
     manager = login(app, "manager")
     manager.get("/ticket-types/")
     res = manager.post("/ticket-types/", {"name": "儿童票", "entries": "1", "staff_check": "yes", "id_face": "yes",
+                                          "bind_finger": "yes",
                                           "validity_days": "1", "price": "40", "min_headcount": "1",
                                           "max_headcount": "1"})
     assert res.status_code == 302
@@ -72,6 +73,7 @@ def test_a_ticket_type_staff_must_check_is_set_on_the_web_and_named_to_the_gates
         db.flush()
         rules = {t.name: t for t in build_gate_config(db, gate).ticket_types}
     assert rules["儿童票"].staff_check is True and rules["儿童票"].id_face is True
+    assert rules["儿童票"].bind_finger is True
 
 
 def test_the_park_asks_id_card_with_face_of_every_id_card_entry(app, web_ctx):

@@ -121,6 +121,15 @@ def test_the_head_office_switches_parks_and_watches_every_park(app, web_ctx, two
     assert head.get(f"/desk/tickets/{home_ticket}").status_code == 403  # a manager does not sell
     res = head.get("/api/v1/occupancy")
     assert res.get_json()["site"] == NORTH
+    with web_ctx.sessions.begin() as db:
+        head_office = create_token(db, "head-office-board", "manager")[1]
+        north_only = create_token(db, "north-board", "manager", site_id=NORTH)[1]
+    client = app.test_client()
+    every = client.get("/api/v1/parks", headers={"Authorization": f"Bearer {head_office}"}).get_json()
+    assert {p["site"]: p["inside"] for p in every["parks"]} == {home: 2, NORTH: 10}
+    assert every["totals"]["inside"] == 12 and every["totals"]["gates"] == 3
+    north_view = client.get("/api/v1/parks", headers={"Authorization": f"Bearer {north_only}"}).get_json()
+    assert [p["site"] for p in north_view["parks"]] == [NORTH]
 
 
 def test_an_admin_changes_the_parks_a_user_works_for(app, web_ctx, two_parks):

@@ -99,3 +99,37 @@ def test_reports_fall_back_to_the_primary_when_the_standby_is_down(standby_app):
     assert _entries_shown(page) == 7
     zh = login(app, "manager", "zh-CN,zh;q=0.9").get("/reports/").get_data(as_text=True)
     assert "备用数据库服务器没有响应" in zh
+
+
+@pytest.fixture
+def solo_pg():
+    from tests.support.pg_pair import PgServer, have_pg_server, remove, scratch_dir
+    from tests.support.services import need
+
+    need(have_pg_server(), "PostgreSQL server binaries not found (apt-get install postgresql)")
+    base = scratch_dir("gates-solo-")
+    server = PgServer.primary(base, "solo")
+    yield server
+    if server.running:
+        server.stop("immediate")
+    remove(base)
+
+
+def test_a_page_asked_while_no_database_answers_says_try_again_in_the_readers_language(solo_pg, tmp_path):
+    ctx = prepare(make_config(solo_pg.url(), tmp_path), mqtt_on=False)
+    seed(ctx)
+    app = create_app(ctx.config, context=ctx)
+    app.config["TESTING"] = True
+    try:
+        chinese, english = login(app, "manager", "zh-CN,zh;q=0.9"), login(app, "manager", "en")
+        solo_pg.stop("immediate")
+        res = chinese.get("/reports/")
+        assert res.status_code == 503 and res.headers["Retry-After"] == "30"
+        assert "数据库没有响应" in res.get_data(as_text=True)
+        res = english.get("/reports/daily")
+        assert res.status_code == 503
+        assert "Nothing you entered was saved: wait a minute and try again." in res.get_data(as_text=True)
+        solo_pg.start()  # back: the next page works, nobody restarted the web
+        assert english.get("/reports/").status_code == 200
+    finally:
+        ctx.close()

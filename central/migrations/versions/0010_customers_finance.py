@@ -122,6 +122,7 @@ def upgrade() -> None:
         batch.create_foreign_key("fk_tickets_customer_id_customers", "customers", ["customer_id"], ["id"])
         batch.create_foreign_key("fk_tickets_group_order_id_group_orders", "group_orders", ["group_order_id"], ["id"])
         batch.create_foreign_key("fk_tickets_shift_id_shifts", "shifts", ["shift_id"], ["id"])
+    op.create_index("ix_tickets_customer_valid_from", "tickets", ["customer_id", "valid_from"])
     op.create_table(
         "payments",
         sa.Column("id", BigId, nullable=False),
@@ -195,6 +196,7 @@ def downgrade() -> None:
     op.drop_table("statements")
     op.drop_index("ix_payments_site_at", table_name="payments")
     op.drop_table("payments")
+    op.drop_index("ix_tickets_customer_valid_from", table_name="tickets")
     with op.batch_alter_table("tickets") as batch:
         batch.drop_constraint("fk_tickets_shift_id_shifts", type_="foreignkey")
         batch.drop_constraint("fk_tickets_group_order_id_group_orders", type_="foreignkey")
