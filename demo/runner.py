@@ -266,7 +266,8 @@ class Demo:
     def _sell_more(self, day=None):
         from demo.seed import sell
 
-        pools = sell(self.ctx, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None, day=day)
+        pools = sell(self.central, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None, day=day,
+                     passes=False)  # the annual-pass holders of the start come back day after day
         self.central.publisher.flush()
         log.info("the box office sold tickets for another %d visitors (%s)", self.opts.visitors, day or "today")
         return pools

@@ -8,7 +8,6 @@ visitor simulator; the database keeps what production keeps (no codes, only ID-n
 
 from __future__ import annotations
 
-import logging
 import random
 import secrets
 from collections.abc import Callable
@@ -28,8 +27,6 @@ from central.services.tickets import IssueRequest, TicketTypeSpec
 from central.services.users import create_user
 from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, random_finger
 from protocol.clock import park_now
-
-log = logging.getLogger(__name__)
 
 SITE = "demo-park"
 TIMEZONE = "Asia/Shanghai"
@@ -171,7 +168,8 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
 
 
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,
-         wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None) -> dict[str, list[Carried]]:
+         wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None,
+         passes: bool = True) -> dict[str, list[Carried]]:
     """Tickets, bookings and passes for about `visitors` people of `day` (the park's today by its clock,
     `protocol.clock`); what they carry, by kind. `finger_share` of the new annual-pass holders (at most
     MAX_FINGERS) enrol a fingerprint."""
@@ -184,7 +182,7 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     n_day = int(visitors * 0.12)
     n_group_people = int(visitors * 0.10)
     n_booking = int(visitors * 0.15)
-    n_pass = max(20, int(visitors * 0.03))
+    n_pass = max(20, int(visitors * 0.03)) if passes else 0  # annual passes are sold once, at the start
     n_wrong = max(10, int(visitors * 0.02)) if wrong_day else 0
     n_finger = min(MAX_FINGERS, int(n_pass * finger_share))
 
@@ -244,27 +242,33 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     booked = 0
     i = 0
     while booked < n_booking and i < n_booking * 2:
-        # A third booked for the slots now under way, the rest spread over the day's later slots.
-        start, end = slots[i % min(2, len(slots))] if booked < n_booking // 3 else rng.choice(slots)
-        party = [(fake_id_number(rng), fake_name(rng)) for _ in range(min(rng.choice((1, 1, 2, 2, 3, 4)),
-                                                                          n_booking - booked))]
-        request = visitor_bookings.BookingRequest(
-            quota_id=quota_ids[start], persons=[visitor_bookings.PartyMember(n, "id_card", num) for num, n in party],
-            phone=f"13{rng.randrange(10**9):09d}", consent=True, language=rng.choice(("zh", "en")),
-            client_address=f"198.51.100.{rng.randrange(1, 255)}")
-        i += 1
-        try:
-            with ctx.sessions.begin() as db:
-                visitor_bookings.make_booking(db, SITE, request)
-        except ServiceError as exc:  # the same made-up ID twice in a day, or a full slot: this party books nothing
-            log.info("a demo booking was refused: %s", exc.code)
-            continue
-        for number, name in party:
-            pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end), label="booking",
-                                            day=today))
-        booked += len(party)
-        if booked % 100 < len(party) or booked >= n_booking:
-            progress(f"bookings {booked}/{n_booking}")
+        # Forty parties a transaction, each in a savepoint of its own: the next day's sale must be done
+        # within a simulated day even on a loaded machine.
+        with ctx.sessions.begin() as db:
+            for _ in range(40):
+                if booked >= n_booking or i >= n_booking * 2:
+                    break
+                # A third booked for the slots now under way, the rest spread over the day's later slots.
+                start, end = slots[i % min(2, len(slots))] if booked < n_booking // 3 else rng.choice(slots)
+                party = [(fake_id_number(rng), fake_name(rng)) for _ in range(min(rng.choice((1, 1, 2, 2, 3, 4)),
+                                                                                  n_booking - booked))]
+                request = visitor_bookings.BookingRequest(
+                    quota_id=quota_ids[start],
+                    persons=[visitor_bookings.PartyMember(n, "id_card", num) for num, n in party],
+                    phone=f"13{rng.randrange(10**9):09d}", consent=True, language=rng.choice(("zh", "en")),
+                    client_address=f"198.51.100.{rng.randrange(1, 255)}")
+                i += 1
+                try:
+                    with db.begin_nested():
+                        visitor_bookings.make_booking(db, SITE, request)
+                except ServiceError as exc:  # the same made-up ID twice in a day, or a full slot
+                    log.info("a demo booking was refused: %s", exc.code)
+                    continue
+                for number, name in party:
+                    pools["booking"].append(Carried("id_card", number, name=name, slot=(start, end),
+                                                    label="booking", day=today))
+                booked += len(party)
+        progress(f"bookings {booked}/{n_booking}")
 
     valid_from = datetime.combine(today - timedelta(days=30), datetime.min.time(), tz)
     valid_to = datetime.combine(today + timedelta(days=366), datetime.min.time(), tz)

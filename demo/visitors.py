@@ -15,9 +15,10 @@ The simulator only touches the devices (scanner, card readers, fingerprint modul
 behaviour): the gate agents decide; passages are counted where a real park counts them, at the
 turnstile's sensor.
 
-Days follow one another: at noon the box office sells the next day's tickets and bookings (as a park's
-online shop sells ahead), at 18:30 everybody still inside leaves, and at the next morning yesterday's
-unused tickets become the "ticket for another day" that some visitors show by mistake.
+Days follow one another: from the opening the box office sells the next day's tickets and bookings (as
+a park's online shop sells ahead), at 18:30 everybody still inside leaves, and at the next morning
+yesterday's unused tickets become the "ticket for another day" that some visitors show by mistake, while
+the annual-pass holders all come back.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ ZONE_WEIGHTS = {1: 0.55, 2: 0.2, 3: 0.25}
 REFUSAL_SHARE = 0.1
 WALK_AWAY_SHARE = 0.02
 FINGER_SHARE = 0.6  # of the arrivals of a holder with an enrolled finger: the finger instead of the card
-PRESALE_MIN = 12 * 60  # from noon the box office sells the next day's tickets
+PRESALE_MIN = OPENS_MIN  # from the opening the box office sells the next day's tickets (online, ahead)
 SWEEP_MIN = CLOSES_MIN + 30  # everybody still inside leaves
 TICKET_POOLS = ("single", "day", "group", "booking")
 
@@ -109,6 +110,7 @@ class VisitorSimulator:
         self._swept = False
         self._presale: date | None = None  # the day the box office last sold ahead for
         self._presold: tuple[date, dict[str, list[Carried]]] | None = None
+        self._holders = list(park.pools.get("pass", []))  # every annual-pass holder, back each morning
         self._entries = {z: [g for g in gates if g.entry and g.spec.zone == z] for z in park.zones}
         self._exits = {z: [g for g in gates if not g.entry and g.spec.zone == z] for z in park.zones}
         self._zones = [z for z in park.zones if self._entries[z]]
@@ -190,17 +192,20 @@ class VisitorSimulator:
         for key in TICKET_POOLS:
             pools[key] = [c for c in pools.get(key, []) if c.day == self.today]
         pools["wrong_day"] = ([c for c in pools.get("wrong_day", []) if c.day != self.today] + stale)[-200:]
+        pools["pass"] = self.rng.sample(self._holders, len(self._holders))
         with self._lock:
             self._used = self._used[-200:]
         log.info("a new simulated day begins (day %d, %s)", self.day, self.today)
 
     def _box_office(self) -> None:
-        """Sell the next day ahead from noon; put what was sold ahead on sale when its day comes."""
+        """Sell the next day ahead from the opening; put what was sold ahead on sale when its day comes (a sale
+        that finished too late for its day is dropped: its tickets are for another day now)."""
         presold = self._presold
-        if presold is not None and presold[0] == self.today:
+        if presold is not None and presold[0] <= self.today:
             self._presold = None
-            for key, items in presold[1].items():
-                self.park.pools.setdefault(key, []).extend(items)
+            if presold[0] == self.today:
+                for key, items in presold[1].items():
+                    self.park.pools.setdefault(key, []).extend(items)
         tomorrow = self.today + timedelta(days=1)
         if self.sim_minute >= PRESALE_MIN and self._presale != tomorrow and not self._refilling:
             self._presale = tomorrow

@@ -273,6 +273,7 @@ class IngestWorker:
 
     def _store(self, items: list[_Item], parked: list[tuple[mqtt.MQTTMessage, str]]) -> None:
         now = utcnow()
+        received = park_now()  # the park's time of receipt: the events' times are on that clock
         started = time.perf_counter()
         counted: list[PassageEvent] = []
         result = None
@@ -295,7 +296,7 @@ class IngestWorker:
             # The events last: ingest_batch locks the rows all workers share just before the commit.
             events = [i.message for i in items if isinstance(i.message, PassageEvent)]
             if events:
-                result = ingest_batch(session, events, park_now())  # compared with the events' park times
+                result = ingest_batch(session, events, received)
                 self.stats.stored += result.new
                 self.stats.duplicates += result.duplicates
                 self.stats.conflicts += len(result.conflicts)
