@@ -17,12 +17,12 @@ from collections.abc import Callable
 from drivers import idcard_frames as f
 from drivers.errors import DeviceDisconnected, DeviceFault, DeviceTimeout, FrameError
 from drivers.idcard_frames import IdCard, valid_id_number
-from drivers.serial_link import SerialLink, StatusCallback
+from drivers.serial_link import OnSerialLink, SerialLink, StatusCallback
 
 log = logging.getLogger(__name__)
 
 
-class IdCardReader:
+class IdCardReader(OnSerialLink):
     """A GA 467 style ID card reader module."""
 
     def __init__(
@@ -42,23 +42,6 @@ class IdCardReader:
         self.poll_interval_s = poll_interval_s
         self.link = SerialLink(port, baudrate, on_status=on_status)
         self._buf = bytearray()
-
-    @property
-    def connected(self) -> bool:
-        return self.link.connected
-
-    def open(self) -> bool:
-        return self.link.open()
-
-    def close(self) -> None:
-        self.link.close()
-
-    def __enter__(self) -> IdCardReader:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def exchange(self, cmd: int, para: int, data: bytes = b"") -> f.Response:
         """Send one command and return the module's response frame."""

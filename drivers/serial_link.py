@@ -12,7 +12,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from drivers.errors import DeviceDisconnected, DriverError
 
@@ -250,3 +250,26 @@ class LineReader:
                 continue
             if data:
                 self._feed(data)
+
+
+class OnSerialLink:
+    """A device on one `SerialLink` (`self.link`): open, close, connected and the context manager, once."""
+
+    link: SerialLink
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
+    def open(self) -> bool:
+        return self.link.open()
+
+    def close(self) -> None:
+        self.link.close()
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

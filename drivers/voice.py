@@ -15,12 +15,12 @@ import time
 
 from drivers import voice_frames as f
 from drivers.errors import DeviceDisconnected, DeviceFault, DeviceTimeout
-from drivers.serial_link import SerialLink, StatusCallback
+from drivers.serial_link import OnSerialLink, SerialLink, StatusCallback
 
 log = logging.getLogger(__name__)
 
 
-class VoiceModule:
+class VoiceModule(OnSerialLink):
     """One SYN6288-style module; `encoding` None picks GB2312 where it can, else UNICODE."""
 
     def __init__(self, port: str, baudrate: int = 9600, *, encoding: f.Encoding | None = None,
@@ -31,23 +31,6 @@ class VoiceModule:
         self.response_timeout = response_timeout
         self.speak_timeout = speak_timeout
         self.link = SerialLink(port, baudrate, on_status=on_status)
-
-    @property
-    def connected(self) -> bool:
-        return self.link.connected
-
-    def open(self) -> bool:
-        return self.link.open()
-
-    def close(self) -> None:
-        self.link.close()
-
-    def __enter__(self) -> VoiceModule:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _await(self, wanted: frozenset[int], timeout: float, what: str) -> int:
         """The first status byte in `wanted` (0x45 raises DeviceFault) within `timeout`."""
