@@ -41,6 +41,7 @@ from central.services import Invalid, NotFound, Refused, limits
 from central.services import tickets as ticket_service
 from central.services.audit import audit
 from central.services.gates import get_site
+from central.services.lookup import get_in_site
 from central.services.sync import record_delta, ticket_change
 from protocol.clock import park_now
 
@@ -127,12 +128,7 @@ def update_customer(session: Session, customer_id: int, spec: CustomerSpec, acto
 
 
 def get_customer(session: Session, customer_id: int, site_id: str | None = None) -> Customer:
-    if isinstance(customer_id, bool) or not isinstance(customer_id, int) or not 0 < customer_id <= limits.MAX_ID:
-        raise NotFound("no_customer", _l("There is no such customer."))
-    customer = session.get(Customer, customer_id)
-    if customer is None or (site_id is not None and customer.site_id != site_id):
-        raise NotFound("no_customer", _l("There is no such customer."))
-    return customer
+    return get_in_site(session, Customer, customer_id, site_id, "no_customer", _l("There is no such customer."))
 
 
 def list_customers(session: Session, site_id: str) -> list[Customer]:
@@ -405,12 +401,7 @@ def create_group_order(session: Session, site_id: str, req: GroupOrderRequest,
 
 
 def get_order(session: Session, order_id: int, site_id: str | None = None) -> GroupOrder:
-    if isinstance(order_id, bool) or not isinstance(order_id, int) or not 0 < order_id <= limits.MAX_ID:
-        raise NotFound("no_group_order", _l("There is no such group order."))
-    order = session.get(GroupOrder, order_id)
-    if order is None or (site_id is not None and order.site_id != site_id):
-        raise NotFound("no_group_order", _l("There is no such group order."))
-    return order
+    return get_in_site(session, GroupOrder, order_id, site_id, "no_group_order", _l("There is no such group order."))
 
 
 def list_orders(session: Session, site_id: str, customer_id: int | None = None, limit: int = 200) -> list[GroupOrder]:

@@ -56,6 +56,7 @@ from central.services import customers as customer_service
 from central.services import tickets as ticket_service
 from central.services.audit import audit
 from central.services.gates import get_site
+from central.services.lookup import get_in_site
 from central.services.reports import BUCKET_S, MAX_DAYS, Period, _bucket, _local
 from protocol.clock import park_now
 from protocol.ids import TICKET
@@ -78,12 +79,7 @@ def _period(session: Session, site_id: str, start: date, end: date) -> Period:
 
 
 def get_statement(session: Session, statement_id: int, site_id: str | None = None) -> Statement:
-    if isinstance(statement_id, bool) or not isinstance(statement_id, int) or not 0 < statement_id <= limits.MAX_ID:
-        raise NotFound("no_statement", _l("There is no such statement."))
-    st = session.get(Statement, statement_id)
-    if st is None or (site_id is not None and st.site_id != site_id):
-        raise NotFound("no_statement", _l("There is no such statement."))
-    return st
+    return get_in_site(session, Statement, statement_id, site_id, "no_statement", _l("There is no such statement."))
 
 
 def list_statements(session: Session, site_id: str, customer_id: int | None = None) -> list[Statement]:
@@ -307,12 +303,7 @@ def statement_xlsx(v: StatementView) -> bytes:
 
 
 def get_shift(session: Session, shift_id: int, site_id: str | None = None) -> Shift:
-    if isinstance(shift_id, bool) or not isinstance(shift_id, int) or not 0 < shift_id <= limits.MAX_ID:
-        raise NotFound("no_shift", _l("There is no such shift."))
-    shift = session.get(Shift, shift_id)
-    if shift is None or (site_id is not None and shift.site_id != site_id):
-        raise NotFound("no_shift", _l("There is no such shift."))
-    return shift
+    return get_in_site(session, Shift, shift_id, site_id, "no_shift", _l("There is no such shift."))
 
 
 def current_shift(session: Session, site_id: str, cashier: str) -> Shift | None:
