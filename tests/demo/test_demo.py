@@ -166,7 +166,7 @@ def test_demo_at_high_speed_keeps_selling_and_admitting_day_after_day_on_one_clo
     port = free_port()
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demo", "--duration", "190", "--speed", "high", "--visitors", "300",
+        [sys.executable, "-m", "demo", "--duration", "100", "--speed", "30", "--visitors", "300",
          "--port", str(port), "--workdir", str(workdir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

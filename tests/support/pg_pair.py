@@ -69,7 +69,8 @@ class PgServer:
         keeps the WAL the standby has not received, however long it is away)."""
         server = cls(base, name, {**primary.settings, **(settings or {}), "cluster_name": name})
         server.run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-                   "-D", str(server.data), "-R", "-C", "-S", name, "-X", "stream", "--no-sync", timeout=180)
+                   "-D", str(server.data), "-R", "-C", "-S", name, "-X", "stream", "--no-sync", "--checkpoint=fast",
+                   timeout=180)
         server.start()
         return server
 
