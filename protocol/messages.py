@@ -10,7 +10,7 @@ topic root.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Annotated, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -382,10 +382,44 @@ class ZoneCount(msgspec.Struct, frozen=True, kw_only=True):
     capacity: Count | None = None
 
 
+class GateSeen(msgspec.Struct, frozen=True, kw_only=True):
+    """How many of one gate's passages into (or out of) one zone on `Occupancy.day` the central has
+    stored, counted or flagged: the other side of the gate's own `GateCounts`."""
+
+    gate: Name
+    zone: Annotated[int, msgspec.Meta(ge=1, le=32)]
+    entries: Count = 0
+    exits: Count = 0
+
+
 class Occupancy(_Msg, frozen=True, kw_only=True):
     site: Name
     at: At
     zones: list[ZoneCount]
+    # The park day the zones' *_today counts are for, and the passages per gate the central has stored on
+    # it: a dashboard adds what the gates counted beyond these (`GateCounts`) while the ingest is behind.
+    day: date | None = None
+    gates: Annotated[list[GateSeen], msgspec.Meta(max_length=4096)] = []
+
+
+class ZoneTally(msgspec.Struct, frozen=True, kw_only=True):
+    zone: Annotated[int, msgspec.Meta(ge=1, le=32)]
+    entries: Count = 0
+    exits: Count = 0
+
+
+class GateCounts(_Msg, frozen=True, kw_only=True):
+    """A gate's own count of the passages it made on the park's `day` (its site's time zone), per zone,
+    retained on `.../counts` and sent again at most twice a second while it changes. The light path of
+    the live counts: a few bytes a second per gate, in its own subscription, so a dashboard is never
+    behind the backlog of full events the ingest is still storing (see `central.web.live`). The stored
+    events stay the system of record: the central shows the difference only until it has stored them."""
+
+    site: Name
+    gate: Name
+    day: date
+    at: At
+    zones: Annotated[list[ZoneTally], msgspec.Meta(max_length=32)] = []
 
 
 class StoredPassage(msgspec.Struct, frozen=True, kw_only=True):
@@ -427,7 +461,8 @@ MAX_BYTES: dict[type[_Msg], int] = {
     Delta: 8 * 1024 * 1024,
     SnapshotRequest: 2 * 1024,
     SnapshotChunk: 8 * 1024 * 1024,  # the central's are at most about 4 MiB (`central.services.sync.chunk`)
-    Occupancy: 64 * 1024,
+    Occupancy: 256 * 1024,  # the zones and up to 4,096 gates' stored counts
+    GateCounts: 4 * 1024,
     StoredPassages: 4 * 1024 * 1024,
     FireAlarm: 2 * 1024,
     HelpRequest: 192 * 1024,  # the frame and a first entry's photo, base64

@@ -101,6 +101,11 @@ def help_request(site: str, gate: str) -> str:
     return f"{gate_prefix(site, gate)}/help"
 
 
+def counts(site: str, gate: str) -> str:
+    """The gate's own passage counts of the day (`GateCounts`, retained): the live counts' light path."""
+    return f"{gate_prefix(site, gate)}/counts"
+
+
 def deltas(site: str) -> str:
     return f"{ROOT}/{check_name('site', site)}/deltas"
 
@@ -166,6 +171,7 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
         f"topic write {p}/sync/request",
         f"topic write {p}/fire",
         f"topic write {p}/help",
+        f"topic write {p}/counts",
         f"topic read {p}/config",
         f"topic read {p}/event/ack",
         f"topic read {p}/cmd",

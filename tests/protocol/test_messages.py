@@ -22,6 +22,8 @@ from protocol.messages import (
     EventAck,
     FireAlarm,
     GateConfig,
+    GateCounts,
+    GateSeen,
     GateStatus,
     HelpRequest,
     HolderForget,
@@ -40,6 +42,7 @@ from protocol.messages import (
     TicketTypeRules,
     V,
     ZoneCount,
+    ZoneTally,
     decode,
     encode,
 )
@@ -80,7 +83,10 @@ SAMPLES: dict[type, msgspec.Struct] = {
     SnapshotRequest: SnapshotRequest(gate="north-1", have_seq=41, reason="gap"),
     SnapshotChunk: SnapshotChunk(site="lijiang", gate="north-1", snapshot_id="s1", index=0, last=True, seq=42,
                                  changes=CHANGES),
-    Occupancy: Occupancy(site="lijiang", at=AT, zones=[ZoneCount(zone=1, name="old town", inside=-1, capacity=500)]),
+    Occupancy: Occupancy(site="lijiang", at=AT, zones=[ZoneCount(zone=1, name="old town", inside=-1, capacity=500)],
+                         day=AT.date(), gates=[GateSeen(gate="east-1", zone=1, entries=40, exits=3)]),
+    GateCounts: GateCounts(site="lijiang", gate="east-1", day=AT.date(), at=AT,
+                           zones=[ZoneTally(zone=1, entries=41, exits=3)]),
     StoredPassages: StoredPassages(site="lijiang", events=[StoredPassage(id="0192a9e4-1", gate="east-1", zone=1, at=AT,
                                                                          direction="in", passed=True)]),
     FireAlarm: FireAlarm(site="lijiang", gate="north-1", zone=2, scope="site", active=True, at=AT),
@@ -267,7 +273,7 @@ def test_id_number_digests_are_salted_and_normalised() -> None:
 # --- topics ---------------------------------------------------------------------------------------
 
 GATE_TOPICS = [topics.event, topics.status, topics.config, topics.config_ack, topics.command, topics.command_ack,
-               topics.claim, topics.claim_reply, topics.sync_request, topics.sync]
+               topics.claim, topics.claim_reply, topics.sync_request, topics.sync, topics.counts]
 SITE_TOPICS = [topics.deltas, topics.site_command, topics.occupancy]
 
 
@@ -317,7 +323,8 @@ def test_a_gate_may_write_only_its_own_topics() -> None:
     assert set(writes) == {topics.event("lijiang", "north-1"), topics.status("lijiang", "north-1"),
                            topics.config_ack("lijiang", "north-1"), topics.command_ack("lijiang", "north-1"),
                            topics.claim("lijiang", "north-1"), topics.sync_request("lijiang", "north-1"),
-                           topics.fire("lijiang", "north-1"), topics.help_request("lijiang", "north-1")}
+                           topics.fire("lijiang", "north-1"), topics.help_request("lijiang", "north-1"),
+                           topics.counts("lijiang", "north-1")}
     assert not any(line.startswith("topic readwrite") for line in lines)
     reads = {line.split(" ", 2)[2] for line in lines if line.startswith("topic read ")}
     assert {topics.config("lijiang", "north-1"), topics.command("lijiang", "north-1"),
