@@ -486,6 +486,20 @@ class DenialCount(Base):
     count: Mapped[int] = mapped_column(default=0)
 
 
+class GateDayCount(Base):
+    """Passages per gate, park day and zone that the central has stored (counted or flagged): what the
+    live counts' light path subtracts from the gate's own `GateCounts` (`central.web.live`)."""
+
+    __tablename__ = "gate_day_counts"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gate: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    zone: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    entries: Mapped[int] = mapped_column(default=0)
+    exits: Mapped[int] = mapped_column(default=0)
+
+
 class DailyReport(Base):
     __tablename__ = "daily_reports"
     __table_args__ = (UniqueConstraint("site_id", "day", "zone", name="uq_daily_reports_site_day_zone"),)

@@ -16,7 +16,9 @@
    `exit_first` becomes a Conflict naming both gates;
 5. one UPDATE of the usage rows, one UPDATE ... RETURNING of the tickets now used up;
 6. last, so their row locks are held for milliseconds and not the whole batch: the refusal counts
-   per day, zone and reason, each zone's counts as increments (`inside = inside + d`,
+   per day, zone and reason, each gate's stored passages of the park day (`gate_day_counts`, flagged
+   ones too: the light path of the live counts compares them with the gate's own), each zone's counts
+   as increments (`inside = inside + d`,
    `peak = max(peak, inside + the batch's highest rise)`: workers add, they never overwrite) and
    the Delta of the used-up tickets (the site's sequence row, locked until commit so that seq order
    is commit order).
@@ -68,6 +70,7 @@ from central.models import (
     CredentialUsage,
     DenialCount,
     Gate,
+    GateDayCount,
     PassageEventRecord,
     Site,
     Ticket,
@@ -240,12 +243,20 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
                                          f"last: {flag} (event {e.id})", received_at))
         # Flagged events too: the republished occupancy takes back what other gates counted from them.
         result.sites.update(e.site for e in known)
+    # What each gate made, as the central stored it (flagged passages too: the gate counted them): the
+    # live counts' light path adds only what a gate counted beyond this (`central.web.live`).
+    by_gate: dict[tuple[str, str, date, int], list[int]] = defaultdict(lambda: [0, 0])
+    for e in known:
+        if e.passed and 1 <= e.zone <= 32:
+            tally = by_gate[(e.site, e.gate, e.at.astimezone(sites[e.site].timezone).date(), e.zone)]
+            tally[0 if e.direction == "in" else 1] += e.headcount
     if flags:
         _store_flags(session, flags)
         result.flagged.update(flags)
         known = [e for e in known if e.id not in flags]
     if not known:
         raise_alerts(session, alerts)
+        _add_to_gates(session, by_gate)
         return
     result.counted.extend(known)
     passed = [e for e in known if e.passed]
@@ -326,6 +337,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
         session.execute(stmt, [{"site_id": s, "day": d, "zone": z, "reason": r, "count": c}
                                for (s, d, z, r), c in sorted(denials.items())])
     raise_alerts(session, alerts)
+    _add_to_gates(session, by_gate)
     _add_to_zones(session, zones, now)
     for site_id in sorted(changes):
         items = changes[site_id]
@@ -348,6 +360,18 @@ _ZONE_ADD = (
             refused_today=_ZONES.c.refused_today + bindparam("d_refused"),
             updated_at=bindparam("k_now"))
 )
+
+
+def _add_to_gates(session: Session, tallies: dict[tuple[str, str, date, int], list[int]]) -> None:
+    """Add each gate's stored passages of the batch to its day's row, in key order (as the zones)."""
+    if not tallies:
+        return
+    stmt = _insert(session, GateDayCount)
+    stmt = stmt.on_conflict_do_update(index_elements=["site_id", "gate", "day", "zone"], set_={
+        "entries": GateDayCount.entries + stmt.excluded["entries"],
+        "exits": GateDayCount.exits + stmt.excluded["exits"]})
+    session.execute(stmt, [{"site_id": s, "gate": g, "day": d, "zone": z, "entries": n[0], "exits": n[1]}
+                           for (s, g, d, z), n in sorted(tallies.items())])
 
 
 def _add_to_zones(session: Session, zones: dict[tuple[str, int], _ZoneDelta], now: datetime) -> None:

@@ -6,24 +6,67 @@ exit is ingested before its entry); everything shown or published uses max(0, in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central.models import Zone
+from central.models import GateDayCount, Site, Zone
 from protocol.clock import park_now
-from protocol.messages import Occupancy, ZoneCount
+from protocol.messages import GateCounts, GateSeen, Occupancy, ZoneCount
 
 
 def occupancy(session: Session, site_id: str, now: datetime | None = None) -> Occupancy:
-    zones = session.scalars(select(Zone).where(Zone.site_id == site_id).order_by(Zone.number))
-    return Occupancy(site=site_id, at=now or park_now(), zones=[
+    """The zones' counts and, for the park's day, the passages stored per gate (`GateSeen`)."""
+    now = now or park_now()
+    zones = session.scalars(select(Zone).where(Zone.site_id == site_id).order_by(Zone.number)).all()
+    tz = session.scalar(select(Site.timezone).where(Site.id == site_id))
+    day = now.astimezone(ZoneInfo(tz)).date() if tz else None
+    seen: list[GateDayCount] = list(session.scalars(
+        select(GateDayCount).where(GateDayCount.site_id == site_id, GateDayCount.day == day)
+        .order_by(GateDayCount.gate, GateDayCount.zone).limit(4096))) if day else []
+    return Occupancy(site=site_id, at=now, zones=[
         ZoneCount(zone=z.number, name=z.name[:256], inside=max(0, z.inside), entries_today=z.entries_today,
                   exits_today=z.exits_today, peak=z.peak, capacity=z.capacity)
         for z in zones if 1 <= z.number <= 32
-    ])
+    ], day=day, gates=[GateSeen(gate=g.gate, zone=g.zone, entries=g.entries, exits=g.exits) for g in seen])
+
+
+def with_gate_counts(message: Occupancy, counts: Iterable[GateCounts]) -> tuple[Occupancy, int]:
+    """The light path: `message` (what the central has stored) plus what the gates counted beyond it.
+
+    Per gate and zone, the gate's own count of the park day (`GateCounts`) less what the central has
+    stored of that gate (`message.gates`, flagged passages included) is still on its way; it is added to
+    the zone's counts. Never less than stored: a gate that lost its counts, or yesterday's counts, only
+    leaves the stored figures. Returns the occupancy to show and how many passages it adds (0: stored)."""
+    if message.day is None:
+        return message, 0
+    stored = {(g.gate, g.zone): g for g in message.gates}
+    ins: dict[int, int] = {}
+    outs: dict[int, int] = {}
+    for c in counts:
+        if c.site != message.site or c.day != message.day:
+            continue
+        for t in c.zones:
+            seen = stored.get((c.gate, t.zone))
+            ins[t.zone] = ins.get(t.zone, 0) + max(0, t.entries - (seen.entries if seen else 0))
+            outs[t.zone] = outs.get(t.zone, 0) + max(0, t.exits - (seen.exits if seen else 0))
+    zones = []
+    pending = 0
+    for z in message.zones:
+        d_in, d_out = ins.get(z.zone, 0), outs.get(z.zone, 0)
+        if not d_in and not d_out:
+            zones.append(z)
+            continue
+        pending += d_in + d_out
+        inside = max(0, z.inside + d_in - d_out)
+        zones.append(msgspec.structs.replace(z, inside=inside, entries_today=z.entries_today + d_in,
+                                             exits_today=z.exits_today + d_out, peak=max(z.peak, inside)))
+    return (msgspec.structs.replace(message, zones=zones) if pending else message), pending
 
 
 @dataclass(frozen=True)
@@ -46,10 +89,14 @@ def site_totals(message: Occupancy) -> SiteTotals:
     )
 
 
-def as_json(message: Occupancy, *, open_alerts: int | None = None) -> dict:
-    """The dashboard's JSON; `open_alerts` (`central.services.alerts.open_alert_count`) when given."""
+def as_json(message: Occupancy, *, open_alerts: int | None = None, pending: int | None = None) -> dict:
+    """The dashboard's JSON; `open_alerts` (`central.services.alerts.open_alert_count`) when given;
+    `pending` (from `with_gate_counts`) says which counts these are: `source` "gates" while some of
+    them are the gates' own counts the central has not stored yet, "stored" otherwise."""
     totals = site_totals(message)
-    extra = {} if open_alerts is None else {"open_alerts": open_alerts}
+    extra: dict = {} if open_alerts is None else {"open_alerts": open_alerts}
+    if pending is not None:
+        extra.update(source="gates" if pending else "stored", pending=pending)
     return {
         "site": message.site,
         "at": message.at.isoformat(),

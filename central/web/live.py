@@ -25,6 +25,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -39,7 +40,16 @@ from central.services import reports
 from central.web.stack import db, live_hub, require, site_id
 from protocol import topics
 from protocol.errors import MessageError
-from protocol.messages import CommandAck, ConfigAck, GateStatus, Occupancy, StoredPassage, StoredPassages, decode
+from protocol.messages import (
+    CommandAck,
+    ConfigAck,
+    GateCounts,
+    GateStatus,
+    Occupancy,
+    StoredPassage,
+    StoredPassages,
+    decode,
+)
 
 if TYPE_CHECKING:
     from central.bus.link import MqttLink
@@ -52,6 +62,7 @@ PER_SESSION = 3
 RESERVED_THREADS = 8  # never taken by streams: pages, the API and /healthz
 RETRY_AFTER_S = 30
 SLOTS = "central_web_stream_slots"
+COALESCE_S = 0.25  # gates' counts reach the pages at most this often per site (and at most this late)
 
 
 def stream_cap(threads: int) -> int:
@@ -145,7 +156,11 @@ class LiveHub:
         self.timezones = dict(timezones or {})
         self._lock = threading.Lock()
         self._listeners: set[queue.Queue] = set()
-        self.occupancy: dict[str, dict] = {}
+        self.occupancy: dict[str, dict] = {}  # per site: the dashboard's JSON, with the gates' counts
+        self.stored: dict[str, Occupancy] = {}  # per site: the central's last published (stored) occupancy
+        self.counts: dict[tuple[str, str], GateCounts] = {}  # per (site, gate): the gate's own counts
+        self._coalesce: dict[str, threading.Timer] = {}
+        self._shown_at: dict[str, float] = {}
         self.gates: dict[tuple[str, str], dict] = {}
         self.config_acks: dict[tuple[str, str], dict] = {}
         self.command_acks: dict[str, dict] = {}
@@ -160,6 +175,7 @@ class LiveHub:
         client_id = f"central-web-{os.getpid()}-{secrets.token_hex(3)}"
         link = self._link = MqttLink(self.mqtt_cfg, client_id=client_id)
         link.subscribe(topics.all_occupancy(), self._on_occupancy)
+        link.subscribe(topics.all_of_kind("counts"), self._on_counts)
         link.subscribe(topics.all_of_kind("status"), self._on_status)
         link.subscribe(topics.all_live_passages(), self._on_stored, qos=0)
         link.subscribe(topics.all_of_kind("config/ack"), self._on_config_ack)
@@ -168,6 +184,10 @@ class LiveHub:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            timers, self._coalesce = list(self._coalesce.values()), {}
+        for timer in timers:
+            timer.cancel()
         if self._link is not None:
             self._link.stop()
             self._link = None
@@ -192,10 +212,75 @@ class LiveHub:
             self.publish_occupancy(message)
 
     def publish_occupancy(self, message: Occupancy) -> None:
-        data = {"type": "occupancy", **occupancy_service.as_json(message)}
+        """The central's stored counts: shown at once, with what the gates counted beyond them."""
         with self._lock:
-            self.occupancy[message.site] = data
+            old = self.stored.get(message.site)
+            if old is not None and old.at > message.at:
+                return  # an older retained copy (a reconnect), or older than a snapshot's read
+            self.stored[message.site] = message
+        self._show(message.site)
+
+    def remember(self, stored: Occupancy) -> None:
+        with self._lock:
+            old = self.stored.get(stored.site)
+            if old is None or old.at < stored.at:
+                self.stored[stored.site] = stored
+
+    def _on_counts(self, msg) -> None:
+        counts = self._decode(GateCounts, msg)
+        if counts is None:
+            return
+        try:
+            site, gate, _rest = topics.parse_gate_topic(msg.topic)
+        except ValueError:
+            return
+        if (site, gate) != (counts.site, counts.gate):
+            log.debug("live: ignoring counts of %s/%s on the topic of %s/%s", counts.site, counts.gate, site, gate)
+            return  # the broker's ACL lets a gate write only its own topic: the topic says who sent it
+        with self._lock:
+            old = self.counts.get((site, gate))
+            if old is not None and old.at > counts.at:
+                return
+            self.counts[(site, gate)] = counts
+            known = site in self.stored
+        if known:
+            self._soon(site)
+
+    def gate_counts(self, site: str) -> list[GateCounts]:
+        with self._lock:
+            return [c for (s, _g), c in self.counts.items() if s == site]
+
+    def merged(self, stored: Occupancy) -> dict:
+        """The dashboard's occupancy JSON: `stored` plus the gates' counts not stored yet."""
+        shown, pending = occupancy_service.with_gate_counts(stored, self.gate_counts(stored.site))
+        return {"type": "occupancy", **occupancy_service.as_json(shown, pending=pending)}
+
+    def _show(self, site: str) -> None:
+        with self._lock:
+            stored = self.stored.get(site)
+            self._shown_at[site] = time.monotonic()
+            timer = self._coalesce.pop(site, None)
+        if timer is not None:
+            timer.cancel()
+        if stored is None:
+            return
+        data = self.merged(stored)
+        with self._lock:
+            self.occupancy[site] = data
         self.broadcast(data)
+
+    def _soon(self, site: str) -> None:
+        """A gate's counts: shown within COALESCE_S (many gates' counts in one message to the pages)."""
+        with self._lock:
+            if site in self._coalesce:
+                return
+            wait = COALESCE_S - (time.monotonic() - self._shown_at.get(site, 0.0))
+            if wait > 0:
+                timer = self._coalesce[site] = threading.Timer(wait, self._show, args=(site,))
+                timer.daemon = True
+                timer.start()
+                return
+        self._show(site)
 
     def _on_status(self, msg) -> None:
         status = self._decode(GateStatus, msg)
@@ -281,9 +366,16 @@ def snapshot(session, site: str, hub_: LiveHub | None) -> dict:
     tz = ZoneInfo(site_row.timezone if site_row else "UTC")
     if hub_ is not None:
         hub_.timezones[site] = str(tz)
-    occ = occupancy_service.as_json(occupancy_service.occupancy(session, site))
-    if hub_ is not None and site in hub_.occupancy and hub_.occupancy[site]["at"] >= occ["at"]:
-        occ = {k: v for k, v in hub_.occupancy[site].items() if k != "type"}
+    stored = occupancy_service.occupancy(session, site)
+    newer = hub_.stored.get(site) if hub_ is not None else None
+    if newer is not None and newer.at >= stored.at:
+        stored = newer
+    elif hub_ is not None:
+        hub_.remember(stored)  # the gates' counts that come next are added to this, until the ingest publishes
+    if hub_ is not None:
+        occ = {k: v for k, v in hub_.merged(stored).items() if k != "type"}
+    else:
+        occ = occupancy_service.as_json(stored, pending=0)
     p = reports.period(session, site)
     minutes = reports.per_minute(session, p)
     denials = reports.denials_by_reason(session, p)

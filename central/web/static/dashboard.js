@@ -35,6 +35,11 @@
     text($("t-inside"), count(occ.inside));
     text($("t-entries"), count(occ.entries_today));
     text($("t-exits"), count(occ.exits_today));
+    // While the central is catching up on a rush, the counts include the gates' own (the light path).
+    var source = $("count-source");
+    source.hidden = !(occ.source === "gates" && occ.pending > 0);
+    if (!source.hidden) text(source, say(T.from_gates, { n: count(occ.pending) }));
+    root.dataset.countSource = occ.source || "stored";
     var box = $("zones");
     occ.zones.forEach(function (z) {
       var row = document.getElementById("zone-" + z.zone);
