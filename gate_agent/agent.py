@@ -10,6 +10,7 @@ stores the passage; the link forwards it, and the central's config, commands and
 
     monitor thread: heartbeat status, controller alarms, mode on the controller, free-passage
                     counting, systemd watchdog
+    counts thread:  the day's counts after passages (twice a second at most), at connect, at the roll-over
 
 `GateAgent` builds the collaborators, wires them and runs the decision loop; each of them lives in its
 own module and none imports this one:
@@ -18,6 +19,7 @@ own module and none imports this one:
     claims       claim the entry at the central first where the site asks for it (claim = central)
     arm          the turnstile: controller client, mode, passing once, alarms, free-passage counts
     passages     the one builder of PassageEvents; the note of a passage under way and its recovery
+    counts       the gate's own passage counts of the park day, retained on `.../counts` (the light path)
     announcer    what the visitor sees and hears
     faces        1:1 against a holder's face, the 1:N index for face-only entry
     fingerprints the module's slots in step with the store's templates
@@ -52,6 +54,7 @@ from .arm import Arm, TurnstileUnavailable
 from .cache_sync import CacheSync
 from .claim_client import ClaimClient
 from .config import GateFileConfig
+from .counts import DayCounts
 from .decider import KINDS, ActiveConfig, Attempt, Decider, Outcome, Resolved, ZoneTracker
 from .display import ConsoleDisplay, Display
 from .faces import FaceMatcher
@@ -142,9 +145,12 @@ class GateAgent:
         self.announcer = Announcer(self.display, self._language,
                                    lambda: self.active.cfg.timezone if self.active else None, voice=self.speaker)
         self.arm = Arm(cfg.devices.turnstile, lambda: self.mode)
+        self.counts = DayCounts(self.store, self.site, self.gate, timezone=self._timezone, publish=self.link.publish,
+                                connected=lambda: self.link.connected)
         self.passages = Passages(self.store, self.zones, self.site, self.gate,
                                  zone=lambda: self.active.cfg.zone if self.active else 0,
-                                 connected=lambda: self.link.connected, wake=self.link.wake)
+                                 connected=lambda: self.link.connected, wake=self.link.wake,
+                                 timezone=self._timezone, counted=self.counts.changed)
         self.sync = CacheSync(self.store, self.zones, self.site, self.gate, publish=self.link.publish,
                               after_changes=self._after_changes, after_snapshot=self._after_snapshot)
         self.health = Health(site=self.site, gate=self.gate, store=self.store, link=self.link, arm=self.arm,
@@ -196,6 +202,7 @@ class GateAgent:
         for reader in self.readers:
             self._spawn(f"reader-{reader.name}", run_reader, reader, self.submit, self._stop)
         self._spawn("monitor", self.health.monitor, self._stop, self._tick)
+        self._spawn("counts", self.counts.run, self._stop)
         self.link.start()
         from .control import ControlServer
 
@@ -214,6 +221,7 @@ class GateAgent:
     def stop(self) -> None:
         host.notify("STOPPING=1")
         self._stop.set()
+        self.counts.wake()  # its last change goes out before the link closes
         if self.control:
             self.control.stop()
         for thread in self._threads:
@@ -255,6 +263,9 @@ class GateAgent:
 
     def _language(self) -> str:
         return self.active.cfg.language if self.active else self.file_cfg.gate.language
+
+    def _timezone(self) -> str | None:
+        return self.active.cfg.timezone if self.active else None
 
     def _hardware(self) -> m.HardwareParams:
         return self.active.cfg.hardware if self.active else m.HardwareParams()
@@ -539,6 +550,7 @@ class GateAgent:
 
     def _on_connect(self, session_present: bool) -> None:
         self.health.publish_status()
+        self.counts.changed()  # a gate back from offline tells its day's counts at once
         self.fire.reannounce()
         if self.store.meta("snapshot_id") is None:
             self.resync("first start")

@@ -2,8 +2,9 @@
 
 Every event the gate sends is built by `Passages.event`: a decided attempt (`attempt`), a passage
 settled from the controller's counter after the gate died mid-passage (`recover`), a visitor counted
-in free passage or an emergency (`free`). `record` stores it with the usage change and the outbox row
-in one transaction (`Store.record`), moves the gate's zone count and wakes the link's sender.
+in free passage or an emergency (`free`). `record` stores it with the usage change, the gate's count of
+the park day and the outbox row in one transaction (`Store.record`), moves the gate's zone count, wakes
+the link's sender and, for a confirmed passage, the counts' publisher (`gate_agent.counts`).
 
 The pending-passage note (`mark`, store meta `pending_passage`) is written as the arm opens: a gate
 process that dies between the visitor walking through and the event being stored finds the note at
@@ -24,6 +25,7 @@ from protocol.ids import new_event_id
 from protocol.reasons import Reason
 
 from .arm import Arm, TurnstileUnavailable
+from .counts import park_day
 from .decider import Attempt, Outcome, ZoneTracker
 from .store import Store
 
@@ -32,16 +34,21 @@ PENDING_PASSAGE = "pending_passage"
 
 
 class Passages:
-    """Builds, stores and forwards the gate's events; `zone()` and `connected()` are read at each event."""
+    """Builds, stores and forwards the gate's events; `zone()`, `connected()` and `timezone()` (the site's,
+    None before the first config) are read at each event; `counted()` follows each confirmed passage."""
 
     def __init__(self, store: Store, zones: ZoneTracker, site: str, gate: str, *, zone: Callable[[], int],
-                 connected: Callable[[], bool], wake: Callable[[], None]) -> None:
+                 connected: Callable[[], bool], wake: Callable[[], None],
+                 timezone: Callable[[], str | None] = lambda: None,
+                 counted: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.zones = zones
         self.site, self.gate = site, gate
         self._zone = zone
         self._connected = connected
         self._wake = wake
+        self._timezone = timezone
+        self._counted = counted
         self._topic = topics.event(site, gate)
 
     def event(self, *, direction: m.Direction, kind: m.CredentialKind, decision: m.Decision, reason: str,
@@ -59,11 +66,15 @@ class Passages:
             binding_kind="fingerprint" if binding_kind == "fingerprint" else "face", photo=photo)
 
     def record(self, event: m.PassageEvent, *, wake: bool = True) -> m.PassageEvent:
-        """Store the event (usage, outbox and the clearing of any pending note in one transaction)."""
-        self.store.record(event, self._topic)
+        """Store the event (usage, the day's count, outbox and the clearing of any pending note in one
+        transaction). A confirmed passage counts on the park day of its `at`, in the site's time zone."""
+        tz = self._timezone() if event.passed else None
+        self.store.record(event, self._topic, park_day(event.at, tz) if tz else None)
         self.zones.passage(event)
         if wake:
             self._wake()
+            if event.passed:
+                self._counted()
         return event
 
     def attempt(self, attempt: Attempt, outcome: Outcome, *, now: datetime, passed: bool, offline: bool,
@@ -86,6 +97,8 @@ class Passages:
             self.record(self.event(direction=direction, kind="none", decision="granted", reason=reason, passed=True,
                                    mode=mode), wake=False)
         self._wake()
+        if count:
+            self._counted()
 
     def mark(self, outcome: Outcome, direction: m.Direction, mode: m.Mode, claim_id: str | None,
              before: int | None) -> None:

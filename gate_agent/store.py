@@ -2,7 +2,8 @@
 
 It holds the credential cache (tickets the gate must know beyond their code, annual passes, holder
 templates), usage per credential, the event ids of other gates' passages already applied, the outbox
-of passage events and a few meta values (applied config, delta sequence, snapshot id).
+of passage events, the gate's own passage counts of the last few park days (`day_counts`, moved in the
+outbox row's transaction) and a few meta values (applied config, delta sequence, snapshot id).
 
 Durability: every connection runs with `synchronous=FULL`. In WAL mode NORMAL may lose the last
 commits on power loss (the WAL is not synced at commit), and the outbox is the one place where a lost
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import msgspec
@@ -68,6 +69,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL,                            -- the broker acknowledged it (PUBACK); NULL: not yet
     resends INTEGER NOT NULL DEFAULT 0);     -- sent again for want of the central's EventAck
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS day_counts (
+    day TEXT NOT NULL, zone INTEGER NOT NULL,  -- the park's day (its time zone), ISO; the passage's zone
+    entries INTEGER NOT NULL DEFAULT 0, exits INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, zone));
 CREATE TABLE IF NOT EXISTS fp_slots (
     slot INTEGER PRIMARY KEY, holder_id TEXT NOT NULL, finger INTEGER NOT NULL DEFAULT 0,
     version INTEGER NOT NULL DEFAULT 1);
@@ -80,6 +84,7 @@ _TOMBSTONE_SLOTS = (
     "AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.credential_ref = fp_slots.holder_id AND u.binding IS NOT NULL)")
 _SEALED = b"\x00"  # an outbox payload sealed with the template key (JSON never starts with NUL)
 APPLIED_EVENTS_KEEP_S = 2 * 24 * 3600
+MAX_COUNTED_ZONE = 32  # a GateConfig's zones (and a GateCounts tally's)
 BINDING_KEEP_S = 2 * 24 * 3600  # longer than a day ticket's visit, short enough to be "when it ends"
 
 
@@ -445,19 +450,33 @@ class Store:
             # An exit never takes the count below zero inside: anti-passback stays meaningful.
             conn.execute("UPDATE usage SET exits = min(entries, exits + ?) WHERE credential_ref = ?", (n, ref))
 
-    def record(self, event: m.PassageEvent, topic: str) -> int:
-        """Usage (for a confirmed passage) and the outbox row in ONE transaction; returns the outbox seq."""
+    def record(self, event: m.PassageEvent, topic: str, day: date | None = None) -> int:
+        """Usage and the gate's count of park `day` (for a confirmed passage) and the outbox row in ONE
+        transaction: a count never holds a passage the outbox lacks, nor the reverse. Returns the outbox seq."""
         payload = m.encode(event)
         if event.binding and self.cipher is not None:
             payload = _SEALED + self._seal(payload, event.id, "face")  # the binding waits for the broker sealed
         with self.write() as c:
             self._count(c, event)
+            if day is not None:
+                _count_day(c, event, day)
             cur = c.execute("INSERT INTO outbox(event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
                             (event.id, topic, payload, time.time()))
             if event.passed:  # the passage under way is stored: the agent's note of it goes with it
                 c.execute("DELETE FROM meta WHERE key = 'pending_passage'")
             assert cur.lastrowid is not None  # an INSERT's row id
             return cur.lastrowid
+
+    def day_counts(self, day: date) -> list[m.ZoneTally]:
+        """The gate's own passages on park `day`, per zone (none: an empty list)."""
+        rows = self.db.execute("SELECT zone, entries, exits FROM day_counts WHERE day = ? ORDER BY zone",
+                               (day.isoformat(),)).fetchall()
+        return [m.ZoneTally(zone=z, entries=e, exits=x) for z, e, x in rows]
+
+    def prune_day_counts(self, before: date) -> int:
+        """Forget the counts of park days before `before` (the central has long stored their events)."""
+        with self.write() as c:
+            return c.execute("DELETE FROM day_counts WHERE day < ?", (before.isoformat(),)).rowcount
 
     def apply_remote(self, event: m.PassageEvent) -> bool:
         """Count another gate's confirmed passage once (dedup by event id); True if it was new."""
@@ -571,6 +590,16 @@ class Store:
             "config_version": int(self.meta("config_version", "0") or 0),
             "mode_override": self.meta("mode_override"),
         }
+
+
+def _count_day(conn: sqlite3.Connection, event: m.PassageEvent, day: date) -> None:
+    """A confirmed passage of this gate into its day's count; zone 0 (a gate not yet configured) has none."""
+    if not event.passed or not 1 <= event.zone <= MAX_COUNTED_ZONE:
+        return
+    entries, exits = (event.headcount, 0) if event.direction == "in" else (0, event.headcount)
+    conn.execute("INSERT INTO day_counts(day, zone, entries, exits) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT(day, zone) DO UPDATE SET entries = entries + excluded.entries, "
+                 "exits = exits + excluded.exits", (day.isoformat(), event.zone, entries, exits))
 
 
 NO_SALT = b"\x00" * 16  # GateConfig's "not set": the saved config's id_salt

@@ -96,7 +96,9 @@ def test_a_gate_may_publish_and_read_only_its_own_topics_and_a_wrong_password_is
         assert gate_a.publish(topics.event(site, "east1")) == 0  # its own event: accepted ...
         central.wait(lambda: topics.event(site, "east1") in central.received)  # ... and delivered
         assert gate_a.publish(topics.status(site, "east1")) < 0x80  # 0x10: accepted, nobody subscribed
+        assert gate_a.publish(topics.counts(site, "east1")) < 0x80  # its own counts of the day
         for foreign in (topics.event(site, "east2"), topics.status(site, "east2"), topics.config(site, "east2"),
+                        topics.counts(site, "east2"), topics.counts("othersite", "east1"),
                         topics.deltas(site), topics.occupancy(site), topics.event("othersite", "east1")):
             assert gate_a.publish(foreign) == NOT_AUTHORIZED, foreign
         assert gate_a.subscribe(topics.config(site, "east1")) == 1  # its own config (QoS 1 granted)
