@@ -34,7 +34,9 @@ def test_ingest_killed_mid_batch_and_restarted_loses_nothing(tmp_path, private_p
     libpq = private_pg.url.replace("postgresql+psycopg://", "postgresql://")
     kills = 0
     for _ in range(3):
-        poll(lambda: park.rows() > 0 and all(g.outbox() == 0 for g in gates), 30, what="the ingest keeping up")
+        # Caught up: at most a few events of the ongoing rush on their way (all of them at one instant is
+        # rare on a loaded machine, where the suite's other processes run beside this one).
+        poll(lambda: park.rows() > 0 and sum(g.outbox() for g in gates) <= 4, 90, what="the ingest keeping up")
         # Hold the events table so the worker's next batch stops inside its transaction: received from
         # the broker, not committed, not acknowledged. That is the moment it dies.
         with psycopg.connect(libpq) as holder:

@@ -73,6 +73,35 @@ def _faked(at: str, *argv: str) -> list[str]:
     return ["faketime", at, *argv]
 
 
+def _spawn(argv: list[str], log) -> subprocess.Popen:
+    """`faketime` forks the program and may die first: the program gets a process group of its own, and
+    `_end` stops the whole group (a bare terminate() left servers running after the test)."""
+    return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _end(proc: subprocess.Popen, timeout: float = 15) -> None:
+    import os
+    import signal
+    import time as clock
+
+    def group_alive() -> bool:
+        proc.poll()  # reap faketime: a zombie would keep the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    if group_alive():
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = clock.monotonic() + timeout
+    while group_alive() and clock.monotonic() < deadline:
+        clock.sleep(0.1)
+    if group_alive():
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout)
+
+
 @pytest.fixture
 def central_at(db_url, tmp_path, mosquitto):
     """Start `park-central serve` at a faked instant; yields a function (instant -> (base url, context))."""
@@ -83,8 +112,7 @@ def central_at(db_url, tmp_path, mosquitto):
 
     def start(at: str) -> tuple[str, object]:
         for proc in procs:
-            proc.terminate()
-            proc.wait(10)
+            _end(proc)
         procs.clear()
         port = free_port()
         c = ctx.config
@@ -95,16 +123,14 @@ def central_at(db_url, tmp_path, mosquitto):
             f'[keys]\nsigning_key_file = "{c.keys.signing_key_file}"\nsigning_key_id = {c.keys.signing_key_id}\n'
             f'template_key = "{c.keys.template_key}"\n[web]\nport = {port}\nsecret_key = "s{port}"\n')
         log = (tmp_path / f"central-{port}.log").open("wb")
-        procs.append(subprocess.Popen(_faked(at, sys.executable, "-m", "central.cli", "--config", str(toml), "serve"),
-                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        procs.append(_spawn(_faked(at, sys.executable, "-m", "central.cli", "--config", str(toml), "serve"), log))
         base = f"http://127.0.0.1:{port}"
         poll(lambda: healthy(base), 60, what="the central under faketime")
         return base, ctx
 
     yield start
     for proc in procs:
-        proc.terminate()
-        proc.wait(10)
+        _end(proc)
     ctx.close()
 
 
@@ -169,8 +195,8 @@ def test_a_gate_at_the_same_instant_admits_the_ticket_sold_and_refuses_yesterday
         f'[store]\npath = "{gate_dir / "gate.db"}"\n'
         f'[devices.turnstile]\ntcp = "{host}:{port}"\ntimeout_s = 0.3\n[devices.qr]\nport = "{scanner.device_path}"\n')
     log = (gate_dir / "agent.log").open("wb")
-    gate = subprocess.Popen(_faked("2026-12-01 16:10:30", sys.executable, "-m", "gate_agent.cli", "run", "--config",
-                                   str(gate_dir / "gate.toml")), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    gate = _spawn(_faked("2026-12-01 16:10:30", sys.executable, "-m", "gate_agent.cli", "run", "--config",
+                         str(gate_dir / "gate.toml")), log)
     try:
         poll(lambda: "config version" in (gate_dir / "agent.log").read_text(), 60, what="the gate configured")
         scanner.scan(codes[late_id])
@@ -179,8 +205,7 @@ def test_a_gate_at_the_same_instant_admits_the_ticket_sold_and_refuses_yesterday
         scanner.scan(codes[new_id])
         poll(lambda: sim.counters[0] == 1, 20, what="today's ticket admitted")
     finally:
-        gate.terminate()
-        gate.wait(15)
+        _end(gate)
         scanner.close()
 
 
