@@ -182,6 +182,57 @@ def _phase(central: Central, work, own_process: bool, quick: bool, ticket_base: 
             "pub_rate": pub_rate, "acked": acked, "rate": rate, "gates_bg": gates_bg}
 
 
+THROUGHPUT_GATES = 8
+TICKETS_PER_GATE = 6_000  # per throughput run: more than a gate claims in 15 s
+
+
+def _throughput(central: Central, work, servers: int, seconds: float, first_ticket: int) -> tuple[float, int]:
+    """Closed loop: THROUGHPUT_GATES gates each claim a fresh ticket as soon as the last reply is in,
+    against `servers` claim server processes behind the shared subscription (no passage load).
+    Returns (replies per second, timeouts)."""
+    procs = [_central_process(central, "claims", "--worker-id", f"t{servers}-{k}",
+                              log_name=f"claims-t{servers}-{k}.log") for k in range(servers)]
+    gates = [_Gate(work, central.broker.port, f"tp{servers}g{i}") for i in range(THROUGHPUT_GATES)]
+    try:
+        for g in gates:
+            g.link.wait_connected(10)
+        deadline = time.monotonic() + 90
+        while gates[0].claim(first_ticket - 1)[1] is None:  # the servers subscribed and answering
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the claim servers did not answer (see var/bench/tmp/claim-*/*.log)")
+        time.sleep(1.0 if servers > 1 else 0.1)  # the other servers' shared subscriptions are in place
+        replies = [0] * len(gates)
+        timeouts = [0] * len(gates)
+        start = threading.Barrier(len(gates) + 1)
+        end_at = [0.0]
+
+        def loop(i: int, gate: _Gate) -> None:
+            ticket = first_ticket + i * TICKETS_PER_GATE  # fresh, valid tickets: each claim is a grant
+            start.wait()
+            while time.monotonic() < end_at[0]:
+                _rtt, reply = gate.claim(ticket)
+                ticket += 1
+                if reply is None:
+                    timeouts[i] += 1
+                else:
+                    replies[i] += 1
+
+        threads = [threading.Thread(target=loop, args=(i, g), daemon=True) for i, g in enumerate(gates)]
+        for t in threads:
+            t.start()
+        end_at[0] = time.monotonic() + seconds
+        t0 = time.perf_counter()
+        start.wait()
+        for t in threads:
+            t.join()
+        return sum(replies) / (time.perf_counter() - t0), sum(timeouts)
+    finally:
+        for g in gates:
+            g.close()
+        for proc in procs:
+            central.stop_process(proc)
+
+
 def run(quick: bool) -> Section:
     section = Section("claim")
     f = section.figures
@@ -195,6 +246,18 @@ def run(quick: bool) -> Section:
         load_tickets = 400_000 if not quick else 40_000  # each phase's publishers use fewer (bench_ingest)
         central.copy_tickets(2, 2 * load_tickets, real_name=False)
         central.copy_tickets(CLAIM_TICKETS, 200_000, real_name=False)
+        # Claims per second, closed loop, with 1 and with 2 claim server processes (no passage load).
+        tp_seconds = 4 if quick else 15
+        tp_first = CLAIM_TICKETS + 200_000
+        central.copy_tickets(tp_first, 2 * THROUGHPUT_GATES * TICKETS_PER_GATE + 10, real_name=False)
+        for servers in (1, 2):
+            first = tp_first + 1 + (servers - 1) * THROUGHPUT_GATES * TICKETS_PER_GATE
+            rate, lost = _throughput(central, work, servers, tp_seconds, first)
+            f[f"gate_claims_per_s_{servers}_server{'s' if servers > 1 else ''}"] = round(rate)
+            f[f"gate_claims_timeouts_{servers}"] = lost
+        f["gate_claims_scaling"] = round(f["gate_claims_per_s_2_servers"] / max(1, f["gate_claims_per_s_1_server"]), 2)
+        section.notes.append(f"gate_claims_per_s_*: {THROUGHPUT_GATES} gates claiming closed loop for {tp_seconds} s "
+                             "against 1, then 2 `park-central claims` processes (shared subscription)")
         inside = _phase(central, work, False, quick, 2, CLAIM_TICKETS)
         beside = _phase(central, work, True, quick, 2 + load_tickets, CLAIM_TICKETS + 100_000)
         for key, r in (("gate_claim", beside), ("gate_claim_in_ingest", inside)):
