@@ -496,6 +496,9 @@ class GateDayCount(Base):
     gate: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     zone: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    # The ingest worker that stored them: each worker adds to rows of its own, so two workers' batches
+    # never wait for each other's row locks on a gate (read: the sum over shards).
+    shard: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
     entries: Mapped[int] = mapped_column(default=0)
     exits: Mapped[int] = mapped_column(default=0)
 

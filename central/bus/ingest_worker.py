@@ -107,6 +107,7 @@ class IngestWorker:
         self.config = config
         self.cipher = cipher  # seals the camera views of requests for staff help
         self.sessions = sessions
+        self.worker_id = worker_id  # its own rows of the per-gate day counts (`ingest_batch(shard=...)`)
         self.stats = IngestStats()
         self.batch_size = config.ingest.batch_size
         self.batch_s = config.ingest.batch_ms / 1000
@@ -296,7 +297,7 @@ class IngestWorker:
             # The events last: ingest_batch locks the rows all workers share just before the commit.
             events = [i.message for i in items if isinstance(i.message, PassageEvent)]
             if events:
-                result = ingest_batch(session, events, received)
+                result = ingest_batch(session, events, received, shard=self.worker_id)
                 self.stats.stored += result.new
                 self.stats.duplicates += result.duplicates
                 self.stats.conflicts += len(result.conflicts)

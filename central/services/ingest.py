@@ -135,8 +135,10 @@ def _event_row(e: PassageEvent, received_at: datetime) -> dict:
     }
 
 
-def ingest_batch(session: Session, events: list[PassageEvent], received_at: datetime | None = None) -> BatchResult:
-    """Store and apply a batch of passage events in the caller's transaction (see the module doc)."""
+def ingest_batch(session: Session, events: list[PassageEvent], received_at: datetime | None = None, *,
+                 shard: str = "") -> BatchResult:
+    """Store and apply a batch of passage events in the caller's transaction (see the module doc);
+    `shard` names the worker (its own rows of `gate_day_counts`)."""
     received_at = received_at or park_now()
     result = BatchResult(received=len(events))
     unique: dict[str, PassageEvent] = {}
@@ -149,7 +151,7 @@ def ingest_batch(session: Session, events: list[PassageEvent], received_at: date
     result.new = len(fresh)
     result.duplicates = len(events) - len(fresh)
     if fresh:
-        _apply(session, fresh, result, received_at)
+        _apply(session, fresh, result, received_at, shard[:32])
     return result
 
 
@@ -227,7 +229,8 @@ class _SiteFacts:
     policy: SitePolicy
 
 
-def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, received_at: datetime) -> None:
+def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, received_at: datetime,
+           shard: str) -> None:
     sites = _load_sites(session, {e.site for e in fresh})
     flags = {e.id: "unknown_site" for e in fresh if e.site not in sites}
     known = [e for e in fresh if e.site in sites]
@@ -256,7 +259,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
         known = [e for e in known if e.id not in flags]
     if not known:
         raise_alerts(session, alerts)
-        _add_to_gates(session, by_gate)
+        _add_to_gates(session, by_gate, shard)
         return
     result.counted.extend(known)
     passed = [e for e in known if e.passed]
@@ -337,7 +340,7 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
         session.execute(stmt, [{"site_id": s, "day": d, "zone": z, "reason": r, "count": c}
                                for (s, d, z, r), c in sorted(denials.items())])
     raise_alerts(session, alerts)
-    _add_to_gates(session, by_gate)
+    _add_to_gates(session, by_gate, shard)
     _add_to_zones(session, zones, now)
     for site_id in sorted(changes):
         items = changes[site_id]
@@ -362,16 +365,17 @@ _ZONE_ADD = (
 )
 
 
-def _add_to_gates(session: Session, tallies: dict[tuple[str, str, date, int], list[int]]) -> None:
-    """Add each gate's stored passages of the batch to its day's row, in key order (as the zones)."""
+def _add_to_gates(session: Session, tallies: dict[tuple[str, str, date, int], list[int]], shard: str) -> None:
+    """Add each gate's stored passages of the batch to its day's row of this worker (`shard`), in key
+    order: rows no other worker writes, so batches never queue on them."""
     if not tallies:
         return
     stmt = _insert(session, GateDayCount)
-    stmt = stmt.on_conflict_do_update(index_elements=["site_id", "gate", "day", "zone"], set_={
+    stmt = stmt.on_conflict_do_update(index_elements=["site_id", "gate", "day", "zone", "shard"], set_={
         "entries": GateDayCount.entries + stmt.excluded["entries"],
         "exits": GateDayCount.exits + stmt.excluded["exits"]})
-    session.execute(stmt, [{"site_id": s, "gate": g, "day": d, "zone": z, "entries": n[0], "exits": n[1]}
-                           for (s, g, d, z), n in sorted(tallies.items())])
+    session.execute(stmt, [{"site_id": s, "gate": g, "day": d, "zone": z, "shard": shard, "entries": n[0],
+                            "exits": n[1]} for (s, g, d, z), n in sorted(tallies.items())])
 
 
 def _add_to_zones(session: Session, zones: dict[tuple[str, int], _ZoneDelta], now: datetime) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from central.models import GateDayCount, Site, Zone
@@ -26,14 +26,16 @@ def occupancy(session: Session, site_id: str, now: datetime | None = None) -> Oc
     zones = session.scalars(select(Zone).where(Zone.site_id == site_id).order_by(Zone.number)).all()
     tz = session.scalar(select(Site.timezone).where(Site.id == site_id))
     day = now.astimezone(ZoneInfo(tz)).date() if tz else None
-    seen: list[GateDayCount] = list(session.scalars(
-        select(GateDayCount).where(GateDayCount.site_id == site_id, GateDayCount.day == day)
-        .order_by(GateDayCount.gate, GateDayCount.zone).limit(4096))) if day else []
+    seen = session.execute(
+        select(GateDayCount.gate, GateDayCount.zone, func.sum(GateDayCount.entries), func.sum(GateDayCount.exits))
+        .where(GateDayCount.site_id == site_id, GateDayCount.day == day)
+        .group_by(GateDayCount.gate, GateDayCount.zone).order_by(GateDayCount.gate, GateDayCount.zone).limit(4096),
+    ).all() if day else []
     return Occupancy(site=site_id, at=now, zones=[
         ZoneCount(zone=z.number, name=z.name[:256], inside=max(0, z.inside), entries_today=z.entries_today,
                   exits_today=z.exits_today, peak=z.peak, capacity=z.capacity)
         for z in zones if 1 <= z.number <= 32
-    ], day=day, gates=[GateSeen(gate=g.gate, zone=g.zone, entries=g.entries, exits=g.exits) for g in seen])
+    ], day=day, gates=[GateSeen(gate=g, zone=z, entries=int(n_in), exits=int(n_out)) for g, z, n_in, n_out in seen])
 
 
 def with_gate_counts(message: Occupancy, counts: Iterable[GateCounts]) -> tuple[Occupancy, int]:

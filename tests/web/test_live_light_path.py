@@ -164,3 +164,26 @@ def test_a_manager_sees_the_gates_counts_at_once_and_the_stored_ones_once_they_c
     finally:
         context.close()
         ingest.stop()
+
+
+def test_what_two_ingest_workers_stored_of_a_gate_is_one_sum_flagged_passages_included(db_url, tmp_path) -> None:
+    from central.services.ingest import ingest_batch
+    from central.services.occupancy import occupancy
+    from tests.central.conftest import add_gates, make_config, prepare
+
+    ctx = prepare(make_config(db_url, tmp_path), mqtt_on=False)
+    site = ctx.config.site
+    add_gates(ctx, site, "east-1", zone=2)
+    try:
+        with ctx.sessions.begin() as db:  # each worker adds to rows of its own: no waiting on each other
+            ingest_batch(db, [_free(site, "east-1", 2), _free(site, "east-1", 2, "out")], shard="1")
+            ingest_batch(db, [_free(site, "east-1", 2), _free(site, "east-1", 1)], shard="2")  # zone 1: flagged
+        with ctx.sessions() as db:
+            message = occupancy(db, site)
+        assert message.day == _today()
+        assert sorted((g.gate, g.zone, g.entries, g.exits) for g in message.gates) == [
+            ("east-1", 1, 1, 0), ("east-1", 2, 2, 1)]
+        zones = {z.zone: z for z in message.zones}
+        assert (zones[2].inside, zones[1].inside) == (1, 0)  # the flagged passage counts in no zone
+    finally:
+        ctx.close()

@@ -23,9 +23,10 @@ def upgrade() -> None:
         sa.Column("gate", sa.String(length=64), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("zone", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("shard", sa.String(length=32), nullable=False),
         sa.Column("entries", sa.Integer(), nullable=False),
         sa.Column("exits", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("site_id", "gate", "day", "zone", name=op.f("pk_gate_day_counts")),
+        sa.PrimaryKeyConstraint("site_id", "gate", "day", "zone", "shard", name=op.f("pk_gate_day_counts")),
     )
 
 
