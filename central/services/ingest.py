@@ -365,17 +365,30 @@ _ZONE_ADD = (
 )
 
 
+_PG_GATES = (
+    "INSERT INTO gate_day_counts (site_id, gate, day, zone, shard, entries, exits) "
+    "SELECT x.s, x.g, x.d, x.z, %s, x.i, x.o FROM json_to_recordset(%s::json) AS x(s text, g text, d date, z int, "
+    "i int, o int) ON CONFLICT (site_id, gate, day, zone, shard) DO UPDATE "
+    "SET entries = gate_day_counts.entries + excluded.entries, exits = gate_day_counts.exits + excluded.exits"
+)
+
+
 def _add_to_gates(session: Session, tallies: dict[tuple[str, str, date, int], list[int]], shard: str) -> None:
     """Add each gate's stored passages of the batch to its day's row of this worker (`shard`), in key
     order: rows no other worker writes, so batches never queue on them."""
     if not tallies:
+        return
+    rows = sorted(tallies.items())
+    if session.get_bind().dialect.name == "postgresql":  # one JSON parameter, as the events (10 ms -> 1 ms)
+        session.connection().exec_driver_sql(_PG_GATES, (shard, _json_text(
+            [{"s": s, "g": g, "d": d, "z": z, "i": n[0], "o": n[1]} for (s, g, d, z), n in rows])))
         return
     stmt = _insert(session, GateDayCount)
     stmt = stmt.on_conflict_do_update(index_elements=["site_id", "gate", "day", "zone", "shard"], set_={
         "entries": GateDayCount.entries + stmt.excluded["entries"],
         "exits": GateDayCount.exits + stmt.excluded["exits"]})
     session.execute(stmt, [{"site_id": s, "gate": g, "day": d, "zone": z, "shard": shard, "entries": n[0],
-                            "exits": n[1]} for (s, g, d, z), n in sorted(tallies.items())])
+                            "exits": n[1]} for (s, g, d, z), n in rows])
 
 
 def _add_to_zones(session: Session, zones: dict[tuple[str, int], _ZoneDelta], now: datetime) -> None:
