@@ -183,18 +183,43 @@ def _count(conn, tables: list[str]) -> dict[str, int]:
     return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}  # noqa: S608 - catalogue names
 
 
+LOCK_TRY_MS = 500  # each try's wait for one table's lock: under PostgreSQL's deadlock_timeout (1 s)
+
+
 def mark(live_url: str, name: str, lock_timeout_s: int = 10) -> dict[str, int]:
-    """Write the restore point `name` on the live database and count every table exactly as of it."""
+    """Write the restore point `name` on the live database and count every table exactly as of it.
+
+    The tables are locked one after the other while the park writes to them in its own order (the
+    ingest: events, then usage, refusals, gate and zone counts): a writer holding one table and wanting
+    the next can close a cycle with the drill. Each try waits at most LOCK_TRY_MS for a lock, less than
+    PostgreSQL takes to see a deadlock, so the drill always steps back first (the park's writer goes on)
+    and tries again, for up to `lock_timeout_s` in all."""
     import psycopg
+    from psycopg import errors
 
     info = libpq_conninfo(live_url)
     with psycopg.connect(info, autocommit=True) as conn:
         tables = _tables(conn)
+    deadline = time.monotonic() + lock_timeout_s
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return _mark_once(info, name, tables)
+        except (errors.LockNotAvailable, errors.DeadlockDetected):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(1.0, 0.05 * tries))
+
+
+def _mark_once(info: str, name: str, tables: list[str]) -> dict[str, int]:
+    import psycopg
+
     with psycopg.connect(info) as locker, psycopg.connect(info) as counter:
         # The LOCK before any query: a REPEATABLE READ snapshot is taken by the first query, so it
         # sees every commit up to the lock and none after it.
         locker.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        locker.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s)}s'")
+        locker.execute(f"SET LOCAL lock_timeout = '{LOCK_TRY_MS}ms'")
         locker.execute("LOCK TABLE " + ", ".join(f'"{t}"' for t in tables) + " IN SHARE MODE")
         snapshot = _first(locker.execute("SELECT pg_export_snapshot(), pg_create_restore_point(%s)", (name,)))
         counter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -157,3 +157,23 @@ def test_visitors_book_on_their_phones_enter_at_the_gate_in_their_slot_and_cance
     finally:
         en_ctx.close()
         zh_ctx.close()
+
+
+def test_the_party_size_can_change_at_once_and_only_booking_waits_for_the_check(server, park, chromium):  # noqa: F811
+    """The page's proof of work holds back "Book now" until it is solved, never "Change the party size"
+    (a check that cannot be solved in the test's time: 28 bits, the most the server sets)."""
+    server.app.config["BOOKING_POW_BITS"] = 28
+    context, page = phone_browser(chromium, "en-GB")
+    try:
+        page.goto(f"{server.url}/book/")
+        page.locator(f'li[data-slot="{park["now"]}"] a.button').click()
+        page.wait_for_selector("form[data-pow]")
+        book = page.locator('form[data-pow] button[type="submit"]:not([name])')
+        resize = page.locator('form[data-pow] button[name="resize"]')
+        assert book.is_disabled() and resize.is_enabled()
+        page.select_option('select[name="party"]', "3")
+        with page.expect_navigation():
+            resize.click()
+        assert page.locator("fieldset.person").count() == 3
+    finally:
+        context.close()

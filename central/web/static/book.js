@@ -61,7 +61,8 @@
   var form = document.querySelector("form[data-pow]");
   if (!form) return;
   var field = form.querySelector('input[name="pow"]');
-  var send = form.querySelector('button[type="submit"]');
+  // The booking's own button waits for the check; "Change the party size" never does.
+  var send = form.querySelector('button[type="submit"]:not([name="resize"])');
   var status = document.getElementById("pow-status");
   send.disabled = true;
   solve(form.getAttribute("data-pow"), function (counter) {
