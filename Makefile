@@ -26,10 +26,14 @@ demo: $(STAMP)
 # The suite runs in TEST_JOBS processes, one test file to a process (`--dist loadfile`: a file's
 # servers and fixtures stay in one process). Most tests wait on brokers, databases and subprocesses, so
 # 4 processes on 2 cores take the suite from ~34 min to ~13; TEST_JOBS=0 runs it in this process.
+# The fault tests (tests/reliability, marker `faults`: kills, outages, restarts, each timing a
+# recovery) run afterwards, alone on the machine (GATES_TEST_PHASE, tests/conftest.py); exit code 5 is
+# pytest's "nothing selected" (ARGS naming other tests only).
 TEST_JOBS ?= 4
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(ARGS)
+	GATES_TEST_PHASE=parallel $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(ARGS)
+	GATES_TEST_PHASE=faults $(BIN)/python -m pytest $(ARGS) || test $$? -eq 5
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(ARGS)

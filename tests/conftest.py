@@ -123,3 +123,23 @@ def pg_pair():
             if server.running:
                 server.stop("immediate")
         remove(base)
+
+
+FAULTS_DIR = Path(__file__).resolve().parent / "reliability"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The fault tests (tests/reliability: kills, outages, restarts, each timing a recovery) are marked
+    `faults`. `make test` runs the suite in two phases (GATES_TEST_PHASE): `parallel`, everything else
+    in several processes, then `faults`, those alone on the machine, not beside three other workers.
+    Unset: everything, as plain `pytest` collects it."""
+    phase = os.environ.get("GATES_TEST_PHASE", "")
+    keep, drop = [], []
+    for item in items:
+        fault = FAULTS_DIR in Path(str(item.fspath)).resolve().parents
+        if fault:
+            item.add_marker(pytest.mark.faults)
+        (drop if (phase == "parallel" and fault) or (phase == "faults" and not fault) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

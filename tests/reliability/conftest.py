@@ -510,3 +510,4 @@ def witness_factory():
     yield make
     for w in made:
         w.close()
+
