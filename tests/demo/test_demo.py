@@ -218,7 +218,9 @@ def test_demo_at_high_speed_keeps_selling_and_admitting_day_after_day_on_one_clo
     print("days:", ended)
     assert len(ended) >= 3, text[-3000:]
     assert [d for d, _ in ended] == sorted({d for d, _ in ended}), "one simulated day after another"
-    assert all(passages >= 100 for _, passages in ended), f"every day admits its visitors: {ended}"
+    # Every whole day admits its visitors; the last one is cut short by --duration (so only some).
+    assert all(passages >= 100 for _, passages in ended[:-1]), f"every day admits its visitors: {ended}"
+    assert ended[-1][1] > 0, ended
     assert len({day for day, _ in days_seen}) >= 3, f"the dashboard followed the days: {days_seen}"
     logs = [text] + [p.read_text(errors="replace") for p in (workdir / "gates").glob("*/agent.log")]
     assert not [log for log in logs if "Traceback" in log], "no traceback in the demo's or the gates' logs"
