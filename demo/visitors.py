@@ -173,6 +173,7 @@ class VisitorSimulator:
                     self._swept = True  # closing time: whoever is still inside leaves
                     due += [visit for _, _, visit in self._events if visit.direction == "out"]
                     self._events.clear()
+                    self._send_queues_home()
             for visit in due:
                 self._send(visit)
             self._box_office()
@@ -181,6 +182,7 @@ class VisitorSimulator:
         """The park's date changed: yesterday's unused tickets are now for another day; today's presale opens."""
         with self._lock:
             self._events.clear()
+        self._send_queues_home()
         with self.stats.lock:
             self.days_done.append((self.day, self.today, self.stats.passages_by_day[self.today],
                                    self.stats.refused_by_day[self.today]))
@@ -196,6 +198,22 @@ class VisitorSimulator:
         with self._lock:
             self._used = self._used[-200:]
         log.info("a new simulated day begins (day %d, %s)", self.day, self.today)
+
+    def _send_queues_home(self) -> None:
+        """Closing time: whoever still queues at an entry goes home (and does not show yesterday's ticket
+        tomorrow morning); the exit queues go on."""
+        gone = 0
+        for gate in self.gates:
+            if gate.entry:
+                q = self._queues[gate.name]
+                while True:
+                    try:
+                        q.get_nowait()
+                    except queue.Empty:
+                        break
+                    gone += 1
+        with self.stats.lock:
+            self.stats.gave_up += gone
 
     def _box_office(self) -> None:
         """Sell the next day ahead from the opening; put what was sold ahead on sale when its day comes (a sale

