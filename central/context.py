@@ -3,13 +3,13 @@ publisher. The web app, the ingest worker, the scheduler and the CLI each build 
 
 The one after-commit hook: a session whose commit is marked `session.info[PUBLISH]` (the web's
 `commit()`) has the publisher send, once the commit succeeded, the deltas and gate configs that the
-change made (`Publisher.flush`). Other commits (the ingest's batches, the scheduler's jobs, the
-publisher's own bookkeeping) publish on their own paths.
+change made (`Publisher.flush_soon`: in the publisher's own thread, so the request does not wait).
+Other commits (the ingest's batches, the scheduler's jobs, the publisher's own bookkeeping) publish on
+their own paths.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
@@ -23,7 +23,6 @@ from central.db import make_engine, scope_sessions_by_site, session_factory
 from central.keys import register_public_key, signer_from_config
 from protocol.ticket_code import TicketSigner
 
-log = logging.getLogger(__name__)
 PUBLISH = "publish_after_commit"  # session.info key: this commit's changes are for the gates too
 
 
@@ -51,12 +50,8 @@ class CentralContext:
         publisher = self.publisher
 
         def publish_after_commit(session: Session) -> None:
-            if not session.info.get(PUBLISH):
-                return
-            try:
-                publisher.flush()
-            except Exception:  # the change is committed; the scheduler's publish job sends it later
-                log.exception("publishing after commit failed")
+            if session.info.get(PUBLISH):
+                publisher.flush_soon()  # in the publisher's thread: the request does not wait for the broker
 
         event.listen(self.sessions, "after_commit", publish_after_commit)
         scope_sessions_by_site(self.sessions)  # a request's session reads only its asker's parks
@@ -85,6 +80,7 @@ class CentralContext:
         return cls(config, engine, sessions, signer, cipher, link, Publisher(sessions, link, cipher), read_sessions)
 
     def close(self) -> None:
+        self.publisher.stop()
         if self.link is not None:
             self.link.stop()
         self.engine.dispose()

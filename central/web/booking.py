@@ -201,6 +201,12 @@ def submit(quota_id: int):
         kept = state.persons + [{"name": "", "doc_type": "id_card", "doc_number": ""}] * rules.party_max
         resized = FormState(party=state.party, persons=kept[:state.party], phone=state.phone, consent=state.consent)
         return _form_page(quota, resized)
+    if quota.booked + state.party > quota.capacity:
+        # Full when this request began: said at once, with the form kept (most of a rush's visitors come
+        # here, and this answer costs no check, digest or transaction). The conditional UPDATE in
+        # make_booking decides for those who find places left at this read.
+        state.errors["form"] = _("This time slot is fully booked.")
+        return _form_page(quota, state, 409)
     if state.errors:
         return _form_page(quota, state, 400)
     if _over("BOOKING_ADDRESS_LIMIT", _client()):

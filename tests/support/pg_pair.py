@@ -46,6 +46,7 @@ class PgServer:
         self.data = base / name
         self.log = base / f"{name}.log"
         self.port = free_port()
+        self._started = False  # reached once: its port is known to others and stays
         self.settings = {"listen_addresses": "127.0.0.1", "max_connections": "80", "fsync": "off",
                          "wal_level": "replica", "max_wal_senders": "8", "max_replication_slots": "8",
                          "hot_standby": "on", "cluster_name": name, "wal_keep_size": "64MB",
@@ -86,7 +87,19 @@ class PgServer:
                         *args, timeout=timeout)
 
     def start(self) -> None:
-        self.ctl("start")
+        for attempt in range(3):
+            try:
+                self.ctl("start")
+                break
+            except subprocess.CalledProcessError as exc:
+                log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                # Another test process took the free port between free_port() and the bind (the suite
+                # runs in several processes): a server nobody has reached yet takes another port.
+                if attempt < 2 and not self._started and "could not bind" in log:
+                    self.port = free_port()
+                    continue
+                raise AssertionError(f"{self.name} did not start ({exc.stderr.strip()}):\n{log}") from exc
+        self._started = True
         assert wait_port("127.0.0.1", self.port, 20), self.log.read_text()[-2000:]
 
     def stop(self, mode: str = "fast") -> None:

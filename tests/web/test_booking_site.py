@@ -134,6 +134,10 @@ def test_a_slot_that_filled_or_closed_meanwhile_is_said_so_with_the_form_kept(vi
     full = second.post(f"/book/slot/{slots['noon']}", fill(page, slots["noon"], [("Li Si", "id_card", LI)]))
     assert full.status_code == 409 and "fully booked" in full.get_data(as_text=True)
     assert 'value="Li Si"' in full.get_data(as_text=True)
+    # Full already when the visitor sends the form: said before anything else is checked, the form kept.
+    typo = second.post(f"/book/slot/{slots['noon']}", fill(page, slots["noon"], [("Li Si", "id_card", LI[:17] + "9")]))
+    assert typo.status_code == 409 and "fully booked" in typo.get_data(as_text=True)
+    assert 'value="Li Si"' in typo.get_data(as_text=True) and LI[:17] + "9" in typo.get_data(as_text=True)
     with ctx.sessions.begin() as db:
         quota = db.get(SlotQuota, slots["morning"])
         quota.closes_at = datetime.now(TZ) - timedelta(minutes=1)
