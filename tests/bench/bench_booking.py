@@ -38,7 +38,7 @@ from tests.bench.common import Bar, Section, percentile
 VISITORS, PLACES, BOOKED_BEFORE = 2000, 500, 10_000
 QUICK_VISITORS, QUICK_PLACES = 400, 100
 RUSH_CONNECTIONS = 32  # the phones whose POSTs are in flight at once
-SERVER_THREADS = 8  # waitress's threads (fewer than the engine's pool of 15 connections: none waits for one)
+SERVER_THREADS = 4  # waitress's threads per process (2, 4, 8 measured: with 8 more bookings queue on the slot's row)
 SERVER_PROCESSES = 2  # web processes, one per core (1: 140 bookings/s, 2: 185-210 on this 2-core machine)
 POW_BITS = 8
 TYPE_ID = 9
