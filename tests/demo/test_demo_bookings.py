@@ -17,6 +17,14 @@ from tests.central.conftest import make_config
 
 
 def test_the_demo_seeds_its_bookings_through_the_booking_site(tmp_path):
+    # At the park's 10:00: after its closing (18:00 in Shanghai) the demo rightly books nobody for today.
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from protocol import clock
+
+    tz = ZoneInfo("Asia/Shanghai")
+    clock.install(clock.FixedClock(datetime.combine(datetime.now(tz).date(), time(10), tz)))
     config = replace(make_config(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path), site=SITE)
     upgrade(config.database_url)
     ctx = CentralContext.create(config, mqtt=False)
@@ -35,3 +43,4 @@ def test_the_demo_seeds_its_bookings_through_the_booking_site(tmp_path):
         assert all(c.kind == "id_card" and c.slot is not None for c in carried)
     finally:
         ctx.close()
+        clock.install(None)
