@@ -25,22 +25,25 @@ def test_the_demo_seeds_its_bookings_through_the_booking_site(tmp_path):
 
     tz = ZoneInfo("Asia/Shanghai")
     clock.install(clock.FixedClock(datetime.combine(datetime.now(tz).date(), time(10), tz)))
-    config = replace(make_config(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path), site=SITE)
-    upgrade(config.database_url)
-    ctx = CentralContext.create(config, mqtt=False)
     try:
-        park, _passwords = seed_park(ctx, visitors=200, gates=2, faces=False, rng=random.Random(7),
-                                     progress=lambda text: None, gate_hardware={"controller_profile": "tripod-coil"})
-        carried = park.pools["booking"]
-        with ctx.sessions() as db:
-            persons = db.scalar(select(func.count()).select_from(BookingPerson))
-            parties = db.scalar(select(func.count()).select_from(Booking))
-            booked = db.scalar(select(func.sum(SlotQuota.booked)))
-            channels = set(db.scalars(select(Booking.channel)))
-        assert len(carried) == persons == booked == 30  # 15 % of the day's visitors
-        assert parties < persons  # families and friends book together
-        assert channels == {"web"}
-        assert all(c.kind == "id_card" and c.slot is not None for c in carried)
+        config = replace(make_config(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path), site=SITE)
+        upgrade(config.database_url)
+        ctx = CentralContext.create(config, mqtt=False)
+        try:
+            park, _passwords = seed_park(ctx, visitors=200, gates=2, faces=False, rng=random.Random(7),
+                                         progress=lambda text: None,
+                                         gate_hardware={"controller_profile": "tripod-coil"})
+            carried = park.pools["booking"]
+            with ctx.sessions() as db:
+                persons = db.scalar(select(func.count()).select_from(BookingPerson))
+                parties = db.scalar(select(func.count()).select_from(Booking))
+                booked = db.scalar(select(func.sum(SlotQuota.booked)))
+                channels = set(db.scalars(select(Booking.channel)))
+            assert len(carried) == persons == booked == 30  # 15 % of the day's visitors
+            assert parties < persons  # families and friends book together
+            assert channels == {"web"}
+            assert all(c.kind == "id_card" and c.slot is not None for c in carried)
+        finally:
+            ctx.close()
     finally:
-        ctx.close()
-        clock.install(None)
+        clock.install(None)  # whatever failed above: the next test reads the real clock
