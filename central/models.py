@@ -754,6 +754,12 @@ class BookingPerson(Base):
     doc_digest: Mapped[str] = mapped_column(String(64))
     doc_masked: Mapped[str] = mapped_column(String(40))
     ticket_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tickets.id"))
+    # Face entry (a site setting): the person's selfie template, sealed with the template key for the
+    # holder `ticket_ref(ticket_id)`; sent to the gates on the visit day only (`face_on_gates`) and
+    # deleted after it. `face_entry` stays: the central then still knows a late passage by face was asked for.
+    face_entry: Mapped[bool] = mapped_column(default=False, server_default=false())
+    face_record: Mapped[bytes | None] = mapped_column(LargeBinary)
+    face_on_gates: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     booking: Mapped[Booking] = relationship(back_populates="persons")
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from protocol import messages as m
 from protocol.errors import CodeError
-from protocol.ids import id_number_digest, pass_ref, ticket_ref
+from protocol.ids import id_number_digest, is_ticket_ref, pass_ref, ref_number, ticket_ref
 from protocol.reasons import Reason
 from protocol.rules import (
     Biometric,
@@ -201,7 +201,7 @@ class FaceSource(Protocol):
     @property
     def index(self) -> FaceIndex | None: ...
 
-    def ensure(self) -> FaceIndex | None: ...
+    def identify(self, probe, threshold: float | None): ...
 
 
 class Decider:
@@ -295,10 +295,14 @@ class Decider:
         return self._with_usage(Resolved(kind, ref, credential, None, holder_id=row.holder_id))
 
     def _face(self, probe, active: ActiveConfig) -> Resolved:
-        index = self.face_source.ensure() if self.face_source is not None else None
-        match = index.identify(probe, active.cfg.face_threshold) if index is not None else None
+        match = self.face_source.identify(probe, active.cfg.face_threshold) if self.face_source is not None else None
         if match is None or not match.ok or match.holder_id is None:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)
+        if is_ticket_ref(match.holder_id):  # a booked person's face (face entry at booking): their ticket
+            row = self.store.ticket(ref_number(match.holder_id) or 0)
+            if row is None:
+                return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)
+            return self._ticket(row, "face", active)
         passes = self.store.passes_of(match.holder_id)
         if not passes:
             return Resolved("face", refusal=Reason.UNKNOWN_CREDENTIAL)

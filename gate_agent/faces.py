@@ -1,9 +1,14 @@
 """Face matching at the gate: the camera's probe against a holder's bound face (1:1), and the 1:N index
 of enrolled holders' faces for face-only entry, kept in step with the cache (beside `fingerprints`).
 
-The index holds decrypted templates in memory only. It is built at start where the camera identifies
-(`[devices.camera] identify`), else on the first face attempt; once built it follows template changes
-and forgets (`after_changes`), and a snapshot rebuilds it (`load`).
+Two galleries: the annual-pass holders' faces (`index`), and the faces of the visit day's bookings
+(`day`: templates whose holder is a ticket ref, which the central sends on the visit day only and
+takes back after it). A probe is identified in each, and the closer match within the threshold wins,
+so a booked face is searched among that day's bookings, never among every booking ahead.
+
+The indexes hold decrypted templates in memory only. They are built at start where the camera identifies
+(`[devices.camera] identify`), else on the first face attempt; once built they follow template changes
+and forgets (`after_changes`), and a snapshot rebuilds them (`load`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from protocol import messages as m
+from protocol.ids import is_ticket_ref
 from protocol.rules import Biometric
 
 from .config import CameraDevice
@@ -21,7 +27,7 @@ from .readers import Camera
 from .store import Store
 
 if TYPE_CHECKING:
-    from biometrics.face import FaceIndex
+    from biometrics.face import FaceIndex, FaceTemplate, Match
 
 log = logging.getLogger(__name__)
 TEMPLATE_BYTES = 512  # biometrics.face: 128 float32
@@ -36,7 +42,8 @@ class FaceMatcher:
         self.camera_cfg = camera_cfg
         self.camera: Camera | None = None  # set once the readers are built
         self._threshold = threshold
-        self.index: FaceIndex | None = None  # built at the first face attempt, or at start for 1:N
+        self.index: FaceIndex | None = None  # holders; built at the first face attempt, or at start for 1:N
+        self.day: FaceIndex | None = None  # the visit day's booked faces (holder: the person's ticket ref)
 
     def load(self, force: bool = False) -> FaceIndex | None:
         """Build the 1:N index from the store (see the module doc); None when not wanted yet."""
@@ -48,12 +55,13 @@ class FaceMatcher:
         threshold = self._threshold() or DEFAULT_THRESHOLD
         # Sized once for what the store holds (plus room to grow): no doubling copies at load.
         index = FaceIndex(threshold, capacity=self.store.count_templates("face") + 1024)
+        day = FaceIndex(threshold)
         for holder_id, _finger, _version, data in self.store.iter_templates("face"):
             try:
-                index.add(holder_id, FaceTemplate.from_bytes(data))
+                (day if is_ticket_ref(holder_id) else index).add(holder_id, FaceTemplate.from_bytes(data))
             except ValueError:
                 log.warning("a stored face template of the wrong size was skipped")
-        self.index = index
+        self.index, self.day = index, day
         return index
 
     def ensure(self) -> FaceIndex | None:
@@ -67,19 +75,27 @@ class FaceMatcher:
         faces: set[str] = set()
         for ch in changes:
             if isinstance(ch, m.HolderForget):
-                forgotten = forget_holder(ch.holder_id, face_index=self.index)
+                gallery = self.day if is_ticket_ref(ch.holder_id) else self.index
+                forgotten = forget_holder(ch.holder_id, face_index=gallery)
                 log.info("holder forgotten: %d face templates dropped from memory", forgotten.face_templates)
                 faces.discard(ch.holder_id)
             elif isinstance(ch, m.TemplateChange) and ch.kind == "face":
                 faces.add(ch.holder_id)
-        if self.index is None or not faces:
+        if self.index is None or self.day is None or not faces:
             return
         from biometrics.face import FaceTemplate
 
         for holder_id in faces:
             templates = [FaceTemplate.from_bytes(t) for t in self.store.templates(holder_id, "face")
                          if len(t) == TEMPLATE_BYTES]
-            self.index.replace(holder_id, templates)
+            (self.day if is_ticket_ref(holder_id) else self.index).replace(holder_id, templates)
+
+    def identify(self, probe: FaceTemplate, threshold: float | None) -> Match | None:
+        """1:N in both galleries (holders, the day's bookings): the closer match within the threshold."""
+        self.ensure()
+        matches = [g.identify(probe, threshold) for g in (self.index, self.day) if g is not None]
+        found = [match for match in matches if match is not None]
+        return min(found, key=lambda match: match.distance) if found else None
 
     def verify(self, resolved: Resolved, active: ActiveConfig) -> tuple[Biometric | None, bytes | None]:
         """The camera's face against the credential's bound faces (1:1); (None, None) with no usable

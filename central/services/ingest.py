@@ -66,6 +66,7 @@ from sqlalchemy.orm import Session
 from central.db import rowcount, table
 from central.models import (
     AnnualPass,
+    BookingPerson,
     Conflict,
     CredentialUsage,
     DenialCount,
@@ -90,7 +91,7 @@ from protocol.rules import Biometric, Credential, SitePolicy, Usage, ZoneState, 
 CONFLICT_REASONS = FINAL | {Reason.EXIT_FIRST}
 CLOCK_SKEW = timedelta(minutes=5)  # a gate's clock against the validity it checked
 FREE_MODES = frozenset({"free", "emergency"})
-_KINDS_OF = {TICKET: frozenset({"qr", "id_card"}), PASS: frozenset({"annual_pass", "face", "fingerprint"}),
+_KINDS_OF = {TICKET: frozenset({"qr", "id_card", "face"}), PASS: frozenset({"annual_pass", "face", "fingerprint"}),
              HOLDER: frozenset({"annual_pass", "face", "fingerprint"})}
 _EVENTS = table(PassageEventRecord)
 _USAGE = table(CredentialUsage)
@@ -234,7 +235,8 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
     sites = _load_sites(session, {e.site for e in fresh})
     flags = {e.id: "unknown_site" for e in fresh if e.site not in sites}
     known = [e for e in fresh if e.site in sites]
-    facts = _Facts(session, sites, {e.credential_ref for e in known if e.passed and e.credential_ref})
+    facts = _Facts(session, sites, {e.credential_ref for e in known if e.passed and e.credential_ref},
+                   {e.credential_ref for e in known if e.credential_kind == "face" and is_ticket_ref(e.credential_ref)})
     alerts: list[AlertRaise] = []
     if known:
         checks = _Checks(session, known, facts, received_at)
@@ -461,8 +463,13 @@ def _rows_by_id(session: Session, columns: list, key, ids: set[int]):
 class _Facts:
     """What the central knows of the credentials in one batch, loaded with one query per kind."""
 
-    def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str]) -> None:
+    def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str],
+                 face_tickets: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         numbered = [(ref_kind(r), ref_number(r)) for r in refs]
+        # Tickets entered by face: only a booked person who gave a face at booking can be (face entry).
+        face_ids = {n for n in (ref_number(r) for r in face_tickets) if n is not None}
+        self.face_tickets: set[int] = set(session.scalars(select(BookingPerson.ticket_id).where(
+            BookingPerson.ticket_id.in_(face_ids), BookingPerson.face_entry.is_(True)))) if face_ids else set()
         ticket_ids = {n for k, n in numbered if k == TICKET and n is not None}
         pass_ids = {n for k, n in numbered if k == PASS and n is not None}
         holder_ids = {n for k, n in numbered if k == "H" and n is not None}
@@ -577,6 +584,8 @@ class _Checks:
             t = f.tickets.get(number)
             if t is None or t.site_id != e.site:
                 return "unknown_credential"
+            if e.credential_kind == "face" and number not in f.face_tickets:
+                return "credential_kind"
             if e.ticket_type is not None and e.ticket_type != t.ticket_type_id:
                 return "ticket_type"
             if e.headcount > t.headcount:

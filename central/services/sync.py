@@ -20,10 +20,20 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from central.db import table
-from central.models import AnnualPass, BiometricTemplate, Person, Site, SyncChange, Ticket, TicketType
+from central.models import (
+    AnnualPass,
+    BiometricTemplate,
+    Booking,
+    BookingPerson,
+    Person,
+    Site,
+    SyncChange,
+    Ticket,
+    TicketType,
+)
 from protocol import messages as m
 from protocol.clock import park_now
-from protocol.ids import holder_ref
+from protocol.ids import holder_ref, ticket_ref
 from protocol.messages import (
     Change,
     Delta,
@@ -158,6 +168,14 @@ def _snapshot_changes(session: Session, site_id: str, now: datetime) -> Iterator
         for template in templates:
             if template.person_id in holders:
                 yield template_change(template)
+    # Face entry at booking: the visit day's faces (`visitor_bookings.face_round` puts them on and takes them off).
+    booked = session.execute(
+        select(BookingPerson.ticket_id, BookingPerson.face_record).join(Booking, Booking.id == BookingPerson.booking_id)
+        .where(Booking.site_id == site_id, BookingPerson.face_on_gates.is_(True),
+               BookingPerson.face_record.is_not(None)).order_by(BookingPerson.id))
+    for ticket_id, record in booked:
+        if ticket_id is not None and record is not None:
+            yield TemplateChange(holder_id=ticket_ref(ticket_id), kind="face", data=record)
 
 
 def _size(change: Change) -> int:

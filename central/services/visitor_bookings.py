@@ -5,6 +5,7 @@
     set_day(...)/set_slot(...)           managers open or close a day, cap it, set a slot's capacity and close
     make_booking(...)                    book: checks every value, then takes the places
     find_booking(...)/cancel_booking()   a visitor finds and cancels with the number and the phone or a document
+    face_round(...)/face_round_all(...)  face entry: the visit day's faces onto the gates, past days' deleted
     block(...)/unblock(...)              the blocklist of documents and phones (audited; gates refuse)
     suspicious(...)                      many bookings from one client address or one phone
 
@@ -19,6 +20,12 @@ Rules that hold under a rush:
 Each person gets a ticket of the site's booking ticket type (headcount 1, the slot, the person's name
 and document digest), so gates admit an ID card by its salted digest, or any document by the ticket's
 signed QR code, as for every other real-name ticket.
+
+Face entry (the site's `face_entry`): a person may add a selfie (checked like a desk enrolment). Its
+template is sealed with the template key for the holder `ticket_ref(ticket)` and reaches the site's gates
+on the visit day only, so a gate matches a booked face among that day's bookings (a small gallery: fewer
+false accepts than among every booking ahead); after the visit day, or at a cancellation, the template
+is deleted here and the gates forget it.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from central.services.sync import record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
 from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
-from protocol.messages import Change
+from protocol.messages import Change, HolderForget, TemplateChange
 
 PARTY_LIMIT = 20  # the most a site may allow in one booking
 DAYS_AHEAD_LIMIT = 90
@@ -388,6 +395,7 @@ class BookingRequest:
     language: str = "zh"
     channel: str = "web"  # web | desk
     client_address: str | None = None
+    faces: dict[int, bytes] = field(default_factory=dict)  # person's position (from 1) -> checked face template
 
 
 @dataclass(frozen=True)
@@ -432,9 +440,32 @@ def new_number() -> str:
     return "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(NUMBER_LENGTH))
 
 
+def _check_faces(rules: BookingSettings, req: BookingRequest, cipher) -> dict[int, bytes]:
+    if not req.faces:
+        return {}
+    if not rules.face_entry:
+        raise FieldError("face_off", _l("This park does not offer face entry."), "party")
+    if cipher is None:
+        raise Refused("no_template_key", _l("Face entry cannot be stored at the moment: book without a photo "
+                                            "and enter with your document."))
+    from biometrics.templates import TemplateFormatError, check_template
+
+    out = {}
+    for position, template in req.faces.items():
+        if not isinstance(position, int) or not 1 <= position <= len(req.persons):
+            raise FieldError("bad_face", _l("A face photo belongs to a person of the party."), "party")
+        try:
+            out[position] = check_template("face", template)
+        except TemplateFormatError:
+            raise FieldError("bad_face", _l("This photo cannot be used for face entry."),
+                             f"person-{position}-face") from None
+    return out
+
+
 def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str | None = None,
-                 now: datetime | None = None) -> Booking:
+                 now: datetime | None = None, *, cipher=None) -> Booking:
     """Book the places of one slot for a party, in the caller's transaction (commit it at once).
+    `cipher` (the template key) seals the faces of a party asking for face entry.
 
     Refused: `slot_closed`, `day_closed`, `quota_full`, `day_full`, `already_booked`, `blocked`."""
     now = now or park_now()
@@ -443,6 +474,7 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
     if rules.ticket_type_id is None:
         raise Refused("booking_off", _l("This park does not take bookings online yet."))
     persons = check_party(rules, list(req.persons))
+    faces = _check_faces(rules, req, cipher)
     phone = normalise_phone(req.phone)
     if req.consent is not True:
         raise FieldError("no_consent", _l("Booking needs your consent to the personal data notice."), "consent")
@@ -491,12 +523,20 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
                              "box_office", channel_ref=f"B{booking.number}", slot_start=quota.slot_start,
                              slot_end=quota.slot_end, quota_id=quota.id) for p in persons]
     tickets = issue_tickets(session, site_id, requests, actor or "visitor", deltas=False)
-    for i, (p, d, t) in enumerate(zip(persons, digests, tickets, strict=True), start=1):
-        session.add(BookingPerson(booking_id=booking.id, position=i, name=p.name, doc_type=p.doc_type, doc_digest=d,
-                                  doc_masked=mask_document(p.number), ticket_id=t.id))
-    audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
-          channel=booking.channel)
     changes: list[Change] = [ticket_change(t) for t in tickets]
+    on_the_day = day == today  # a face reaches the gates on its visit day only (`face_round` for later days)
+    for i, (p, d, t) in enumerate(zip(persons, digests, tickets, strict=True), start=1):
+        person = BookingPerson(booking_id=booking.id, position=i, name=p.name, doc_type=p.doc_type, doc_digest=d,
+                               doc_masked=mask_document(p.number), ticket_id=t.id)
+        if i in faces:
+            holder = ticket_ref(t.id)
+            person.face_entry, person.face_record = True, cipher.encrypt(faces[i], holder, "face")
+            if on_the_day:
+                person.face_on_gates = True
+                changes.append(TemplateChange(holder_id=holder, kind="face", data=person.face_record))
+        session.add(person)
+    audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
+          channel=booking.channel, faces=len(faces))
     session.flush()
     # The hot rows, last: the slot's and the day's counts (in that order everywhere), then the site's delta
     # sequence. Their row locks are held from here to the caller's commit only, so a rush queues on a few
@@ -575,10 +615,69 @@ def cancel_booking(session: Session, site_id: str, booking: Booking, actor: str 
     session.execute(update(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == locked.day)
                     .values(booked=BookingDay.booked - len(tickets)))
     session.flush()
-    record_delta(session, site_id, [ticket_change(t) for t in tickets])
+    changes: list[Change] = [ticket_change(t) for t in tickets]
+    changes += _delete_faces(list(locked.persons))  # a cancelled visit's faces go at once
+    record_delta(session, site_id, changes)
     audit(session, actor or "visitor", "booking.cancel", display_number(locked.number), party=locked.party)
     session.flush()
     return locked
+
+
+# --- face entry --------------------------------------------------------------------------------
+
+
+def _delete_faces(persons: list[BookingPerson]) -> list[Change]:
+    """Delete these persons' face templates; what the gates hold, they forget (the changes to record)."""
+    out: list[Change] = []
+    for person in persons:
+        if person.face_on_gates and person.ticket_id is not None:
+            out.append(HolderForget(holder_id=ticket_ref(person.ticket_id)))
+        person.face_record, person.face_on_gates = None, False
+    return out
+
+
+def face_round(session: Session, site_id: str, now: datetime | None = None) -> tuple[int, int]:
+    """The visit day's booked faces onto the gates, the faces of past days (and of bookings no longer
+    valid) deleted here and forgotten by the gates. (sent, deleted); the scheduler runs it every few
+    minutes, so a day's gallery is on the gates from its first minutes (bookings made on the day go at once)."""
+    now = now or park_now()
+    site = get_site(session, site_id)
+    today = site_day(site, now)
+    persons = list(session.scalars(
+        select(BookingPerson).join(Booking, Booking.id == BookingPerson.booking_id)
+        .where(Booking.site_id == site_id, BookingPerson.face_record.is_not(None),
+               or_(Booking.day != today, Booking.status != "booked", BookingPerson.face_on_gates.is_(False)))
+        .order_by(BookingPerson.id).limit(5000).with_for_update(of=BookingPerson)))
+    if not persons:
+        return 0, 0
+    bookings = {b.id: b for b in session.scalars(select(Booking).where(
+        Booking.id.in_({p.booking_id for p in persons})))}
+    changes: list[Change] = []
+    gone = [p for p in persons if bookings[p.booking_id].day < today or bookings[p.booking_id].status != "booked"]
+    changes += _delete_faces(gone)
+    sent = 0
+    for p in persons:
+        b = bookings[p.booking_id]
+        if b.day == today and b.status == "booked" and not p.face_on_gates and p.ticket_id is not None \
+                and p.face_record is not None:
+            p.face_on_gates = True
+            changes.append(TemplateChange(holder_id=ticket_ref(p.ticket_id), kind="face", data=p.face_record))
+            sent += 1
+    session.flush()
+    if changes:
+        record_delta(session, site_id, changes)
+    return sent, len(gone)
+
+
+def face_round_all(session: Session, now: datetime | None = None) -> tuple[int, int]:
+    """`face_round` for every site with booked faces (the scheduler's `booking_faces` job)."""
+    sites = session.scalars(select(Booking.site_id).join(BookingPerson, BookingPerson.booking_id == Booking.id)
+                            .where(BookingPerson.face_record.is_not(None)).distinct())
+    sent = deleted = 0
+    for site_id in list(sites):
+        s, d = face_round(session, site_id, now)
+        sent, deleted = sent + s, deleted + d
+    return sent, deleted
 
 
 # --- blocklist and report ------------------------------------------------------------------------

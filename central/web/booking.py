@@ -44,6 +44,7 @@ from central.services import proof_of_work as pow_service
 from central.services import visitor_bookings as vb
 from central.services.gates import get_site
 from central.services.tickets import qr_svg, ticket_code
+from central.web.forms import photo_kind
 from central.web.i18n import current_language
 from central.web.stack import commit, ctx, db, site_id
 
@@ -60,6 +61,15 @@ POW_TEXTS = {
     "pow_expired": _l("The form waited too long: reload the page and send it again."),
     "pow_wrong": _l("The form's check is not valid: reload the page and try again."),
     "pow_used": _l("This form was already sent: reload the page to book again."),
+}
+# Face entry: why a selfie cannot be used (the desk's enrolment checks, said to the visitor).
+FACE_TEXTS = {
+    "too_large": _l("The photo is too large: take or choose a smaller one."),
+    "unreadable_image": _l("The photo cannot be read: take or choose a JPEG, PNG or WebP photo."),
+    "no_face": _l("No face was found in the photo: the face must be visible, upright and well lit."),
+    "several_faces": _l("There are several faces in the photo: take a photo of this person alone."),
+    "face_too_small": _l("The face is too small in the photo: move closer, or crop the photo."),
+    "too_blurred": _l("The face is too blurred: hold the phone still and take the photo again."),
 }
 
 
@@ -109,6 +119,7 @@ class FormState:
     phone: str = ""
     consent: bool = False
     errors: dict[str, str] = field(default_factory=dict)
+    photos: set[int] = field(default_factory=set)  # persons who chose a photo (a browser sends it only once)
 
 
 def _read_form(party_max: int) -> FormState:
@@ -122,6 +133,9 @@ def _read_form(party_max: int) -> FormState:
     for i in range(1, state.party + 1):
         state.persons.append({key: form.get(f"person-{i}-{key}", "")[:400]
                               for key in ("name", "doc_type", "doc_number")})
+        upload = request.files.get(f"person-{i}-face")
+        if upload is not None and upload.filename:
+            state.photos.add(i)
     if party != state.party:
         state.errors["party"] = _("A booking is for 1 to %(n)s people.", n=party_max)
     return state
@@ -164,7 +178,7 @@ def _form_page(quota, state: FormState, status: int = 200):
     rules = vb.settings(session_db, site_id())
     challenge = pow_service.issue(_secret(), int(_conf("BOOKING_POW_BITS")))
     return render_template("book/form.html", quota=quota, slot=vb.slot_view(session_db, site_id(), quota),
-                           rules=rules, state=state,
+                           rules=rules, state=state, face_entry=_face_entry(rules),
                            doc_types=[(t, vb.DOCUMENT_LABELS[t]) for t in DOCUMENT_TYPES], challenge=challenge,
                            party_choices=range(1, rules.party_max + 1)), status
 
@@ -178,6 +192,35 @@ def form(quota_id: int):
     except ValueError:
         party = 1
     return _form_page(quota, _blank(party))
+
+
+def _face_entry(rules) -> bool:
+    """Face entry is offered where the site has it on and the central holds the template key."""
+    return bool(rules.face_entry) and ctx().cipher is not None
+
+
+def _faces(state: FormState) -> dict[int, bytes]:
+    """The checked face template of each person who chose a photo; a photo that cannot be used is said
+    at its field (FieldError), in the visitor's language, with the desk's enrolment checks."""
+    from biometrics import EnrolmentRefused, FaceSupportMissing, enrol_face
+
+    out: dict[int, bytes] = {}
+    limit = int(current_app.config["MAX_PHOTO_BYTES"])
+    for i in sorted(state.photos):
+        name = f"person-{i}-face"
+        data = request.files[name].read(limit + 1)
+        if len(data) > limit:
+            raise vb.FieldError("too_large", FACE_TEXTS["too_large"], name)
+        if photo_kind(data) is not None:
+            raise vb.FieldError("unreadable_image", FACE_TEXTS["unreadable_image"], name)
+        try:
+            out[i] = enrol_face(data).to_bytes()
+        except EnrolmentRefused as exc:
+            raise vb.FieldError(exc.reason, FACE_TEXTS.get(exc.reason, FACE_TEXTS["unreadable_image"]), name) from None
+        except FaceSupportMissing:
+            raise vb.FieldError("face_off", _l("Face entry is not available at the moment: book without a photo "
+                                               "and enter with your document."), name) from None
+    return out
 
 
 def _check_pow() -> str | None:
@@ -221,6 +264,9 @@ def submit(quota_id: int):
     try:
         phone = vb.normalise_phone(state.phone)
         checked = vb.check_party(rules, persons)
+        if state.photos and not _face_entry(rules):
+            raise vb.FieldError("face_off", _l("This park does not offer face entry."), "party")
+        faces = _faces(state)
     except vb.FieldError as exc:
         state.errors[exc.field] = exc.text
         return _form_page(quota, state, 400)
@@ -230,9 +276,9 @@ def submit(quota_id: int):
         state.errors["form"] = _("Too many bookings for this phone or document: try again tomorrow.")
         return _form_page(quota, state, 429)
     request_ = vb.BookingRequest(quota_id=quota.id, persons=persons, phone=state.phone, consent=state.consent,
-                                 language=current_language(), channel="web", client_address=_client())
+                                 language=current_language(), channel="web", client_address=_client(), faces=faces)
     try:
-        booking = vb.make_booking(session_db, site_id(), request_)
+        booking = vb.make_booking(session_db, site_id(), request_, cipher=ctx().cipher)
         number = booking.number
         commit()
     except ServiceError as exc:

@@ -3,7 +3,6 @@ card, fingerprint), suspend, report lost, renew, and delete a person's data on r
 
 from __future__ import annotations
 
-import io
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +17,7 @@ from central.services import staff_help as help_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
-from central.web.forms import form_day, form_int
+from central.web.forms import form_day, form_int, photo_kind
 from central.web.i18n import site_today
 from central.web.stack import commit, ctx, db, require, signed_in, site_id
 from protocol.errors import CodeError
@@ -292,14 +291,10 @@ def _photo_bytes() -> tuple[bytes | None, str | None]:
     data = upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
     if len(data) > current_app.config["MAX_PHOTO_BYTES"]:
         return None, _("The photo is larger than %(n)s MB.", n=current_app.config["MAX_PHOTO_BYTES"] // (1024 * 1024))
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in ("JPEG", "PNG", "WEBP"):
-                return None, _("The file is not a JPEG, PNG or WebP photo.")
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    kind = photo_kind(data)
+    if kind == "format":
+        return None, _("The file is not a JPEG, PNG or WebP photo.")
+    if kind == "unreadable":
         return None, _("The file is not a photo that can be read.")
     return data, None
 

@@ -18,6 +18,22 @@ def form_int(value: object, default: int | None = None) -> int | None:
         return default
 
 
+def photo_kind(data: bytes) -> str | None:
+    """Why uploaded bytes are not a usable photo: "format" (not JPEG, PNG or WebP), "unreadable", or None."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("JPEG", "PNG", "WEBP"):
+                return "format"
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return "unreadable"
+    return None
+
+
 def form_day(value: str | None) -> date | None:
     """A YYYY-MM-DD day as a date input sends it, else None."""
     try:
@@ -26,4 +42,4 @@ def form_day(value: str | None) -> date | None:
         return None
 
 
-__all__ = ["form_day", "form_int"]
+__all__ = ["form_day", "form_int", "photo_kind"]

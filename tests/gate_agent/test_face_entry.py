@@ -89,3 +89,49 @@ def test_face_only_entry_admits_an_enrolled_holder_on_their_pass_and_refuses_a_s
     agent._recent.clear()
     assert agent.present("face", faces["obama2"]).reason == "unknown_credential"
     assert agent.present("face", faces["biden"]).granted
+
+
+def test_a_booked_face_enters_on_its_ticket_in_its_slot_from_the_days_gallery_and_is_forgotten_after(
+        gate_factory, probe, signer, site, faces):
+    """Face entry at booking: the central sends a booked person's face with their ticket as its holder,
+    on the visit day only. The gate keeps it in the day's gallery, apart from the pass holders'."""
+    from datetime import timedelta
+
+    from tests.gate_agent.conftest import now
+
+    agent, turnstile = gate_factory("g1")
+    probe.wait(lambda: agent.store.meta("snapshot_id"))
+    t = now()
+    probe.delta(
+        m.TicketChange(ticket_id=9301, ticket_type=1, valid_from=t - timedelta(hours=2),
+                       valid_to=t + timedelta(hours=10), slot_start=t - timedelta(minutes=30),
+                       slot_end=t + timedelta(minutes=90)),
+        m.TemplateChange(holder_id="T9301", kind="face", data=faces["obama1"].to_bytes()),
+        m.TicketChange(ticket_id=9302, ticket_type=1, valid_from=t - timedelta(hours=2),
+                       valid_to=t + timedelta(hours=10), slot_start=t + timedelta(hours=3),
+                       slot_end=t + timedelta(hours=5)),
+        m.TemplateChange(holder_id="T9302", kind="face", data=faces["biden"].to_bytes()),
+        m.PassChange(pass_id=83, holder_id="alex", card_uid="0483"),
+        m.TemplateChange(holder_id="alex", kind="face", data=faces["alex"].to_bytes()))
+    probe.wait(lambda: agent.store.seq == probe.seq)
+    agent.decider.face_source.load(force=True)
+    matcher = agent.decider.face_source
+    assert matcher.day.holders() == {"T9301", "T9302"} and matcher.index.holders() == {"alex"}
+
+    booked = agent.present("face", faces["obama2"])  # another photo than the selfie
+    assert booked.granted and booked.passed == 1
+    assert (booked.events[0].credential_kind, booked.events[0].credential_ref) == ("face", "T9301")
+    agent._recent.clear()
+    again = agent.present("face", faces["obama2"])  # a day ticket: one entry
+    assert not again.granted and again.passed == 0
+    early = agent.present("face", faces["biden"])  # booked for a later slot
+    assert early.reason == "too_early" and early.passed == 0
+    assert agent.present("face", faces["alex"]).events[0].credential_ref == "P83"  # holders still enter
+    assert turnstile.counters[0] == 2
+
+    # After the visit day the central takes the faces back: the gallery empties, the face admits nobody.
+    probe.delta(m.HolderForget(holder_id="T9302"))
+    probe.wait(lambda: agent.store.seq == probe.seq)
+    assert "T9302" not in matcher.day and agent.store.templates("T9302", "face") == []
+    agent._recent.clear()
+    assert agent.present("face", faces["biden"]).reason == "unknown_credential"

@@ -71,3 +71,35 @@
     if (status) status.hidden = true;
   });
 })();
+
+// Face entry: a phone's photo (often 3-8 MB) is scaled down to 1024 px before it is sent, so a party's
+// photos stay far under the upload limit; where the browser cannot, the photo goes as it is.
+(function () {
+  "use strict";
+  var MAX_SIDE = 1024;
+  function shrink(input) {
+    var file = input.files && input.files[0];
+    if (!file || !window.DataTransfer || !window.URL || !HTMLCanvasElement.prototype.toBlob) return;
+    var img = new Image();
+    img.onload = function () {
+      URL.revokeObjectURL(img.src);
+      var scale = Math.min(1, MAX_SIDE / Math.max(img.naturalWidth, img.naturalHeight));
+      if (scale >= 1) return;
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.round(img.naturalWidth * scale);
+      canvas.height = Math.round(img.naturalHeight * scale);
+      canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+      canvas.toBlob(function (blob) {
+        if (!blob) return;
+        var list = new DataTransfer();
+        list.items.add(new File([blob], "face.jpg", {type: "image/jpeg"}));
+        input.files = list.files;
+      }, "image/jpeg", 0.9);
+    };
+    img.src = URL.createObjectURL(file);
+  }
+  var inputs = document.querySelectorAll("input[type=file][data-face]");
+  for (var i = 0; i < inputs.length; i++) {
+    inputs[i].addEventListener("change", function (event) { shrink(event.target); });
+  }
+})();
