@@ -14,6 +14,8 @@ through the filters `local_dt`, `local_date` and `local_time`, counts through `n
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
@@ -28,6 +30,8 @@ from flask_babel import (
     get_locale,
     get_translations,
 )
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from central.i18n import LABELS  # the codes in people's words, shared with the services
 from central.models import Site, StaffUser
@@ -44,11 +48,42 @@ COOKIE_AGE_S = 365 * 24 * 3600
 LANGUAGES = (("zh_Hans", "中文"), ("en", "English"))
 HTML_LANG = {"zh_Hans": "zh-Hans", "en": "en"}
 
-def _site() -> Site | None:
-    """This request's site row (its language and time zone), read once."""
+@dataclass(frozen=True)
+class SiteLocale:
+    timezone: str
+    language: str | None
+
+
+SITE_LOCALE_TTL_S = 5.0
+_site_locales: dict[str, tuple[float, SiteLocale]] = {}
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_site_locales(session, _flush_context) -> None:
+    """A park's time zone or language changed in this process: its pages use the new one at once (other
+    processes within SITE_LOCALE_TTL_S)."""
+    if any(isinstance(o, Site) for o in (*session.dirty, *session.new, *session.deleted)):
+        _site_locales.clear()
+
+
+def _site() -> SiteLocale | None:
+    """This request's park's language and time zone. Read at most every few seconds per process: every
+    page formats dates with them, and a SELECT of the site row was a fifth of a booking form's answer
+    under a rush (the booking bench's profile)."""
     if "i18n_site" not in g:
         # The "database away" page asks nothing of the database: the cookie and the browser decide.
-        g.i18n_site = None if g.get("database_away") else db().get(Site, site_id())
+        if g.get("database_away"):
+            g.i18n_site = None
+        else:
+            key, now = site_id(), time.monotonic()
+            cached = _site_locales.get(key)
+            if cached is not None and now - cached[0] <= SITE_LOCALE_TTL_S:
+                g.i18n_site = cached[1]
+            else:
+                row = db().get(Site, key)
+                g.i18n_site = SiteLocale(row.timezone, row.language) if row is not None else None
+                if g.i18n_site is not None:
+                    _site_locales[key] = (now, g.i18n_site)
     return g.i18n_site
 
 
