@@ -33,6 +33,8 @@ def main(argv: list[str]) -> int:
     app.config.update(BOOKING_ADDRESS_LIMIT="1000000/minute", BOOKING_FIND_LIMIT="1000000/minute",
                       BOOKING_POW_BITS=bits)
     profile = os.environ.get("BENCH_PROFILE") == "1" and _sample(path)
+    if os.environ.get("SWITCH"):
+        sys.setswitchinterval(float(os.environ["SWITCH"]))
     print(json.dumps({"ready": port}), flush=True)
 
     def _stop(*_args) -> None:
