@@ -3,7 +3,8 @@
     database_url = "sqlite:///var/central/central.db"   # or postgresql+psycopg://user@host/db
     site = "park1"                                      # the default site for CLI commands
 
-    [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1")
+    [mqtt]     host, port, username, password, tls_ca, client_id, protocol ("5" or "3.1.1"), failover
+    [ingest]   batch_size, batch_ms, group, sites (the parks this worker takes; empty: all)
     [keys]     signing_key_file, signing_key_id, template_key
     [web]      secret_key, host, port, secure_cookies, proxy_hops, ratelimit_storage, threads
     [jobs]     heartbeat_timeout_s, template_retention_days, snapshot_interval_s, roll_over_check_s
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from protocol.brokers import parse_address
 from protocol.topics import check_name
 
 DEFAULT_DB = "sqlite:///var/central/central.db"
@@ -53,6 +55,8 @@ class MqttConfig:
     client_id: str = "central"
     keepalive: int = 30
     protocol: str = "5"  # "3.1.1" for brokers without MQTT 5 (the demo's amqtt): no shared subscriptions
+    # Other nodes of a clustered broker ("host:port"), tried in turn when host:port is away (protocol.brokers).
+    failover: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class IngestConfig:
     batch_size: int = 500
     batch_ms: int = 50
     group: str = "central-ingest"
+    # The parks this worker takes (empty: all). A head office over many parks runs workers per group of
+    # parks, each subscribed to its parks' topics only, on a clustered broker.
+    sites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -287,6 +294,11 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: site: {exc}") from None
     if not 0 < config.mqtt.port < 65536:
         raise ConfigError(f"{src}: mqtt.port must be 1-65535")
+    for address in config.mqtt.failover:
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            raise ConfigError(f"{src}: mqtt.failover: {exc}") from None
     if config.mqtt.protocol not in ("5", "3.1.1"):
         raise ConfigError(f"{src}: mqtt.protocol must be \"5\" or \"3.1.1\", got {config.mqtt.protocol!r}")
     if not 0 <= config.keys.signing_key_id <= 255:
@@ -295,6 +307,11 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: jobs.heartbeat_timeout_s must be at least 1")
     if not 0.1 <= config.jobs.roll_over_check_s <= 3600:
         raise ConfigError(f"{src}: jobs.roll_over_check_s must be 0.1-3600 seconds")
+    for name in config.ingest.sites:
+        try:
+            check_name("ingest.sites", name)
+        except ValueError as exc:
+            raise ConfigError(f"{src}: {exc}") from None
     if config.ingest.batch_size < 1:
         raise ConfigError(f"{src}: ingest.batch_size must be at least 1")
     if not MIN_THREADS <= config.web.threads <= MAX_THREADS:

@@ -5,7 +5,7 @@ retained `GateConfig` from the central; see `gate_agent.agent`. Errors name the 
 
     [gate]      id, site, language (until the central's config arrives), heartbeat_s
     [broker]    host, port, username, password, tls_ca, tls_cert, tls_key, keepalive_s, protocol ("5" | "3.1.1"),
-                resend_after_s
+                resend_after_s, failover = ["node2:1883", ...] (the other nodes of a clustered broker)
     [store]     path, template_key = "base64url" | template_key_file = "path" (default <store>.key, made if missing),
                 id_key_file = "path" (the site's ID-number salt; default <store>.idkey, written from the config)
     [control]   socket (the local CLI's unix socket; default: next to the store)
@@ -30,6 +30,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from protocol.brokers import parse_address
 from protocol.topics import check_name
 
 Port = Annotated[str, msgspec.Meta(min_length=1)]
@@ -65,6 +66,9 @@ class BrokerSection(_Section):
     # again, then after twice as long, ... (the central drops repeats by event id).
     resend_after_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
     protocol: Literal["5", "3.1.1"] = "5"  # "3.1.1" for brokers without MQTT 5 (the demo's amqtt)
+    # Other nodes of a clustered broker ("host:port"), tried in turn when host:port is away
+    # (protocol.brokers); a single Mosquitto needs none.
+    failover: Annotated[list[str], msgspec.Meta(max_length=16)] = []
 
 
 class StoreSection(_Section):
@@ -259,6 +263,11 @@ def _check(cfg: GateFileConfig, source: str) -> None:
         except ValueError as exc:
             fail(key, str(exc))
     b = cfg.broker
+    for address in b.failover:
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            fail("broker.failover", str(exc))
     if (b.tls_cert is None) != (b.tls_key is None):
         fail("broker.tls_cert", "tls_cert and tls_key go together")
     for key in ("tls_ca", "tls_cert", "tls_key"):

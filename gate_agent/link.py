@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 
 from protocol import messages as m
 from protocol import topics
+from protocol.brokers import BrokerRotation
 
 from .config import GateFileConfig
 from .store import Store
@@ -70,6 +71,8 @@ class Link:
         self._next_resend_check = 0.0
         self._handlers.append((topics.event_ack(self.site, self.gate), 1, self._on_event_ack))
         self.last_will_status = m.GateStatus(site=self.site, gate=self.gate, online=False, at=datetime.now(UTC))
+        b = cfg.broker
+        self.brokers = BrokerRotation(b.host, b.port, b.failover)
         self.client = self._make_client()
         self._drainer = threading.Thread(target=self._drain_loop, name=f"outbox-{self.gate}", daemon=True)
 
@@ -95,6 +98,7 @@ class Link:
         client.max_inflight_messages_set(self.window)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
@@ -104,15 +108,24 @@ class Link:
         self._handlers.append((topic_filter, qos, handler))
 
     def start(self) -> None:
+        self._connect_to(*self.brokers.current)
+        self.client.loop_start()
+        self._drainer.start()
+
+    def _connect_to(self, host: str, port: int) -> None:
         b = self.cfg.broker
         if b.protocol == "3.1.1":
-            self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s)
+            self.client.connect_async(host, port, keepalive=b.keepalive_s)
         else:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = b.session_expiry_s
-            self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
-        self.client.loop_start()
-        self._drainer.start()
+            self.client.connect_async(host, port, keepalive=b.keepalive_s, clean_start=False, properties=props)
+
+    def _next_broker(self) -> None:
+        """A clustered broker's node is away: paho's reconnect loop goes to the next one (protocol.brokers)."""
+        address = self.brokers.advance()
+        if address is not None and not self._stop.is_set():
+            self._connect_to(*address)
 
     def stop(self, *, publish_offline: m.GateStatus | None = None, timeout: float = 2.0) -> None:
         """Leave cleanly: mark the gate offline (retained), then disconnect."""
@@ -158,8 +171,7 @@ class Link:
         for topic_filter, qos, _ in self._handlers:
             client.subscribe(topic_filter, qos=qos)
         self._connected.set()
-        log.info("connected to %s:%s (session present: %s)", self.cfg.broker.host, self.cfg.broker.port,
-                 flags.session_present)
+        log.info("connected to %s:%s (session present: %s)", *self.brokers.current, flags.session_present)
         if self.on_connect_cb:
             try:
                 self.on_connect_cb(flags.session_present)
@@ -167,9 +179,14 @@ class Link:
                 log.exception("on_connect handler failed")
         self._wake.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._next_broker()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected
         self._connected.clear()
+        if not self._stop.is_set():
+            self._next_broker()
         if was:
             log.warning("disconnected from the broker: %s", reason_code)
             if self.on_disconnect_cb:

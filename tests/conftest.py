@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.services import (
     Mosquitto,
+    NatsCluster,
     NatsMqtt,
     create_pg_database,
     drop_pg_database,
@@ -89,6 +90,15 @@ def faces_dir() -> Path:
     # Skipped locally, failed under CI=true (`need`): a missing folder must never pass silently.
     need(FACES_DIR.is_dir(), f"shared face photos not found at {FACES_DIR} (they are never copied into the project)")
     return FACES_DIR
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    """Three NATS servers in one cluster with JetStream and MQTT listeners (tests.support.services.NatsCluster)."""
+    need(have_nats(), "nats-server is not installed (apt-get install nats-server)")
+    cluster = NatsCluster(tmp_path / "nats-cluster").start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

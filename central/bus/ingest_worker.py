@@ -128,11 +128,12 @@ class IngestWorker:
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
         group = config.ingest.group
-        for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire", "help"):
-            topic = topics.all_events() if suffix == "event" else topics.all_of_kind(suffix)
-            # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
-            shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
-            self.link.subscribe(shared, self._enqueue, qos=1)
+        for site in config.ingest.sites or ("+",):  # `[ingest] sites`: this worker's parks only
+            for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire", "help"):
+                topic = topics.all_events(site) if suffix == "event" else topics.all_of_kind(suffix, site)
+                # MQTT 3.1.1 has no shared subscriptions: each worker gets every message (the event id dedups).
+                shared = topics.shared(group, topic) if config.mqtt.protocol != "3.1.1" else topic
+                self.link.subscribe(shared, self._enqueue, qos=1)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> IngestWorker:

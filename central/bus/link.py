@@ -18,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from central.config import MqttConfig
+from protocol.brokers import BrokerRotation
 
 log = logging.getLogger(__name__)
 Handler = Callable[[mqtt.MQTTMessage], None]
@@ -170,22 +171,14 @@ class MqttLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._client.on_connect_fail = lambda *_: self._failed.set()
+        self.brokers = BrokerRotation(cfg.host, cfg.port, cfg.failover)
+        self._client.on_connect_fail = self._on_connect_fail
         # paho annotates whole seconds but computes the backoff in floats: the first retry after 0.2 s.
         self._client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> MqttLink:
-        if self._v5:
-            props = Properties(PacketTypes.CONNECT)
-            if self._persistent:
-                props.SessionExpiryInterval = SESSION_EXPIRY_S
-            if self._receive_maximum:
-                props.ReceiveMaximum = self._receive_maximum
-            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
-                                       clean_start=not self._persistent, properties=props)
-        else:
-            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self._connect_to(*self.brokers.current)
         self._client.loop_start()
         deadline = time.monotonic() + (wait or 0)
         while wait and not self._connected.is_set() and not self._failed.is_set() and time.monotonic() < deadline:
@@ -282,7 +275,7 @@ class MqttLink:
             self._pending_subs = 1
             client.subscribe([(topic, qos) for topic, qos, _handler in self._subs])
         self._connected.set()
-        log.info("MQTT connected to %s:%s as %s", self.cfg.host, self.cfg.port, self.client_id)
+        log.info("MQTT connected to %s:%s as %s", *self.brokers.current, self.client_id)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
         for code in reason_codes:
@@ -291,10 +284,33 @@ class MqttLink:
         self._pending_subs = 0
         self._subscribed.set()
 
+    def _connect_to(self, host: str, port: int) -> None:
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self._persistent:
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if self._receive_maximum:
+                props.ReceiveMaximum = self._receive_maximum
+            self._client.connect_async(host, port, keepalive=self.cfg.keepalive, clean_start=not self._persistent,
+                                       properties=props)
+        else:
+            self._client.connect_async(host, port, keepalive=self.cfg.keepalive)
+
+    def _next_broker(self) -> None:
+        """A clustered broker's node is away: paho's reconnect loop goes to the next one (protocol.brokers)."""
+        address = self.brokers.advance()
+        if address is not None:
+            self._connect_to(*address)
+
+    def _on_connect_fail(self, _client, _userdata) -> None:
+        self._failed.set()
+        self._next_broker()
+
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
         self._connected.clear()
         if reason_code != 0:
             log.warning("MQTT disconnected: %s", reason_code)
+            self._next_broker()
 
     def _on_message(self, _client, _userdata, msg) -> None:
         log.debug("unrouted message on %s", msg.topic)

@@ -41,3 +41,41 @@ def test_two_ingest_workers_share_the_load_and_count_each_passage_once(pg_url, t
         for worker in workers:
             worker.stop()
         ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.mosquitto
+def test_ingest_workers_split_by_park_each_takes_only_its_parks(pg_url, tmp_path, mosquitto):
+    from dataclasses import replace
+
+    from central.services.gates import ensure_site, ensure_zone
+
+    config = make_config(pg_url, tmp_path, mosquitto)
+    ctx = prepare(config, mqtt_on=False)
+    north = config.site
+    south = "south" + north[4:]
+    with ctx.sessions.begin() as db:
+        ensure_site(db, south, name="South Park", timezone="Asia/Shanghai")
+        ensure_zone(db, south, 1, name="Main", capacity=100_000)
+    add_gates(ctx, north, "n1")
+    add_gates(ctx, south, "s1")
+    for_north = replace(config, ingest=replace(config.ingest, sites=(north,)))
+    worker = IngestWorker(for_north, ctx.sessions, worker_id="north").start()
+    try:
+        sent = publish_passages(mosquitto, north, "n1", 200)
+        publish_passages(mosquitto, south, "s1", 100)
+        assert wait_rows(ctx, north, len(sent)) == len(sent)
+        assert worker.wait_idle(timeout=30, quiet=0.5)
+        assert wait_rows(ctx, south, 1, timeout=1) == 0  # the south's passages wait for the south's worker
+        assert worker.stats.received >= len(sent) and worker.stats.received < len(sent) + 50
+        south_worker = IngestWorker(replace(config, ingest=replace(config.ingest, sites=(south,))), ctx.sessions,
+                                    worker_id="south").start()
+        try:  # (the 100 above reached no subscriber: a worker's session holds a park's messages from its first start)
+            more = publish_passages(mosquitto, south, "s1", 50)
+            assert wait_rows(ctx, south, len(more)) == len(more)
+        finally:
+            south_worker.stop()
+    finally:
+        worker.stop()
+        ctx.close()

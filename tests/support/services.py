@@ -189,6 +189,84 @@ class NatsMqtt:
         self.proc = None
 
 
+@dataclass
+class NatsClusterNode:
+    name: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    cluster_port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.mqtt_port}"
+
+
+@dataclass
+class NatsCluster:
+    """Three NATS servers of the test's own in one cluster with JetStream, each with its MQTT listener:
+    MQTT sessions and QoS 1 messages live in JetStream streams replicated on all three (`stream_replicas`),
+    so a client whose node goes away resumes its session on another."""
+
+    workdir: Path
+    size: int = 3
+    nodes: list[NatsClusterNode] = field(default_factory=list)
+
+    def start(self) -> NatsCluster:
+        self.nodes = [NatsClusterNode(f"n{i + 1}", self.workdir / f"n{i + 1}") for i in range(self.size)]
+        for node in self.nodes:
+            self._start(node)
+        for node in self.nodes:
+            if not wait_port(node.host, node.mqtt_port, timeout=30):
+                self.stop()
+                raise RuntimeError(f"nats-server {node.name} did not open MQTT: see {node.workdir}/nats.log")
+        return self
+
+    def _start(self, node: NatsClusterNode) -> None:
+        node.workdir.mkdir(parents=True, exist_ok=True)
+        routes = ", ".join(f'"nats-route://127.0.0.1:{n.cluster_port}"' for n in self.nodes if n is not node)
+        (node.workdir / "nats.conf").write_text(
+            f'listen: "127.0.0.1:{node.port}"\n'
+            f'server_name: "{node.name}"\n'
+            f'jetstream {{ store_dir: "{node.workdir}/js" }}\n'
+            f'cluster {{ name: "gates-test", listen: "127.0.0.1:{node.cluster_port}", routes: [{routes}] }}\n'
+            f'mqtt {{ listen: "127.0.0.1:{node.mqtt_port}", stream_replicas: {self.size} }}\n'
+        )
+        log = open(node.workdir / "nats.log", "ab")  # noqa: SIM115 - lives as long as the process
+        node.proc = subprocess.Popen([nats_server_binary(), "-c", str(node.workdir / "nats.conf")],
+                                     stdout=log, stderr=log)
+
+    def kill(self, node: NatsClusterNode) -> None:
+        """The node goes away at once (SIGKILL: no goodbye to its clients or its cluster)."""
+        if node.proc and node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait()
+        node.proc = None
+
+    def restart(self, node: NatsClusterNode) -> None:
+        self._start(node)
+        if not wait_port(node.host, node.mqtt_port, timeout=30):
+            raise RuntimeError(f"nats-server {node.name} did not come back: see {node.workdir}/nats.log")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.proc and node.proc.poll() is None:
+                node.proc.terminate()
+        for node in self.nodes:
+            if node.proc:
+                try:
+                    node.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+                    node.proc.wait()
+            node.proc = None
+
+
 def nats_server_binary() -> str:
     return shutil.which("nats-server") or "/usr/sbin/nats-server"
 
