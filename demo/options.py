@@ -15,6 +15,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     gates: int = 6
+    parks: int = 1  # >1: a head office's central over that many parks, each with its own gates and visitors
     visitors: int = 2000
     speed: float = SPEEDS["normal"]
     duration: float | None = None
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_count(1, 65535), default=8000, help="the dashboard's port (default 8000)")
     parser.add_argument("--gates", type=_count(2, 24), default=6,
                         help="simulated gates, an entry and an exit per zone in turn (default 6)")
+    parser.add_argument("--parks", type=_count(1, 3), default=1,
+                        help="parks in the central, each with --gates gates and --visitors visitors: the head "
+                             "office's view of several parks (default 1)")
     parser.add_argument("--visitors", type=_count(50, 100_000), default=2000,
                         help="visitors of the simulated day; tickets and bookings are seeded for them (default 2000)")
     presets = ", ".join(f"{k}={v:g}" for k, v in SPEEDS.items())
@@ -78,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> DemoOptions:
-    return DemoOptions(host=args.host, port=args.port, gates=args.gates, visitors=args.visitors, speed=args.speed,
+    return DemoOptions(host=args.host, port=args.port, gates=args.gates, parks=args.parks, visitors=args.visitors,
+                       speed=args.speed,
                        duration=args.duration, mqtt=args.mqtt, db=args.db, workdir=args.workdir,
                        verbose=bool(getattr(args, "verbose", False)))

@@ -145,7 +145,8 @@ class Demo:
         self.server: BaseWSGIServer | MultiSocketServer | None = None
         self.app: Flask | None = None
         self.gates: list[DemoGate] = []
-        self.visitors: VisitorSimulator | None = None
+        self.visitors: VisitorSimulator | None = None  # the first park's (`--parks`: each park has one)
+        self.other_visitors: list[VisitorSimulator] = []
         self.started = time.monotonic()
 
     @property
@@ -209,21 +210,26 @@ class Demo:
         # Seeding sells for the first simulated morning while the clock stands still; then it runs, here
         # and (PARK_CLOCK) in every gate agent started below.
         clock.install(clock.FixedClock(demo_clock(opts.speed).start))
-        park, passwords = self._seed()
-        self.park = park
+        from demo.seed import PARKS
+
+        seeded = [self._seed(site, first=i == 0) for i, (site, _name) in enumerate(PARKS[:opts.parks])]
+        self.parks = [park for park, _passwords in seeded]
+        park = self.park = self.parks[0]
         running = demo_clock(opts.speed)
         os.environ[clock.ENV] = running.spec()
         clock.install(running)
         _say(f"clock: simulated, {opts.speed:g} simulated minutes per real second, {DAY_HOURS[0]:%H:%M}-"
              f"{DAY_HOURS[1]:%H:%M} of each day (nights skipped); {clock.ENV}={running.spec()}")
         self._start_central(config)
-        self._start_gates(park, passwords, broker, protocol)
+        by_park = {p.site: self._start_gates(p, passwords, broker, protocol) for p, passwords in seeded}
         self._announce(park)
         self._wait_for_gates()
         from demo.visitors import VisitorSimulator
 
-        self.visitors = VisitorSimulator(park, self.gates, speed=opts.speed, rng=self.rng,
-                                         refill=self._sell_more).start()
+        simulators = [VisitorSimulator(p, by_park[p.site], speed=opts.speed, rng=random.Random(self.rng.random()),
+                                       refill=lambda day=None, site=p.site: self._sell_more(day, site)).start()
+                      for p in self.parks]
+        self.visitors, self.other_visitors = simulators[0], simulators[1:]
         _say(f"visitors: the simulated day runs at {opts.speed:g} simulated minutes per second; Ctrl-C stops the demo")
 
     def _prepare_database(self, url: str) -> None:
@@ -245,17 +251,17 @@ class Demo:
             finally:
                 engine.dispose()
 
-    def _seed(self):
-        from demo.seed import seed_park
+    def _seed(self, site: str, *, first: bool):
+        from demo.seed import park_name, seed_park
 
         faces = True
         t0 = time.monotonic()
-        _say(f"seeding the park for {self.opts.visitors} visitors ...")
+        _say(f"seeding {park_name(site)} ({site}) for {self.opts.visitors} visitors ...")
         hardware = {"controller_profile": "tripod-coil", "unit_id": 1, "passage_timeout_s": 3.0,
                     "repeat_scan_s": 1.0}
         park, passwords = seed_park(self.ctx, visitors=self.opts.visitors, gates=self.opts.gates, faces=faces,
                                     rng=self.rng, progress=lambda text: _say(f"  seeding: {text}"),
-                                    gate_hardware=hardware)
+                                    gate_hardware=hardware, site=site, admin=first)
         self.central.publisher.flush()
         counts = {k: len(v) for k, v in park.pools.items()}
         _say(f"  seeded in {time.monotonic() - t0:.1f} s: {counts['single']} single-entry tickets, "
@@ -263,13 +269,15 @@ class Demo:
              f"{counts['pass']} annual-pass holders, {counts['wrong_day']} tickets for another day")
         return park, passwords
 
-    def _sell_more(self, day=None):
-        from demo.seed import sell
+    def _sell_more(self, day=None, site: str | None = None):
+        from demo.seed import SITE, sell
 
+        site = site or SITE
         pools = sell(self.central, self.opts.visitors, faces=True, rng=self.rng, progress=lambda text: None, day=day,
-                     passes=False)  # the annual-pass holders of the start come back day after day
+                     passes=False, site=site)  # the annual-pass holders of the start come back day after day
         self.central.publisher.flush()
-        log.info("the box office sold tickets for another %d visitors (%s)", self.opts.visitors, day or "today")
+        log.info("the box office of %s sold tickets for another %d visitors (%s)", site, self.opts.visitors,
+                 day or "today")
         return pools
 
     def _start_central(self, config) -> None:
@@ -287,17 +295,21 @@ class Demo:
         self.server = create_server(app, host=config.web.host, port=config.web.port, threads=8)
         threading.Thread(target=self.server.run, name="web", daemon=True).start()
 
-    def _start_gates(self, park, passwords, broker, protocol) -> None:
+    def _start_gates(self, park, passwords, broker, protocol) -> list[DemoGate]:
         from demo.gate_rig import DemoGate
 
+        folder = self.workdir / "gates" if self.opts.parks == 1 else self.workdir / "gates" / park.site
+        started = []
         for spec in park.gates:
-            gate = DemoGate(spec, self.workdir / "gates" / spec.name, site=park.site, broker=broker,
+            gate = DemoGate(spec, folder / spec.name, site=park.site, broker=broker,
                             protocol=protocol, password=passwords[spec.name], faces=True)
             self.gates.append(gate)
+            started.append(gate)
             gate.start_agent(verbose=self.opts.verbose)
             time.sleep(0.2)  # amqtt 0.12 can fail a session when many clients connect at the same instant
-        _say(f"gates: {len(self.gates)} gate agents started ("
-             + ", ".join(f"{g.name} zone {g.spec.zone}" for g in self.gates) + f"); logs in {self.workdir}/gates/")
+        _say(f"gates of {park.site}: {len(started)} gate agents started ("
+             + ", ".join(f"{g.name} zone {g.spec.zone}" for g in started) + f"); logs in {folder}/")
+        return started
 
     def _announce(self, park) -> None:
         host = "127.0.0.1" if self.opts.host in ("0.0.0.0", "::") else self.opts.host
@@ -306,6 +318,9 @@ class Demo:
         _write_private(admin, f"admin {park.admin_password}\n")
         _say("")
         _say(f"  Dashboard:  {url}/dashboard   (health: {url}/healthz, live counts: {url}/api/v1/occupancy)")
+        if len(self.parks) > 1:
+            _say(f"  All parks:  {url}/parks/   ({len(self.parks)} parks: "
+                 + ", ".join(p.site for p in self.parks) + "; the park switch in the header picks one)")
         _say(f"  Log in as:  admin / {park.admin_password}   (one-time password, also in {admin}, mode 0600)")
         _say("")
 
@@ -354,7 +369,9 @@ class Demo:
                 while reported < len(self.visitors.days_done):
                     number, day, passages, refused = self.visitors.days_done[reported]
                     reported += 1
-                    _say(f"day {number} ({day.isoformat()}) ended: {passages} turnstile passages, {refused} refused")
+                    where = f" at {self.park.site}" if self.other_visitors else ""
+                    _say(f"day {number} ({day.isoformat()}) ended{where}: {passages} turnstile passages, "
+                         f"{refused} refused")
             if now >= next_line:
                 next_line = now + 5
                 _say(self._status_line())
@@ -367,13 +384,18 @@ class Demo:
             occ = occupancy(db, self.park.site)
             site = db.get(Site, self.park.site)
             business_day = site.business_date if site is not None else None
+            others = [(p.site, occupancy(db, p.site)) for p in self.parks[1:]]
         s = self.visitors.stats if self.visitors else None
         zones = " · ".join(f"{z.name} {z.inside}/{z.capacity}" for z in occ.zones)
         entries = sum(z.entries_today for z in occ.zones)
         head = f"[{self.visitors.clock_text}] " if self.visitors else ""
         turnstiles = f"turnstile passages {s.passages}, refused {s.refused}" if s else ""
         day = f" ({business_day.isoformat()})" if business_day else ""
-        return f"{head}{turnstiles} | central: {entries} entries today{day} | inside: {zones}"
+        line = f"{head}{turnstiles} | central: {entries} entries today{day} | inside: {zones}"
+        for other, o in others:
+            line += f"\n  {other}: {sum(z.entries_today for z in o.zones)} entries today, " \
+                    f"{sum(z.inside for z in o.zones)} inside"
+        return line
 
     # -- stop ----------------------------------------------------------------------------------
 
@@ -393,9 +415,14 @@ class Demo:
 
     def _shutdown(self) -> None:
         _say("stopping ...")
+        for other in self.other_visitors:
+            other.stop()
         if self.visitors is not None:
             self.visitors.stop()
             self._summary(self.visitors)
+        for other in self.other_visitors:
+            _say(f"{other.park.site}:")
+            self._summary(other)
         for gate in self.gates:
             gate.signal_agent()
         deadline = time.monotonic() + 8

@@ -29,10 +29,30 @@ from demo.people import fake_card_uid, fake_id_number, fake_name, random_face, r
 from protocol.clock import park_now
 
 SITE = "demo-park"
+# `--parks N`: the head office's demo runs these parks in one central, each with its own gates and visitors.
+PARKS = ((SITE, "Demo Scenic Park"), ("demo-north", "North Lake Park"), ("demo-west", "West Hills Park"))
 TIMEZONE = "Asia/Shanghai"
 OPENS_HOUR, CLOSES_HOUR = 8, 18  # the park's opening hours: booking slots are hourly within them
 ZONES = ((1, "Main Gate Plaza", 3000, "plaza"), (2, "Cave Trail", 400, "cave"), (3, "Summit Temple", 800, "summit"))
-SINGLE, DAY_PASS, GROUP, BOOKING = 1, 2, 3, 4
+SINGLE, DAY_PASS, GROUP, BOOKING = 1, 2, 3, 4  # the first park's ticket types; the next parks' are 11-14, 21-24
+
+
+@dataclass(frozen=True)
+class TicketTypes:
+    single: int
+    day_pass: int
+    group: int
+    booking: int
+
+
+def ticket_types(site: str) -> TicketTypes:
+    """The ticket type ids of a demo park (ids are unique across the central's parks)."""
+    base = 10 * next((i for i, (s, _name) in enumerate(PARKS) if s == site), 0)
+    return TicketTypes(base + SINGLE, base + DAY_PASS, base + GROUP, base + BOOKING)
+
+
+def park_name(site: str) -> str:
+    return dict(PARKS).get(site, site)
 CHANNELS = (("box_office", 35), ("web", 30), ("ota", 25), ("agency", 10))
 FINGER_SHARE = 0.4  # annual-pass holders of the first seeding who enrol a finger
 MAX_FINGERS = 120  # of them at most: every entry gate's module (300 slots) holds all of the site's fingers
@@ -98,38 +118,42 @@ def _channel(rng: random.Random) -> str:
 
 
 def seed_park(ctx, *, visitors: int, gates: int, faces: bool, rng: random.Random, progress: Progress,
-              gate_hardware: dict) -> tuple[Park, dict[str, str]]:
-    """Everything the demo park needs; returns the park and each gate's MQTT password."""
-    park = Park(SITE, {n: (name, cap) for n, name, cap, _ in ZONES}, gate_layout(gates))
+              gate_hardware: dict, site: str = SITE, admin: bool = True) -> tuple[Park, dict[str, str]]:
+    """Everything a demo park needs (and the head office's admin, with `admin`); returns the park and each
+    gate's MQTT password."""
+    park = Park(site, {n: (name, cap) for n, name, cap, _ in ZONES}, gate_layout(gates))
+    types = ticket_types(site)
     passwords: dict[str, str] = {}
     with ctx.sessions.begin() as db:
         progress("site, zones, gates and ticket types")
-        gate_service.ensure_site(db, SITE, name="Demo Scenic Park", timezone=TIMEZONE)
-        gate_service.update_site(db, SITE, actor="demo", language="en",
+        gate_service.ensure_site(db, site, name=park_name(site), timezone=TIMEZONE)
+        gate_service.update_site(db, site, actor="demo", language="en",
                                  pass_biometric="face" if faces else "none")
         for number, name, capacity, _slug in ZONES:
-            gate_service.ensure_zone(db, SITE, number, name=name, capacity=capacity)
+            gate_service.ensure_zone(db, site, number, name=name, capacity=capacity)
         for spec in park.gates:
-            _gate, creds = gate_service.register_gate(db, SITE, spec.name, spec.zone, direction=spec.direction,
+            _gate, creds = gate_service.register_gate(db, site, spec.name, spec.zone, direction=spec.direction,
                                                       hardware=gate_hardware, actor="demo")
             passwords[spec.name] = creds.password
-        ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=SINGLE, name="Single entry", entries=1, price="80"), actor="demo")
-        ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=DAY_PASS, name="Day pass (re-entry, face bound)" if faces else "Day pass (re-entry)", entries=None,
-            same_person=faces, anti_passback=True, min_gap_s=0, price="150"), actor="demo")
-        ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=GROUP, name="Group ticket", entries=1, price="60", min_headcount=4, max_headcount=60), actor="demo")
-        ticket_service.define_ticket_type(db, SITE, TicketTypeSpec(
-            id=BOOKING, name="Time-slot booking (real name)", entries=1, real_name=True, slot_grace_min=15,
+        ticket_service.define_ticket_type(db, site, TicketTypeSpec(
+            id=types.single, name="Single entry", entries=1, price="80"), actor="demo")
+        ticket_service.define_ticket_type(db, site, TicketTypeSpec(
+            id=types.day_pass, name="Day pass (re-entry, face bound)" if faces else "Day pass (re-entry)",
+            entries=None, same_person=faces, anti_passback=True, min_gap_s=0, price="150"), actor="demo")
+        ticket_service.define_ticket_type(db, site, TicketTypeSpec(
+            id=types.group, name="Group ticket", entries=1, price="60", min_headcount=4, max_headcount=60),
+            actor="demo")
+        ticket_service.define_ticket_type(db, site, TicketTypeSpec(
+            id=types.booking, name="Time-slot booking (real name)", entries=1, real_name=True, slot_grace_min=15,
             price="70"), actor="demo")
-        password = secrets.token_urlsafe(12)
-        create_user(db, "admin", "admin", password=password, actor="demo", one_time=True)
-        park.admin_password = password
+        if admin:
+            password = secrets.token_urlsafe(12)
+            create_user(db, "admin", "admin", password=password, actor="demo", one_time=True)
+            park.admin_password = password
     park.pools = sell(ctx, visitors, faces=faces, rng=rng, progress=progress, wrong_day=True,
-                      finger_share=FINGER_SHARE)
+                      finger_share=FINGER_SHARE, site=site)
     progress("travel agencies, contracts and today's groups with their guides")
-    park.pools["group"] += book_groups(ctx, rng, groups=max(3, visitors // 200))
+    park.pools["group"] += book_groups(ctx, rng, groups=max(3, visitors // 200), site=site)
     rng.shuffle(park.pools["group"])
     return park, passwords
 
@@ -141,7 +165,7 @@ GUIDES = (("Wang Li", "13800000001"), ("Chen Jing", "13900000002"), ("Zhao Lei",
           ("Sun Yan", "13600000004"))
 
 
-def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
+def book_groups(ctx, rng: random.Random, *, groups: int, site: str = SITE) -> list[Carried]:
     """Agencies with contracts, and today's group orders: one group ticket each, brought by the guide."""
     from central.services import customers as customer_service
 
@@ -150,17 +174,20 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
     with ctx.sessions.begin() as db:
         ids = []
         for name, kind, price in AGENCIES:
-            customer = customer_service.create_customer(db, SITE, customer_service.CustomerSpec(
+            customer = customer_service.create_customer(db, site, customer_service.CustomerSpec(
                 name=name, kind=kind, credit_limit="200000", payment_term_days=30), actor="demo")
             customer_service.add_contact(db, customer.id, fake_name(rng), phone="0559 5550100", duty="bookings",
                                          actor="demo")
-            customer_service.set_contract_price(db, customer.id, GROUP, price, today.replace(day=1), actor="demo")
+            customer_service.set_contract_price(db, customer.id, ticket_types(site).group, price, today.replace(day=1),
+                                                actor="demo")
             ids.append(customer.id)
         for i in range(groups):
             guide, phone = GUIDES[i % len(GUIDES)]
-            result = customer_service.create_group_order(db, SITE, customer_service.GroupOrderRequest(
-                customer_id=ids[i % len(ids)], ticket_type=GROUP, visit_date=today, headcount=rng.randint(10, 40),
-                guide_name=guide, guide_phone=phone, idempotency_key=f"demo-{today.isoformat()}-{i}"), actor="demo")
+            result = customer_service.create_group_order(db, site, customer_service.GroupOrderRequest(
+                customer_id=ids[i % len(ids)], ticket_type=ticket_types(site).group, visit_date=today,
+                headcount=rng.randint(10, 40),
+                guide_name=guide, guide_phone=phone, idempotency_key=f"demo-{site}-{today.isoformat()}-{i}"),
+                actor="demo")
             for ticket in result.tickets:
                 carried.append(Carried("qr", ticket_service.ticket_code(ticket, ctx.signer),
                                        headcount=ticket.headcount, name=guide, label="group", day=today))
@@ -169,13 +196,15 @@ def book_groups(ctx, rng: random.Random, *, groups: int) -> list[Carried]:
 
 def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progress,
          wrong_day: bool = False, finger_share: float = 0.0, day: date | None = None,
-         passes: bool = True) -> dict[str, list[Carried]]:
+         passes: bool = True, site: str = SITE) -> dict[str, list[Carried]]:
     """Tickets, bookings and passes for about `visitors` people of `day` (the park's today by its clock,
     `protocol.clock`); what they carry, by kind. `finger_share` of the new annual-pass holders (at most
     MAX_FINGERS) enrol a fingerprint."""
     tz = ZoneInfo(TIMEZONE)
     now = park_now().astimezone(tz)
     today = day or now.date()
+    types = ticket_types(site)
+    SINGLE, DAY_PASS, GROUP, BOOKING = types.single, types.day_pass, types.group, types.booking  # noqa: N806
     pools: dict[str, list[Carried]] = {"single": [], "day": [], "group": [], "booking": [], "pass": [],
                                        "wrong_day": []}
     n_single = int(visitors * 0.55)
@@ -213,7 +242,7 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     for first in range(0, len(requests), 500):
         chunk = requests[first:first + 500]
         with ctx.sessions.begin() as db:
-            tickets = ticket_service.issue_tickets(db, SITE, [r for _, r, _ in chunk], actor="demo")
+            tickets = ticket_service.issue_tickets(db, site, [r for _, r, _ in chunk], actor="demo")
             for (kind, _req, carried), ticket in zip(chunk, tickets, strict=True):
                 carried.value = ticket_service.ticket_code(ticket, ctx.signer)
                 pools[kind].append(carried)
@@ -229,15 +258,15 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     if not slots:
         n_booking = 0  # the park is closing: nobody books for today any more
     with ctx.sessions.begin() as db:
-        held = {q.slot_start: q.booked for q in quotas_for_day(db, SITE, *day_bounds(today))}
+        held = {q.slot_start: q.booked for q in quotas_for_day(db, site, *day_bounds(today))}
         for start, end in slots:
-            define_quota(db, SITE, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
+            define_quota(db, site, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
         # The public booking site's rules: booking stays open until a slot ends (the demo books its slots
         # under way), parties of up to 5.
-        visitor_bookings.update_settings(db, SITE, "demo", ticket_type_id=BOOKING, days_ahead=7, party_max=5,
+        visitor_bookings.update_settings(db, site, "demo", ticket_type_id=BOOKING, days_ahead=7, party_max=5,
                                          cancel_before_min=30, close_before_min=-60, retention_days=30,
                                          face_entry=False)
-        quota_ids = {q.slot_start: q.id for q in db.scalars(select(SlotQuota).where(SlotQuota.site_id == SITE))}
+        quota_ids = {q.slot_start: q.id for q in db.scalars(select(SlotQuota).where(SlotQuota.site_id == site))}
     # Visitors book before they come, as on /book/: a party of 1 to 4, each person's name and ID card, a phone.
     booked = 0
     i = 0
@@ -260,7 +289,7 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
                 i += 1
                 try:
                     with db.begin_nested():
-                        visitor_bookings.make_booking(db, SITE, request)
+                        visitor_bookings.make_booking(db, site, request)
                 except ServiceError:  # the same made-up ID twice in a day, or a full slot: this party books nothing
                     continue
                 for number, name in party:
@@ -274,9 +303,9 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     for i in range(n_pass):
         name = fake_name(rng)
         with ctx.sessions.begin() as db:
-            person = pass_service.create_person(db, SITE, name, actor="demo")
+            person = pass_service.create_person(db, site, name, actor="demo")
             uid = fake_card_uid(rng)
-            pass_service.create_pass(db, SITE, person_id=person.id, valid_from=valid_from, valid_to=valid_to,
+            pass_service.create_pass(db, site, person_id=person.id, valid_from=valid_from, valid_to=valid_to,
                                      card_uid=uid, channel="box_office", price="300", actor="demo")
             face = random_face(rng) if faces else None
             if face is not None:

@@ -542,9 +542,18 @@ def bind_template(pass_id: int, body: schema.TemplateBody):
 @require("manager", "staff", "technician")
 @accepts()
 def get_occupancy():
+    """The park's live counts; an asker of several parks (a head office) also gets every park's totals."""
     db = request_db()
     gate_service.get_site(db, _site())
-    return jsonify(as_json(occupancy(db, _site())))
+    out = as_json(occupancy(db, _site()))
+    sites = visible_sites()
+    if len(sites) > 1:
+        from central.services.parks import overview
+
+        out["parks"] = [{"site": p.site, "name": p.name, "inside": p.inside, "capacity": p.capacity,
+                         "entries_today": p.entries_today, "exits_today": p.exits_today,
+                         "full_zones": p.full_zones} for p in overview(db, sites).parks]
+    return jsonify(out)
 
 
 @api.get("/parks")

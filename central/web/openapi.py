@@ -99,10 +99,15 @@ ANSWERS = {
                  hardware={"type": "object"}, online=B, last_seen_at=NULL_T, config_version=INT, config_acked=INT,
                  config_error=NULL_S, outbox=INT, alarms={"type": "array", "items": S}, mqtt_username=NULL_S,
                  mqtt_password={**S, "description": "only in the answer to registration, once"}),
-    "Occupancy": _obj(site=S, at=T, inside=INT, entries_today=INT, exits_today=INT, capacity=NULL_INT,
+    "Occupancy": _obj(("site", "at", "inside", "entries_today", "exits_today", "capacity", "full_zones", "zones"),
+                      site=S, at=T, inside=INT, entries_today=INT, exits_today=INT, capacity=NULL_INT,
                       full_zones=INTS, zones={"type": "array", "items": _obj(
                           zone=INT, name=S, inside=INT, entries_today=INT, exits_today=INT, peak=INT,
-                          capacity=NULL_INT, full=B)}),
+                          capacity=NULL_INT, full=B)},
+                      parks={"type": "array", "description": "for an asker of several parks (a head office): "
+                             "every one of them, the park asked for included", "items": _obj(
+                                 site=S, name=S, inside=INT, capacity=NULL_INT, entries_today=INT,
+                                 exits_today=INT, full_zones=INT)}),
 }
 PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
 SVG = {"image/svg+xml": {"schema": {"type": "string"}}}

@@ -231,3 +231,53 @@ def test_demo_at_high_speed_keeps_selling_and_admitting_day_after_day_on_one_clo
     logs = [text] + [p.read_text(errors="replace") for p in (workdir / "gates").glob("*/agent.log")]
     assert not [log for log in logs if "Traceback" in log], "no traceback in the demo's or the gates' logs"
     assert "selling more tickets failed" not in text
+
+
+def test_the_demo_as_a_head_office_over_two_parks_counts_each_parks_own_gates(tmp_path):
+    """`make demo ARGS="--parks 2"`: one central over two parks, each with its own gate agents and visitors;
+    the head office's live counts list both, and each park counts only its own gates' passages."""
+    port = free_port()
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--parks", "2", "--gates", "2", "--duration", "90", "--speed", "high",
+         "--visitors", "300", "--port", str(port), "--workdir", str(workdir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        browser = Browser(f"http://127.0.0.1:{port}")
+        _wait("/healthz", lambda: browser.get("/healthz")[0] == 200 if _listening(port) else False, 90, proc, output)
+        admin = workdir / "admin.txt"
+        _wait("admin.txt", admin.exists, 30, proc, output)
+        username, password = admin.read_text().split()
+        assert browser.login(username, password) == 200
+        assert browser.change_password(password, "the head office's own passphrase") == 200
+
+        def both_parks_moving() -> dict | None:
+            status, body = browser.get("/api/v1/occupancy")
+            parks = {p["site"]: p for p in json.loads(body).get("parks", [])} if status == 200 else {}
+            return parks if len(parks) == 2 and all(p["entries_today"] > 0 for p in parks.values()) else None
+
+        parks = _wait("entries at both parks", both_parks_moving, 75, proc, output)
+        assert set(parks) == {"demo-park", "demo-north"}
+        status, page = browser.get("/parks/")
+        assert status == 200 and b"North Lake Park" in page and b"Demo Scenic Park" in page
+        assert (workdir / "gates" / "demo-north").is_dir() and (workdir / "gates" / "demo-park").is_dir()
+        assert any("All parks:" in line for line in output)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
+        reader.join(5)
+    survivors = _group_members(proc.pid)
+    if survivors:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not survivors, f"processes left running after the demo stopped: {survivors}"
+    assert code == 0, "".join(output[-40:])

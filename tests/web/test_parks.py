@@ -130,6 +130,11 @@ def test_the_head_office_switches_parks_and_watches_every_park(app, web_ctx, two
     assert every["totals"]["inside"] == 12 and every["totals"]["gates"] == 3
     north_view = client.get("/api/v1/parks", headers={"Authorization": f"Bearer {north_only}"}).get_json()
     assert [p["site"] for p in north_view["parks"]] == [NORTH]
+    # The live counts: the head office's answer lists every park beside the one asked for; one park's, only it.
+    live = client.get("/api/v1/occupancy", headers={"Authorization": f"Bearer {head_office}"}).get_json()
+    assert live["site"] == home and {p["site"]: p["inside"] for p in live["parks"]} == {home: 2, NORTH: 10}
+    north_live = client.get("/api/v1/occupancy", headers={"Authorization": f"Bearer {north_only}"}).get_json()
+    assert north_live["site"] == NORTH and "parks" not in north_live
 
 
 def test_an_admin_changes_the_parks_a_user_works_for(app, web_ctx, two_parks):
