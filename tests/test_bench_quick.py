@@ -24,6 +24,8 @@ REQUIRED = (
     "revocation_reach_p99_ms", "gate_rss_mb", "ingest_rss_mb",
     "metrics_gate_overhead_pct", "metrics_ingest_single_overhead_pct", "metrics_ingest_multiprocess_overhead_pct",
     "booking_rush_oversold", "booking_rush_lost", "booking_rush_per_s", "booking_rush_p99_ms", "booking_bare_per_s",
+    "headoffice_events_per_s", "headoffice_lost_events", "headoffice_count_lag_p99_ms",
+    "headoffice_one_park_events_per_s",
 )
 
 

@@ -16,7 +16,7 @@ from central.db import table
 from central.models import CommandRecord, Gate, SyncChange, utcnow
 from central.services import gates as gate_service
 from central.services import sync
-from central.services.occupancy import occupancy
+from central.services.occupancy import occupancies
 from protocol import topics
 from protocol.ids import new_event_id
 from protocol.messages import Delta, decode, encode
@@ -174,7 +174,7 @@ class Publisher:
         if not due:
             return done
         with self.sessions() as session:
-            messages = [occupancy(session, s) for s in due]
+            messages = occupancies(session, due)
         for message in messages:
             try:
                 self.link.publish(topics.occupancy(message.site), encode(message), qos=1, retain=True, wait=False)

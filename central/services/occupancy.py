@@ -6,7 +6,7 @@ exit is ingested before its entry); everything shown or published uses max(0, in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -22,20 +22,38 @@ from protocol.messages import GateCounts, GateSeen, Occupancy, ZoneCount
 
 def occupancy(session: Session, site_id: str, now: datetime | None = None) -> Occupancy:
     """The zones' counts and, for the park's day, the passages stored per gate (`GateSeen`)."""
+    return occupancies(session, [site_id], now)[0]
+
+
+def occupancies(session: Session, site_ids: Sequence[str], now: datetime | None = None) -> list[Occupancy]:
+    """`occupancy` of several parks in three queries, whatever their number: a head office's ingest
+    publishes every busy park's a few times a second (a query set per park was a third of its CPU
+    with 50 parks in the head-office benchmark)."""
     now = now or park_now()
-    zones = session.scalars(select(Zone).where(Zone.site_id == site_id).order_by(Zone.number)).all()
-    tz = session.scalar(select(Site.timezone).where(Site.id == site_id))
-    day = now.astimezone(ZoneInfo(tz)).date() if tz else None
-    seen = session.execute(
-        select(GateDayCount.gate, GateDayCount.zone, func.sum(GateDayCount.entries), func.sum(GateDayCount.exits))
-        .where(GateDayCount.site_id == site_id, GateDayCount.day == day)
-        .group_by(GateDayCount.gate, GateDayCount.zone).order_by(GateDayCount.gate, GateDayCount.zone).limit(4096),
-    ).all() if day else []
-    return Occupancy(site=site_id, at=now, zones=[
+    sites = list(dict.fromkeys(site_ids))
+    zones: dict[str, list] = {s: [] for s in sites}
+    for z in session.execute(select(Zone.site_id, Zone.number, Zone.name, Zone.inside, Zone.entries_today,
+                                    Zone.exits_today, Zone.peak, Zone.capacity)
+                             .where(Zone.site_id.in_(sites)).order_by(Zone.site_id, Zone.number)):
+        zones[z.site_id].append(z)
+    days = {s: now.astimezone(ZoneInfo(tz)).date() for s, tz in session.execute(
+        select(Site.id, Site.timezone).where(Site.id.in_(sites))) if tz}
+    seen: dict[str, list[GateSeen]] = {s: [] for s in sites}
+    if days:
+        rows = session.execute(
+            select(GateDayCount.site_id, GateDayCount.day, GateDayCount.gate, GateDayCount.zone,
+                   func.sum(GateDayCount.entries), func.sum(GateDayCount.exits))
+            .where(GateDayCount.site_id.in_(list(days)), GateDayCount.day.in_(set(days.values())))
+            .group_by(GateDayCount.site_id, GateDayCount.day, GateDayCount.gate, GateDayCount.zone)
+            .order_by(GateDayCount.site_id, GateDayCount.gate, GateDayCount.zone))
+        for site, day, gate, zone, n_in, n_out in rows:
+            if days.get(site) == day and len(seen[site]) < 4096:
+                seen[site].append(GateSeen(gate=gate, zone=zone, entries=int(n_in), exits=int(n_out)))
+    return [Occupancy(site=s, at=now, zones=[
         ZoneCount(zone=z.number, name=z.name[:256], inside=max(0, z.inside), entries_today=z.entries_today,
                   exits_today=z.exits_today, peak=z.peak, capacity=z.capacity)
-        for z in zones if 1 <= z.number <= 32
-    ], day=day, gates=[GateSeen(gate=g, zone=z, entries=int(n_in), exits=int(n_out)) for g, z, n_in, n_out in seen])
+        for z in zones[s] if 1 <= z.number <= 32
+    ], day=days.get(s), gates=seen[s]) for s in sites]
 
 
 def with_gate_counts(message: Occupancy, counts: Iterable[GateCounts]) -> tuple[Occupancy, int]:

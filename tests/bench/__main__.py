@@ -23,6 +23,7 @@ SECTIONS = {
     "metrics": "tests.bench.bench_metrics",
     "booking": "tests.bench.bench_booking",
     "history": "tests.bench.bench_history",
+    "headoffice": "tests.bench.bench_headoffice",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

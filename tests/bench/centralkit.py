@@ -76,31 +76,32 @@ class Central:
             self._ctx = CentralContext.create(self.config, mqtt=True, client_suffix="bench")
         return self._ctx
 
-    def prepare_site(self, zones: dict[int, int | None]) -> None:
+    def prepare_site(self, zones: dict[int, int | None], *, site: str = SITE, ticket_type: int = TICKET_TYPE) -> None:
         from central.services.gates import ensure_site, ensure_zone
         from central.services.tickets import TicketTypeSpec, define_ticket_type
 
         with self.ctx.sessions.begin() as db:
-            ensure_site(db, SITE, name="Bench Park", timezone="UTC", pass_biometric="none")
+            ensure_site(db, site, name=f"Bench Park {site}", timezone="UTC", pass_biometric="none")
             for number, capacity in zones.items():
-                ensure_zone(db, SITE, number, name=f"Zone {number}", capacity=capacity)
-            define_ticket_type(db, SITE, TicketTypeSpec(name="day", id=TICKET_TYPE, entries=1, real_name=True))
+                ensure_zone(db, site, number, name=f"Zone {number}", capacity=capacity)
+            define_ticket_type(db, site, TicketTypeSpec(name="day", id=ticket_type, entries=1, real_name=True))
 
-    def register_gates(self, gates: dict[str, int]) -> None:
+    def register_gates(self, gates: dict[str, int], *, site: str = SITE) -> None:
         """Register gates (name -> zone): the ingest counts only what registered gates report."""
         from central.services.gates import register_gate
 
         with self.ctx.sessions.begin() as db:
             for name, zone in gates.items():
-                register_gate(db, SITE, name, zone)
+                register_gate(db, site, name, zone)
 
     def id_salt(self) -> bytes:
         from central.models import Site
 
         with self.ctx.sessions() as db:
-            return db.get(Site, SITE).id_salt
+            return db.get(Site, SITE).id_salt  # real-name tickets: the bench park's only
 
-    def copy_tickets(self, first: int, count: int, *, real_name: bool) -> float:
+    def copy_tickets(self, first: int, count: int, *, real_name: bool, site: str = SITE,
+                     ticket_type: int = TICKET_TYPE) -> float:
         """COPY `count` valid tickets with ids first.. (real-name: with an ID digest); returns seconds."""
         import psycopg
 
@@ -117,7 +118,7 @@ class Central:
             with conn.cursor().copy(f"COPY tickets ({', '.join(cols)}) FROM STDIN") as copy:
                 for i in range(first, first + count):
                     digest = id_number_digest(salt, id_number(i)) if real_name else None
-                    copy.write_row((i, SITE, TICKET_TYPE, "valid", vf, vt, 1, "[]", digest, "bench", 0, now))
+                    copy.write_row((i, site, ticket_type, "valid", vf, vt, 1, "[]", digest, "bench", 0, now))
             conn.execute("SELECT setval(pg_get_serial_sequence('tickets', 'id'), (SELECT max(id) FROM tickets))")
             conn.execute("ANALYZE tickets")
         return time.perf_counter() - started
