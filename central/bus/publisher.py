@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.bus.link import MqttLink, PublishError
@@ -141,11 +141,10 @@ class Publisher:
 
     @staticmethod
     def _mark_published(session: Session, sent: list[tuple[str, int]]) -> None:
-        changes, now = table(SyncChange), utcnow()
-        for site_id in sorted({site for site, _seq in sent}):
-            seqs = [seq for site, seq in sent if site == site_id]
-            session.execute(update(changes).where(changes.c.site_id == site_id, changes.c.seq.in_(seqs))
-                            .values(published_at=now))
+        if sent:  # one statement for every park's deltas of the round (a head office sends many parks')
+            changes = table(SyncChange)
+            session.execute(update(changes).where(tuple_(changes.c.site_id, changes.c.seq).in_(sent))
+                            .values(published_at=utcnow()))
 
     def _flush_configs(self, link: MqttLink) -> int:
         sent = 0

@@ -81,7 +81,7 @@ from central.models import (
 from central.services.alerts import IMPLAUSIBLE_EVENT, AlertRaise, raise_alerts
 from central.services.facts import pass_credential, site_policy, ticket_credential
 from central.services.gates import ticket_type_rules
-from central.services.sync import record_delta
+from central.services.sync import record_delta, record_deltas
 from protocol.clock import park_now
 from protocol.ids import HOLDER, PASS, TICKET, is_ticket_ref, ref_kind, ref_number
 from protocol.messages import MAX_AHEAD_S, PassageEvent, TicketChange, TicketTypeRules
@@ -344,7 +344,9 @@ def _apply(session: Session, fresh: list[PassageEvent], result: BatchResult, rec
     raise_alerts(session, alerts)
     _add_to_gates(session, by_gate, shard)
     _add_to_zones(session, zones, now)
-    for site_id in sorted(changes):
+    big = {site_id for site_id, items in changes.items() if len(items) > 5000}
+    record_deltas(session, {site_id: items for site_id, items in changes.items() if site_id not in big})
+    for site_id in sorted(big):
         items = changes[site_id]
         for start in range(0, len(items), 5000):
             record_delta(session, site_id, items[start:start + 5000])

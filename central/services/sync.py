@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from central.db import table
@@ -30,6 +30,7 @@ from central.models import (
     SyncChange,
     Ticket,
     TicketType,
+    utcnow,
 )
 from protocol import messages as m
 from protocol.clock import park_now
@@ -69,6 +70,31 @@ def record_delta(session: Session, site_id: str, changes: Sequence[Change], at: 
     session.add(SyncChange(site_id=site_id, seq=seq, kinds=kinds[:64], payload=encode(delta)))
     session.flush()
     return seq
+
+
+def record_deltas(session: Session, by_site: dict[str, Sequence[Change]], at: datetime | None = None) -> dict[str, int]:
+    """`record_delta` for several sites at once (the ingest's used-up tickets of a batch across a head
+    office's parks): their sequence rows locked in id order, one UPDATE and one INSERT for all, instead
+    of two statements a park (a fifth of the ingest's CPU with 50 parks). Returns each site's seq."""
+    sites = sorted(site for site, changes in by_site.items() if changes)
+    if len(sites) < 2:
+        return {site: record_delta(session, site, by_site[site], at) for site in sites}
+    at = at or park_now()
+    sites_t = table(Site)
+    # Row locks in one order everywhere (two ingest workers may take overlapping sets of parks).
+    session.execute(select(sites_t.c.id).where(sites_t.c.id.in_(sites)).order_by(sites_t.c.id).with_for_update())
+    seqs = {row.id: int(row.sync_seq) for row in session.execute(
+        update(sites_t).where(sites_t.c.id.in_(sites)).values(sync_seq=sites_t.c.sync_seq + 1)
+        .returning(sites_t.c.id, sites_t.c.sync_seq))}
+    rows = []
+    for site in sites:
+        changes = list(by_site[site])
+        kinds = ",".join(sorted({str(type(c).__struct_config__.tag) for c in changes}))
+        payload = encode(Delta(site=site, seq=seqs[site], at=at, changes=changes))
+        rows.append({"site_id": site, "seq": seqs[site], "kinds": kinds[:64], "payload": payload,
+                     "created_at": utcnow()})
+    session.execute(insert(table(SyncChange)), rows)
+    return seqs
 
 
 # --- one change per record ---------------------------------------------------------------------

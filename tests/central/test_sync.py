@@ -199,6 +199,26 @@ def test_every_change_takes_the_next_sequence_number(ctx, config):
         assert list(seqs) == [1, 2, 3, 4, 5]
 
 
+def test_one_batch_of_changes_for_several_parks_takes_each_parks_next_number(ctx, config):
+    """The ingest's used-up tickets of one batch across a head office's parks: one delta a park, each the
+    next number of its own park's sequence, as if recorded one by one."""
+    from central.services.gates import ensure_site
+
+    other = "o" + config.site[1:]
+    with ctx.sessions.begin() as db:
+        ensure_site(db, other, name="Other Park")
+        tt = define_ticket_type(db, config.site, TicketTypeSpec(name="Day"))
+        ticket = issue_tickets(db, config.site, [IssueRequest(ticket_type=tt.id)])[0]
+        revoke_ticket(db, ticket.id)  # the park's seq 1
+        change = sync.ticket_change(ticket)
+        seqs = sync.record_deltas(db, {config.site: [change], other: [change, change], "empty": []})
+    assert seqs == {config.site: 2, other: 1}
+    with ctx.sessions() as db:
+        rows = {(r.site_id, r.seq): decode(Delta, r.payload) for r in db.scalars(select(SyncChange))}
+    assert sorted(rows) == sorted([(config.site, 1), (config.site, 2), (other, 1)])
+    assert len(rows[(other, 1)].changes) == 2 and rows[(other, 1)].site == other
+
+
 def test_deltas_committed_by_many_threads_at_once_all_reach_the_gates_without_queueing_on_one_lock(
         live_ctx, live_config, listen):
     """Twelve requests commit a ticket each at the same moment and flush after their commit (as the web
