@@ -116,21 +116,27 @@ def test_demo_moves_live_counts_and_stops_cleanly_on_sigterm(tmp_path):
               proc, output)
         print(f"live counts moving {time.monotonic() - started:.1f} s after the start")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
-        reader.join(5)
+        code = _stop(proc, reader, output)
+    assert code == 0, "".join(output[-40:])
+    assert any("stopped" in line for line in output)
+
+
+def _stop(proc: subprocess.Popen, reader: threading.Thread, output: list[str]) -> int:
+    """SIGTERM, as systemd or Ctrl-C stops the demo: its exit code, once nothing of it is left running."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
+    reader.join(5)
     survivors = _group_members(proc.pid)
     if survivors:
         os.killpg(proc.pid, signal.SIGKILL)
     assert not survivors, f"processes left running after the demo stopped: {survivors}"
-    assert code == 0, "".join(output[-40:])
-    assert any("stopped" in line for line in output)
+    return code
 
 
 def _listening(port: int) -> bool:
@@ -267,17 +273,5 @@ def test_the_demo_as_a_head_office_over_two_parks_counts_each_parks_own_gates(tm
         assert (workdir / "gates" / "demo-north").is_dir() and (workdir / "gates" / "demo-park").is_dir()
         assert any("All parks:" in line for line in output)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
-        reader.join(5)
-    survivors = _group_members(proc.pid)
-    if survivors:
-        os.killpg(proc.pid, signal.SIGKILL)
-    assert not survivors, f"processes left running after the demo stopped: {survivors}"
+        code = _stop(proc, reader, output)
     assert code == 0, "".join(output[-40:])

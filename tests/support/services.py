@@ -179,13 +179,7 @@ class NatsMqtt:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _end(self.proc)
         self.proc = None
 
 
@@ -255,16 +249,19 @@ class NatsCluster:
 
     def stop(self) -> None:
         for node in self.nodes:
-            if node.proc and node.proc.poll() is None:
-                node.proc.terminate()
-        for node in self.nodes:
-            if node.proc:
-                try:
-                    node.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait()
+            _end(node.proc)
             node.proc = None
+
+
+def _end(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a server of the test's own, SIGKILL after 10 s."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def nats_server_binary() -> str:
