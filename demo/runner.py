@@ -430,18 +430,20 @@ class Demo:
             gate.wait_agent(deadline)
         for gate in self.gates:
             gate.close()
-        if self.server is not None:
-            try:
-                self.server.close()
-                self.server.task_dispatcher.shutdown(timeout=2)
-            except Exception:
-                log.debug("web server shutdown", exc_info=True)
-        if self.app is not None:
+        if self.app is not None:  # the dashboards' live streams end first, then the requests, then the server
             from central.web.stack import HUB
 
             hub = self.app.extensions.get(HUB)
             if hub is not None:
                 hub.stop()
+        if self.server is not None:
+            try:
+                # The request threads first: a request still answering when the server closes its trigger
+                # would fail writing to it (waitress prints "Bad file descriptor"), so they finish before.
+                self.server.task_dispatcher.shutdown(timeout=2)
+                self.server.close()
+            except Exception:
+                log.debug("web server shutdown", exc_info=True)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if self.ingest is not None:
