@@ -186,8 +186,14 @@ class LiveHub:
     def stop(self) -> None:
         with self._lock:
             timers, self._coalesce = list(self._coalesce.values()), {}
+            listeners, self._listeners = list(self._listeners), set()
         for timer in timers:
             timer.cancel()
+        for q in listeners:  # every open stream ends now (its browser reconnects to another process)
+            try:
+                q.put_nowait(None)
+            except queue.Full:
+                pass
         if self._link is not None:
             self._link.stop()
             self._link = None
@@ -431,6 +437,8 @@ def stream():
                         return
                     yield ": keepalive\n\n"
                     continue
+                if data is None:  # the hub stopped (the web process is stopping)
+                    return
                 if data.get("site", site) == site or data["type"] == "command_ack":
                     yield _sse(data)
         finally:

@@ -53,9 +53,13 @@ class Server:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.close()
+        # The live streams end, then the request threads, then the server: a thread still answering when
+        # waitress closes its trigger logs a traceback, and Python 3.11 formats one with `ast` (which is not
+        # safe beside another thread's `ast`, as hypothesis uses it in the next test).
         if self.hub is not None:
             self.hub.stop()
+        self._server.task_dispatcher.shutdown(timeout=5)
+        self._server.close()
 
 
 @pytest.fixture
