@@ -65,11 +65,16 @@ def record_delta(session: Session, site_id: str, changes: Sequence[Change], at: 
     if not changes:
         return 0
     seq = next_seq(session, site_id)
-    delta = Delta(site=site_id, seq=seq, at=at or park_now(), changes=list(changes))
-    kinds = ",".join(sorted({str(type(c).__struct_config__.tag) for c in changes}))
-    session.add(SyncChange(site_id=site_id, seq=seq, kinds=kinds[:64], payload=encode(delta)))
+    session.add(SyncChange(**_delta_row(site_id, seq, changes, at or park_now())))
     session.flush()
     return seq
+
+
+def _delta_row(site_id: str, seq: int, changes: Sequence[Change], at: datetime) -> dict:
+    """A `sync_changes` row's values: the encoded Delta and the kinds of change it holds."""
+    kinds = ",".join(sorted({str(type(c).__struct_config__.tag) for c in changes}))
+    delta = Delta(site=site_id, seq=seq, at=at, changes=list(changes))
+    return {"site_id": site_id, "seq": seq, "kinds": kinds[:64], "payload": encode(delta)}
 
 
 def record_deltas(session: Session, by_site: dict[str, Sequence[Change]], at: datetime | None = None) -> dict[str, int]:
@@ -86,14 +91,8 @@ def record_deltas(session: Session, by_site: dict[str, Sequence[Change]], at: da
     seqs = {row.id: int(row.sync_seq) for row in session.execute(
         update(sites_t).where(sites_t.c.id.in_(sites)).values(sync_seq=sites_t.c.sync_seq + 1)
         .returning(sites_t.c.id, sites_t.c.sync_seq))}
-    rows = []
-    for site in sites:
-        changes = list(by_site[site])
-        kinds = ",".join(sorted({str(type(c).__struct_config__.tag) for c in changes}))
-        payload = encode(Delta(site=site, seq=seqs[site], at=at, changes=changes))
-        rows.append({"site_id": site, "seq": seqs[site], "kinds": kinds[:64], "payload": payload,
-                     "created_at": utcnow()})
-    session.execute(insert(table(SyncChange)), rows)
+    session.execute(insert(table(SyncChange)), [_delta_row(site, seqs[site], by_site[site], at) | {
+        "created_at": utcnow()} for site in sites])
     return seqs
 
 
@@ -124,6 +123,12 @@ def template_change(template: BiometricTemplate) -> TemplateChange:
     return TemplateChange(holder_id=holder_ref(template.person_id),
                           kind=m.choose(template.kind, m.TEMPLATE_KINDS, "template kind"), data=template.record,
                           version=template.version, finger=template.finger)
+
+
+def booked_face_change(ticket_id: int, record: bytes) -> TemplateChange:
+    """A booked person's face (face entry at booking), its holder the person's ticket: the *encrypted*
+    record, as `template_change`."""
+    return TemplateChange(holder_id=ticket_ref(ticket_id), kind="face", data=record)
 
 
 def forget_change(person_id: int) -> HolderForget:
@@ -201,7 +206,7 @@ def _snapshot_changes(session: Session, site_id: str, now: datetime) -> Iterator
                BookingPerson.face_record.is_not(None)).order_by(BookingPerson.id))
     for ticket_id, record in booked:
         if ticket_id is not None and record is not None:
-            yield TemplateChange(holder_id=ticket_ref(ticket_id), kind="face", data=record)
+            yield booked_face_change(ticket_id, record)
 
 
 def _size(change: Change) -> int:

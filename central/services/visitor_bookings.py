@@ -58,11 +58,11 @@ from central.models import (
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit
 from central.services.gates import get_site
-from central.services.sync import record_delta, ticket_change
+from central.services.sync import booked_face_change, record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
 from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
-from protocol.messages import Change, HolderForget, TemplateChange
+from protocol.messages import Change, HolderForget
 
 PARTY_LIMIT = 20  # the most a site may allow in one booking
 DAYS_AHEAD_LIMIT = 90
@@ -529,11 +529,10 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
         person = BookingPerson(booking_id=booking.id, position=i, name=p.name, doc_type=p.doc_type, doc_digest=d,
                                doc_masked=mask_document(p.number), ticket_id=t.id)
         if i in faces:
-            holder = ticket_ref(t.id)
-            person.face_entry, person.face_record = True, cipher.encrypt(faces[i], holder, "face")
+            person.face_entry, person.face_record = True, cipher.encrypt(faces[i], ticket_ref(t.id), "face")
             if on_the_day:
                 person.face_on_gates = True
-                changes.append(TemplateChange(holder_id=holder, kind="face", data=person.face_record))
+                changes.append(booked_face_change(t.id, person.face_record))
         session.add(person)
     audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
           channel=booking.channel, faces=len(faces))
@@ -661,7 +660,7 @@ def face_round(session: Session, site_id: str, now: datetime | None = None) -> t
         if b.day == today and b.status == "booked" and not p.face_on_gates and p.ticket_id is not None \
                 and p.face_record is not None:
             p.face_on_gates = True
-            changes.append(TemplateChange(holder_id=ticket_ref(p.ticket_id), kind="face", data=p.face_record))
+            changes.append(booked_face_change(p.ticket_id, p.face_record))
             sent += 1
     session.flush()
     if changes:
