@@ -89,6 +89,7 @@ _DOC_HINTS = {
     "hk_macao": _l("A Hong Kong or Macao permit number is H or M and 8 or 10 digits."),
     "taiwan": _l("A Taiwan permit number is 8 or 10 digits."),
 }
+FACE_OFF = _l("This park does not offer face entry.")
 _PHONE = re.compile(r"\+?\d{6,15}")
 _GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _GB11643_CHECK = "10X98765432"
@@ -444,7 +445,7 @@ def _check_faces(rules: BookingSettings, req: BookingRequest, cipher) -> dict[in
     if not req.faces:
         return {}
     if not rules.face_entry:
-        raise FieldError("face_off", _l("This park does not offer face entry."), "party")
+        raise FieldError("face_off", FACE_OFF, "party")
     if cipher is None:
         raise Refused("no_template_key", _l("Face entry cannot be stored at the moment: book without a photo "
                                             "and enter with your document."))

@@ -44,7 +44,7 @@ from central.services import proof_of_work as pow_service
 from central.services import visitor_bookings as vb
 from central.services.gates import get_site
 from central.services.tickets import qr_svg, ticket_code
-from central.web.forms import photo_kind
+from central.web.forms import read_photo
 from central.web.i18n import current_language
 from central.web.stack import commit, ctx, db, site_id
 
@@ -205,13 +205,12 @@ def _faces(state: FormState) -> dict[int, bytes]:
     from biometrics import EnrolmentRefused, FaceSupportMissing, enrol_face
 
     out: dict[int, bytes] = {}
-    limit = int(current_app.config["MAX_PHOTO_BYTES"])
     for i in sorted(state.photos):
         name = f"person-{i}-face"
-        data = request.files[name].read(limit + 1)
-        if len(data) > limit:
+        data, refused = read_photo(request.files[name], int(current_app.config["MAX_PHOTO_BYTES"]))
+        if refused == "too_large":
             raise vb.FieldError("too_large", FACE_TEXTS["too_large"], name)
-        if photo_kind(data) is not None:
+        if refused is not None:
             raise vb.FieldError("unreadable_image", FACE_TEXTS["unreadable_image"], name)
         try:
             out[i] = enrol_face(data).to_bytes()
@@ -265,7 +264,7 @@ def submit(quota_id: int):
         phone = vb.normalise_phone(state.phone)
         checked = vb.check_party(rules, persons)
         if state.photos and not _face_entry(rules):
-            raise vb.FieldError("face_off", _l("This park does not offer face entry."), "party")
+            raise vb.FieldError("face_off", vb.FACE_OFF, "party")
         faces = _faces(state)
     except vb.FieldError as exc:
         state.errors[exc.field] = exc.text

@@ -17,7 +17,7 @@ from central.services import staff_help as help_service
 from central.services import tickets as ticket_service
 from central.services.gates import get_site
 from central.web import queries
-from central.web.forms import form_day, form_int, photo_kind
+from central.web.forms import form_day, form_int, read_photo
 from central.web.i18n import site_today
 from central.web.stack import commit, ctx, db, require, signed_in, site_id
 from protocol.errors import CodeError
@@ -288,10 +288,9 @@ def _photo_bytes() -> tuple[bytes | None, str | None]:
     upload = request.files.get("photo")
     if upload is None or not upload.filename:
         return None, _("Choose a photo or take one with the camera.")
-    data = upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
-    if len(data) > current_app.config["MAX_PHOTO_BYTES"]:
+    data, kind = read_photo(upload, current_app.config["MAX_PHOTO_BYTES"])
+    if kind == "too_large":
         return None, _("The photo is larger than %(n)s MB.", n=current_app.config["MAX_PHOTO_BYTES"] // (1024 * 1024))
-    kind = photo_kind(data)
     if kind == "format":
         return None, _("The file is not a JPEG, PNG or WebP photo.")
     if kind == "unreadable":

@@ -18,20 +18,25 @@ def form_int(value: object, default: int | None = None) -> int | None:
         return default
 
 
-def photo_kind(data: bytes) -> str | None:
-    """Why uploaded bytes are not a usable photo: "format" (not JPEG, PNG or WebP), "unreadable", or None."""
+def read_photo(upload, limit: int) -> tuple[bytes, str | None]:
+    """An uploaded photo's bytes (at most `limit` + 1 read), and why it is not usable: "too_large",
+    "format" (not JPEG, PNG or WebP), "unreadable", or None. The desk and the booking site say it each
+    in their own words."""
     import io
 
     from PIL import Image, UnidentifiedImageError
 
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        return data, "too_large"
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("JPEG", "PNG", "WEBP"):
-                return "format"
+                return data, "format"
             img.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return "unreadable"
-    return None
+        return data, "unreadable"
+    return data, None
 
 
 def form_day(value: str | None) -> date | None:
@@ -42,4 +47,4 @@ def form_day(value: str | None) -> date | None:
         return None
 
 
-__all__ = ["form_day", "form_int", "photo_kind"]
+__all__ = ["form_day", "form_int", "read_photo"]

@@ -31,7 +31,6 @@ from flask_babel import (
     get_translations,
 )
 from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from central.i18n import LABELS  # the codes in people's words, shared with the services
 from central.models import Site, StaffUser
@@ -58,12 +57,14 @@ SITE_LOCALE_TTL_S = 5.0
 _site_locales: dict[str, tuple[float, SiteLocale]] = {}
 
 
-@event.listens_for(Session, "after_flush")
-def _forget_site_locales(session, _flush_context) -> None:
-    """A park's time zone or language changed in this process: its pages use the new one at once (other
-    processes within SITE_LOCALE_TTL_S)."""
-    if any(isinstance(o, Site) for o in (*session.dirty, *session.new, *session.deleted)):
-        _site_locales.clear()
+@event.listens_for(Site, "after_insert")
+@event.listens_for(Site, "after_update")
+@event.listens_for(Site, "after_delete")
+def _forget_site_locales(_mapper, _connection, _site) -> None:
+    """A park's row written in this process (its time zone or language may have changed): its pages use
+    the new one at once (other processes within SITE_LOCALE_TTL_S). A mapper event: it costs other
+    sessions' flushes nothing."""
+    _site_locales.clear()
 
 
 def _site() -> SiteLocale | None:
