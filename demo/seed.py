@@ -204,7 +204,6 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     now = park_now().astimezone(tz)
     today = day or now.date()
     types = ticket_types(site)
-    SINGLE, DAY_PASS, GROUP, BOOKING = types.single, types.day_pass, types.group, types.booking  # noqa: N806
     pools: dict[str, list[Carried]] = {"single": [], "day": [], "group": [], "booking": [], "pass": [],
                                        "wrong_day": []}
     n_single = int(visitors * 0.55)
@@ -217,10 +216,10 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
 
     requests: list[tuple[str, IssueRequest, Carried]] = []
     for _ in range(n_single):
-        requests.append(("single", IssueRequest(ticket_type=SINGLE, visit_date=today, channel=_channel(rng)),
+        requests.append(("single", IssueRequest(ticket_type=types.single, visit_date=today, channel=_channel(rng)),
                          Carried("qr", "", label="single", day=today)))
     for _ in range(n_day):
-        requests.append(("day", IssueRequest(ticket_type=DAY_PASS, visit_date=today,
+        requests.append(("day", IssueRequest(ticket_type=types.day_pass, visit_date=today,
                                              channel=rng.choice(("web", "ota"))),
                          Carried("qr", "", reentry=True, face=random_face(rng) if faces else None, label="day pass",
                                  day=today)))
@@ -228,13 +227,13 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
     while people < n_group_people:
         size = rng.randint(4, 12)
         people += size
-        requests.append(("group", IssueRequest(ticket_type=GROUP, headcount=size, visit_date=today,
+        requests.append(("group", IssueRequest(ticket_type=types.group, headcount=size, visit_date=today,
                                                channel=rng.choice(("agency", "group")),
                                                channel_ref=f"TA-{rng.randrange(10**6):06d}"),
                          Carried("qr", "", headcount=size, label="group", day=today)))
     for i in range(n_wrong):
         other = today - timedelta(days=1) if i % 2 else today + timedelta(days=1)
-        requests.append(("wrong_day", IssueRequest(ticket_type=SINGLE, visit_date=other, channel=_channel(rng),
+        requests.append(("wrong_day", IssueRequest(ticket_type=types.single, visit_date=other, channel=_channel(rng),
                                                    allow_past=other < now.date()),
                          Carried("qr", "", label="wrong day", day=other)))
     rng.shuffle(requests)
@@ -263,7 +262,7 @@ def sell(ctx, visitors: int, *, faces: bool, rng: random.Random, progress: Progr
             define_quota(db, site, start, end, held.get(start, 0) + max(50, n_booking // 2 + 10))
         # The public booking site's rules: booking stays open until a slot ends (the demo books its slots
         # under way), parties of up to 5.
-        visitor_bookings.update_settings(db, site, "demo", ticket_type_id=BOOKING, days_ahead=7, party_max=5,
+        visitor_bookings.update_settings(db, site, "demo", ticket_type_id=types.booking, days_ahead=7, party_max=5,
                                          cancel_before_min=30, close_before_min=-60, retention_days=30,
                                          face_entry=False)
         quota_ids = {q.slot_start: q.id for q in db.scalars(select(SlotQuota).where(SlotQuota.site_id == site))}

@@ -75,8 +75,7 @@ class FaceMatcher:
         faces: set[str] = set()
         for ch in changes:
             if isinstance(ch, m.HolderForget):
-                gallery = self.day if is_ticket_ref(ch.holder_id) else self.index
-                forgotten = forget_holder(ch.holder_id, face_index=gallery)
+                forgotten = forget_holder(ch.holder_id, face_index=self._gallery(ch.holder_id))
                 log.info("holder forgotten: %d face templates dropped from memory", forgotten.face_templates)
                 faces.discard(ch.holder_id)
             elif isinstance(ch, m.TemplateChange) and ch.kind == "face":
@@ -88,7 +87,13 @@ class FaceMatcher:
         for holder_id in faces:
             templates = [FaceTemplate.from_bytes(t) for t in self.store.templates(holder_id, "face")
                          if len(t) == TEMPLATE_BYTES]
-            (self.day if is_ticket_ref(holder_id) else self.index).replace(holder_id, templates)
+            gallery = self._gallery(holder_id)
+            if gallery is not None:
+                gallery.replace(holder_id, templates)
+
+    def _gallery(self, holder_id: str) -> FaceIndex | None:
+        """Where a holder's faces live: the day's bookings for a ticket ref, the pass holders' otherwise."""
+        return self.day if is_ticket_ref(holder_id) else self.index
 
     def identify(self, probe: FaceTemplate, threshold: float | None) -> Match | None:
         """1:N in both galleries (holders, the day's bookings): the closer match within the threshold."""

@@ -54,6 +54,7 @@ gate could not refuse, and they count.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -466,7 +467,7 @@ class _Facts:
     """What the central knows of the credentials in one batch, loaded with one query per kind."""
 
     def __init__(self, session: Session, sites: dict[str, _SiteFacts], refs: set[str],
-                 face_tickets: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+                 face_tickets: Iterable[str] = ()) -> None:
         numbered = [(ref_kind(r), ref_number(r)) for r in refs]
         # Tickets entered by face: only a booked person who gave a face at booking can be (face entry).
         face_ids = {n for n in (ref_number(r) for r in face_tickets) if n is not None}
