@@ -121,16 +121,17 @@ def test_demo_moves_live_counts_and_stops_cleanly_on_sigterm(tmp_path):
     assert any("stopped" in line for line in output)
 
 
-def _stop(proc: subprocess.Popen, reader: threading.Thread, output: list[str]) -> int:
-    """SIGTERM, as systemd or Ctrl-C stops the demo: its exit code, once nothing of it is left running."""
-    if proc.poll() is None:
+def _stop(proc: subprocess.Popen, reader: threading.Thread, output: list[str], *, terminate: bool = True) -> int:
+    """SIGTERM, as systemd or Ctrl-C stops the demo (or, `terminate=False`, its own end at --duration): its
+    exit code, once nothing of it is left running."""
+    if proc.poll() is None and terminate:
         proc.send_signal(signal.SIGTERM)
     try:
         code = proc.wait(40)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        pytest.fail("the demo did not stop within 40 s of SIGTERM:\n" + "".join(output[-40:]))
+        pytest.fail("the demo did not stop within 40 s:\n" + "".join(output[-40:]))
     reader.join(5)
     survivors = _group_members(proc.pid)
     if survivors:
@@ -209,15 +210,7 @@ def test_demo_at_high_speed_keeps_selling_and_admitting_day_after_day_on_one_clo
                 assert day in (before, after), f"the dashboard's today {day} is not the simulated day {before}"
             time.sleep(4)
     finally:
-        if proc.poll() is None and not ending:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail("the demo did not stop within 40 s:\n" + "".join(output[-40:]))
-        reader.join(5)
+        code = _stop(proc, reader, output, terminate=not ending)
     text = "".join(output)
     assert code == 0, text[-3000:]
     ended = [(m.group(1), int(m.group(2)), int(m.group(3)))
