@@ -142,6 +142,9 @@ def scope_sessions_by_site(factory: sessionmaker[Session]) -> None:
     @event.listens_for(factory, "do_orm_execute")
     def _only_visible_sites(state) -> None:
         sites = state.session.info.get(VISIBLE_SITES)
-        if sites is None or not state.is_select or state.is_column_load or state.is_relationship_load:
+        # Criteria apply to ORM entities only: a Core statement (of a Table) would carry the options for
+        # nothing but their cache-key cost.
+        if sites is None or not state.is_select or not state.is_orm_statement or state.is_column_load \
+                or state.is_relationship_load:
             return
         state.statement = state.statement.options(*criteria(tuple(sites)))

@@ -11,12 +11,14 @@ them just before sending, so templates are never at rest in clear at the central
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import Insert, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from central.db import table
@@ -54,19 +56,28 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 def next_seq(session: Session, site_id: str) -> int:
     """Take the site's next sequence number (row lock on PostgreSQL, the write lock on SQLite)."""
-    seq = session.execute(
-        update(Site).where(Site.id == site_id).values(sync_seq=Site.sync_seq + 1).returning(Site.sync_seq)
-    ).scalar_one()
-    return int(seq)
+    return int(session.execute(_next_seq_sql(), {"seq_site": site_id}).scalar_one())
+
+
+@functools.cache
+def _next_seq_sql() -> Update:  # built once: no statement building while the row is locked
+    sites = table(Site)
+    return update(sites).where(sites.c.id == bindparam("seq_site")).values(sync_seq=sites.c.sync_seq + 1) \
+        .returning(sites.c.sync_seq)
+
+
+@functools.cache
+def _insert_delta_sql() -> Insert:
+    return insert(table(SyncChange))
 
 
 def record_delta(session: Session, site_id: str, changes: Sequence[Change], at: datetime | None = None) -> int:
     """Write one Delta of `changes` for the site's gates; returns its seq."""
     if not changes:
         return 0
+    session.flush()  # the caller's pending rows first: the sequence row stays locked until the commit
     seq = next_seq(session, site_id)
-    session.add(SyncChange(**_delta_row(site_id, seq, changes, at or park_now())))
-    session.flush()
+    session.execute(_insert_delta_sql(), _delta_row(site_id, seq, changes, at or park_now()) | {"created_at": utcnow()})
     return seq
 
 
@@ -99,8 +110,12 @@ def record_deltas(session: Session, by_site: dict[str, Sequence[Change]], at: da
 # --- one change per record ---------------------------------------------------------------------
 
 
-def ticket_change(ticket: Ticket) -> TicketChange:
-    zones = list(ticket.zones or []) or list(ticket.ticket_type.zones or [])
+def ticket_change(ticket: Ticket | Any, type_zones: Sequence[int] | None = None) -> TicketChange:
+    """`ticket`: a Ticket, or an object with its column attributes and `type_zones` its type's zones (a
+    booking's tickets, written without the ORM)."""
+    if type_zones is None:
+        type_zones = ticket.ticket_type.zones or []
+    zones = list(ticket.zones or []) or list(type_zones)
     return TicketChange(
         ticket_id=ticket.id, ticket_type=ticket.ticket_type_id,
         status=m.choose(ticket.status, m.TICKET_STATUSES, "ticket status"),

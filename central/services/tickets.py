@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select, update
@@ -188,8 +189,10 @@ def _check_request(req: IssueRequest) -> None:
         raise Invalid("bad_validity", _l("The visit date is a date."))
 
 
-def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketType, tz: str, salt: bytes,
-                actor: str | None) -> Ticket:
+def ticket_values(site_id: str, req: IssueRequest, tt: TicketType | Any, tz: str, salt: bytes,
+                  actor: str | None) -> dict[str, Any]:
+    """A new ticket's column values for `req`, every value checked (Invalid or Refused otherwise). `tt`
+    is the TicketType, or a snapshot of it with the same attributes (a booking's)."""
     if tt.site_id != site_id:
         raise Invalid("bad_ticket_type", _l('Ticket type %(id)s belongs to another park.', id=tt.name))
     if not tt.active:
@@ -223,7 +226,7 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
     elif tt.real_name:
         raise Invalid("id_number_required", _l("%(name)s is a real-name ticket: give the visitor's ID number.",
                                                name=tt.name))
-    ticket = Ticket(
+    return dict(
         site_id=site_id, ticket_type_id=tt.id, status="valid", valid_from=valid_from, valid_to=valid_to,
         slot_start=req.slot_start, slot_end=req.slot_end, headcount=req.headcount, zones=sorted(set(req.zones)),
         holder_name=req.holder_name, id_digest=digest, id_last4=last4, channel=req.channel,
@@ -231,6 +234,11 @@ def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketTyp
         issued_at=park_now(),
         quota_id=req.quota_id,
     )
+
+
+def _new_ticket(session: Session, site_id: str, req: IssueRequest, tt: TicketType, tz: str, salt: bytes,
+                actor: str | None) -> Ticket:
+    ticket = Ticket(**ticket_values(site_id, req, tt, tz, salt, actor))
     ticket.ticket_type = tt
     session.add(ticket)
     return ticket

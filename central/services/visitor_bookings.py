@@ -30,17 +30,25 @@ is deleted here and the gates forget it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import secrets
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
+from time import monotonic
+from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Row, bindparam, delete, event, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
+from central.db import table
 from central.i18n import _l
 from central.models import (
     DOCUMENT_TYPES,
@@ -53,13 +61,14 @@ from central.models import (
     Site,
     SlotQuota,
     Ticket,
+    TicketType,
     utcnow,
 )
 from central.services import Invalid, NotFound, Refused, limits
-from central.services.audit import audit
+from central.services.audit import audit, audit_rows
 from central.services.gates import get_site
 from central.services.sync import booked_face_change, record_delta, ticket_change
-from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, issue_tickets
+from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, ticket_values
 from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
 from protocol.messages import Change, HolderForget
@@ -187,14 +196,125 @@ def client_digest(salt: bytes, address: str) -> tuple[str, str]:
 # --- settings and calendar -------------------------------------------------------------------------
 
 
-def settings(session: Session, site_id: str) -> BookingSettings:
-    """The site's booking settings (the defaults until a manager saves them)."""
-    found = session.get(BookingSettings, site_id)
+@dataclass(frozen=True)
+class BookingRules:
+    """A site's booking rules (BookingSettings' values, the defaults until a manager saves them) and what
+    a booking needs of the site itself (its time zone, the salt of its digests), as read at one moment."""
+
+    site_id: str
+    ticket_type_id: int | None
+    days_ahead: int
+    party_max: int
+    cancel_before_min: int
+    close_before_min: int
+    retention_days: int
+    face_entry: bool
+    timezone: str
+    id_salt: bytes
+    ticket_type: BookingTicketType | None = None  # the booking ticket type, when one is set
+
+
+@dataclass(frozen=True)
+class BookingTicketType:
+    """What a booking's tickets take from their type (TicketType's attributes of those names)."""
+
+    id: int
+    site_id: str
+    name: str
+    active: bool
+    real_name: bool
+    min_headcount: int
+    max_headcount: int
+    validity_days: int
+    price: Any
+    zones: list[int]
+
+
+@functools.cache
+def _sql(dialect: str) -> SimpleNamespace:
+    """The public site's and a booking's statements, built once per dialect with bound parameters: under
+    a rush, building a statement cost as much as running it, and a built one keeps its cache key."""
+    sites, rows, types = table(Site), table(BookingSettings), table(TicketType)
+    slots, days, blocks = table(SlotQuota), table(BookingDay), table(BookingBlock)
+    bookings, documents, tickets = table(Booking), table(BookingDocument), table(Ticket)
+    # Parameters of the UPDATEs are named like no column: a parameter named like one would be SET.
+    n = bindparam("take_n")
+    take_slot = update(slots).where(slots.c.id == bindparam("take_quota"), slots.c.booked + n <= slots.c.capacity) \
+        .values(booked=slots.c.booked + n).returning(slots.c.booked)
+    take_day = update(days).where(
+        days.c.site_id == bindparam("take_site"), days.c.day == bindparam("take_day"), days.c.open.is_(True),
+        or_(days.c.capacity.is_(None), days.c.booked + n <= days.c.capacity),
+    ).values(booked=days.c.booked + n).returning(days.c.id, days.c.booked)
+    out = SimpleNamespace(
+        rules=select(sites.c.timezone, sites.c.id_salt, rows.c.site_id.label("saved"),
+                     *[rows.c[name] for name in DEFAULT_RULES],
+                     *[types.c[f.name].label(f"tt_{f.name}") for f in fields(BookingTicketType)])
+        .select_from(sites.outerjoin(rows, rows.c.site_id == sites.c.id)
+                     .outerjoin(types, types.c.id == rows.c.ticket_type_id))
+        .where(sites.c.id == bindparam("site_id")),
+        slot=select(slots).where(slots.c.id == bindparam("quota_id"), slots.c.site_id == bindparam("site_id")),
+        blocked=select(blocks.c.id).where(blocks.c.site_id == bindparam("site_id"), or_(
+            (blocks.c.kind == "document") & blocks.c.digest.in_(bindparam("digests", expanding=True)),
+            (blocks.c.kind == "phone") & (blocks.c.digest == bindparam("tel")))).limit(1),
+        booking=insert(bookings).returning(bookings.c.id),
+        documents=_dialect_insert(dialect, documents).on_conflict_do_nothing().returning(documents.c.doc_digest),
+        tickets=insert(tickets).returning(tickets.c.id, sort_by_parameter_order=True),
+        persons=insert(table(BookingPerson)),
+        take_slot=take_slot, take_day=take_day, take_both=None,
+    )
+    if dialect == "postgresql":  # both counts in one statement (data-modifying CTEs): see _take_places
+        took_slot = take_slot.cte("took_slot")
+        took_day = take_day.where(exists(select(took_slot.c.booked))).cte("took_day")
+        out.take_both = select(select(took_slot.c.booked).scalar_subquery().label("slot_booked"),
+                               select(took_day.c.id).scalar_subquery().label("id"),
+                               select(took_day.c.booked).scalar_subquery().label("booked"))
+    return out
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+RULES_TTL_S = 5.0
+DEFAULT_RULES = {"ticket_type_id": None, "days_ahead": 7, "party_max": 5, "cancel_before_min": 60,
+                 "close_before_min": 0, "retention_days": 30, "face_entry": False}
+# Per database (engine) and site: (when read, rules). Every page and booking of the public site reads the
+# rules, and two ORM SELECTs of them were a third of a refused visitor's answer in the booking rush.
+_rules: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, BookingRules]]] = weakref.WeakKeyDictionary()
+
+
+@event.listens_for(BookingSettings, "after_insert")
+@event.listens_for(BookingSettings, "after_update")
+@event.listens_for(BookingSettings, "after_delete")
+@event.listens_for(Site, "after_update")
+@event.listens_for(Site, "after_delete")
+@event.listens_for(TicketType, "after_update")
+@event.listens_for(TicketType, "after_delete")
+def _forget_rules(_mapper, _connection, _row) -> None:
+    """Rules or a site written in this process: its next read is the database's (other processes read
+    them again within RULES_TTL_S)."""
+    _rules.clear()
+
+
+def settings(session: Session, site_id: str, *, fresh: bool = False) -> BookingRules:
+    """The site's booking rules; NotFound for an unknown site. Read at most every RULES_TTL_S per process
+    (the public site's pages and bookings); `fresh`: from the database now (the managers' settings page)."""
+    bind = session.get_bind()
+    now = monotonic()
+    cached = _rules.get(bind, {}).get(site_id)
+    if cached is not None and not fresh and now - cached[0] <= RULES_TTL_S:
+        return cached[1]
+    found = session.execute(_sql(bind.dialect.name).rules, {"site_id": site_id}).first()
     if found is None:
-        get_site(session, site_id)
-        found = BookingSettings(site_id=site_id, days_ahead=7, party_max=5, cancel_before_min=60,
-                                close_before_min=0, retention_days=30, face_entry=False)
-    return found
+        get_site(session, site_id)  # its NotFound (or Invalid for a malformed id)
+        raise NotFound("no_site", _l("There is no park %(site_id)s.", site_id=site_id))
+    values = {name: getattr(found, name) for name in DEFAULT_RULES} if found.saved is not None else DEFAULT_RULES
+    ticket_type = BookingTicketType(**{f.name: getattr(found, f"tt_{f.name}") for f in fields(BookingTicketType)}) \
+        if found.tt_id is not None else None
+    rules = BookingRules(site_id=site_id, timezone=found.timezone, id_salt=bytes(found.id_salt),
+                         ticket_type=ticket_type, **values)
+    _rules.setdefault(bind, {})[site_id] = (now, rules)
+    return rules
 
 
 def update_settings(session: Session, site_id: str, actor: str, *, ticket_type_id: int | None,
@@ -230,11 +350,11 @@ def update_settings(session: Session, site_id: str, actor: str, *, ticket_type_i
     return row
 
 
-def site_day(site: Site, now: datetime) -> date:
+def site_day(site: Site | BookingRules, now: datetime) -> date:
     return now.astimezone(ZoneInfo(site.timezone)).date()
 
 
-def slot_closes(quota: SlotQuota, rules: BookingSettings) -> datetime:
+def slot_closes(quota: SlotQuota | Row, rules: BookingRules) -> datetime:
     return quota.closes_at or quota.slot_start - timedelta(minutes=rules.close_before_min)
 
 
@@ -305,7 +425,15 @@ def calendar(session: Session, site_id: str, now: datetime | None = None, *, fir
     return days_out
 
 
-def slot_view(session: Session, site_id: str, quota: SlotQuota, now: datetime | None = None) -> SlotView:
+def get_slot(session: Session, site_id: str, quota_id: object) -> Row | None:
+    """The site's slot `quota_id` as a row of its columns (id, slot_start, slot_end, capacity, booked,
+    closes_at), or None: a Core SELECT, as cheap as a read can be (every booking request reads it first)."""
+    if not isinstance(quota_id, int) or isinstance(quota_id, bool) or not 0 < quota_id <= limits.MAX_ID:
+        return None
+    return session.execute(_sql(_dialect(session)).slot, {"quota_id": quota_id, "site_id": site_id}).first()
+
+
+def slot_view(session: Session, site_id: str, quota: SlotQuota | Row, now: datetime | None = None) -> SlotView:
     """One slot as the form shows it: its places left, unless booking for it has closed."""
     rules = settings(session, site_id)
     closes = slot_closes(quota, rules)
@@ -406,7 +534,7 @@ class CheckedPerson:
     number: str  # only in memory, for the ticket's digest; never stored
 
 
-def check_party(rules: BookingSettings, persons: list[PartyMember]) -> list[CheckedPerson]:
+def check_party(rules: BookingRules, persons: list[PartyMember]) -> list[CheckedPerson]:
     """Every person's name and document, or the FieldError of the first wrong value."""
     if not 1 <= len(persons) <= rules.party_max:
         raise FieldError("bad_party", _l("A booking is for 1 to %(n)s people.", n=rules.party_max), "party")
@@ -426,22 +554,22 @@ def check_party(rules: BookingSettings, persons: list[PartyMember]) -> list[Chec
     return checked
 
 
-def _insert(session: Session, table):
-    """INSERT with ON CONFLICT for the session's database (PostgreSQL in production, SQLite embedded)."""
-    if session.get_bind().dialect.name == "postgresql":
+def _dialect_insert(dialect: str, target):
+    """INSERT with ON CONFLICT for the database (PostgreSQL in production, SQLite embedded)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table)
+        return pg_insert(target)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table)
+    return sqlite_insert(target)
 
 
 def new_number() -> str:
     return "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(NUMBER_LENGTH))
 
 
-def _check_faces(rules: BookingSettings, req: BookingRequest, cipher) -> dict[int, bytes]:
+def _check_faces(rules: BookingRules, req: BookingRequest, cipher) -> dict[int, bytes]:
     if not req.faces:
         return {}
     if not rules.face_entry:
@@ -463,25 +591,40 @@ def _check_faces(rules: BookingSettings, req: BookingRequest, cipher) -> dict[in
     return out
 
 
+@dataclass(frozen=True)
+class Booked:
+    """What `make_booking` booked (its rows are written without the ORM: `get_booking` reads them)."""
+
+    id: int
+    number: str
+    party: int
+    day: date
+    slot_start: datetime
+    slot_end: datetime
+    phone_masked: str
+    channel: str
+    ticket_ids: list[int]
+
+
 def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str | None = None,
-                 now: datetime | None = None, *, cipher=None) -> Booking:
+                 now: datetime | None = None, *, cipher=None, slot: Row | None = None) -> Booked:
     """Book the places of one slot for a party, in the caller's transaction (commit it at once).
-    `cipher` (the template key) seals the faces of a party asking for face entry.
+    `cipher` (the template key) seals the faces of a party asking for face entry; `slot`: the slot as
+    the caller read it in this transaction (`get_slot`), not read again.
 
     Refused: `slot_closed`, `day_closed`, `quota_full`, `day_full`, `already_booked`, `blocked`."""
     now = now or park_now()
-    site = get_site(session, site_id)
-    rules = settings(session, site_id)
-    if rules.ticket_type_id is None:
+    rules = site = settings(session, site_id)  # the site's time zone and salt with its rules
+    tt = rules.ticket_type
+    if tt is None:
         raise Refused("booking_off", _l("This park does not take bookings online yet."))
     persons = check_party(rules, list(req.persons))
     faces = _check_faces(rules, req, cipher)
     phone = normalise_phone(req.phone)
     if req.consent is not True:
         raise FieldError("no_consent", _l("Booking needs your consent to the personal data notice."), "consent")
-    quota = session.get(SlotQuota, req.quota_id) if isinstance(req.quota_id, int) and \
-        0 < req.quota_id <= limits.MAX_ID else None
-    if quota is None or quota.site_id != site_id:
+    quota = slot if slot is not None and slot.id == req.quota_id else get_slot(session, site_id, req.quota_id)
+    if quota is None:
         raise FieldError("no_slot", _l("Choose a time slot from the list."), "slot")
     day = site_day(site, quota.slot_start)
     today = site_day(site, now)
@@ -496,72 +639,98 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
     salt = site.id_salt
     digests = [document_digest(salt, p.doc_type, p.number) for p in persons]
     tel = phone_digest(salt, phone)
-    blocked = session.scalar(select(BookingBlock.id).where(BookingBlock.site_id == site_id, or_(
-        (BookingBlock.kind == "document") & BookingBlock.digest.in_(digests),
-        (BookingBlock.kind == "phone") & (BookingBlock.digest == tel))).limit(1))
+    sql = _sql(_dialect(session))
+    blocked = session.execute(sql.blocked, {"site_id": site_id, "digests": digests, "tel": tel}).first()
     if blocked is not None:
         raise Refused("blocked", _l("This booking cannot be made online: please contact the park."))
+    # Every value checked before the first write: the persons' tickets too.
+    number, channel = new_number(), "desk" if req.channel == "desk" else "web"
+    valid_from, valid_to = day_window(site.timezone, day, tt.validity_days)
+    ticket_rows = [ticket_values(site_id, IssueRequest(
+        ticket_type=tt.id, valid_from=valid_from, valid_to=valid_to, headcount=1, holder_name=p.name,
+        id_number=p.number, channel="web" if channel == "web" else "box_office", channel_ref=f"B{number}",
+        slot_start=quota.slot_start, slot_end=quota.slot_end, quota_id=quota.id), tt, site.timezone, salt,
+        actor or "visitor") for p in persons]
     client, masked_client = client_digest(salt, req.client_address) if req.client_address else (None, None)
-    booking = Booking(site_id=site_id, number=new_number(), quota_id=quota.id, day=day, slot_start=quota.slot_start,
-                      slot_end=quota.slot_end, party=len(persons), phone_digest=tel, phone_masked=mask_phone(phone),
-                      status="booked", channel="desk" if req.channel == "desk" else "web",
-                      language=(req.language or "zh")[:8], consent_at=now, client_digest=client,
-                      client_masked=masked_client, created_at=now, created_by=actor)
-    session.add(booking)
-    session.flush()
+    # Core statements, one per table (the ORM's unit of work was most of a booking's cost in the rush).
+    booking_id = session.execute(sql.booking, dict(
+        site_id=site_id, number=number, quota_id=quota.id, day=day, slot_start=quota.slot_start,
+        slot_end=quota.slot_end, party=len(persons), phone_digest=tel, phone_masked=mask_phone(phone),
+        status="booked", channel=channel, language=(req.language or "zh")[:8], consent_at=now,
+        client_digest=client, client_masked=masked_client, created_at=now, created_by=actor,
+    )).scalar_one()
     # One booking per document per day: the primary key decides. A second request for the same document
     # waits here for the first one's commit, then inserts nothing (and the caller rolls back).
-    claimed = session.execute(_insert(session, BookingDocument).values(
-        [{"site_id": site_id, "day": day, "doc_digest": d, "booking_id": booking.id} for d in digests],
-    ).on_conflict_do_nothing().returning(BookingDocument.doc_digest)).all()
+    claimed = session.execute(sql.documents, [{"site_id": site_id, "day": day, "doc_digest": d,
+                                               "booking_id": booking_id} for d in digests]).all()
     if len(claimed) != len(digests):
         raise FieldError("already_booked", _l("Someone in this party already holds a booking for that day."),
                          "party")
-    tt = get_ticket_type(session, rules.ticket_type_id)
-    valid_from, valid_to = day_window(site.timezone, day, tt.validity_days)
-    requests = [IssueRequest(ticket_type=tt.id, valid_from=valid_from, valid_to=valid_to, headcount=1,
-                             holder_name=p.name, id_number=p.number, channel="web" if req.channel != "desk" else
-                             "box_office", channel_ref=f"B{booking.number}", slot_start=quota.slot_start,
-                             slot_end=quota.slot_end, quota_id=quota.id) for p in persons]
-    tickets = issue_tickets(session, site_id, requests, actor or "visitor", deltas=False)
-    changes: list[Change] = [ticket_change(t) for t in tickets]
+    ticket_ids = list(session.scalars(sql.tickets, ticket_rows))
+    changes: list[Change] = [ticket_change(SimpleNamespace(id=i, **row), tt.zones)
+                             for i, row in zip(ticket_ids, ticket_rows, strict=True)]
     on_the_day = day == today  # a face reaches the gates on its visit day only (`face_round` for later days)
-    for i, (p, d, t) in enumerate(zip(persons, digests, tickets, strict=True), start=1):
-        person = BookingPerson(booking_id=booking.id, position=i, name=p.name, doc_type=p.doc_type, doc_digest=d,
-                               doc_masked=mask_document(p.number), ticket_id=t.id)
-        if i in faces:
-            person.face_entry, person.face_record = True, cipher.encrypt(faces[i], ticket_ref(t.id), "face")
-            if on_the_day:
-                person.face_on_gates = True
-                changes.append(booked_face_change(t.id, person.face_record))
-        session.add(person)
-    audit(session, actor or "visitor", "booking.make", display_number(booking.number), party=len(persons),
-          channel=booking.channel, faces=len(faces))
-    session.flush()
+    person_rows = []
+    for i, (p, d, ticket_id) in enumerate(zip(persons, digests, ticket_ids, strict=True), start=1):
+        record = cipher.encrypt(faces[i], ticket_ref(ticket_id), "face") if i in faces else None
+        person_rows.append({"booking_id": booking_id, "position": i, "name": p.name, "doc_type": p.doc_type,
+                            "doc_digest": d, "doc_masked": mask_document(p.number), "ticket_id": ticket_id,
+                            "face_entry": record is not None, "face_record": record,
+                            "face_on_gates": record is not None and on_the_day})
+        if record is not None and on_the_day:
+            changes.append(booked_face_change(ticket_id, record))
+    session.execute(sql.persons, person_rows)
+    audit_rows(session, [
+        (actor or "visitor", "ticket.issue", f"{ticket_ids[0]}..{ticket_ids[-1]}",
+         {"count": len(ticket_ids), "channels": sorted({row["channel"] for row in ticket_rows})}),
+        (actor or "visitor", "booking.make", display_number(number),
+         {"party": len(persons), "channel": channel, "faces": len(faces)})])
     # The hot rows, last: the slot's and the day's counts (in that order everywhere), then the site's delta
     # sequence. Their row locks are held from here to the caller's commit only, so a rush queues on a few
     # statements, not on a whole booking.
-    took = session.execute(update(SlotQuota).where(
-        SlotQuota.id == quota.id, SlotQuota.booked + len(persons) <= SlotQuota.capacity,
-    ).values(booked=SlotQuota.booked + len(persons)).returning(SlotQuota.id)).first()
-    if took is None:
+    slot_booked, taken, take_day = _take_places(session, site_id, quota.id, day, len(persons))
+    if slot_booked is None:
         raise Refused("quota_full", _l("This time slot is fully booked."))
-    take_day = update(BookingDay).where(
-        BookingDay.site_id == site_id, BookingDay.day == day, BookingDay.open.is_(True),
-        or_(BookingDay.capacity.is_(None), BookingDay.booked + len(persons) <= BookingDay.capacity),
-    ).values(booked=BookingDay.booked + len(persons)).returning(BookingDay.id)
-    if session.execute(take_day).first() is None:
+    loaded_slot = session.identity_map.get(identity_key(SlotQuota, quota.id))
+    if loaded_slot is not None:  # a slot loaded in this session: its new count, as the ORM's UPDATE would
+        set_committed_value(loaded_slot, "booked", slot_booked)
+    if taken is None:
         day_row = session.scalar(select(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == day))
         if day_row is None:  # a day with slots but no calendar row yet: its count starts now
             _day_row(session, site_id, day)
-            if session.execute(take_day).first() is None:
+            taken = session.execute(sql.take_day, take_day).first()
+            if taken is None:
                 raise Refused("day_full", _l("That day is fully booked."))
         elif not day_row.open:
             raise FieldError("day_closed", _l("That day is no longer open for booking."), "slot")
         else:
             raise Refused("day_full", _l("That day is fully booked."))
+    loaded_day = session.identity_map.get(identity_key(BookingDay, taken.id))
+    if loaded_day is not None:
+        set_committed_value(loaded_day, "booked", taken.booked)
     record_delta(session, site_id, changes)
-    return booking
+    return Booked(id=booking_id, number=number, party=len(persons), day=day, slot_start=quota.slot_start,
+                  slot_end=quota.slot_end, phone_masked=mask_phone(phone), channel=channel, ticket_ids=ticket_ids)
+
+
+def _take_places(session: Session, site_id: str, quota_id: int, day: date, n: int) -> tuple[int | None, Row | None,
+                                                                                         dict[str, Any]]:
+    """Take `n` places of the slot, then of its day (conditional UPDATEs, in that order everywhere):
+    (the slot's new count or None when it is full, the day's (id, booked) or None, the parameters of the
+    day's UPDATE, `_sql(...).take_day`).
+
+    Core statements (no ORM bookkeeping while the rows are locked); on PostgreSQL both in one statement
+    (data-modifying CTEs, the day's only when the slot's took), so the rush's rows are locked for one
+    round trip fewer."""
+    sql = _sql(_dialect(session))
+    params = {"take_n": n, "take_quota": quota_id, "take_site": site_id, "take_day": day}
+    if sql.take_both is not None:
+        row = session.execute(sql.take_both, params).one()
+        return row.slot_booked, (row if row.id is not None else None), params
+    took = session.execute(sql.take_slot, params).first()  # SQLite: one writer at a time anyway
+    if took is None:
+        return None, None, params
+    return took.booked, session.execute(sql.take_day, params).first(), params
 
 
 def get_booking(session: Session, site_id: str, number: str) -> Booking | None:
@@ -589,7 +758,7 @@ def find_booking(session: Session, site_id: str, number: str, proof: str) -> Boo
     raise not_found
 
 
-def cancel_deadline(booking: Booking, rules: BookingSettings) -> datetime:
+def cancel_deadline(booking: Booking, rules: BookingRules) -> datetime:
     return booking.slot_start - timedelta(minutes=rules.cancel_before_min)
 
 

@@ -165,10 +165,8 @@ def privacy():
 
 
 def _slot_or_404(quota_id: int):
-    from central.models import SlotQuota
-
-    quota = db().get(SlotQuota, quota_id) if 0 < quota_id <= 2**31 - 1 else None
-    if quota is None or quota.site_id != site_id():
+    quota = vb.get_slot(db(), site_id(), quota_id)
+    if quota is None:
         abort(404)
     return quota
 
@@ -202,9 +200,11 @@ def _face_entry(rules) -> bool:
 def _faces(state: FormState) -> dict[int, bytes]:
     """The checked face template of each person who chose a photo; a photo that cannot be used is said
     at its field (FieldError), in the visitor's language, with the desk's enrolment checks."""
+    out: dict[int, bytes] = {}
+    if not state.photos:
+        return out  # most bookings: no import machinery on their way
     from biometrics import EnrolmentRefused, FaceSupportMissing, enrol_face
 
-    out: dict[int, bytes] = {}
     for i in sorted(state.photos):
         name = f"person-{i}-face"
         data, refused = read_photo(request.files[name], int(current_app.config["MAX_PHOTO_BYTES"]))
@@ -258,7 +258,6 @@ def submit(quota_id: int):
     if reason is not None:
         state.errors["form"] = str(POW_TEXTS[reason])
         return _form_page(quota, state, 400)
-    site = get_site(session_db, site_id())
     persons = [vb.PartyMember(p["name"], p["doc_type"], p["doc_number"]) for p in state.persons]
     try:
         phone = vb.normalise_phone(state.phone)
@@ -269,15 +268,15 @@ def submit(quota_id: int):
     except vb.FieldError as exc:
         state.errors[exc.field] = exc.text
         return _form_page(quota, state, 400)
-    tel = vb.phone_digest(site.id_salt, phone)
-    docs = [vb.document_digest(site.id_salt, p.doc_type, p.number) for p in checked]
+    tel = vb.phone_digest(rules.id_salt, phone)
+    docs = [vb.document_digest(rules.id_salt, p.doc_type, p.number) for p in checked]
     if _over("BOOKING_PHONE_LIMIT", tel) or any([_over("BOOKING_DOCUMENT_LIMIT", d) for d in docs]):
         state.errors["form"] = _("Too many bookings for this phone or document: try again tomorrow.")
         return _form_page(quota, state, 429)
     request_ = vb.BookingRequest(quota_id=quota.id, persons=persons, phone=state.phone, consent=state.consent,
                                  language=current_language(), channel="web", client_address=_client(), faces=faces)
     try:
-        booking = vb.make_booking(session_db, site_id(), request_, cipher=ctx().cipher)
+        booking = vb.make_booking(session_db, site_id(), request_, cipher=ctx().cipher, slot=quota)
         number = booking.number
         commit()
     except ServiceError as exc:

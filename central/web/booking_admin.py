@@ -53,7 +53,7 @@ def _calendar_page(errors: dict | None = None, form: dict | None = None, status:
     session = db()
     first = form_day(request.args.get("from")) or site_today()
     days = vb.calendar(session, site_id(), first=first, days=CALENDAR_DAYS, staff=True)
-    page = render_template("bookings/calendar.html", days=days, rules=vb.settings(session, site_id()),
+    page = render_template("bookings/calendar.html", days=days, rules=vb.settings(session, site_id(), fresh=True),
                            types=queries.ticket_types(session, site_id()), errors=errors or {}, form=form or {},
                            first=first, prev=first - timedelta(days=CALENDAR_DAYS),
                            next=first + timedelta(days=CALENDAR_DAYS))

@@ -221,11 +221,42 @@ def set_language():
     return response
 
 
+def _translations():
+    """This request's catalogue, looked up once per locale: Flask-Babel's own lookup runs for every text
+    of a template (the request context, the domain, the locale's name), a fifth of a booking form's
+    render under the rush. A `force_locale` block has its own locale object, so its own entry."""
+    locale = get_locale()
+    cached = g.get("_park_translations")
+    if cached is None or cached[0] is not locale:
+        cached = (locale, get_translations())
+        g._park_translations = cached
+    return cached[1]
+
+
+def _template_gettext(message: str) -> str:
+    return _translations().ugettext(message)
+
+
+def _template_ngettext(singular: str, plural: str, n: int) -> str:
+    return _translations().ungettext(singular, plural, n)
+
+
+def _template_pgettext(context: str, message: str) -> str:
+    return _translations().upgettext(context, message)
+
+
+def _template_npgettext(context: str, singular: str, plural: str, n: int) -> str:
+    return _translations().unpgettext(context, singular, plural, n)
+
+
 def init_app(app: Flask) -> None:
     """Flask-Babel on the shared catalogue, the switch, and the template helpers."""
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(LOCALEDIR)
     app.config["BABEL_DOMAIN"] = "messages"
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    # Templates' _() and ngettext(): as Flask-Babel installs them (newstyle), with the lookup above.
+    app.jinja_env.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=True,
+                                            pgettext=_template_pgettext, npgettext=_template_npgettext)
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts {% trans %} blocks
     app.jinja_env.filters.update(local_dt=local_dt, local_date=local_date, local_time=local_time,
                                  number=number, money=money)

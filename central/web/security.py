@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Flask
+from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy import delete, func, select
@@ -185,6 +185,13 @@ def init_limiter(app: Flask, storage_uri: str) -> Limiter:
     limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri, strategy="moving-window",
                       headers_enabled=True, default_limits=[], key_prefix="park-central")
     rate = app.config.get("LOGIN_RATE_LIMIT", ADDRESS_LIMIT)
+
+    @limiter.request_filter
+    def _not_limited() -> bool:
+        """Only the login is limited by decorator (the booking site takes from its limits itself): every
+        other request skips the limiter's lookup of limits, a tenth of a booking's answer under a rush."""
+        return request.endpoint != "auth.login"
+
     view = app.view_functions["auth.login"]
     # Flask-Limiter types its decorator's result for async views too; the login view it wraps is a plain one.
     app.view_functions["auth.login"] = limiter.limit(  # type: ignore[assignment]

@@ -45,12 +45,10 @@ def party(*numbers: str) -> list[vb.PartyMember]:
     return [vb.PartyMember(f"Visitor {i}", "id_card", n) for i, n in enumerate(numbers, start=1)]
 
 
-def book(ctx, site, quota_id, persons, phone="13800138000", **kw) -> Booking:
+def book(ctx, site, quota_id, persons, phone="13800138000", **kw) -> vb.Booked:
     with ctx.sessions.begin() as db:
-        booking = vb.make_booking(db, site, vb.BookingRequest(quota_id=quota_id, persons=persons, phone=phone,
-                                                              consent=True, **kw))
-        db.expunge(booking)
-        return booking
+        return vb.make_booking(db, site, vb.BookingRequest(quota_id=quota_id, persons=persons, phone=phone,
+                                                           consent=True, **kw))
 
 
 def test_gb11643_check_character_is_what_the_card_prints():
