@@ -42,7 +42,23 @@ from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, bindparam, delete, event, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    LargeBinary,
+    Row,
+    String,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -60,6 +76,7 @@ from central.models import (
     BookingSettings,
     Site,
     SlotQuota,
+    SyncChange,
     Ticket,
     TicketType,
     utcnow,
@@ -67,7 +84,7 @@ from central.models import (
 from central.services import Invalid, NotFound, Refused, limits
 from central.services.audit import audit, audit_rows
 from central.services.gates import get_site
-from central.services.sync import booked_face_change, record_delta, ticket_change
+from central.services.sync import booked_face_change, delta_parts, record_delta, ticket_change
 from central.services.tickets import IssueRequest, check_encodable, day_window, get_ticket_type, ticket_values
 from protocol.clock import park_now
 from protocol.ids import id_number_digest, ticket_ref
@@ -238,7 +255,7 @@ def _sql(dialect: str) -> SimpleNamespace:
     slots, days, blocks = table(SlotQuota), table(BookingDay), table(BookingBlock)
     bookings, documents, tickets = table(Booking), table(BookingDocument), table(Ticket)
     # Parameters of the UPDATEs are named like no column: a parameter named like one would be SET.
-    n = bindparam("take_n")
+    n = bindparam("take_n", type_=Integer)
     take_slot = update(slots).where(slots.c.id == bindparam("take_quota"), slots.c.booked + n <= slots.c.capacity) \
         .values(booked=slots.c.booked + n).returning(slots.c.booked)
     take_day = update(days).where(
@@ -262,12 +279,24 @@ def _sql(dialect: str) -> SimpleNamespace:
         persons=insert(table(BookingPerson)),
         take_slot=take_slot, take_day=take_day, take_both=None,
     )
-    if dialect == "postgresql":  # both counts in one statement (data-modifying CTEs): see _take_places
+    if dialect == "postgresql":  # the counts, the seq and the delta in one statement: see _take_places
+        changes = table(SyncChange)
         took_slot = take_slot.cte("took_slot")
         took_day = take_day.where(exists(select(took_slot.c.booked))).cte("took_day")
+        took_seq = update(sites).where(sites.c.id == bindparam("take_site"), exists(select(took_day.c.id))) \
+            .values(sync_seq=sites.c.sync_seq + 1).returning(sites.c.sync_seq).cte("took_seq")
+        payload = bindparam("delta_head", type_=LargeBinary).op("||", return_type=LargeBinary)(
+            func.convert_to(cast(took_seq.c.sync_seq, Text), "UTF8")).op("||", return_type=LargeBinary)(
+            bindparam("delta_tail", type_=LargeBinary))
+        wrote = insert(changes).from_select(
+            ["site_id", "seq", "kinds", "payload", "created_at"],
+            select(bindparam("take_site", type_=String), took_seq.c.sync_seq, bindparam("delta_kinds", type_=String),
+                   payload, bindparam("delta_created", type_=changes.c.created_at.type)),
+        ).returning(changes.c.seq).cte("wrote")
         out.take_both = select(select(took_slot.c.booked).scalar_subquery().label("slot_booked"),
                                select(took_day.c.id).scalar_subquery().label("id"),
-                               select(took_day.c.booked).scalar_subquery().label("booked"))
+                               select(took_day.c.booked).scalar_subquery().label("booked"),
+                               select(wrote.c.seq).scalar_subquery().label("seq"))
     return out
 
 
@@ -425,12 +454,40 @@ def calendar(session: Session, site_id: str, now: datetime | None = None, *, fir
     return days_out
 
 
+SLOT_TTL_S = 1.0
+# Per database (engine): (site, slot) -> (when read, row). Under a rush most visitors send a form for a
+# slot that filled meanwhile; a read of the last second tells them so without a database round trip.
+_slots: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[float, Row]]] = weakref.WeakKeyDictionary()
+
+
 def get_slot(session: Session, site_id: str, quota_id: object) -> Row | None:
     """The site's slot `quota_id` as a row of its columns (id, slot_start, slot_end, capacity, booked,
     closes_at), or None: a Core SELECT, as cheap as a read can be (every booking request reads it first)."""
+    return recent_slot(session, site_id, quota_id, 0.0)[0]
+
+
+def recent_slot(session: Session, site_id: str, quota_id: object, max_age: float) -> tuple[Row | None, bool]:
+    """(`get_slot`, whether read now): a row this process read at most `max_age` seconds ago will do (the
+    public site's "full" answer; a booking reads the slot afresh in its transaction, a cancellation here
+    forgets the row, one elsewhere is seen within SLOT_TTL_S)."""
     if not isinstance(quota_id, int) or isinstance(quota_id, bool) or not 0 < quota_id <= limits.MAX_ID:
-        return None
-    return session.execute(_sql(_dialect(session)).slot, {"quota_id": quota_id, "site_id": site_id}).first()
+        return None, True
+    bind, now = session.get_bind(), monotonic()
+    if max_age > 0:
+        cached = _slots.get(bind, {}).get((site_id, quota_id))
+        if cached is not None and now - cached[0] <= max_age:
+            return cached[1], False
+    row = session.execute(_sql(bind.dialect.name).slot, {"quota_id": quota_id, "site_id": site_id}).first()
+    if row is not None:
+        seen = _slots.setdefault(bind, {})
+        if len(seen) > 10_000:  # slots of many days and parks: start again rather than grow
+            seen.clear()
+        seen[(site_id, quota_id)] = (now, row)
+    return row, True
+
+
+def _forget_slot(session: Session, site_id: str, quota_id: int) -> None:
+    _slots.get(session.get_bind(), {}).pop((site_id, quota_id), None)
 
 
 def slot_view(session: Session, site_id: str, quota: SlotQuota | Row, now: datetime | None = None) -> SlotView:
@@ -488,6 +545,7 @@ def set_slot(session: Session, site_id: str, actor: str, *, day: date, start: ti
     audit(session, actor, "booking.slot", slot_start.isoformat(), capacity=capacity,
           closes_at=closes_at.isoformat() if closes_at else None)
     session.flush()
+    _forget_slot(session, site_id, quota.id)
     return quota
 
 
@@ -688,7 +746,7 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
     # The hot rows, last: the slot's and the day's counts (in that order everywhere), then the site's delta
     # sequence. Their row locks are held from here to the caller's commit only, so a rush queues on a few
     # statements, not on a whole booking.
-    slot_booked, taken, take_day = _take_places(session, site_id, quota.id, day, len(persons))
+    slot_booked, taken, take_day, recorded = _take_places(session, site_id, quota.id, day, len(persons), changes)
     if slot_booked is None:
         raise Refused("quota_full", _l("This time slot is fully booked."))
     loaded_slot = session.identity_map.get(identity_key(SlotQuota, quota.id))
@@ -708,29 +766,32 @@ def make_booking(session: Session, site_id: str, req: BookingRequest, actor: str
     loaded_day = session.identity_map.get(identity_key(BookingDay, taken.id))
     if loaded_day is not None:
         set_committed_value(loaded_day, "booked", taken.booked)
-    record_delta(session, site_id, changes)
+    if not recorded:
+        record_delta(session, site_id, changes)
     return Booked(id=booking_id, number=number, party=len(persons), day=day, slot_start=quota.slot_start,
                   slot_end=quota.slot_end, phone_masked=mask_phone(phone), channel=channel, ticket_ids=ticket_ids)
 
 
-def _take_places(session: Session, site_id: str, quota_id: int, day: date, n: int) -> tuple[int | None, Row | None,
-                                                                                         dict[str, Any]]:
-    """Take `n` places of the slot, then of its day (conditional UPDATEs, in that order everywhere):
-    (the slot's new count or None when it is full, the day's (id, booked) or None, the parameters of the
-    day's UPDATE, `_sql(...).take_day`).
+def _take_places(session: Session, site_id: str, quota_id: int, day: date, n: int,
+                 changes: list[Change]) -> tuple[int | None, Row | None, dict[str, Any], bool]:
+    """Take `n` places of the slot, then of its day (conditional UPDATEs, in that order everywhere), and
+    record the gates' delta: (the slot's new count or None when it is full, the day's (id, booked) or
+    None, the parameters of the day's UPDATE `_sql(...).take_day`, whether the delta is recorded).
 
-    Core statements (no ORM bookkeeping while the rows are locked); on PostgreSQL both in one statement
-    (data-modifying CTEs, the day's only when the slot's took), so the rush's rows are locked for one
-    round trip fewer."""
+    These rows are the rush's: every booking of the slot waits for the one before to commit. So Core
+    statements, and on PostgreSQL all four writes in one statement (data-modifying CTEs, each only when
+    the one before took), the rows locked for one round trip before the commit instead of four."""
     sql = _sql(_dialect(session))
     params = {"take_n": n, "take_quota": quota_id, "take_site": site_id, "take_day": day}
     if sql.take_both is not None:
-        row = session.execute(sql.take_both, params).one()
-        return row.slot_booked, (row if row.id is not None else None), params
+        kinds, head, tail = delta_parts(site_id, changes)
+        row = session.execute(sql.take_both, params | {"delta_kinds": kinds, "delta_head": head, "delta_tail": tail,
+                                                       "delta_created": utcnow()}).one()
+        return row.slot_booked, (row if row.id is not None else None), params, row.seq is not None
     took = session.execute(sql.take_slot, params).first()  # SQLite: one writer at a time anyway
     if took is None:
-        return None, None, params
-    return took.booked, session.execute(sql.take_day, params).first(), params
+        return None, None, params, False
+    return took.booked, session.execute(sql.take_day, params).first(), params, False
 
 
 def get_booking(session: Session, site_id: str, number: str) -> Booking | None:
@@ -781,6 +842,7 @@ def cancel_booking(session: Session, site_id: str, booking: Booking, actor: str 
         t.status, t.status_changed_at = "refunded", now
     session.execute(update(SlotQuota).where(SlotQuota.id == locked.quota_id)
                     .values(booked=SlotQuota.booked - len(tickets)))
+    _forget_slot(session, site_id, locked.quota_id)  # its places are free again: not "full" from a stale read
     session.execute(update(BookingDay).where(BookingDay.site_id == site_id, BookingDay.day == locked.day)
                     .values(booked=BookingDay.booked - len(tickets)))
     session.flush()

@@ -235,7 +235,9 @@ def _check_pow() -> str | None:
 
 @bp.post("/slot/<int:quota_id>")
 def submit(quota_id: int):
-    quota = _slot_or_404(quota_id)
+    quota, fresh = vb.recent_slot(db(), site_id(), quota_id, vb.SLOT_TTL_S)  # for "full", a second old will do
+    if quota is None:
+        abort(404)
     session_db = db()
     rules = vb.settings(session_db, site_id())
     state = _read_form(rules.party_max)
@@ -244,9 +246,9 @@ def submit(quota_id: int):
         resized = FormState(party=state.party, persons=kept[:state.party], phone=state.phone, consent=state.consent)
         return _form_page(quota, resized)
     if quota.booked + state.party > quota.capacity:
-        # Full when this request began: said at once, with the form kept (most of a rush's visitors come
-        # here, and this answer costs no check, digest or transaction). The conditional UPDATE in
-        # make_booking decides for those who find places left at this read.
+        # Full at most a second ago: said at once, with the form kept (most of a rush's visitors come
+        # here, and this answer costs no check, digest or database round trip). make_booking reads the
+        # slot afresh, and its conditional UPDATE decides for those who find places left.
         state.errors["form"] = _("This time slot is fully booked.")
         return _form_page(quota, state, 409)
     if state.errors:
@@ -276,7 +278,7 @@ def submit(quota_id: int):
     request_ = vb.BookingRequest(quota_id=quota.id, persons=persons, phone=state.phone, consent=state.consent,
                                  language=current_language(), channel="web", client_address=_client(), faces=faces)
     try:
-        booking = vb.make_booking(session_db, site_id(), request_, cipher=ctx().cipher, slot=quota)
+        booking = vb.make_booking(session_db, site_id(), request_, cipher=ctx().cipher, slot=quota if fresh else None)
         number = booking.number
         commit()
     except ServiceError as exc:

@@ -255,8 +255,10 @@ def init_app(app: Flask) -> None:
     app.config["BABEL_DOMAIN"] = "messages"
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     # Templates' _() and ngettext(): as Flask-Babel installs them (newstyle), with the lookup above.
-    app.jinja_env.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=True,
-                                            pgettext=_template_pgettext, npgettext=_template_npgettext)
+    # (a method the i18n extension adds to the environment, unknown to Jinja's types)
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        _template_gettext, _template_ngettext, newstyle=True,
+        pgettext=_template_pgettext, npgettext=_template_npgettext)
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # as babel.cfg extracts {% trans %} blocks
     app.jinja_env.filters.update(local_dt=local_dt, local_date=local_date, local_time=local_time,
                                  number=number, money=money)

@@ -19,8 +19,9 @@ PostgreSQL, beside the bare limit of the same conditional UPDATE alone.
 BENCH_PROFILE=1 samples the web process's threads every 5 ms into var/bench/tmp/booking-*/booking-profile.txt
 (where they wait: a lock, the database, Python). It found every request thread queued behind the
 publisher's lock after each commit (the after-commit publish now runs in the publisher's own thread);
-a CPU profile of the POSTs then found the park filter's options rebuilt for every SELECT (now cached).
-What is left is the ORM's cost per statement and the slot's row lock in the conditional UPDATE.
+a CPU profile of the POSTs then found the park filter's options rebuilt for every SELECT (now cached),
+py-spy the ORM's unit of work (a booking is now prebuilt Core statements) and the rows every booking
+waits for locked over four round trips (now one statement: see visitor_bookings._take_places).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ VISITORS, PLACES, BOOKED_BEFORE = 2000, 500, 10_000
 QUICK_VISITORS, QUICK_PLACES = 400, 100
 RUSH_CONNECTIONS = 32  # the phones whose POSTs are in flight at once
 SERVER_THREADS = 4  # waitress's threads per process (2, 4, 8 measured: with 8 more bookings queue on the slot's row)
-SERVER_PROCESSES = 2  # web processes, one per core (1: 140 bookings/s, 2: 185-210 on this 2-core machine)
+SERVER_PROCESSES = 2  # web processes, one per core (4x2 and 3x3 processes x threads measured no better)
 POW_BITS = 8
 TYPE_ID = 9
 _TOKEN = re.compile(r'name="csrf-token" content="([^"]+)"')

@@ -254,3 +254,17 @@ def test_deltas_committed_by_many_threads_at_once_all_reach_the_gates_without_qu
     with live_ctx.sessions() as db:
         assert db.execute(text("SELECT count(*) FROM sync_changes WHERE site_id = :s AND published_at IS NULL"),
                           {"s": site}).scalar_one() == 0
+
+
+def test_a_deltas_encoding_cut_around_its_seq_is_the_encoders_own_for_every_seq():
+    """`delta_parts` relies on msgspec's JSON writing a Struct's fields in order (v, site, seq, ...): pin it
+    against the installed version, for seqs of every length and changes that hold the mark's text."""
+    from protocol.messages import Delta, HolderForget, encode
+
+    at = datetime(2026, 12, 4, 8, 30, tzinfo=UTC)
+    changes = [HolderForget(holder_id='t,"seq":1,'), HolderForget(holder_id="p7")]
+    for site in ("p", "park-01_x"):
+        kinds, head, tail = sync.delta_parts(site, changes, at)
+        assert kinds == "forget"
+        for seq in (1, 9, 10, 12345, 2**53):
+            assert head + b"%d" % seq + tail == encode(Delta(site=site, seq=seq, at=at, changes=changes))

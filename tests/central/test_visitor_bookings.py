@@ -84,6 +84,29 @@ def test_a_party_books_each_person_gets_a_ticket_and_no_number_is_stored_in_clea
             assert secret not in stored
 
 
+def test_a_booking_tells_the_gates_its_tickets_in_one_delta_with_the_sites_next_seq(park):
+    """The booking's delta (written in the statement that takes its places, on PostgreSQL) is the one a
+    gate decodes: its seq is the row's, the site's next after a ticket sold before, its changes the
+    party's tickets with their digests."""
+    from central.models import Site, SyncChange
+    from central.services.tickets import IssueRequest, issue_ticket
+    from protocol.messages import Delta, decode, encode
+
+    ctx, site, slots = park
+    with ctx.sessions.begin() as db:
+        issue_ticket(db, site, IssueRequest(ticket_type=7, id_number=WANG))
+        before = db.get(Site, site).sync_seq
+    booking = book(ctx, site, slots["morning"], party(ZHANG, LI))
+    with ctx.sessions() as db:
+        assert db.get(Site, site).sync_seq == before + 1
+        row = db.get(SyncChange, (site, before + 1))
+        delta = decode(Delta, row.payload)
+        assert delta.seq == before + 1 and delta.site == site and row.kinds == "ticket"
+        assert sorted(c.ticket_id for c in delta.changes) == sorted(booking.ticket_ids)
+        assert all(c.id_digest and c.slot_start == booking.slot_start for c in delta.changes)
+        assert row.payload == encode(delta)  # byte for byte what the encoder writes for that seq
+
+
 def test_one_document_books_once_a_day_and_again_after_cancelling(park):
     ctx, site, slots = park
     first = book(ctx, site, slots["morning"], party(ZHANG))

@@ -130,10 +130,18 @@ def test_a_slot_that_filled_or_closed_meanwhile_is_said_so_with_the_form_kept(vi
     ctx, site, slots = park
     first, second = visitor(), visitor()
     page = second.get(f"/book/slot/{slots['noon']}").get_data(as_text=True)
-    assert book(first, slots["noon"], [("Zhang San", "id_card", ZHANG)]).status_code == 302
+    done = book(first, slots["noon"], [("Zhang San", "id_card", ZHANG)])
+    assert done.status_code == 302
     full = second.post(f"/book/slot/{slots['noon']}", fill(page, slots["noon"], [("Li Si", "id_card", LI)]))
     assert full.status_code == 409 and "fully booked" in full.get_data(as_text=True)
     assert 'value="Li Si"' in full.get_data(as_text=True)
+    # The place given back is bookable at once (the "full" answer's recent read is forgotten).
+    assert first.post(done.headers["Location"] + "/cancel").status_code == 302
+    again = second.post(f"/book/slot/{slots['noon']}", fill(full.get_data(as_text=True), slots["noon"],
+                                                           [("Li Si", "id_card", LI)]))
+    assert again.status_code == 302, again.get_data(as_text=True)
+    # and the slot is full again for the next one
+    page = second.get(f"/book/slot/{slots['noon']}").get_data(as_text=True)
     # Full already when the visitor sends the form: said before anything else is checked, the form kept.
     typo = second.post(f"/book/slot/{slots['noon']}", fill(page, slots["noon"], [("Li Si", "id_card", LI[:17] + "9")]))
     assert typo.status_code == 409 and "fully booked" in typo.get_data(as_text=True)

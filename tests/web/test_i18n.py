@@ -198,3 +198,19 @@ def test_an_error_page_speaks_the_readers_language_and_the_api_keeps_its_codes(a
     assert "没有这个页面" in clerk.get("/no-such-page").get_data(as_text=True)
     api = clerk.get("/api/v1/no-such-thing")
     assert api.status_code == 404 and api.get_json()["error"] == "not_found"
+
+
+def test_a_templates_words_follow_a_language_forced_for_part_of_a_request(app) -> None:
+    """Templates look the catalogue up once per request and locale: a block forced to another language
+    (as the API's errors are) still gets that language's words, and the request's own afterwards."""
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    source = '{{ _("Book now") }}|{{ ngettext("%(num)s place left", "%(num)s places left", 2) }}'
+    with app.test_request_context("/book/", headers={"Accept-Language": "zh-CN,zh;q=0.9"}):
+        chinese = render_template_string(source)
+        with force_locale("en"):
+            english = render_template_string(source)
+        assert render_template_string(source) == chinese
+    assert english == "Book now|2 places left"
+    assert chinese != english and "Book now" not in chinese and "2" in chinese
