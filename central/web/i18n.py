@@ -30,6 +30,8 @@ from flask_babel import (
     get_locale,
     get_translations,
 )
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy import event
 
 from central.i18n import LABELS  # the codes in people's words, shared with the services
@@ -221,32 +223,36 @@ def set_language():
     return response
 
 
-def _translations():
-    """This request's catalogue, looked up once per locale: Flask-Babel's own lookup runs for every text
-    of a template (the request context, the domain, the locale's name), a fifth of a booking form's
-    render under the rush. A `force_locale` block has its own locale object, so its own entry."""
-    locale = get_locale()
-    cached = g.get("_park_translations")
-    if cached is None or cached[0] is not locale:
-        cached = (locale, get_translations())
-        g._park_translations = cached
-    return cached[1]
+def _translations(context: Context):
+    """The catalogue of this render, looked up once: Flask-Babel's own lookup runs for every text of a
+    template (the request context, the domain, the locale's name), a fifth of a booking form's render
+    under the rush. Kept on the render's evaluation context (shared by its blocks and macros), so a
+    render inside `force_locale` gets that locale's words."""
+    found = getattr(context.eval_ctx, "park_translations", None)
+    if found is None:
+        found = get_translations()
+        setattr(context.eval_ctx, "park_translations", found)  # noqa: B010  (an attribute Jinja does not type)
+    return found
 
 
-def _template_gettext(message: str) -> str:
-    return _translations().ugettext(message)
+@pass_context
+def _template_gettext(context: Context, message: str) -> str:
+    return _translations(context).ugettext(message)
 
 
-def _template_ngettext(singular: str, plural: str, n: int) -> str:
-    return _translations().ungettext(singular, plural, n)
+@pass_context
+def _template_ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+    return _translations(context).ungettext(singular, plural, n)
 
 
-def _template_pgettext(context: str, message: str) -> str:
-    return _translations().upgettext(context, message)
+@pass_context
+def _template_pgettext(context: Context, message_context: str, message: str) -> str:
+    return _translations(context).upgettext(message_context, message)
 
 
-def _template_npgettext(context: str, singular: str, plural: str, n: int) -> str:
-    return _translations().unpgettext(context, singular, plural, n)
+@pass_context
+def _template_npgettext(context: Context, message_context: str, singular: str, plural: str, n: int) -> str:
+    return _translations(context).unpgettext(message_context, singular, plural, n)
 
 
 def init_app(app: Flask) -> None:
