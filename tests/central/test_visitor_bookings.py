@@ -107,6 +107,25 @@ def test_a_booking_tells_the_gates_its_tickets_in_one_delta_with_the_sites_next_
         assert row.payload == encode(delta)  # byte for byte what the encoder writes for that seq
 
 
+def test_a_slot_whose_day_has_no_calendar_row_yet_books_and_the_days_count_starts(park):
+    """Slots made before the booking calendar existed have no day row: the first booking makes it (its
+    count starts with this party) and still tells the gates its tickets, with the site's next seq."""
+    from central.models import BookingDay, Site, SyncChange
+    from protocol.messages import Delta, decode
+
+    ctx, site, slots = park
+    with ctx.sessions.begin() as db:
+        db.query(BookingDay).delete()
+        before = db.get(Site, site).sync_seq
+    booking = book(ctx, site, slots["morning"], party(ZHANG, LI))
+    with ctx.sessions() as db:
+        day = db.scalar(select(BookingDay).where(BookingDay.site_id == site, BookingDay.day == booking.day))
+        assert day is not None and day.booked == 2 and day.open
+        assert db.get(SlotQuota, slots["morning"]).booked == 2
+        delta = decode(Delta, db.get(SyncChange, (site, before + 1)).payload)
+        assert sorted(c.ticket_id for c in delta.changes) == sorted(booking.ticket_ids)
+
+
 def test_one_document_books_once_a_day_and_again_after_cancelling(park):
     ctx, site, slots = park
     first = book(ctx, site, slots["morning"], party(ZHANG))
