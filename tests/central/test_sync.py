@@ -268,3 +268,42 @@ def test_a_deltas_encoding_cut_around_its_seq_is_the_encoders_own_for_every_seq(
         assert kinds == "forget"
         for seq in (1, 9, 10, 12345, 2**53):
             assert head + b"%d" % seq + tail == encode(Delta(site=site, seq=seq, at=at, changes=changes))
+
+
+def test_the_publishers_of_two_processes_flushing_at_once_send_each_delta_once(live_ctx, live_config, listen):
+    """Every process of a park's central (web processes, ingest, scheduler) has a publisher, and after a
+    rush of commits they flush at the same moment: each delta reaches the gates once, in seq order, not
+    once per process (the gates would drop the copies, but each copy is fanned out to every gate)."""
+    import queue
+    import threading
+
+    from central.context import CentralContext
+    from protocol.ids import holder_ref
+    from protocol.messages import HolderForget
+
+    site = live_config.site
+    other = CentralContext.create(live_config, mqtt=True, client_suffix="second-process")
+    try:
+        assert other.link.wait_connected(10)
+        listener = listen(topics.deltas(site))
+        with live_ctx.sessions.begin() as db:
+            first = sync.record_delta(db, site, [HolderForget(holder_id=holder_ref(1))])
+            for i in range(2, 401):
+                sync.record_delta(db, site, [HolderForget(holder_id=holder_ref(i))])
+        start = threading.Barrier(2)
+
+        def flush(publisher) -> None:
+            start.wait()
+            publisher.flush()
+
+        threads = [threading.Thread(target=flush, args=(p,)) for p in (live_ctx.publisher, other.publisher)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seqs = [_next_delta(listener).seq for _ in range(400)]
+        assert seqs == list(range(first, first + 400))
+        with pytest.raises(queue.Empty):
+            listener.get(timeout=1.0)
+    finally:
+        other.close()
