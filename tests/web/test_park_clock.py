@@ -111,6 +111,15 @@ def central_at(db_url, tmp_path, mosquitto):
     procs: list[subprocess.Popen] = []
 
     def start(at: str) -> tuple[str, object]:
+        for _attempt in range(3):
+            base = launch(at)
+            if base is not None:
+                return base, ctx
+        raise AssertionError("the central under faketime lost its port three times")
+
+    def launch(at: str) -> str | None:
+        """The central's base URL once it serves; None when another process took its free port first
+        (the suite runs in parallel: a port free when picked may be bound before the central binds it)."""
         for proc in procs:
             _end(proc)
         procs.clear()
@@ -122,11 +131,16 @@ def central_at(db_url, tmp_path, mosquitto):
             f'[mqtt]\nhost = "{c.mqtt.host}"\nport = {c.mqtt.port}\nclient_id = "c{uuid.uuid4().hex[:6]}"\n'
             f'[keys]\nsigning_key_file = "{c.keys.signing_key_file}"\nsigning_key_id = {c.keys.signing_key_id}\n'
             f'template_key = "{c.keys.template_key}"\n[web]\nport = {port}\nsecret_key = "s{port}"\n')
-        log = (tmp_path / f"central-{port}.log").open("wb")
+        log_path = tmp_path / f"central-{port}.log"
+        log = log_path.open("wb")
         procs.append(_spawn(_faked(at, sys.executable, "-m", "central.cli", "--config", str(toml), "serve"), log))
         base = f"http://127.0.0.1:{port}"
-        poll(lambda: healthy(base), 60, what="the central under faketime")
-        return base, ctx
+
+        def lost_port() -> bool:
+            return b"Address already in use" in log_path.read_bytes()
+
+        poll(lambda: healthy(base) or lost_port(), 60, what="the central under faketime")
+        return None if lost_port() else base
 
     yield start
     for proc in procs:
