@@ -117,7 +117,7 @@ def record_deltas(session: Session, by_site: dict[str, Sequence[Change]], at: da
     seqs = {row.id: int(row.sync_seq) for row in session.execute(
         update(sites_t).where(sites_t.c.id.in_(sites)).values(sync_seq=sites_t.c.sync_seq + 1)
         .returning(sites_t.c.id, sites_t.c.sync_seq))}
-    session.execute(insert(table(SyncChange)), [_delta_row(site, seqs[site], by_site[site], at) | {
+    session.execute(_insert_delta_sql(), [_delta_row(site, seqs[site], by_site[site], at) | {
         "created_at": utcnow()} for site in sites])
     return seqs
 

@@ -304,12 +304,37 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
+class _RecentReads:
+    """Rows this process read, per database (engine: tests and embedders run several) and key, with when:
+    `get` gives one read at most `max_age` seconds ago. At most `most` keys a database (then it starts again)."""
+
+    def __init__(self, most: int = 10_000) -> None:
+        self.most = most
+        self._reads: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Any]]] = weakref.WeakKeyDictionary()
+
+    def get(self, bind: Any, key: Any, max_age: float) -> Any | None:
+        found = self._reads.get(bind, {}).get(key)
+        return found[1] if found is not None and monotonic() - found[0] <= max_age else None
+
+    def put(self, bind: Any, key: Any, value: Any, read_at: float) -> None:
+        reads = self._reads.setdefault(bind, {})
+        if len(reads) >= self.most:
+            reads.clear()
+        reads[key] = (read_at, value)
+
+    def forget(self, bind: Any, key: Any) -> None:
+        self._reads.get(bind, {}).pop(key, None)
+
+    def clear(self) -> None:
+        self._reads.clear()
+
+
 RULES_TTL_S = 5.0
 DEFAULT_RULES = {"ticket_type_id": None, "days_ahead": 7, "party_max": 5, "cancel_before_min": 60,
                  "close_before_min": 0, "retention_days": 30, "face_entry": False}
 # Per database (engine) and site: (when read, rules). Every page and booking of the public site reads the
 # rules, and two ORM SELECTs of them were a third of a refused visitor's answer in the booking rush.
-_rules: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, BookingRules]]] = weakref.WeakKeyDictionary()
+_rules = _RecentReads()
 
 
 @event.listens_for(BookingSettings, "after_insert")
@@ -328,11 +353,10 @@ def _forget_rules(_mapper, _connection, _row) -> None:
 def settings(session: Session, site_id: str, *, fresh: bool = False) -> BookingRules:
     """The site's booking rules; NotFound for an unknown site. Read at most every RULES_TTL_S per process
     (the public site's pages and bookings); `fresh`: from the database now (the managers' settings page)."""
-    bind = session.get_bind()
-    now = monotonic()
-    cached = _rules.get(bind, {}).get(site_id)
-    if cached is not None and not fresh and now - cached[0] <= RULES_TTL_S:
-        return cached[1]
+    bind, now = session.get_bind(), monotonic()
+    cached = None if fresh else _rules.get(bind, site_id, RULES_TTL_S)
+    if cached is not None:
+        return cached
     found = session.execute(_sql(bind.dialect.name).rules, {"site_id": site_id}).first()
     if found is None:
         get_site(session, site_id)  # its NotFound (or Invalid for a malformed id)
@@ -342,7 +366,7 @@ def settings(session: Session, site_id: str, *, fresh: bool = False) -> BookingR
         if found.tt_id is not None else None
     rules = BookingRules(site_id=site_id, timezone=found.timezone, id_salt=bytes(found.id_salt),
                          ticket_type=ticket_type, **values)
-    _rules.setdefault(bind, {})[site_id] = (now, rules)
+    _rules.put(bind, site_id, rules, now)
     return rules
 
 
@@ -457,7 +481,7 @@ def calendar(session: Session, site_id: str, now: datetime | None = None, *, fir
 SLOT_TTL_S = 1.0
 # Per database (engine): (site, slot) -> (when read, row). Under a rush most visitors send a form for a
 # slot that filled meanwhile; a read of the last second tells them so without a database round trip.
-_slots: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[float, Row]]] = weakref.WeakKeyDictionary()
+_slots = _RecentReads()
 
 
 def get_slot(session: Session, site_id: str, quota_id: object) -> Row | None:
@@ -473,21 +497,17 @@ def recent_slot(session: Session, site_id: str, quota_id: object, max_age: float
     if not isinstance(quota_id, int) or isinstance(quota_id, bool) or not 0 < quota_id <= limits.MAX_ID:
         return None, True
     bind, now = session.get_bind(), monotonic()
-    if max_age > 0:
-        cached = _slots.get(bind, {}).get((site_id, quota_id))
-        if cached is not None and now - cached[0] <= max_age:
-            return cached[1], False
+    cached = _slots.get(bind, (site_id, quota_id), max_age) if max_age > 0 else None
+    if cached is not None:
+        return cached, False
     row = session.execute(_sql(bind.dialect.name).slot, {"quota_id": quota_id, "site_id": site_id}).first()
     if row is not None:
-        seen = _slots.setdefault(bind, {})
-        if len(seen) > 10_000:  # slots of many days and parks: start again rather than grow
-            seen.clear()
-        seen[(site_id, quota_id)] = (now, row)
+        _slots.put(bind, (site_id, quota_id), row, now)
     return row, True
 
 
 def _forget_slot(session: Session, site_id: str, quota_id: int) -> None:
-    _slots.get(session.get_bind(), {}).pop((site_id, quota_id), None)
+    _slots.forget(session.get_bind(), (site_id, quota_id))
 
 
 def slot_view(session: Session, site_id: str, quota: SlotQuota | Row, now: datetime | None = None) -> SlotView:
