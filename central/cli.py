@@ -19,6 +19,9 @@
     park-central backup [--out FILE] / restore FILE    back up or restore the database
     park-central restore-drill [--stanza park]         restore the pgBackRest backup into a scratch cluster, compare
     park-central bridge-config SITE HOST:PORT          the Mosquitto bridge block of an on-site server
+    park-central replicate                             send and apply changes with the other servers ([replication])
+    park-central replication setup | seed [--site S] | status
+                                                       capture triggers and id residues; queue every row; peers' state
 
 The configuration file comes from --config or PARK_CENTRAL_CONFIG; without one, defaults and the
 PARK_CENTRAL_* environment variables apply.
@@ -494,8 +497,75 @@ def cmd_bridge_config(args) -> int:
     from central.bus.bridge import bridge_config
 
     host, _, port = args.head_office.rpartition(":")
+    replication = tuple(args.replication.split(":", 1)) if args.replication else None
+    if replication is not None and len(replication) != 2:
+        raise ConfigError("--replication is SERVER:HEAD_OFFICE, the two servers' replication names")
     print(bridge_config(args.site, host, int(port), username=args.username, password=args.password,
-                        cafile=args.cafile, manage_from_head_office=args.managed_from_head_office), end="")
+                        cafile=args.cafile, manage_from_head_office=args.managed_from_head_office,
+                        replication=replication), end="")
+    return 0
+
+
+def _replication_config(args) -> CentralConfig:
+    config = _config(args)
+    if not config.replication.enabled:
+        raise ConfigError(f"{config.source}: [replication] server is not set: this central replicates with nobody")
+    return config
+
+
+def cmd_replicate(args) -> int:
+    """The replicator (central.bus.replicator); sets up the capture first (idempotent)."""
+    from central.bus.replicator import Replicator
+    from central.services import replication
+
+    config = _replication_config(args)
+    ctx = _context(config, mqtt=False)
+    with ctx.engine.begin() as conn:
+        replication.setup(conn, config.replication.number)
+    replicator = Replicator(config, ctx.sessions).start()
+    log.info("replicator %s running with %s", config.replication.server, ", ".join(replicator.peers))
+    host.ready(f"replicator {config.replication.server}")
+    host.watchdog(lambda: replicator.alive)
+    try:
+        _wait_for_signal()
+    finally:
+        replicator.stop()
+        ctx.close()
+    return 0
+
+
+def cmd_replication(args) -> int:
+    from sqlalchemy import func, select
+
+    from central.models import ReplicationApplied, ReplicationChange, ReplicationParked, ReplicationPeer
+    from central.services import replication
+
+    config = _replication_config(args)
+    ctx = _context(config, mqtt=False)
+    try:
+        if args.action == "setup":
+            with ctx.engine.begin() as conn:
+                starts = replication.setup(conn, config.replication.number)
+            print(f"capture on {len(replication.TABLES)} tables; ids = {config.replication.number} modulo "
+                  f"{replication.STRIDE} (next ticket id {starts.get('tickets')})")
+        elif args.action == "seed":
+            with ctx.sessions.begin() as session:
+                queued = replication.seed(session, args.site or None)
+            print(f"{queued} rows queued for the other servers")
+        else:
+            with ctx.sessions.begin() as session:
+                waiting = session.scalar(select(func.count()).select_from(ReplicationChange)) or 0
+                print(f"{config.replication.server}: {waiting} changes kept until every peer confirms them")
+                acked = dict(session.execute(select(ReplicationPeer.peer, ReplicationPeer.acked_at)).all())
+                applied = {r.origin: r for r in session.scalars(select(ReplicationApplied))}
+                for peer in config.replication.peers():
+                    got = applied.get(peer)
+                    print(f"  {peer}: confirmed ours at {acked.get(peer) or 'never'}; "
+                          f"theirs applied up to {got.seq if got else 0} at {got.applied_at if got else 'never'}")
+                parked = session.scalar(select(func.count()).select_from(ReplicationParked)) or 0
+                print(f"  {parked} changes parked (would not apply; see repl_parked)")
+    finally:
+        ctx.close()
     return 0
 
 
@@ -619,11 +689,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cafile", help="the CA that signed head office's broker certificate (TLS)")
     p.add_argument("--managed-from-head-office", action="store_true",
                    help="also bridge config, commands and deltas in (no central at the park)")
+    p.add_argument("--replication", metavar="SERVER:HEAD_OFFICE",
+                   help="also carry the replication of this park server with the head office's server")
     p.set_defaults(func=cmd_bridge_config)
+    sub.add_parser("replicate", help="send and apply changes with the other servers ([replication])").set_defaults(
+        func=cmd_replicate)
+    p = sub.add_parser("replication", help="set up, seed or look at the replication")
+    p.add_argument("action", choices=["setup", "seed", "status"])
+    p.add_argument("--site", action="append", help="seed: only this park's rows (repeatable; default: all)")
+    p.set_defaults(func=cmd_replication)
     return parser
 
 
-SERVICES = ("serve", "ingest", "claims", "scheduler", "run")
+SERVICES = ("serve", "ingest", "claims", "scheduler", "run", "replicate")
 
 
 def main(argv: list[str] | None = None) -> int:

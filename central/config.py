@@ -104,6 +104,46 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class ReplicationConfig:
+    """A park server and its head office, each with its own database and broker (`park-central replicate`,
+    `central.services.replication`). Empty `server`: this central replicates with nobody."""
+
+    server: str = ""  # this server's name among the servers that replicate ("ho", "north-park")
+    # 1-63: every id this server's database makes is this number modulo 64, so the rows (and the ticket
+    # ids in signed codes) of two servers never collide. Each server has its own.
+    number: int = 0
+    # A park server: the head office server's name, and the parks this server is the home of (default: `site`).
+    head_office: str = ""
+    sites: tuple[str, ...] = ()
+    # The head office: each park server with its parks, "server:park1+park2" ("server" alone: the park of
+    # that name).
+    parks: tuple[str, ...] = ()
+    batch: int = 500  # changes per message
+    interval_ms: int = 200  # how often the outbox is read for new changes
+    resend_s: int = 10  # a peer that acknowledged nothing this long gets the unacknowledged changes again
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.server)
+
+    def peers(self) -> dict[str, tuple[str, ...] | None]:
+        """Each other server and the parks whose changes it gets (None: all, the head office)."""
+        if self.head_office:
+            return {self.head_office: None}
+        out: dict[str, tuple[str, ...] | None] = {}
+        for entry in self.parks:
+            name, _, sites = entry.partition(":")
+            out[name] = tuple(s for s in sites.split("+") if s) if sites else (name,)
+        return out
+
+    def remote_sites(self) -> set[str]:
+        """At the head office: the parks whose home is a park server (their gates are not ours)."""
+        if self.head_office:
+            return set()
+        return {site for sites in self.peers().values() for site in sites or ()}
+
+
+@dataclass(frozen=True)
 class GatesConfig:
     # Controller models a technician may name besides the shipped ones (protocol.controllers): the
     # site's own profile files, which its gates carry in `[devices.turnstile] profile_dir`.
@@ -179,7 +219,20 @@ class CentralConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
     source: str = "<defaults>"
+
+    def home_sites(self) -> set[str] | None:
+        """The parks whose gates this server serves: a park server's own; None: every park it holds
+        but those of its park servers (`replication.remote_sites`)."""
+        r = self.replication
+        if r.enabled and r.head_office:
+            return set(r.sites or (self.site,))
+        return None
+
+    def is_home(self, site_id: str) -> bool:
+        home = self.home_sites()
+        return site_id in home if home is not None else site_id not in self.replication.remote_sites()
 
     def with_overrides(self, **changes: Any) -> CentralConfig:
         return replace(self, **changes)
@@ -187,7 +240,7 @@ class CentralConfig:
 
 _SECTIONS = {"mqtt": MqttConfig, "keys": KeysConfig, "web": WebConfig, "jobs": JobsConfig, "ingest": IngestConfig,
              "gates": GatesConfig, "metrics": MetricsConfig, "alerts": AlertsConfig, "logging": LoggingConfig,
-             "database": DatabaseConfig}
+             "database": DatabaseConfig, "replication": ReplicationConfig}
 _ENV = {
     "PARK_CENTRAL_DB": ("", "database_url"),
     "PARK_CENTRAL_SITE": ("", "site"),
@@ -337,5 +390,39 @@ def _validate(config: CentralConfig) -> None:
         raise ConfigError(f"{src}: alerts.occupancy_ratio must be above 0 and at most 1")
     if a.interval_s < 1:
         raise ConfigError(f"{src}: alerts.interval_s must be at least 1")
+    _validate_replication(config)
     if config.mqtt.tls_ca and not Path(config.mqtt.tls_ca).is_file():
         raise ConfigError(f"{src}: mqtt.tls_ca file {config.mqtt.tls_ca} not found")
+
+
+def _validate_replication(config: CentralConfig) -> None:
+    src, r = config.source, config.replication
+    if not r.enabled:
+        if r.head_office or r.parks or r.sites:
+            raise ConfigError(f"{src}: replication.server names this server: set it, or remove [replication]")
+        return
+    if not config.database_url.startswith("postgresql"):
+        raise ConfigError(f"{src}: replication needs PostgreSQL (database_url), not SQLite")
+    if not 1 <= r.number <= 63:
+        raise ConfigError(f"{src}: replication.number must be 1-63, one per server, got {r.number}")
+    if bool(r.head_office) == bool(r.parks):
+        raise ConfigError(f"{src}: a park server sets replication.head_office, the head office replication.parks "
+                          "(one of the two)")
+    if r.sites and not r.head_office:
+        raise ConfigError(f"{src}: replication.sites is a park server's list of its own parks")
+    if r.batch < 1 or r.interval_ms < 10 or r.resend_s < 1:
+        raise ConfigError(f"{src}: replication.batch >= 1, interval_ms >= 10 and resend_s >= 1")
+    try:
+        check_name("replication.server", r.server)
+        if r.head_office:
+            check_name("replication.head_office", r.head_office)
+        for site in r.sites:
+            check_name("replication.sites", site)
+        for name, sites in r.peers().items():
+            check_name("replication.parks", name)
+            for site in sites or ():
+                check_name("replication.parks", site)
+    except ValueError as exc:
+        raise ConfigError(f"{src}: {exc}") from None
+    if r.server in r.peers():
+        raise ConfigError(f"{src}: replication.server {r.server!r} is also named as its own peer")

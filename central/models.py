@@ -30,6 +30,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from protocol.ids import holder_ref, pass_ref, ticket_ref
@@ -1002,3 +1003,59 @@ class HelpRequestRecord(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | admitted | refused | expired
     decided_by: Mapped[str | None] = mapped_column(String(128))
     decided_at: Mapped[datetime | None]
+
+
+# --- replication between park servers and the head office (central.services.replication) -------------
+
+
+class ReplicationChange(Base):
+    """One changed row for the other servers, written by a trigger in the change's own transaction
+    (PostgreSQL; installed by `park-central replication setup`). `op` is "U" (insert or update) or "D"."""
+
+    __tablename__ = "repl_outbox"
+    __table_args__ = (Index("ix_repl_outbox_pos", "pos"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The change's place in what this server sends: given by the sender once the change is committed
+    # (`replication.sequence`), so no later reader can skip a change committed late.
+    pos: Mapped[int | None] = mapped_column(BigInteger)
+    tbl: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(1))
+    site_id: Mapped[str | None] = mapped_column(String(64))  # None: for every server (signing keys)
+    row: Mapped[Any] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class ReplicationPeer(Base):
+    """How far another server confirmed this server's changes (its acknowledgement, persisted)."""
+
+    __tablename__ = "repl_peers"
+
+    peer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    acked_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    acked_at: Mapped[datetime | None]
+
+
+class ReplicationApplied(Base):
+    """How far this server applied another server's changes: updated in the same transaction as the
+    rows, so every change applies exactly once whatever is resent."""
+
+    __tablename__ = "repl_applied"
+
+    origin: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    applied_at: Mapped[datetime | None]
+
+
+class ReplicationParked(Base):
+    """A change that would not apply here (a row another rule refuses): kept with the error, never lost."""
+
+    __tablename__ = "repl_parked"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    tbl: Mapped[str] = mapped_column(String(64))
+    row: Mapped[Any] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    error: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))

@@ -18,8 +18,11 @@ INBOUND = ("config", "cmd", "claim/reply", "sync", "event/ack")
 
 def bridge_config(site: str, remote_host: str, remote_port: int, *, username: str | None = None,
                   password: str | None = None, cafile: str | None = None, manage_from_head_office: bool = False,
-                  restart_timeout: tuple[int, int] = (5, 60)) -> str:
-    """The `connection` block for the park's mosquitto.conf."""
+                  restart_timeout: tuple[int, int] = (5, 60), replication: tuple[str, str] | None = None) -> str:
+    """The `connection` block for the park's mosquitto.conf.
+
+    `replication` = (this park server's name, the head office server's): the replicators' two topics
+    (`central.bus.replicator`) cross too, queued both ways while the link is down."""
     topics.check_name("site", site)
     lines = [
         f"connection head-office-{site}",
@@ -40,4 +43,8 @@ def bridge_config(site: str, remote_host: str, remote_port: int, *, username: st
     if manage_from_head_office:
         lines += [f"topic {prefix}/gate/+/{suffix} in 1" for suffix in INBOUND]
         lines += [f"topic {prefix}/deltas in 1", f"topic {prefix}/cmd in 1", f"topic {prefix}/occupancy in 1"]
+    if replication is not None:
+        server, head_office = (topics.check_name("replication server", name) for name in replication)
+        lines += [f"topic {topics.ROOT}/repl/{head_office}/+/{server} out 1",
+                  f"topic {topics.ROOT}/repl/{server}/# in 1"]
     return "\n".join(lines) + "\n"
