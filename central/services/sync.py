@@ -103,7 +103,8 @@ def _delta_row(site_id: str, seq: int, changes: Sequence[Change], at: datetime) 
     return {"site_id": site_id, "seq": seq, "kinds": kinds[:64], "payload": encode(delta)}
 
 
-def record_deltas(session: Session, by_site: Mapping[str, Sequence[Change]], at: datetime | None = None) -> dict[str, int]:
+def record_deltas(session: Session, by_site: Mapping[str, Sequence[Change]],
+                  at: datetime | None = None) -> dict[str, int]:
     """`record_delta` for several sites at once (the ingest's used-up tickets of a batch across a head
     office's parks): their sequence rows locked in id order, one UPDATE and one INSERT for all, instead
     of two statements a park (a fifth of the ingest's CPU with 50 parks). Returns each site's seq."""
