@@ -18,7 +18,7 @@ all. Both write, so each sends the other what changed, over MQTT through the par
 - **Who owns what**: a park's home server owns its gates' facts (passages, usage, counts, alerts: flow
   "home"); both sides change sales, bookings, holders and settings (flow "both"). Where both may change
   one row while the link is down the merge is one both sides reach in any order: a ticket's status only
-  moves forward (held < valid < used < expired < refunded < revoked), a conflict's first resolution
+  moves forward (held < valid < used < expired < refunded < revoked), a conflict's earliest resolution
   stands, a zone's counts are its home's. A refund the head office made of a ticket the park's gates
   admitted meanwhile is recorded as a conflict at the park (and so at both) for a manager to resolve.
 - **Nothing lost**: a change that will not apply (a rule of this database refuses it) is kept in
@@ -101,7 +101,9 @@ TABLES: tuple[Table, ...] = (
     Table("payments", "site_id"),
     Table("finance_settings", "site_id"),
     Table("booking_settings", "site_id"),
-    Table("booking_days", "site_id"),
+    # made on demand by the first booking of a day, so on both sides: one row per park and day, each
+    # server keeping its own id (nothing refers to it)
+    Table("booking_days", "site_id", pk=("site_id", "day")),
     Table("bookings", "site_id"),
     Table("booking_persons", "booking"),
     Table("booking_documents", "site_id"),
@@ -296,7 +298,8 @@ def _upsert_sql(table: str, at_home: bool) -> str:
     local = dict(t.keep_local)
     cols = [c for c in t.columns if c not in local]
     key = t.key
-    taken = [c for c in cols if c not in key and not (at_home and c in t.home_columns)]
+    own_id = bool(t.pk) and "id" not in t.pk  # a natural key: the row keeps this server's id
+    taken = [c for c in cols if c not in key and not (at_home and c in t.home_columns) and not (own_id and c == "id")]
     sets = {c: f"EXCLUDED.{c}" for c in taken}
     if t.merge == "status":
         order = "ARRAY[" + ", ".join(f"'{s}'" for s in STATUS_ORDER) + "]"
@@ -305,9 +308,11 @@ def _upsert_sql(table: str, at_home: bool) -> str:
         sets["status"] = f"CASE WHEN {forward} THEN EXCLUDED.status ELSE {table}.status END"
         sets["status_changed_at"] = (f"CASE WHEN {forward} THEN EXCLUDED.status_changed_at "
                                      f"ELSE {table}.status_changed_at END")
-    elif t.merge == "resolution":
+    elif t.merge == "resolution":  # the earlier resolution stands, whichever side hears of the other first
+        theirs = (f"{table}.resolved_at IS NULL OR (EXCLUDED.resolved_at IS NOT NULL AND "
+                  f"(EXCLUDED.resolved_at, EXCLUDED.resolved_by) < ({table}.resolved_at, {table}.resolved_by))")
         for c in ("resolved_at", "resolved_by", "resolution", "resolution_note"):
-            sets[c] = f"CASE WHEN {table}.resolved_at IS NULL THEN EXCLUDED.{c} ELSE {table}.{c} END"
+            sets[c] = f"CASE WHEN {theirs} THEN EXCLUDED.{c} ELSE {table}.{c} END"
     names = ", ".join([*cols, *local])
     values = ", ".join([*cols, *local.values()])  # a new row's own bookkeeping starts afresh
     action = ("DO UPDATE SET " + ", ".join(f"{c} = {v}" for c, v in sets.items())) if sets else "DO NOTHING"
@@ -486,11 +491,42 @@ def _after_apply(session: Session, changes, is_home: Callable[[str], bool], resu
                 deltas.setdefault(site, []).append(template_change(tpl))
     if deltas:
         record_deltas(session, deltas)
+    _recount_places(session, changes)
     if None in configs:
         bump_site_configs(session)
     else:
         for site in configs:
             bump_site_configs(session, site)
+
+
+def _recount_places(session: Session, changes) -> None:
+    """Slot and day counts from the tickets that hold the places. Each server counts its own sales into
+    the rows as it makes them; with the other server's sales applied the counts are recounted, so both
+    reach the same figure (while the link was down both may have sold the last places: the count then
+    shows it above the capacity, as it is)."""
+    quotas: set[int] = set()
+    days: set[tuple[str, str]] = set()
+    for _pos, table, op, row in changes:
+        if op == "U" and table in ("tickets", "bookings"):
+            data = json.loads(row)
+            if data.get("quota_id") is not None:
+                quotas.add(int(data["quota_id"]))
+            if table == "bookings":
+                days.add((data["site_id"], data["day"]))
+    if quotas:
+        session.execute(text(
+            "UPDATE slot_quotas q SET booked = n.booked FROM ("
+            "  SELECT q2.id, coalesce(sum(t.headcount), 0) AS booked FROM slot_quotas q2 LEFT JOIN tickets t "
+            "  ON t.quota_id = q2.id AND t.status NOT IN ('refunded', 'revoked') "
+            "  WHERE q2.id = ANY(:ids) GROUP BY q2.id) n WHERE q.id = n.id AND q.booked <> n.booked"),
+            {"ids": sorted(quotas)})
+    for site, day in sorted(days):
+        session.execute(text(
+            "UPDATE booking_days d SET booked = n.booked FROM (SELECT count(t.id) AS booked FROM bookings b "
+            "  JOIN booking_persons p ON p.booking_id = b.id JOIN tickets t ON t.id = p.ticket_id "
+            "  WHERE b.site_id = :site AND b.day = CAST(:day AS date) AND t.status NOT IN ('refunded', 'revoked')) n "
+            "WHERE d.site_id = :site AND d.day = CAST(:day AS date) AND d.booked <> n.booked"),
+            {"site": site, "day": day})
 
 
 def _recheck_unknown(session: Session, tickets: Sequence[Ticket]) -> int:
@@ -536,8 +572,8 @@ def _refunds_after_use(session: Session, refunded: Sequence[Ticket]) -> int:
         result = session.execute(insert(Conflict).values(
             event_id=f"refund:{t.ref}", site_id=t.site_id, credential_ref=t.ref, reason=REFUNDED_AFTER_USE,
             gate=usage.last_gate or "", other_gate=None, at=at, offline=False, created_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["event_id"]))
-        made += rowcount(result)
+        ).on_conflict_do_nothing(index_elements=["event_id"]).returning(Conflict.id))
+        made += len(result.all())
     return made
 
 

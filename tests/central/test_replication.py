@@ -1,0 +1,411 @@
+"""Replication between a park server and the head office (`central.services.replication`), each with its
+own PostgreSQL database: ids that never meet, changes applied once whatever is resent, a late commit not
+skipped, merges both sides reach in any order, a park server kept to its own parks, rows that will not
+apply kept, counts of places from both sides' sales. The brokers and the link cut are in
+tests/deploy/test_head_office_link.py; the replicator's checks of what arrives are at the end here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import time, timedelta
+
+import msgspec
+import pytest
+from sqlalchemy import func, select, text
+
+from central.bus.bridge import bridge_config
+from central.config import CentralConfig, ConfigError, KeysConfig, MqttConfig, ReplicationConfig, load_config_text
+from central.context import CentralContext
+from central.migrate import upgrade
+from central.models import (
+    BookingDay,
+    Conflict,
+    ReplicationApplied,
+    ReplicationChange,
+    ReplicationParked,
+    SlotQuota,
+    Ticket,
+    utcnow,
+)
+from central.services import replication
+from central.services import visitor_bookings as vb
+from central.services.conflicts import resolve_conflict
+from central.services.gates import ensure_site, ensure_zone, register_gate
+from central.services.ingest import ingest_batch
+from central.services.tickets import IssueRequest, TicketTypeSpec, define_ticket_type, issue_ticket, refund_ticket
+from protocol.ids import new_event_id
+from protocol.messages import PassageEvent
+from tests.central.test_visitor_bookings import LI, WANG, ZHANG, party, tomorrow
+from tests.support.services import create_pg_database, drop_pg_database, need, pg_admin_url, pg_reachable
+from tests.support.waiting import poll
+
+pytestmark = pytest.mark.postgres
+PARK = "lakeside"
+
+
+@dataclass
+class Srv:
+    name: str
+    config: CentralConfig
+    ctx: CentralContext
+
+    @property
+    def sessions(self):
+        return self.ctx.sessions
+
+
+def _srv(name: str, number: int, url: str, tmp_path, broker=None, **repl) -> Srv:
+    from biometrics.protect import generate_key
+
+    mqtt = MqttConfig(host=broker.host, port=broker.port, client_id=f"{name}-{uuid.uuid4().hex[:6]}") if broker \
+        else MqttConfig(host="127.0.0.1", port=1, client_id=name)
+    config = CentralConfig(database_url=url, site=PARK, mqtt=mqtt,
+                           keys=KeysConfig(signing_key_file=str(tmp_path / f"{name}.key"), signing_key_id=number,
+                                           template_key=generate_key()),
+                           replication=ReplicationConfig(server=name, number=number, interval_ms=20, resend_s=1,
+                                                         **repl))
+    upgrade(url)
+    ctx = CentralContext.create(config, mqtt=False)
+    with ctx.engine.begin() as conn:
+        replication.setup(conn, number)
+    return Srv(name, config, ctx)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """The head office ("ho", server 1) and the park's own server ("lake", server 2); the park set up at ho."""
+    admin = pg_admin_url()
+    need(pg_reachable(admin), f"PostgreSQL not reachable at {admin}")
+    made = [create_pg_database(admin) for _ in range(2)]
+    ho = _srv("ho", 1, made[0][0], tmp_path, parks=(f"lake:{PARK}",))
+    park = _srv("lake", 2, made[1][0], tmp_path, head_office="ho", sites=(PARK,))
+    with ho.sessions.begin() as db:
+        ensure_site(db, PARK, name="Lakeside", timezone="Asia/Shanghai")
+        ensure_zone(db, PARK, 1, name="Main", capacity=1000)
+        define_ticket_type(db, PARK, TicketTypeSpec(name="Day", id=1, entries=1))
+    ship(ho, park)
+    yield ho, park
+    for s in (ho, park):
+        s.ctx.close()
+    for _, name in made:
+        drop_pg_database(admin, name)
+
+
+def _after(dst: Srv, origin: str) -> int:
+    with dst.sessions() as db:
+        row = db.get(ReplicationApplied, origin)
+        return row.seq if row else 0
+
+
+def pending_for(src: Srv, dst: Srv, after: int | None = None) -> replication.Pending:
+    with src.sessions.begin() as db:
+        replication.sequence(db)
+    with src.sessions() as db:
+        return replication.pending(db, src.config.replication.peers()[dst.name],
+                                   _after(dst, src.name) if after is None else after, 10_000)
+
+
+def deliver(src: Srv, dst: Srv, batch: replication.Pending) -> replication.Applied:
+    sites = dst.config.replication.peers()[src.name]
+    with dst.sessions.begin() as db:
+        return replication.apply(db, src.name, batch.after, batch.upto, batch.changes, dst.config.is_home,
+                                 allowed_sites=set(sites) if sites is not None else None)
+
+
+def ship(src: Srv, dst: Srv) -> replication.Applied:
+    return deliver(src, dst, pending_for(src, dst))
+
+
+def sell(s: Srv, **kw) -> Ticket:
+    with s.sessions.begin() as db:
+        t = issue_ticket(db, PARK, IssueRequest(ticket_type=kw.pop("ticket_type", 1),
+                                                valid_from=utcnow() - timedelta(hours=1),
+                                                valid_to=utcnow() + timedelta(days=1), **kw))
+        db.expunge(t)
+    return t
+
+
+def status(s: Srv, ticket_id: int) -> str | None:
+    with s.sessions() as db:
+        t = db.get(Ticket, ticket_id)
+        return t.status if t else None
+
+
+def test_each_servers_ids_are_its_own_and_setting_up_again_changes_nothing(pair):
+    ho, park = pair
+    sold = [sell(ho), sell(park), sell(ho), sell(park)]
+    assert [t.id % replication.STRIDE for t in sold] == [1, 2, 1, 2]
+    assert all(t.id > replication.ID_FLOOR["bigint"] for t in sold)
+    with park.ctx.engine.begin() as conn:
+        replication.setup(conn, 2)
+    again = sell(park)
+    assert again.id % replication.STRIDE == 2 and again.id > sold[-1].id
+    with pytest.raises(ValueError), park.ctx.engine.begin() as conn:
+        replication.setup(conn, 64)
+
+
+def test_a_change_applies_once_however_often_it_is_sent_and_never_past_a_gap(pair):
+    ho, park = pair
+    first = pending_for(ho, park)
+    ticket = sell(ho)
+    batch = pending_for(ho, park)
+    assert any(table == "tickets" for _pos, table, _op, _row in batch.changes)
+    done = deliver(ho, park, batch)
+    assert done.rows >= 1 and status(park, ticket.id) == "valid"
+    again = deliver(ho, park, batch)  # the acknowledgement was lost: sent again
+    assert again.rows == 0 and again.applied == batch.upto
+    with ho.sessions.begin() as db:
+        refund_ticket(db, ticket.id, actor="clerk")
+    later = pending_for(ho, park)
+    skipped = replication.Pending(later.upto + 5, later.upto + 10, later.changes)  # its start went missing
+    gap = deliver(ho, park, skipped)
+    assert gap.gap and gap.applied == batch.upto and status(park, ticket.id) == "valid"
+    deliver(ho, park, later)
+    assert status(park, ticket.id) == "refunded"
+    assert first.upto <= batch.after
+
+
+def test_a_transaction_that_commits_late_is_not_skipped(pair):
+    ho, park = pair
+    slow = ho.sessions()
+    slow.begin()
+    window = {"valid_from": utcnow(), "valid_to": utcnow() + timedelta(days=1)}
+    late = issue_ticket(slow, PARK, IssueRequest(ticket_type=1, **window))
+    slow.flush()  # its change has an earlier place in the outbox than the next one
+    quick = sell(ho)
+    ship(ho, park)
+    assert status(park, quick.id) == "valid" and status(park, late.id) is None
+    slow.commit()
+    slow.close()
+    ship(ho, park)
+    assert status(park, late.id) == "valid"
+
+
+def test_an_applied_change_is_not_sent_back_and_a_sites_gate_sequence_stays_its_own(pair):
+    ho, park = pair
+    sell(ho)
+    ship(ho, park)
+    back = pending_for(park, ho)
+    assert not [c for c in back.changes if c[1] == "tickets"]  # the head office's sale is not echoed
+    with park.sessions.begin() as db:
+        register_gate(db, PARK, "g1", 1)
+    with park.sessions() as db:
+        before = db.scalar(select(func.count()).select_from(ReplicationChange).where(ReplicationChange.tbl == "sites"))
+        db.execute(text("UPDATE sites SET sync_seq = sync_seq + 1 WHERE id = :s"), {"s": PARK})
+        db.commit()
+        after = db.scalar(select(func.count()).select_from(ReplicationChange).where(ReplicationChange.tbl == "sites"))
+    assert after == before  # a delta's sequence is each server's own: nothing to send
+    ship(park, ho)
+    with ho.sessions() as db:
+        assert db.execute(text("SELECT name FROM gates WHERE site_id = :s"), {"s": PARK}).scalars().all() == ["g1"]
+
+
+def _entry(park: Srv, ticket: Ticket) -> None:
+    with park.sessions.begin() as db:
+        ingest_batch(db, [PassageEvent(id=new_event_id(), site=PARK, gate="g1", zone=1, at=utcnow(), direction="in",
+                                       credential_kind="qr", credential_ref=ticket.ref, passed=True, ticket_type=1)])
+
+
+def test_a_refund_at_head_office_of_a_ticket_the_park_admitted_is_one_conflict_on_both_sides(pair):
+    ho, park = pair
+    with park.sessions.begin() as db:
+        register_gate(db, PARK, "g1", 1)
+    ticket = sell(ho, channel="ota")
+    ship(ho, park)
+    ship(park, ho)
+    _entry(park, ticket)  # the link is down: head office does not hear of it
+    with ho.sessions.begin() as db:
+        refund_ticket(db, ticket.id, actor="ho-clerk", reason="asked by phone")
+    up = ship(park, ho)  # the park's "used" reaches head office first: the refund stands there
+    assert up.rows and status(ho, ticket.id) == "refunded"
+    down = ship(ho, park)
+    assert down.conflicts == 1 and status(park, ticket.id) == "refunded"
+    ship(park, ho)
+    for s in (ho, park):
+        with s.sessions() as db:
+            conflicts = db.execute(select(Conflict.event_id, Conflict.reason, Conflict.gate)).all()
+        assert conflicts == [(f"refund:{ticket.ref}", replication.REFUNDED_AFTER_USE, "g1")], s.name
+    assert ship(ho, park).conflicts == 0  # sent again: still one
+
+
+def test_the_earliest_resolution_stands_on_both_sides(pair):
+    ho, park = pair
+    with park.sessions.begin() as db:
+        register_gate(db, PARK, "g1", 1)
+    ticket = sell(ho)
+    ship(ho, park)
+    _entry(park, ticket)
+    with ho.sessions.begin() as db:
+        refund_ticket(db, ticket.id)
+    ship(ho, park)
+    ship(park, ho)
+    for s, who, note in ((park, "park-manager", "charged at the gate"), (ho, "ho-manager", "OTA charged back")):
+        with s.sessions.begin() as db:
+            (conflict,) = db.scalars(select(Conflict)).all()
+            resolve_conflict(db, PARK, conflict.id, "followed_up", note, actor=who)
+    ship(park, ho)
+    ship(ho, park)
+    seen = []
+    for s in (ho, park):
+        with s.sessions() as db:
+            seen.append(db.execute(select(Conflict.resolved_by, Conflict.resolution_note)).one())
+    assert seen[0] == seen[1] == ("park-manager", "charged at the gate")
+
+
+def _batch_of(change: tuple[str, dict], pos: int) -> replication.Pending:
+    table, row = change
+    return replication.Pending(pos - 1, pos, [(pos, table, "U", json.dumps(row))])
+
+
+def test_a_park_server_changes_only_its_own_parks_and_never_a_signing_key(pair):
+    ho, park = pair
+    with ho.sessions.begin() as db:
+        ensure_site(db, "elsewhere", name="Another park")
+        define_ticket_type(db, "elsewhere", TicketTypeSpec(name="Day", id=9, entries=1))
+    after = _after(ho, "lake")
+    forged = {"id": 9, "site_id": "elsewhere", "name": "Free for all", "entries": None, "zones": [], "weekdays": [],
+              "same_person": False, "anti_passback": False, "min_gap_s": 0, "slot_grace_min": 15, "real_name": False,
+              "validity_days": 365, "price": 0, "min_headcount": 1, "max_headcount": 255, "active": True,
+              "staff_check": False, "id_face": False, "bind_finger": False, "created_at": utcnow().isoformat()}
+    result = deliver(park, ho, replication.Pending(after, after + 2, [
+        (after + 1, "ticket_types", "U", json.dumps(forged)),
+        (after + 2, "signing_keys", "U", json.dumps({"key_id": 77, "public": "\\x" + "00" * 32, "grace_s": 0,
+                                                      "created_at": utcnow().isoformat(), "retired_at": None}))]))
+    assert result.parked == 2 and result.applied == after + 2
+    with ho.sessions() as db:
+        assert db.execute(text("SELECT name FROM ticket_types WHERE id = 9")).scalar() == "Day"
+        assert db.execute(text("SELECT count(*) FROM signing_keys WHERE key_id = 77")).scalar() == 0
+        errors = db.scalars(select(ReplicationParked.error).order_by(ReplicationParked.seq)).all()
+    assert "not the home server of park 'elsewhere'" in errors[0] and "head office" in errors[1]
+    with pytest.raises(replication.BadBatch):
+        deliver(park, ho, replication.Pending(after + 2, after + 3, [(after + 3, "staff_users", "U", "{}")]))
+
+
+def test_a_row_this_database_refuses_is_kept_and_the_rest_of_the_batch_applies(pair):
+    ho, park = pair
+    day = tomorrow().date()
+    for s in (ho, park):  # both set the same slot while apart: the database allows one per start time
+        with s.sessions.begin() as db:
+            vb.set_slot(db, PARK, "manager", day=day, start=time(9), end=time(11), capacity=10)
+    ticket = sell(ho)
+    result = ship(ho, park)
+    assert result.parked == 1 and status(park, ticket.id) == "valid"
+    with park.sessions() as db:
+        (parked,) = db.scalars(select(ReplicationParked)).all()
+    assert parked.tbl == "slot_quotas" and "uq_slot_quotas_site_start" in parked.error and parked.row["capacity"] == 10
+
+
+def test_places_booked_on_both_sides_count_on_both_sides(pair):
+    ho, park = pair
+    day = tomorrow().date()
+    with ho.sessions.begin() as db:
+        define_ticket_type(db, PARK, TicketTypeSpec(name="Booked visit", id=7, real_name=True))
+        vb.update_settings(db, PARK, "manager", ticket_type_id=7, days_ahead=7, party_max=5, cancel_before_min=60,
+                           close_before_min=0, retention_days=30, face_entry=False)
+        slot = vb.set_slot(db, PARK, "manager", day=day, start=time(9), end=time(11), capacity=10).id
+    ship(ho, park)
+
+    def book(s: Srv, persons, channel):
+        with s.sessions.begin() as db:
+            return vb.make_booking(db, PARK, vb.BookingRequest(quota_id=slot, persons=persons, phone="13800138000",
+                                                               consent=True, channel=channel))
+
+    online = book(ho, party(ZHANG, LI), "web")
+    book(park, party(WANG), "desk")  # the park's desk, while the line is down
+
+    def counts(s: Srv):
+        with s.sessions() as db:
+            return db.get(SlotQuota, slot).booked, db.scalar(select(BookingDay.booked).where(BookingDay.day == day))
+
+    assert counts(ho) == (2, 2) and counts(park) == (1, 1)
+    ship(ho, park)
+    ship(park, ho)
+    ship(ho, park)
+    assert counts(ho) == counts(park) == (3, 3)
+    with ho.sessions.begin() as db:
+        vb.cancel_booking(db, PARK, db.get(vb.Booking, online.id), actor="visitor")
+    ship(ho, park)
+    ship(park, ho)
+    assert counts(ho) == counts(park) == (1, 1)
+    with park.sessions() as db:
+        assert not db.scalars(select(ReplicationParked)).all()
+
+
+# --- the replicator: what arrives is checked -------------------------------------------------------
+
+
+def test_the_replicator_ignores_what_is_not_a_peers_batch_and_goes_on(pair, mosquitto):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from central.bus.replicator import Replicator, changes_topic
+
+    ho, park = pair
+    from dataclasses import replace
+
+    on_broker = MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id=f"r{uuid.uuid4().hex[:6]}")
+    topic_root = uuid.uuid4().hex[:6]  # this test's own server names on the shared broker
+    ho_cfg = replace(ho.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "h"),
+                     replication=replace(ho.config.replication, server=f"ho{topic_root}",
+                                         parks=(f"lake{topic_root}:{PARK}",)))
+    park_cfg = replace(park.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "p"),
+                       replication=replace(park.config.replication, server=f"lake{topic_root}",
+                                           head_office=f"ho{topic_root}"))
+    replicators = [Replicator(ho_cfg, ho.sessions).start(), Replicator(park_cfg, park.sessions).start()]
+    try:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"x{uuid.uuid4().hex[:6]}")
+        client.connect(mosquitto.host, mosquitto.port)
+        client.loop_start()
+        to_park = changes_topic(f"lake{topic_root}", f"ho{topic_root}")
+        for topic, payload in ((to_park, b"\xff not json"), (to_park, b'{"origin": "ho", "after": "x"}'),
+                               (changes_topic(f"lake{topic_root}", "stranger"), b"{}"),
+                               (to_park, msgspec.json.encode({"origin": "someone-else", "after": 0, "upto": 9,
+                                                              "changes": []}))):
+            client.publish(topic, payload, qos=1).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        poll(lambda: replicators[1].stats["refused"] >= 4, 20, what="the four messages refused")
+        ticket = sell(ho)
+        poll(lambda: status(park, ticket.id) == "valid", 20, what="a real sale after them")
+        assert replicators[1].alive
+    finally:
+        for r in replicators:
+            r.stop()
+
+
+# --- configuration and the bridge ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ('database_url = "sqlite:///x.db"\n[replication]\nserver = "ho"\nnumber = 1\nparks = ["a"]', "PostgreSQL"),
+    ('[replication]\nserver = "ho"\nnumber = 64\nparks = ["a"]', "1-63"),
+    ('[replication]\nserver = "ho"\nnumber = 1\nparks = ["a"]\nhead_office = "x"', "one of the two"),
+    ('[replication]\nserver = "ho"\nnumber = 1', "one of the two"),
+    ('[replication]\nserver = "a b"\nnumber = 1\nhead_office = "ho"', "replication.server"),
+    ('[replication]\nserver = "ho"\nnumber = 1\nparks = ["ho"]', "its own peer"),
+    ('[replication]\nhead_office = "ho"', "replication.server names this server"),
+])
+def test_a_replication_setting_that_cannot_work_is_named(toml, says):
+    if not toml.startswith("database_url"):
+        toml = 'database_url = "postgresql+psycopg://x@/y"\n' + toml
+    with pytest.raises(ConfigError, match=says):
+        load_config_text(toml, "central.toml", env={})
+
+
+def test_the_head_offices_parks_and_a_park_servers_home():
+    ho = load_config_text('database_url = "postgresql+psycopg://x@/y"\nsite = "hq"\n[replication]\nserver = "ho"\n'
+                          'number = 1\nparks = ["north:n1+n2", "south"]', "ho.toml", env={})
+    assert ho.replication.peers() == {"north": ("n1", "n2"), "south": ("south",)}
+    assert not ho.is_home("n1") and not ho.is_home("south") and ho.is_home("hq")
+    park = load_config_text('database_url = "postgresql+psycopg://x@/y"\nsite = "n1"\n[replication]\n'
+                            'server = "north"\nnumber = 2\nhead_office = "ho"', "park.toml", env={})
+    assert park.replication.peers() == {"ho": None} and park.is_home("n1") and not park.is_home("n2")
+
+
+def test_the_park_brokers_bridge_carries_the_replication_both_ways():
+    text_ = bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho"))
+    assert "topic gates/v1/repl/ho/+/north out 1" in text_ and "topic gates/v1/repl/north/# in 1" in text_
+    with pytest.raises(ValueError):
+        bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho/#"))
