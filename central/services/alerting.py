@@ -26,6 +26,7 @@ import json
 import logging
 import smtplib
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -117,16 +118,18 @@ def conditions(session: Session, cfg, now: datetime) -> list[Condition]:
     return found
 
 
-def check(session: Session, cfg, now: datetime | None = None) -> tuple[list[Condition], list[int]]:
+def check(session: Session, cfg, now: datetime | None = None,
+          skip: Collection[str] = ()) -> tuple[list[Condition], list[int]]:
     """Open or touch the alerts whose conditions hold, resolve the system's alerts that cleared;
-    returns (conditions, ids resolved)."""
+    returns (conditions, ids resolved). `skip`: parks whose own server raises and clears their alerts
+    (a head office's park servers: their alerts come with the replication)."""
     now = now or utcnow()
-    holding = conditions(session, cfg, now)
+    holding = [c for c in conditions(session, cfg, now) if c.site_id not in skip]
     raise_alerts(session, [AlertRaise(c.site_id, c.place, c.kind, c.value, now) for c in holding])
     keys = {(c.site_id, c.place, c.kind) for c in holding}
     resolved: list[int] = []
     for alert in session.scalars(select(Alert).where(Alert.kind.in_(KINDS), Alert.resolved_at.is_(None))):
-        if (alert.site_id, alert.gate, alert.kind) not in keys:
+        if (alert.site_id, alert.gate, alert.kind) not in keys and alert.site_id not in skip:
             alert.resolved_at, alert.resolved_by = now, SYSTEM
             resolved.append(alert.id)
     session.flush()

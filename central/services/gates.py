@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -392,12 +393,16 @@ def record_fire_alarm(session: Session, alarm: FireAlarm) -> None:
           state="on" if alarm.active else "off", zone=alarm.zone, scope=alarm.scope, at=alarm.at.isoformat())
 
 
-def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | None = None) -> list[Gate]:
-    """Gates online with no heartbeat for `timeout_s` seconds: marked offline, recorded, returned."""
+def mark_stale_gates_offline(session: Session, timeout_s: int, now: datetime | None = None,
+                             skip: Collection[str] = ()) -> list[Gate]:
+    """Gates online with no heartbeat for `timeout_s` seconds: marked offline, recorded, returned (not
+    those of the parks in `skip`)."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=timeout_s)
-    stale = list(session.scalars(select(Gate).where(
-        Gate.online.is_(True), (Gate.last_seen_at.is_(None)) | (Gate.last_seen_at < cutoff))))
+    query = select(Gate).where(Gate.online.is_(True), (Gate.last_seen_at.is_(None)) | (Gate.last_seen_at < cutoff))
+    if skip:
+        query = query.where(Gate.site_id.not_in(list(skip)))
+    stale = list(session.scalars(query))
     for gate in stale:
         gate.online = False
         gate.offline_since = now

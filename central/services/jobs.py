@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -75,16 +76,21 @@ def roll_over(session: Session, site_id: str, now: datetime | None = None) -> li
     return reports
 
 
-def roll_over_all(session: Session, now: datetime | None = None) -> list[DailyReport]:
+def roll_over_all(session: Session, now: datetime | None = None, skip: Collection[str] = ()) -> list[DailyReport]:
+    """`skip`: parks whose own server closes their day (a head office's park servers: their reports come
+    with the replication)."""
     reports: list[DailyReport] = []
     for site_id in session.scalars(select(Site.id)).all():
-        reports.extend(roll_over(session, site_id, now))
+        if site_id not in skip:
+            reports.extend(roll_over(session, site_id, now))
     return reports
 
 
-def heartbeat_check(session: Session, timeout_s: int, now: datetime | None = None) -> list[Gate]:
-    """Mark gates silent for `timeout_s` offline and raise the alert (log + audit)."""
-    stale = mark_stale_gates_offline(session, timeout_s, now)
+def heartbeat_check(session: Session, timeout_s: int, now: datetime | None = None,
+                    skip: Collection[str] = ()) -> list[Gate]:
+    """Mark gates silent for `timeout_s` offline and raise the alert (log + audit); `skip`: parks whose gates
+    another server hears (their state comes with the replication)."""
+    stale = mark_stale_gates_offline(session, timeout_s, now, skip)
     for gate in stale:
         log.warning("ALERT gate %s/%s offline: no heartbeat for %ss", gate.site_id, gate.name, timeout_s,
                     extra={"site": gate.site_id, "gate": gate.name})
@@ -107,14 +113,14 @@ def lagging_gates(session: Session) -> list[tuple[str, str]]:
     return [(s, g) for s, g in rows]
 
 
-def alert_round(sessions, cfg, now: datetime | None = None) -> list:
+def alert_round(sessions, cfg, now: datetime | None = None, skip: Collection[str] = ()) -> list:
     """The central's own alerts (central.services.alerting): check, then send what is new; returns what was sent.
 
     The notices go out between two transactions: no database lock waits on a webhook."""
     from central.services import alerting
 
     with sessions.begin() as session:
-        alerting.check(session, cfg, now)
+        alerting.check(session, cfg, now, skip)
     with sessions() as session:
         notices = alerting.pending(session)
     if not notices:
@@ -132,6 +138,8 @@ def build_scheduler(context):
 
     cfg = context.config.jobs
     sessions = context.sessions
+    # A head office's park servers close their parks' days, watch their gates and raise their alerts.
+    remote = frozenset(context.config.replication.remote_sites())
 
     def in_tx(fn, *args):
         def run():
@@ -158,14 +166,14 @@ def build_scheduler(context):
                 log.exception("snapshot for %s/%s failed", site_id, gate)
 
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-    scheduler.add_job(in_tx(heartbeat_check, cfg.heartbeat_timeout_s), "interval",
+    scheduler.add_job(in_tx(heartbeat_check, cfg.heartbeat_timeout_s, None, remote), "interval",
                       seconds=max(1, min(10, cfg.heartbeat_timeout_s // 3)), id="heartbeat")
-    scheduler.add_job(in_tx(roll_over_all), "interval", seconds=cfg.roll_over_check_s, id="roll_over")
+    scheduler.add_job(in_tx(roll_over_all, None, remote), "interval", seconds=cfg.roll_over_check_s, id="roll_over")
 
     def alerts():
         started, outcome = time.perf_counter(), "ok"
         try:
-            alert_round(sessions, context.config.alerts)
+            alert_round(sessions, context.config.alerts, None, remote)
         except Exception:
             outcome = "failed"
             log.exception("scheduled job alerts failed")

@@ -409,3 +409,32 @@ def test_the_park_brokers_bridge_carries_the_replication_both_ways():
     assert "topic gates/v1/repl/ho/+/north out 1" in text_ and "topic gates/v1/repl/north/# in 1" in text_
     with pytest.raises(ValueError):
         bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho/#"))
+
+
+def test_head_office_leaves_a_park_servers_gates_alerts_and_days_to_it(pair):
+    from central.config import AlertsConfig
+    from central.models import Alert, DailyReport, Gate
+    from central.services import alerting
+    from central.services.jobs import heartbeat_check, roll_over_all
+
+    ho, park = pair
+    with park.sessions.begin() as db:
+        register_gate(db, PARK, "g1", 1)
+        db.execute(text("UPDATE gates SET online = true, last_seen_at = now() - interval '1 hour'"))
+    with park.sessions.begin() as db:
+        assert [g.name for g in heartbeat_check(db, 60)] == ["g1"]  # the park hears its gates: g1 is silent
+        alerting.check(db, AlertsConfig())
+    ship(park, ho)
+    remote = ho.config.replication.remote_sites()
+    assert remote == {PARK}
+    later = utcnow() + timedelta(days=2)
+    with ho.sessions.begin() as db:
+        db.execute(text("UPDATE gates SET online = true"))  # as the park said before; head office must not judge
+        assert heartbeat_check(db, 60, skip=remote) == []
+        alerting.check(db, AlertsConfig(), skip=remote)
+        assert roll_over_all(db, later, skip=remote) == []
+    with ho.sessions() as db:
+        assert db.scalar(select(Gate.online)) is True
+        alerts = db.execute(select(Alert.kind, Alert.resolved_at)).all()
+        assert alerts == [("gate_down", None)]  # the park's, still open: only the park clears it
+        assert not db.scalars(select(DailyReport)).all()
