@@ -31,6 +31,7 @@ from protocol.topics import ROOT
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = 8  # batches sent past the last acknowledgement
+KEEPALIVE_S = 15.0  # with nothing to send, an empty batch this often: the other side sees the link is up
 MAX_RESEND_S = 300.0
 
 
@@ -68,6 +69,7 @@ class PeerState:
     progress_at: float = field(default_factory=time.monotonic)
     resend_after: float = 10.0
     applied_from: int = 0  # how far we hold its changes (what we acknowledge)
+    sent_at: float = 0.0
 
 
 class Replicator:
@@ -193,6 +195,10 @@ class Replicator:
                 with self.sessions.begin() as session:
                     batch = replication.pending(session, peer.sites, peer.sent, r.batch)
                 if batch.upto <= peer.sent:
+                    keepalive = _encode(Batch(self.me, peer.sent, peer.sent, []))
+                    if now - peer.sent_at >= KEEPALIVE_S and peer.sent == peer.acked and \
+                            self._publish(changes_topic(name, self.me), keepalive):
+                        peer.sent_at = now
                     break
                 payload = _encode(Batch(self.me, batch.after, batch.upto, [
                     (pos, table, op, msgspec.Raw(row.encode())) for pos, table, op, row in batch.changes]))
@@ -200,7 +206,7 @@ class Replicator:
                     break
                 if peer.sent == peer.acked:
                     peer.progress_at = now  # the first batch past the acknowledgement: the wait starts now
-                peer.sent = batch.upto
+                peer.sent, peer.sent_at = batch.upto, now
                 peer.in_flight += 1
                 self.stats["sent_batches"] += 1
         with self.sessions.begin() as session:

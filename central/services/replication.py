@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -52,13 +52,16 @@ from central.models import (
     Ticket,
     utcnow,
 )
+from protocol.reasons import Reason
 
 log = logging.getLogger(__name__)
 
 STRIDE = 64  # ids: this server's number modulo STRIDE
 ID_FLOOR = {"integer": 1 << 24, "bigint": 1 << 40}  # new ids start above these (rows made before setup keep theirs)
 STATUS_ORDER = ("held", "valid", "used", "expired", "refunded", "revoked")
-REFUNDED_AFTER_USE = "refunded_after_use"
+# A refund that crossed an admission: recorded with the reason a gate would have given had it known (its
+# text in both languages is the gates'), under the event id "refund:T<id>".
+REFUNDED_AFTER_USE = Reason.REFUNDED.value
 APPLYING = "repl.applying"  # the session setting that keeps applied changes out of this server's outbox
 
 
@@ -270,9 +273,8 @@ def acknowledged(session: Session, peer: str, applied: int) -> int:
     if row is None:
         row = ReplicationPeer(peer=peer, acked_seq=0)
         session.add(row)
-    if applied > row.acked_seq:
-        row.acked_seq = applied
-        row.acked_at = utcnow()
+    row.acked_at = utcnow()  # heard from, even when it confirms nothing new
+    row.acked_seq = max(row.acked_seq, applied)
     return row.acked_seq
 
 
@@ -287,6 +289,48 @@ def prune(session: Session, peers: Iterable[str]) -> int:
     if low <= 0:
         return 0
     return rowcount(session.execute(text("DELETE FROM repl_outbox WHERE pos <= :low"), {"low": low}))
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a person sees of the link with another server."""
+
+    peer: str
+    sites: tuple[str, ...] | None  # the parks it is the home of (None: the head office)
+    heard_at: datetime | None  # its last batch or acknowledgement
+    waiting: int  # this server's changes it has not confirmed
+    parked: int  # its changes that would not apply here
+    up: bool
+
+
+def links(session: Session, peers: dict[str, tuple[str, ...] | None], now: datetime | None = None,
+          quiet_s: float = 60.0) -> list[Link]:
+    """Each peer's link: up while it was heard from in the last `quiet_s` (replicators say something every
+    15 s even with nothing to send)."""
+    now = now or utcnow()
+    names = list(peers)
+    acked = {p.peer: p for p in session.scalars(select(ReplicationPeer).where(ReplicationPeer.peer.in_(names)))}
+    applied = {a.origin: a for a in session.scalars(
+        select(ReplicationApplied).where(ReplicationApplied.origin.in_(list(peers))))}
+    parked = dict(session.execute(select(ReplicationParked.origin, func.count()).where(
+        ReplicationParked.origin.in_(list(peers))).group_by(ReplicationParked.origin)).all())
+    out = []
+    for name, sites in peers.items():
+        times = [t for t in (getattr(acked.get(name), "acked_at", None),
+                             getattr(applied.get(name), "applied_at", None)) if t is not None]
+        heard = max(times) if times else None
+        confirmed = acked[name].acked_seq if name in acked else 0
+        if sites is None:
+            theirs, args = "site_id IS NOT NULL", {}
+        else:
+            theirs, args = "(site_id IS NULL OR site_id = ANY(:sites)) AND tbl <> ALL(:home)", {
+                "sites": list(sites), "home": list(HOME_FLOW)}
+        waiting = session.execute(text(  # counted up to 100,000: enough to say how far behind
+            f"SELECT count(*) FROM (SELECT 1 FROM repl_outbox WHERE (pos IS NULL OR pos > :c) AND {theirs} "
+            "LIMIT 100000) w"), {"c": confirmed, **args}).scalar() or 0
+        out.append(Link(name, sites, heard, waiting, int(parked.get(name, 0)),
+                        heard is not None and (now - heard).total_seconds() <= quiet_s))
+    return out
 
 
 # --- applying -----------------------------------------------------------------------------------
@@ -357,6 +401,7 @@ def apply(session: Session, origin: str, after: int, upto: int, changes: Sequenc
         session.flush()
     if after > state.seq:
         return Applied(state.seq, gap=True)  # something between is missing: the sender goes back
+    state.applied_at = utcnow()  # heard from: a keep-alive batch says the link is up
     if upto <= state.seq:
         return Applied(state.seq)  # all here already
     fresh = [c for c in changes if c[0] > state.seq]
@@ -371,7 +416,6 @@ def apply(session: Session, origin: str, after: int, upto: int, changes: Sequenc
         session.execute(text("SELECT set_config(:k, '', true)"), {"k": APPLYING})
     _after_apply(session, fresh, is_home, result)
     state.seq = upto
-    state.applied_at = utcnow()
     return result
 
 
@@ -577,5 +621,5 @@ def _refunds_after_use(session: Session, refunded: Sequence[Ticket]) -> int:
     return made
 
 
-__all__ = ["TABLES", "Applied", "BadBatch", "Pending", "acknowledged", "apply", "pending", "prune", "seed",
-           "sequence", "setup"]
+__all__ = ["TABLES", "Applied", "BadBatch", "Link", "Pending", "acknowledged", "apply", "links", "pending", "prune",
+           "seed", "sequence", "setup"]

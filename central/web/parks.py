@@ -13,7 +13,7 @@ from central.i18n import _
 from central.models import ROLES
 from central.services import parks as park_service
 from central.web.i18n import local_path
-from central.web.stack import SITE_KEY, db, require, visible_sites
+from central.web.stack import SITE_KEY, config, db, require, visible_sites
 
 bp = Blueprint("parks", __name__, url_prefix="/parks")
 
@@ -34,14 +34,27 @@ def _overview():
     return park_service.overview(db(), visible_sites())
 
 
+def _links():
+    """The link with the other servers (a park server's with head office, head office's with each park
+    server the person may see), where this central replicates."""
+    from central.services.replication import links
+
+    r = config().replication
+    if not r.enabled:
+        return []
+    seen = set(visible_sites())
+    peers = {name: sites for name, sites in r.peers().items() if sites is None or seen & set(sites)}
+    return links(db(), peers)
+
+
 @bp.get("/")
 @require("manager")
 def index():
-    return render_template("parks/index.html", overview=_overview())
+    return render_template("parks/index.html", overview=_overview(), links=_links())
 
 
 @bp.get("/table")
 @require("manager")
 def table():
     """The figures alone, for the page's refresh every few seconds."""
-    return render_template("parks/_table.html", overview=_overview())
+    return render_template("parks/_table.html", overview=_overview(), links=_links())

@@ -438,3 +438,37 @@ def test_head_office_leaves_a_park_servers_gates_alerts_and_days_to_it(pair):
         alerts = db.execute(select(Alert.kind, Alert.resolved_at)).all()
         assert alerts == [("gate_down", None)]  # the park's, still open: only the park clears it
         assert not db.scalars(select(DailyReport)).all()
+
+
+@pytest.mark.parametrize(("language", "linked", "silent", "head_office"), [
+    ("en", "Linked", "No word for over a minute", "Head office"),
+    ("zh-CN", "已连接", "超过一分钟没有消息", "总部"),
+])
+def test_managers_see_each_link_in_their_language(pair, language, linked, silent, head_office):
+    from central.app import create_app
+    from central.services.users import create_user
+    from tests.web.conftest import Browser
+
+    ho, park = pair
+    sell(park)
+    ship(park, ho)
+    ship(ho, park)
+    for s in (ho, park):
+        with s.sessions.begin() as db:
+            create_user(db, "head", "manager", "tea by the west lake", all_sites=True, one_time=False)
+
+    def page(s: Srv) -> str:
+        browser = Browser(create_app(s.config, context=s.ctx).test_client())
+        browser.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+        browser.get("/login")
+        assert browser.post("/login", {"username": "head", "password": "tea by the west lake"}).status_code == 302
+        return browser.get("/parks/").get_data(as_text=True)
+
+    at_ho = page(ho)
+    assert 'data-peer="lake" data-up="yes"' in at_ho and linked in at_ho
+    assert head_office in page(park)  # the park server's view: its link with head office
+    with ho.sessions.begin() as db:
+        db.execute(text("UPDATE repl_applied SET applied_at = now() - interval '5 minutes'"))
+        db.execute(text("UPDATE repl_peers SET acked_at = now() - interval '5 minutes'"))
+    later = page(ho)
+    assert 'data-peer="lake" data-up="no"' in later and silent in later
