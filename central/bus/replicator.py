@@ -70,6 +70,8 @@ class PeerState:
     resend_after: float = 10.0
     applied_from: int = 0  # how far we hold its changes (what we acknowledge)
     sent_at: float = 0.0
+    heard_at: float = 0.0
+    rewound_at: float = 0.0
 
 
 class Replicator:
@@ -142,6 +144,7 @@ class Replicator:
                 ack = _ack.decode(message.payload)
                 if ack.origin != origin:
                     raise msgspec.ValidationError("the acknowledgement names another server")
+                self._heard(peer)
                 with self.sessions.begin() as session:
                     acked = replication.acknowledged(session, origin, ack.applied)
                 self._acked(peer, acked)
@@ -154,6 +157,7 @@ class Replicator:
     def _apply(self, origin: str, peer: PeerState, batch: Batch) -> None:
         if batch.origin != origin:
             raise msgspec.ValidationError("the batch names another server")
+        self._heard(peer)
         changes = [(pos, table, op, bytes(raw).decode()) for pos, table, op, raw in batch.changes]
         # The head office takes from a park server only its own parks' changes (a park server gets the
         # head office's for its parks, which the head office chose).
@@ -169,12 +173,25 @@ class Replicator:
 
     # --- sending -----------------------------------------------------------------------------
     def _acked(self, peer: PeerState, acked: int) -> None:
+        now = time.monotonic()
         if acked > peer.acked:
             peer.acked = acked
-            peer.progress_at = time.monotonic()
+            peer.progress_at = now
             peer.resend_after = float(self.config.replication.resend_s)
             peer.in_flight = max(0, peer.in_flight - 1)
             peer.sent = max(peer.sent, acked)
+        elif peer.sent > peer.acked and now - peer.rewound_at > 1.0:
+            # It is there and holds less than was sent: what was in flight is lost (a gap, a queue dropped
+            # while the link was down). Send it again now rather than at the next timeout.
+            peer.sent, peer.in_flight, peer.progress_at, peer.rewound_at = peer.acked, 0, now, now
+
+    def _heard(self, peer: PeerState) -> None:
+        """Anything from a peer: the link is up. After a quiet spell the resend wait starts short again."""
+        now = time.monotonic()
+        base = float(self.config.replication.resend_s)
+        if now - peer.heard_at > base:
+            peer.resend_after = base
+        peer.heard_at = now
 
     def _send(self) -> None:
         r = self.config.replication

@@ -472,3 +472,32 @@ def test_managers_see_each_link_in_their_language(pair, language, linked, silent
         db.execute(text("UPDATE repl_peers SET acked_at = now() - interval '5 minutes'"))
     later = page(ho)
     assert 'data-peer="lake" data-up="no"' in later and silent in later
+
+
+def test_batches_lost_on_the_way_are_sent_again(pair, mosquitto):
+    """Head office's replicator sends while nobody at the park listens (a broker that lost its queue):
+    the park's server, once there, gets every change all the same, once."""
+    from dataclasses import replace
+
+    from central.bus.replicator import Replicator
+
+    ho, park = pair
+    names = uuid.uuid4().hex[:6]
+    on_broker = MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id=f"r{names}")
+    ho_cfg = replace(ho.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "h"),
+                     replication=replace(ho.config.replication, server=f"ho{names}", parks=(f"lake{names}:{PARK}",)))
+    park_cfg = replace(park.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "p"),
+                       replication=replace(park.config.replication, server=f"lake{names}", head_office=f"ho{names}"))
+    sender = Replicator(ho_cfg, ho.sessions).start()
+    receiver = None
+    try:
+        sold = [sell(ho) for _ in range(3)]
+        poll(lambda: sender.stats["sent_batches"] >= 1, 20, what="head office sending into the void")
+        receiver = Replicator(park_cfg, park.sessions).start()
+        poll(lambda: all(status(park, t.id) == "valid" for t in sold), 30, what="every sale at the park")
+        with park.sessions() as db:
+            assert db.scalar(select(func.count()).select_from(Ticket).where(Ticket.id.in_([t.id for t in sold]))) == 3
+    finally:
+        for r in (sender, receiver):
+            if r is not None:
+                r.stop()
