@@ -11,7 +11,7 @@
 #                                                register a gate, write its TOML to $GATES_OUT/GATE.toml,
 #                                                refresh the broker's files and reload (nobody is dropped)
 #   systemd/deploy.sh gate-box FILE.toml         on the box: venv + package, its config, the unit
-#   systemd/deploy.sh start central|gate         enable and start the units
+#   systemd/deploy.sh start central|gate         enable and start the units (the replicator: with [replication])
 #
 # Before `central`: apt-get install -y postgresql mosquitto python3-venv, and the database:
 #   runuser -u postgres -- createuser park-central && runuser -u postgres -- createdb -O park-central park
@@ -78,7 +78,7 @@ central() {
   fi
   install -d "$UNITS"
   for unit in park-central.target park-central-web.service park-central-ingest@.service \
-              park-central-claims@.service park-central-scheduler.service; do
+              park-central-claims@.service park-central-scheduler.service park-central-replicate.service; do
     install_unit "$unit"
   done
   $SYSTEMCTL daemon-reload
@@ -131,10 +131,19 @@ gate_box() {
   $SYSTEMCTL daemon-reload
 }
 
+replicate_unit() {  # the replicator's unit when the config sets [replication] server (else it has no peers)
+  "$VENV/bin/python" -c 'import sys; from central.config import ConfigError, load_config
+try: config = load_config(sys.argv[1], env={})
+except ConfigError as exc: sys.exit(f"configuration error: {exc}")
+print("park-central-replicate.service" if config.replication.enabled else "")' "$CONF"
+}
+
 start() {
+  local replicate
   case $1 in
-    central) $SYSTEMCTL enable --now park-central.target park-central-web.service park-central-ingest@1.service \
-               park-central-scheduler.service ;;
+    central) replicate=$(replicate_unit)  # a broken config stops the step here
+             $SYSTEMCTL enable --now park-central.target park-central-web.service park-central-ingest@1.service \
+               park-central-scheduler.service $replicate ;;
     gate) $SYSTEMCTL enable --now gate-agent.service ;;
     *) echo "start central|gate" >&2; return 2 ;;
   esac

@@ -88,7 +88,7 @@ class Replicator:
         self.link.subscribe(f"{ROOT}/repl/{self.me}/+/+", self.inbox.put)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.alive = False
+        self._beat = 0.0  # when the loop last went round (the watchdog's question)
         self.stats = {"applied_rows": 0, "parked": 0, "refused": 0, "conflicts": 0, "sent_batches": 0}
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -97,6 +97,11 @@ class Replicator:
         self._thread = threading.Thread(target=self._run, name=f"replicator-{self.me}", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        """The loop went round in the last 30 s (a hung database call or broker stops the watchdog's pings)."""
+        return self._thread is not None and self._thread.is_alive() and time.monotonic() - self._beat < 30
 
     def stop(self) -> None:
         self._stop.set()
@@ -107,7 +112,7 @@ class Replicator:
     def _run(self) -> None:
         every = self.config.replication.interval_ms / 1000
         while not self._stop.is_set():
-            self.alive = True
+            self._beat = time.monotonic()
             try:
                 self.step(every)
             except SQLAlchemyError as exc:  # the database restarting: nothing acknowledged, all sent again

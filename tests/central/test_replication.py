@@ -501,3 +501,20 @@ def test_batches_lost_on_the_way_are_sent_again(pair, mosquitto):
         for r in (sender, receiver):
             if r is not None:
                 r.stop()
+
+
+def test_the_example_configs_replication_blocks_are_valid():
+    """config/central.example.toml shows a park server's and the head office's [replication]: both load."""
+    import re
+    from pathlib import Path
+
+    text_ = Path(__file__).resolve().parents[2].joinpath("config", "central.example.toml").read_text()
+    base = "\n".join(line for line in text_.splitlines() if not line.startswith("#"))
+    blocks = re.findall(r"^# \[replication\]\n((?:# \w+ = .*\n)+)", text_, re.M)
+    assert len(blocks) == 2
+    roles = []
+    for block in blocks:
+        body = "\n".join(line[2:] for line in block.splitlines())
+        config = load_config_text(base + "\n[replication]\n" + body, "central.example.toml", env={})
+        roles.append("park" if config.replication.head_office else "head office")
+    assert roles == ["park", "head office"]

@@ -7,7 +7,8 @@
    the central on PostgreSQL, Mosquitto started as root with Debian's stock `mosquitto.conf` and the
    shipped drop-in (so it drops to its own user, as Debian's unit runs it), two gates provisioned and
    installed as boxes, services started from the units' own ExecStart lines, a first visitor admitted
-   at each gate, and the reload after the second gate drops nobody.
+   at each gate, the reload after the second gate drops nobody, and the replicator enabled and started
+   once the config sets [replication].
 
 What the test cannot run here, and stands in for: systemd itself (a `systemctl` stand-in reloads
 Mosquitto with SIGHUP, as Debian's unit does, and the test starts each unit's ExecStart), the service
@@ -303,6 +304,20 @@ def _production_steps(root: Path, tmp_path: Path, wheel: Path, pg_url: str, proc
     assert dropped == [], "the reload dropped clients:\n" + "\n".join(dropped)
     assert _connections(_broker_log(root), "gate-park1-east1") == 1
     assert _connections(_broker_log(root), "gate-park1-west1") == 1
+
+    # The replicator is optional: `start central` enables it only once the config sets [replication],
+    # and then its unit's command runs from the install (no head office needs to answer for that).
+    enabled = root / "systemctl.log"
+    step("start", "central")
+    assert "park-central-scheduler.service" in enabled.read_text() and "replicate" not in enabled.read_text()
+    conf.write_text(conf.read_text() + '\n[replication]\nserver = "park1"\nnumber = 2\nhead_office = "ho"\n')
+    step("start", "central")
+    assert "park-central-replicate.service" in enabled.read_text().splitlines()[-1].split()
+    processes.start("replicate", exec_start(units / "park-central-replicate.service"), tmp_path)
+    poll(lambda: "replicator park1 running with ho" in processes.log("replicate"), 30,
+         what="the replicator started from its unit")
+    poll(lambda: re.search(r"New client connected .* as central-repl-park1 .*u'central'\)", _broker_log(root)), 15,
+         what="the replicator on the broker with the central's password")
 
 
 def _gate_box(gate: str, zone: str, root: Path, env: dict, step, boxes, processes: Processes, tmp_path: Path,
