@@ -12,7 +12,9 @@ from protocol import topics
 
 # Gate traffic that head office needs: passages, status, acknowledgements.
 OUTBOUND = ("event", "status", "config/ack", "cmd/ack")
-# What head office sends the park when it, not an on-site central, manages the gates.
+# When head office, not an on-site central, manages the gates: what else the gates send it, and what it
+# sends them.
+MANAGED_OUTBOUND = ("claim", "sync/request", "fire", "help", "counts")
 INBOUND = ("config", "cmd", "claim/reply", "sync", "event/ack")
 
 
@@ -21,8 +23,10 @@ def bridge_config(site: str, remote_host: str, remote_port: int, *, username: st
                   restart_timeout: tuple[int, int] = (5, 60), replication: tuple[str, str] | None = None) -> str:
     """The `connection` block for the park's mosquitto.conf.
 
-    `replication` = (this park server's name, the head office server's): the replicators' two topics
-    (`central.bus.replicator`) cross too, queued both ways while the link is down."""
+    `replication` = (this park server's name, the head office server's): the park has a central of its
+    own that replicates with head office (`central.bus.replicator`): only the replicators' two topics
+    cross, queued both ways while the link is down; the gates' traffic stays at the park (its central
+    holds it, and the replication carries passages up: forwarded too, they would count twice)."""
     topics.check_name("site", site)
     lines = [
         f"connection head-office-{site}",
@@ -39,12 +43,16 @@ def bridge_config(site: str, remote_host: str, remote_port: int, *, username: st
     if cafile:
         lines.append(f"bridge_cafile {cafile}")
     prefix = f"{topics.ROOT}/{site}"
-    lines += [f"topic {prefix}/gate/+/{suffix} out 1" for suffix in OUTBOUND]
-    if manage_from_head_office:
-        lines += [f"topic {prefix}/gate/+/{suffix} in 1" for suffix in INBOUND]
-        lines += [f"topic {prefix}/deltas in 1", f"topic {prefix}/cmd in 1", f"topic {prefix}/occupancy in 1"]
     if replication is not None:
+        if manage_from_head_office:
+            raise ValueError("a park server with its own central is not managed from head office")
         server, head_office = (topics.check_name("replication server", name) for name in replication)
         lines += [f"topic {topics.ROOT}/repl/{head_office}/+/{server} out 1",
                   f"topic {topics.ROOT}/repl/{server}/# in 1"]
+        return "\n".join(lines) + "\n"
+    lines += [f"topic {prefix}/gate/+/{suffix} out 1" for suffix in OUTBOUND]
+    if manage_from_head_office:
+        lines += [f"topic {prefix}/gate/+/{suffix} out 1" for suffix in MANAGED_OUTBOUND]
+        lines += [f"topic {prefix}/gate/+/{suffix} in 1" for suffix in INBOUND]
+        lines += [f"topic {prefix}/deltas in 1", f"topic {prefix}/cmd in 1", f"topic {prefix}/occupancy in 1"]
     return "\n".join(lines) + "\n"

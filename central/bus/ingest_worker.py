@@ -127,6 +127,8 @@ class IngestWorker:
                              manual_ack=True, receive_maximum=min(65535, max(100, self.batch_size * 2)), lean=True)
         self.publisher = Publisher(sessions, publisher_link or self.link, cipher)
         self.snapshots = SnapshotSender(self.publisher, sessions, workers=snapshot_workers)
+        # A head office's park servers serve their own gates: that traffic here would count twice.
+        self._remote = frozenset(config.replication.remote_sites())
         group = config.ingest.group
         for site in config.ingest.sites or ("+",):  # `[ingest] sites`: this worker's parks only
             for suffix in ("event", "status", "config/ack", "cmd/ack", "sync/request", "fire", "help"):
@@ -235,6 +237,9 @@ class IngestWorker:
             item.site, item.gate, item.kind = _parse_topic(msg.topic)
         except ValueError as exc:
             raise _Parked(str(exc)) from None
+        if item.site in self._remote:  # a bridge forwarding what its park's own server already holds
+            raise _Parked(f"park {item.site} has its own server: its gates' traffic reaches head office "
+                          "through the replication, not here")
         kind = KINDS.get(item.kind)
         if kind is None:
             raise _Parked(f"no handler for {item.kind}")

@@ -404,11 +404,25 @@ def test_the_head_offices_parks_and_a_park_servers_home():
     assert park.replication.peers() == {"ho": None} and park.is_home("n1") and not park.is_home("n2")
 
 
-def test_the_park_brokers_bridge_carries_the_replication_both_ways():
-    text_ = bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho"))
-    assert "topic gates/v1/repl/ho/+/north out 1" in text_ and "topic gates/v1/repl/north/# in 1" in text_
+def test_the_park_brokers_bridge_carries_the_replication_both_ways_and_no_gate_traffic():
+    """A park server's gates are its own: forwarded to head office as well, each passage would count twice."""
+    from pathlib import Path
+
+    topics_ = [line for line in bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho")).splitlines()
+               if line.startswith("topic ")]
+    assert topics_ == ["topic gates/v1/repl/ho/+/north out 1", "topic gates/v1/repl/north/# in 1"]
     with pytest.raises(ValueError):
         bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho/#"))
+    with pytest.raises(ValueError):
+        bridge_config("north", "ho.example.cn", 8883, replication=("north", "ho"), manage_from_head_office=True)
+    # the shipped example says the same as the command (its replication lines commented out)
+    example = Path(__file__).resolve().parents[2].joinpath("config", "mosquitto", "bridge-to-head-office.conf")
+    lines = example.read_text().replace("PARK_SITE_ID", "north").splitlines()
+    managed = [line for line in bridge_config("north", "h", 1, manage_from_head_office=True).splitlines()
+               if line.startswith("topic ")]
+    assert sorted(line for line in lines if line.startswith("topic ")) == sorted(managed)
+    assert [line[2:] for line in lines if line.startswith("# topic ")] == [
+        t.replace("/ho/", "/HEAD_OFFICE/").replace("north", "PARK_SERVER") for t in topics_]
 
 
 def test_head_office_leaves_a_park_servers_gates_alerts_and_days_to_it(pair):
@@ -518,3 +532,28 @@ def test_the_example_configs_replication_blocks_are_valid():
         config = load_config_text(base + "\n[replication]\n" + body, "central.example.toml", env={})
         roles.append("park" if config.replication.head_office else "head office")
     assert roles == ["park", "head office"]
+
+
+def test_head_offices_ingest_keeps_a_park_servers_gate_traffic_apart(pair, mosquitto):
+    """A bridge set up the old way forwards the park's passages to head office, which already gets them
+    from the park server: they are parked with the reason, never counted a second time."""
+    from dataclasses import replace
+
+    from central.bus.ingest_worker import IngestWorker
+    from central.models import ParkedMessage, PassageEventRecord
+    from tests.deploy.helpers import publish_passages
+
+    ho, _park = pair
+    config = replace(ho.config, mqtt=MqttConfig(host=mosquitto.host, port=mosquitto.port,
+                                                client_id=f"i{uuid.uuid4().hex[:6]}"))
+    config = replace(config, ingest=replace(config.ingest, group=f"g{uuid.uuid4().hex[:6]}"))
+    worker = IngestWorker(config, ho.sessions, worker_id="ho").start()
+    try:
+        publish_passages(mosquitto, PARK, "g1", 3)
+        assert worker.wait_idle(timeout=30, quiet=1.0)
+        with ho.sessions() as db:
+            errors = db.scalars(select(ParkedMessage.error).where(ParkedMessage.topic.contains(f"/{PARK}/"))).all()
+            stored = db.scalar(select(func.count()).select_from(PassageEventRecord))
+    finally:
+        worker.stop()
+    assert len(errors) == 3 and all("has its own server" in e for e in errors) and stored == 0
