@@ -1022,7 +1022,7 @@ class ReplicationChange(Base):
     tbl: Mapped[str] = mapped_column(String(64))
     op: Mapped[str] = mapped_column(String(1))
     site_id: Mapped[str | None] = mapped_column(String(64))  # None: for every server (signing keys)
-    row: Mapped[Any] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    row: Mapped[Any] = mapped_column(JSON)  # json: kept as the text it is sent as
     at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
 
 

@@ -26,6 +26,7 @@ REQUIRED = (
     "booking_rush_oversold", "booking_rush_lost", "booking_rush_per_s", "booking_rush_p99_ms", "booking_bare_per_s",
     "headoffice_events_per_s", "headoffice_lost_events", "headoffice_count_lag_p99_ms",
     "headoffice_one_park_events_per_s",
+    "replication_capture_ratio", "replication_apply_changes_per_s", "replication_lost_passages",
 )
 
 
@@ -52,3 +53,4 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     assert not not_numbers, f"figures that are not numbers: {not_numbers}"
     # Correctness, not speed: the booking rush never sells a place twice nor loses a visitor.
     assert (results["booking_rush_oversold"], results["booking_rush_lost"]) == (0, 0)
+    assert results["replication_lost_passages"] == 0  # head office holds every passage of the park

@@ -24,6 +24,7 @@ SECTIONS = {
     "booking": "tests.bench.bench_booking",
     "history": "tests.bench.bench_history",
     "headoffice": "tests.bench.bench_headoffice",
+    "replication": "tests.bench.bench_replication",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

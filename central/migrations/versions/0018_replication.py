@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("tbl", sa.String(64), nullable=False),
         sa.Column("op", sa.String(1), nullable=False),
         sa.Column("site_id", sa.String(64), nullable=True),
-        sa.Column("row", Json, nullable=False),
+        sa.Column("row", sa.JSON(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")),
     )
     op.create_index("ix_repl_outbox_pos", "repl_outbox", ["pos"])
