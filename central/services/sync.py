@@ -12,6 +12,7 @@ them just before sending, so templates are never at rest in clear at the central
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,8 @@ CHUNK_CHANGES = 20_000
 # A chunk's encoded size is at most CHUNK_BYTES + one change + its envelope: half the protocol's limit
 # (`MAX_BYTES[SnapshotChunk]`), which the broker's max_packet_size admits (config/mosquitto/park.conf).
 CHUNK_BYTES = 4 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def next_seq(session: Session, site_id: str) -> int:
@@ -276,10 +279,20 @@ def decrypt_templates(changes: Iterable[Change], cipher) -> list[Change]:
 
 def iter_decrypted(changes: Iterable[Change], cipher) -> Iterator[Change]:
     """`decrypt_templates`, one change at a time (for a streamed snapshot)."""
+    from biometrics.protect import TemplateDecryptError
+
     for change in changes:
         if isinstance(change, TemplateChange):
             if cipher is None:
                 continue  # no template key configured: templates cannot be sent
-            data = cipher.decrypt(change.data, change.holder_id, change.kind)
+            try:
+                data = cipher.decrypt(change.data, change.holder_id, change.kind)
+            except TemplateDecryptError as exc:
+                # Sealed under a key this central does not hold (a head office's enrolment, a rotation
+                # half done): that template cannot reach the gates, but the delta's other changes must,
+                # and every delta after it (raising here held them all back).
+                log.error("template of %s not sent to the gates: %s (is keys.template_key the same on every "
+                          "server?)", change.holder_id, exc)
+                continue
             change = msgspec.structs.replace(change, data=data)
         yield change

@@ -307,3 +307,23 @@ def test_the_publishers_of_two_processes_flushing_at_once_send_each_delta_once(l
             listener.get(timeout=1.0)
     finally:
         other.close()
+
+
+def test_a_template_this_central_cannot_open_does_not_hold_back_the_deltas_behind_it(live_ctx, live_config, listen):
+    """A template sealed under another server's key (a head office with another keys.template_key): the
+    gates cannot get it, but its delta's other changes and every later delta still go out."""
+    from biometrics.protect import TemplateCipher, generate_key, load_key
+
+    listener = listen(topics.deltas(live_config.site))
+    foreign = TemplateCipher(load_key(generate_key(), "another server's key"))
+    sealed = foreign.encrypt(b"\x01" * 512, "H77", "face")
+    with live_ctx.sessions.begin() as db:
+        define_ticket_type(db, live_config.site, TicketTypeSpec(name="Day", id=5))
+        (ticket,) = issue_tickets(db, live_config.site, [IssueRequest(ticket_type=5)])
+        sync.record_delta(db, live_config.site, [
+            TemplateChange(holder_id="H77", kind="face", finger=0, version=1, data=sealed), sync.ticket_change(ticket)])
+        revoke_ticket(db, ticket.id)
+    live_ctx.publisher.flush()
+    first, second = _next_delta(listener), _next_delta(listener)
+    assert [type(c) for c in first.changes] == [TicketChange]  # the template left out, the ticket sent
+    assert second.seq == first.seq + 1 and second.changes[0].status == "revoked"
