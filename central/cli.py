@@ -20,8 +20,9 @@
     park-central restore-drill [--stanza park]         restore the pgBackRest backup into a scratch cluster, compare
     park-central bridge-config SITE HOST:PORT          the Mosquitto bridge block of an on-site server
     park-central replicate                             send and apply changes with the other servers ([replication])
-    park-central replication setup | seed [--site S] | status
-                                                       capture triggers and id residues; queue every row; peers' state
+    park-central replication setup | seed [--site S] | status | credentials SERVER
+                                                       capture triggers and id residues; queue every row; peers'
+                                                       state; a park server's bridge password (head office)
 
 The configuration file comes from --config or PARK_CENTRAL_CONFIG; without one, defaults and the
 PARK_CENTRAL_* environment variables apply.
@@ -534,6 +535,30 @@ def cmd_replicate(args) -> int:
     return 0
 
 
+def _bridge_credentials(ctx, config: CentralConfig, server: str | None) -> str:
+    """At the head office: a new password for a park server's bridge user (printed once, stored hashed)."""
+    import secrets
+
+    from central.models import ReplicationPeer
+    from central.services.mosquitto import mosquitto_hash
+    from protocol import topics
+
+    r = config.replication
+    if r.head_office:
+        raise ConfigError("replication credentials are made at the head office, for its park servers")
+    if server not in r.peers():
+        raise ConfigError(f"{server!r} is not one of replication.parks: {', '.join(r.peers())}")
+    password = secrets.token_urlsafe(24)
+    with ctx.sessions.begin() as session:
+        row = session.get(ReplicationPeer, server) or ReplicationPeer(peer=server, acked_seq=0)
+        row.mqtt_password_hash = mosquitto_hash(password)
+        session.add(row)
+    return (f"bridge user {topics.replication_user(server)} password {password} (shown once)\n"
+            f"at the park: park-central bridge-config SITE {config.mqtt.host}:{config.mqtt.port} "
+            f"--replication {server}:{r.server} --username {topics.replication_user(server)} --password ...\n"
+            "here: park-central acl ... and reload Mosquitto")
+
+
 def cmd_replication(args) -> int:
     from sqlalchemy import func, select
 
@@ -548,6 +573,8 @@ def cmd_replication(args) -> int:
                 starts = replication.setup(conn, config.replication.number)
             print(f"capture on {len(replication.TABLES)} tables; ids = {config.replication.number} modulo "
                   f"{replication.STRIDE} (next ticket id {starts.get('tickets')})")
+        elif args.action == "credentials":
+            print(_bridge_credentials(ctx, config, args.server))
         elif args.action == "seed":
             with ctx.sessions.begin() as session:
                 queued = replication.seed(session, args.site or None)
@@ -695,7 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replicate", help="send and apply changes with the other servers ([replication])").set_defaults(
         func=cmd_replicate)
     p = sub.add_parser("replication", help="set up, seed or look at the replication")
-    p.add_argument("action", choices=["setup", "seed", "status"])
+    p.add_argument("action", choices=["setup", "seed", "status", "credentials"])
+    p.add_argument("server", nargs="?", help="credentials: the park server whose bridge gets a new password")
     p.add_argument("--site", action="append", help="seed: only this park's rows (repeatable; default: all)")
     p.set_defaults(func=cmd_replication)
     return parser

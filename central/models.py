@@ -1034,6 +1034,8 @@ class ReplicationPeer(Base):
     peer: Mapped[str] = mapped_column(String(64), primary_key=True)
     acked_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     acked_at: Mapped[datetime | None]
+    # At the head office: the park server's bridge user on its broker (`replication credentials`), hashed.
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(256))
 
 
 class ReplicationApplied(Base):

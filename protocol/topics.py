@@ -187,5 +187,23 @@ def acl_for_gate(site: str, gate: str, username: str | None = None) -> str:
     ])
 
 
+def replication_user(server: str) -> str:
+    """A park server's bridge user on the head office's broker."""
+    return f"bridge-{check_name('server', server)}"
+
+
+def acl_for_park_server(head_office: str, server: str) -> str:
+    """What a park server's bridge may do on the head office's broker: send its own replication (its
+    changes and acknowledgements, under its own name) and read what is for it; nothing of the gates'."""
+    check_name("server", head_office)
+    return "\n".join([
+        f"user {replication_user(server)}",
+        f"topic write {ROOT}/repl/{head_office}/changes/{server}",
+        f"topic write {ROOT}/repl/{head_office}/ack/{server}",
+        f"topic read {ROOT}/repl/{server}/#",
+        "",
+    ])
+
+
 def acl_for_central(username: str = "central") -> str:
     return f"user {username}\ntopic readwrite {ROOT}/#\ntopic read $share/#\n"

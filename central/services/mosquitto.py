@@ -87,9 +87,12 @@ def write_broker_file(path: Path, text: str, group: str | None = None) -> None:
 
 def write_mosquitto_files(session: Session, config: CentralConfig, passwords: Path, acl: Path,
                           group: str | None = None) -> int:
-    """Write the password file and the ACL for every registered gate and the central (see
-    `write_broker_file` for owner, mode and atomicity); returns the number of gates."""
-    gates = list(session.scalars(select(Gate).where(Gate.mqtt_username.is_not(None)).order_by(Gate.site_id, Gate.name)))
+    """Write the password file and the ACL for every registered gate and the central, and at a head
+    office for each park server's bridge (see `write_broker_file` for owner, mode and atomicity); returns
+    the number of gates."""
+    remote = config.replication.remote_sites()  # a park server's gates use its own broker, not this one
+    gates = [g for g in session.scalars(select(Gate).where(Gate.mqtt_username.is_not(None))
+                                        .order_by(Gate.site_id, Gate.name)) if g.site_id not in remote]
     lines = []
     blocks = []
     central_user = config.mqtt.username or "central"
@@ -100,6 +103,14 @@ def write_mosquitto_files(session: Session, config: CentralConfig, passwords: Pa
         if gate.mqtt_password_hash and gate.mqtt_password_hash.startswith("$7$"):
             lines.append(f"{gate.mqtt_username}:{gate.mqtt_password_hash}")
         blocks.append(topics.acl_for_gate(gate.site_id, gate.name, gate.mqtt_username))
+    if remote:  # the head office: each park server's bridge, with its own password (`replication credentials`)
+        from central.models import ReplicationPeer
+
+        hashes = {p.peer: p.mqtt_password_hash for p in session.scalars(select(ReplicationPeer))}
+        for server in config.replication.peers():
+            if hashes.get(server):
+                lines.append(f"{topics.replication_user(server)}:{hashes[server]}")
+                blocks.append(topics.acl_for_park_server(config.replication.server, server))
     write_broker_file(passwords, "\n".join(lines) + "\n", group)
     write_broker_file(acl, "# written by park-central acl\n\n" + "\n".join(blocks), group)
     return len(gates)

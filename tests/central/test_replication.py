@@ -557,3 +557,45 @@ def test_head_offices_ingest_keeps_a_park_servers_gate_traffic_apart(pair, mosqu
     finally:
         worker.stop()
     assert len(errors) == 3 and all("has its own server" in e for e in errors) and stored == 0
+
+
+@pytest.mark.mosquitto
+def test_a_park_servers_bridge_on_head_offices_broker_sends_only_its_own_replication(pair, tmp_path, mosquitto_factory):
+    import os
+    import re
+
+    from central.cli import _bridge_credentials
+    from central.services.mosquitto import write_mosquitto_files
+    from protocol import topics
+    from tests.security.test_mqtt_acl import NOT_AUTHORIZED, Client
+
+    ho, park = pair
+    with park.sessions.begin() as db:
+        _gate, cred = register_gate(db, PARK, "g1", 1)
+    ship(park, ho)  # head office holds the park's gate row, with its MQTT user
+    printed = _bridge_credentials(ho.ctx, ho.config, "lake")
+    password = re.search(r"password (\S+) \(shown once\)", printed).group(1)
+    with pytest.raises(ConfigError):
+        _bridge_credentials(ho.ctx, ho.config, "nobody")
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    with ho.sessions() as db:
+        assert write_mosquitto_files(db, ho.config, passwd, acl) == 0  # the park's gate is the park broker's
+    assert password not in passwd.read_text() and cred.username not in acl.read_text()
+    run_as = "user root\n" if os.geteuid() == 0 else ""
+    broker = mosquitto_factory(extra_config=f"{run_as}allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
+    bridge = Client(broker, "bridge-lake", password)
+    try:
+        assert not bridge.connack.is_failure
+        assert bridge.publish("gates/v1/repl/ho/changes/lake") < 0x80
+        assert bridge.publish("gates/v1/repl/ho/ack/lake") < 0x80
+        for forged in ("gates/v1/repl/ho/changes/south", "gates/v1/repl/south/changes/ho",
+                       topics.event(PARK, "g1")):
+            assert bridge.publish(forged) == NOT_AUTHORIZED, forged
+        assert bridge.subscribe("gates/v1/repl/lake/#") == 1
+    finally:
+        bridge.close()
+    wrong = Client(broker, "bridge-lake", "not the password")
+    try:
+        assert wrong.connack.is_failure
+    finally:
+        wrong.close()

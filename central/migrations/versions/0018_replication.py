@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("peer", sa.String(64), primary_key=True),
         sa.Column("acked_seq", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("mqtt_password_hash", sa.String(256), nullable=True),
     )
     op.create_table(
         "repl_applied",
