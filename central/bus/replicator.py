@@ -155,7 +155,7 @@ class Replicator:
                 self._acked(peer, acked)
             elif kind == "changes":
                 self._apply(origin, peer, _batch.decode(message.payload))
-        except (msgspec.DecodeError, msgspec.ValidationError, replication.BadBatch) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("replication: a malformed %s message from %s ignored: %s", kind, origin, exc)
             self.stats["refused"] += 1
 

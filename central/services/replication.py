@@ -262,12 +262,16 @@ def seed(session: Session | Connection, sites: Sequence[str] | None = None,
 def sequence(session: Session, limit: int = 20000) -> int:
     """Give committed changes their positions, in the order they were made; one sender at a time."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('repl_sequence'))"))
-    result = session.execute(text(
-        "UPDATE repl_outbox o SET pos = n.pos FROM ("
-        "  SELECT seq, nextval('repl_pos') AS pos FROM ("
-        "    SELECT seq FROM repl_outbox WHERE pos IS NULL ORDER BY seq LIMIT :limit) s ORDER BY seq) n "
-        "WHERE o.seq = n.seq"), {"limit": limit})
-    return rowcount(result)
+    last = session.execute(text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM repl_pos")).scalar()
+    base = int(last or 0)
+    given = rowcount(session.execute(text(  # positions in the order the changes were made (row_number)
+        "UPDATE repl_outbox o SET pos = :base + n.k FROM ("
+        "  SELECT seq, row_number() OVER (ORDER BY seq) AS k FROM ("
+        "    SELECT seq FROM repl_outbox WHERE pos IS NULL ORDER BY seq LIMIT :limit) s) n "
+        "WHERE o.seq = n.seq"), {"base": base, "limit": limit}))
+    if given:
+        session.execute(text("SELECT setval('repl_pos', :top)"), {"top": base + given})
+    return given
 
 
 @dataclass(frozen=True)
@@ -408,10 +412,6 @@ def _delete_sql(table: str) -> str:
             f"jsonb_populate_recordset(NULL::{table}, CAST(:rows AS jsonb)))")
 
 
-class BadBatch(ValueError):
-    """A batch that is not one (an unknown table, an operation that is not U or D): nothing of it applies."""
-
-
 @dataclass
 class Applied:
     applied: int  # what this server now holds of the origin's changes (the acknowledgement)
@@ -428,9 +428,6 @@ def apply(session: Session, origin: str, after: int, upto: int, changes: Sequenc
 
     `allowed_sites`: the parks `origin` is the home of (a park server's changes at the head office): a
     change for another park, or for every park (a signing key), is parked, not applied."""
-    for _pos, table, op, _row in changes:
-        if table not in BY_NAME or op not in ("U", "D"):
-            raise BadBatch(f"unknown change {table!r}/{op!r}")
     state = session.get(ReplicationApplied, origin, with_for_update=True)
     if state is None:
         state = ReplicationApplied(origin=origin, seq=0)
@@ -441,8 +438,20 @@ def apply(session: Session, origin: str, after: int, upto: int, changes: Sequenc
     state.applied_at = utcnow()  # heard from: a keep-alive batch says the link is up
     if upto <= state.seq:
         return Applied(state.seq)  # all here already
-    fresh = [c for c in changes if c[0] > state.seq]
     result = Applied(upto)
+    fresh = []
+    for change in changes:
+        pos, table, op, row = change
+        if pos <= state.seq:
+            continue
+        if table in BY_NAME and op in ("U", "D"):
+            fresh.append(change)
+            continue
+        # not a table this server replicates (staff users, a newer version's table): kept, never applied
+        error = f"{origin} sent a change of {table!r} ({op!r}), which is not replicated here"
+        log.error("replication: change %s refused: %s", pos, error)
+        session.add(ReplicationParked(origin=origin, seq=pos, tbl=str(table)[:64], row=_as_json(row), error=error))
+        result.parked += 1
     if allowed_sites is not None:
         fresh = _only_allowed(session, origin, fresh, allowed_sites, result)
     session.execute(text("SELECT set_config(:k, 'on', true)"), {"k": APPLYING})
@@ -454,6 +463,13 @@ def apply(session: Session, origin: str, after: int, upto: int, changes: Sequenc
     _after_apply(session, fresh, is_home, result)
     state.seq = upto
     return result
+
+
+def _as_json(row: str):
+    try:
+        return json.loads(row)
+    except ValueError:
+        return {"text": row[:2000]}
 
 
 def _only_allowed(session: Session, origin: str, changes, allowed: set[str], result: Applied) -> list:
@@ -658,5 +674,5 @@ def _refunds_after_use(session: Session, refunded: Sequence[Ticket]) -> int:
     return made
 
 
-__all__ = ["TABLES", "Applied", "BadBatch", "Link", "Pending", "acknowledged", "apply", "links", "pending", "prune",
+__all__ = ["TABLES", "Applied", "Link", "Pending", "acknowledged", "apply", "links", "pending", "prune",
            "seed", "sequence", "setup"]

@@ -279,8 +279,12 @@ def test_a_park_server_changes_only_its_own_parks_and_never_a_signing_key(pair):
         assert db.execute(text("SELECT count(*) FROM signing_keys WHERE key_id = 77")).scalar() == 0
         errors = db.scalars(select(ReplicationParked.error).order_by(ReplicationParked.seq)).all()
     assert "not the home server of park 'elsewhere'" in errors[0] and "head office" in errors[1]
-    with pytest.raises(replication.BadBatch):
-        deliver(park, ho, replication.Pending(after + 2, after + 3, [(after + 3, "staff_users", "U", "{}")]))
+    # a table that is not replicated (the head office's staff and their roles) is never written from outside
+    sneaky = deliver(park, ho, replication.Pending(after + 2, after + 3, [
+        (after + 3, "staff_users", "U", json.dumps({"id": 1, "username": "admin", "role": "admin"}))]))
+    assert sneaky.parked == 1 and sneaky.applied == after + 3
+    with ho.sessions() as db:
+        assert "not replicated here" in db.scalar(select(ReplicationParked.error).order_by(ReplicationParked.id.desc()))
 
 
 def test_a_row_this_database_refuses_is_kept_and_the_rest_of_the_batch_applies(pair):
