@@ -65,7 +65,7 @@ class PeerState:
     sites: tuple[str, ...] | None
     acked: int = -1  # -1: not read from the database yet
     sent: int = 0
-    in_flight: int = 0
+    flight: list[int] = field(default_factory=list)  # the `upto` of each batch sent past the acknowledgement
     progress_at: float = field(default_factory=time.monotonic)
     resend_after: float = 10.0
     applied_from: int = 0  # how far we hold its changes (what we acknowledge)
@@ -183,12 +183,12 @@ class Replicator:
             peer.acked = acked
             peer.progress_at = now
             peer.resend_after = float(self.config.replication.resend_s)
-            peer.in_flight = max(0, peer.in_flight - 1)
+            peer.flight = [upto for upto in peer.flight if upto > acked]  # acknowledgements are cumulative
             peer.sent = max(peer.sent, acked)
         elif peer.sent > peer.acked and now - peer.rewound_at > 1.0:
             # It is there and holds less than was sent: what was in flight is lost (a gap, a queue dropped
             # while the link was down). Send it again now rather than at the next timeout.
-            peer.sent, peer.in_flight, peer.progress_at, peer.rewound_at = peer.acked, 0, now, now
+            peer.sent, peer.flight, peer.progress_at, peer.rewound_at = peer.acked, [], now, now
 
     def _heard(self, peer: PeerState) -> None:
         """Anything from a peer: the link is up. After a quiet spell the resend wait starts short again."""
@@ -201,7 +201,7 @@ class Replicator:
     def _send(self) -> None:
         r = self.config.replication
         with self.sessions.begin() as session:
-            replication.sequence(session)
+            top = replication.sequence(session)
             for name, peer in self.peers.items():
                 if peer.acked < 0:
                     peer.acked = replication.acknowledged(session, name, 0)
@@ -211,12 +211,14 @@ class Replicator:
             if peer.sent > peer.acked and now - peer.progress_at > peer.resend_after:
                 log.info("replication: %s acknowledged nothing for %.0f s: sending again from %s",
                          name, peer.resend_after, peer.acked)
-                peer.sent, peer.in_flight, peer.progress_at = peer.acked, 0, now
+                peer.sent, peer.flight, peer.progress_at = peer.acked, [], now
                 peer.resend_after = min(MAX_RESEND_S, peer.resend_after * 2)
-            while peer.in_flight < IN_FLIGHT:
-                with self.sessions.begin() as session:
-                    batch = replication.pending(session, peer.sites, peer.sent, r.batch)
-                if batch.upto <= peer.sent:
+            while len(peer.flight) < IN_FLIGHT:
+                batch = None
+                if peer.sent < top:  # something new for someone (a head office with fifty parks asks little)
+                    with self.sessions.begin() as session:
+                        batch = replication.pending(session, peer.sites, peer.sent, r.batch)
+                if batch is None or batch.upto <= peer.sent:
                     keepalive = _encode(Batch(self.me, peer.sent, peer.sent, []))
                     if now - peer.sent_at >= KEEPALIVE_S and peer.sent == peer.acked and \
                             self._publish(changes_topic(name, self.me), keepalive):
@@ -229,7 +231,7 @@ class Replicator:
                 if peer.sent == peer.acked:
                     peer.progress_at = now  # the first batch past the acknowledgement: the wait starts now
                 peer.sent, peer.sent_at = batch.upto, now
-                peer.in_flight += 1
+                peer.flight.append(batch.upto)
                 self.stats["sent_batches"] += 1
         with self.sessions.begin() as session:
             replication.prune(session, self.peers)

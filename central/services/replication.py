@@ -260,7 +260,8 @@ def seed(session: Session | Connection, sites: Sequence[str] | None = None,
 
 
 def sequence(session: Session, limit: int = 20000) -> int:
-    """Give committed changes their positions, in the order they were made; one sender at a time."""
+    """Give committed changes their positions, in the order they were made; one sender at a time.
+    Returns the last position given (so far, ever)."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('repl_sequence'))"))
     last = session.execute(text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM repl_pos")).scalar()
     base = int(last or 0)
@@ -271,7 +272,7 @@ def sequence(session: Session, limit: int = 20000) -> int:
         "WHERE o.seq = n.seq"), {"base": base, "limit": limit}))
     if given:
         session.execute(text("SELECT setval('repl_pos', :top)"), {"top": base + given})
-    return given
+    return base + given
 
 
 @dataclass(frozen=True)
