@@ -188,9 +188,10 @@ def build_scheduler(context):
     from central.services.visitor_bookings import face_round_all, purge_all
 
     # Visitor bookings: names and document digests go `retention_days` after the visit, as the notice says.
-    scheduler.add_job(in_tx(purge_all), "interval", hours=1, id="booking_retention")
+    scheduler.add_job(in_tx(purge_all, None, remote), "interval", hours=1, id="booking_retention")
     # Face entry: the visit day's faces onto the gates in the day's first minutes, past days' deleted.
-    scheduler.add_job(in_tx(face_round_all), "interval", minutes=5, id="booking_faces", next_run_time=datetime.now(UTC))
+    scheduler.add_job(in_tx(face_round_all, None, remote), "interval", minutes=5, id="booking_faces",
+                      next_run_time=datetime.now(UTC))
 
     database = context.config.database
     scheduler.add_job(in_tx(partition_job, database.partition_months_ahead, database.retention_months), "interval",

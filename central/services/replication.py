@@ -572,8 +572,9 @@ def _after_apply(session: Session, changes, is_home: Callable[[str], bool], resu
     if ids.get("tickets"):
         tickets = session.scalars(select(Ticket).where(Ticket.id.in_(ids["tickets"]))).all()
         home = [t for t in tickets if is_home(t.site_id)]
-        for t in home:
-            deltas.setdefault(t.site_id, []).append(ticket_change(t))
+        for t in home:  # what gates must hear of, as the desk's sales: real names and ends (codes pass alone)
+            if t.id_digest or t.status != "valid":
+                deltas.setdefault(t.site_id, []).append(ticket_change(t))
         result.conflicts += _refunds_after_use(session, [t for t in home if t.status == "refunded"])
         result.rechecked += _recheck_unknown(session, home)
     if ids.get("annual_passes"):

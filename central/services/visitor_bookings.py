@@ -35,6 +35,7 @@ import ipaddress
 import re
 import secrets
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from time import monotonic
@@ -920,12 +921,13 @@ def face_round(session: Session, site_id: str, now: datetime | None = None) -> t
     return sent, len(gone)
 
 
-def face_round_all(session: Session, now: datetime | None = None) -> tuple[int, int]:
-    """`face_round` for every site with booked faces (the scheduler's `booking_faces` job)."""
+def face_round_all(session: Session, now: datetime | None = None, skip: Collection[str] = ()) -> tuple[int, int]:
+    """`face_round` for every site with booked faces (the scheduler's `booking_faces` job); `skip`: parks
+    whose own server puts the faces on its gates (a head office's park servers)."""
     sites = session.scalars(select(Booking.site_id).join(BookingPerson, BookingPerson.booking_id == Booking.id)
                             .where(BookingPerson.face_record.is_not(None)).distinct())
     sent = deleted = 0
-    for site_id in list(sites):
+    for site_id in [s for s in sites if s not in skip]:
         s, d = face_round(session, site_id, now)
         sent, deleted = sent + s, deleted + d
     return sent, deleted
@@ -1065,6 +1067,8 @@ def purge(session: Session, site_id: str, now: datetime | None = None) -> int:
     return len(old)
 
 
-def purge_all(session: Session, now: datetime | None = None) -> int:
-    """`purge` for every site taking bookings (the scheduler's hourly booking retention job)."""
-    return sum(purge(session, site_id, now) for site_id in session.scalars(select(BookingSettings.site_id)))
+def purge_all(session: Session, now: datetime | None = None, skip: Collection[str] = ()) -> int:
+    """`purge` for every site taking bookings (the scheduler's hourly booking retention job); `skip`: parks
+    whose own server purges (the deletions come with the replication)."""
+    return sum(purge(session, site_id, now) for site_id in session.scalars(select(BookingSettings.site_id))
+               if site_id not in skip)

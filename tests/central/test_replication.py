@@ -603,3 +603,21 @@ def test_a_park_servers_bridge_on_head_offices_broker_sends_only_its_own_replica
         assert wrong.connack.is_failure
     finally:
         wrong.close()
+
+
+def test_head_offices_real_name_sales_reach_the_parks_gates_and_plain_codes_need_nothing(pair):
+    from central.models import SyncChange
+    from protocol.messages import Delta, decode
+
+    ho, park = pair
+    with ho.sessions.begin() as db:
+        define_ticket_type(db, PARK, TicketTypeSpec(name="Real name", id=7, real_name=True))
+    plain = sell(ho)
+    named = sell(ho, ticket_type=7, holder_name="Zhang San", id_number=ZHANG)
+    ship(ho, park)
+    with park.sessions() as db:
+        deltas = [decode(Delta, p) for p in db.scalars(select(SyncChange.payload).where(SyncChange.site_id == PARK))]
+        digest = db.get(Ticket, named.id).id_digest
+    sent = {c.ticket_id: c for d in deltas for c in d.changes if hasattr(c, "ticket_id")}
+    assert named.id in sent and sent[named.id].id_digest == digest and digest
+    assert plain.id not in sent  # its signed code passes the gates by itself
