@@ -13,7 +13,7 @@ from central.services import Invalid, ServiceError
 from central.services import gates as gate_service
 from central.web import queries
 from central.web.i18n import label
-from central.web.stack import commit, config, ctx, db, live_hub, require, signed_in, site_id
+from central.web.stack import commit, config, ctx, db, gates_served_here, live_hub, require, signed_in, site_id
 
 bp = Blueprint("gates", __name__, url_prefix="/gates")
 MODES = gate_service.MODES
@@ -22,6 +22,19 @@ DIRECTIONS = gate_service.DIRECTIONS
 
 def _actor() -> str:
     return signed_in().username
+
+
+@bp.before_request
+def _only_for_our_gates():
+    """Every change here is for this central's own gates (not a park server's, at a head office)."""
+    if request.method != "POST":
+        return None
+    try:
+        gates_served_here(site_id())
+    except ServiceError as exc:
+        flash(exc.text, "error")
+        return redirect(url_for(".index")), 303
+    return None
 
 
 HARDWARE_FIELDS = {"unit_id": _l("Modbus unit id"), "passage_timeout_s": _l("Passage timeout (seconds)"),

@@ -54,6 +54,20 @@ class Forbidden(ServiceError):
     status = 403
 
 
+def gates_served_here(site: str) -> None:
+    """A head office does not configure a park server's gates: they take their config from the park's own
+    central (a change here would never reach them). Refused, saying where to go."""
+    from central.i18n import _l
+    from central.services import Refused
+
+    cfg = config()
+    if cfg.is_home(site):
+        return
+    server = next((name for name, sites in cfg.replication.peers().items() if sites and site in sites), "?")
+    raise Refused("gates_elsewhere", _l("The gates of %(site)s are served by its own park server (%(server)s): "
+                                        "configure them there.", site=site, server=server))
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is asking: `name` goes into the audit log (a username, or token:<name>)."""

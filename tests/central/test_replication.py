@@ -621,3 +621,37 @@ def test_head_offices_real_name_sales_reach_the_parks_gates_and_plain_codes_need
     sent = {c.ticket_id: c for d in deltas for c in d.changes if hasattr(c, "ticket_id")}
     assert named.id in sent and sent[named.id].id_digest == digest and digest
     assert plain.id not in sent  # its signed code passes the gates by itself
+
+
+def test_head_office_does_not_configure_a_park_servers_gates_and_says_where_to(pair):
+    from central.app import create_app
+    from central.services.users import create_token, create_user
+    from tests.web.conftest import Browser
+
+    ho, park = pair
+    with park.sessions.begin() as db:
+        register_gate(db, PARK, "g1", 1)
+    ship(park, ho)
+    with ho.sessions.begin() as db:
+        _t, token = create_token(db, "ho-ops", "admin")
+        create_user(db, "tech", "technician", "tea by the west lake", all_sites=True, one_time=False)
+    app = create_app(ho.config, context=ho.ctx)
+    api = app.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    for method, url, body in (("post", f"/api/v1/gates/g1/mode?site={PARK}", {"mode": "locked"}),
+                              ("post", f"/api/v1/gates?site={PARK}", {"name": "g2", "zone": 1}),
+                              ("post", f"/api/v1/gates/g1/command?site={PARK}", {"kind": "open_once"})):
+        res = getattr(api, method)(url, json=body)
+        assert res.status_code == 409 and res.get_json()["error"] == "gates_elsewhere", (url, res.get_json())
+        assert "(lake)" in res.get_json()["detail"]
+    assert api.get(f"/api/v1/gates?site={PARK}").status_code == 200  # looking is fine
+    browser = Browser(app.test_client())
+    browser.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "zh-CN"
+    browser.get("/login")
+    assert browser.post("/login", {"username": "tech", "password": "tea by the west lake"}).status_code == 302
+    browser.get("/", follow_redirects=True)  # the session is new: so is its CSRF token
+    browser.post("/parks/switch", {"site": PARK})
+    page = browser.post("/gates/g1/mode", {"mode": "locked"}, follow_redirects=True).get_data(as_text=True)
+    assert "由该景区自己的服务器（lake）管理" in page
+    with ho.sessions() as db:
+        assert db.execute(text("SELECT mode FROM gates WHERE name = 'g1'")).scalar() == "normal"
