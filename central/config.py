@@ -187,6 +187,7 @@ class AlertsConfig:
     outbox_events: int = 200  # a gate holding more unsent events than this
     occupancy_ratio: float = 0.95  # a zone this full of its capacity
     parked_messages: int = 100  # more parked messages than this
+    link_quiet_s: int = 300  # a replicating server not heard from this long (replicators speak every 15 s)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ sent to the configured webhooks and e-mail addresses once, with a recovery notic
     ingest_lag      ""               events stored in the last minute took over 5 s from the gate (p99)
     conflicts       ""               new conflicts in the last 15 minutes
     parked_messages ""               more than `parked_messages` messages parked
+    link_down       the other server nothing heard from a replicating peer for `link_quiet_s` (on each of
+                                     its parks at a head office; on this server's own at a park server)
 
 Claim times live in the claim servers' processes only: their alert (p99 over the deadline) is Prometheus's.
 Texts are in the site's language; they name places and counts, never a visitor.
@@ -52,6 +54,8 @@ TEXTS = {
     "ingest_lag": N_("The central stores passages of %(site)s %(value)s s after they happen (over 5 s)."),
     "conflicts": N_("%(value)s new conflicts at %(site)s: gates decided without seeing each other."),
     "parked_messages": N_("%(value)s messages the central could not store are parked (%(site)s)."),
+    "link_down": N_("No word from server %(place)s for %(site)s since %(since)s: each side goes on alone, "
+                    "and what changed meanwhile is sent when the link returns."),
 }
 RECOVERED = {
     "gate_down": N_("Recovered: gate %(place)s of %(site)s is back."),
@@ -60,6 +64,7 @@ RECOVERED = {
     "ingest_lag": N_("Recovered: the central stores the passages of %(site)s in time again."),
     "conflicts": N_("Recovered: no new conflicts at %(site)s for 15 minutes."),
     "parked_messages": N_("Recovered: the parked messages of %(site)s are below the alert level."),
+    "link_down": N_("Recovered: server %(place)s is heard again for %(site)s."),
 }
 KINDS = tuple(TEXTS)
 OTHER_TEXTS = {  # alerts raised elsewhere (central.services.alerts), shown on the same page
@@ -118,18 +123,37 @@ def conditions(session: Session, cfg, now: datetime) -> list[Condition]:
     return found
 
 
-def check(session: Session, cfg, now: datetime | None = None,
-          skip: Collection[str] = ()) -> tuple[list[Condition], list[int]]:
+def link_conditions(session: Session, cfg, peers: dict[str, tuple[str, ...] | None], home: Collection[str],
+                    now: datetime) -> list[Condition]:
+    """A replicating peer not heard from for `cfg.link_quiet_s`: on each of its parks (a park server, at
+    the head office), or on this server's own parks (the head office, at a park server)."""
+    from central.services.replication import links
+
+    found: list[Condition] = []
+    for link in links(session, peers, now, quiet_s=cfg.link_quiet_s):
+        if not link.up:  # never heard from: since this check first saw it
+            since = (link.heard_at or now).isoformat(timespec="seconds")
+            found.extend(Condition(site, link.peer, "link_down", since) for site in (link.sites or home))
+    return found
+
+
+def check(session: Session, cfg, now: datetime | None = None, skip: Collection[str] = (),
+          peers: dict[str, tuple[str, ...] | None] | None = None,
+          home: Collection[str] = ()) -> tuple[list[Condition], list[int]]:
     """Open or touch the alerts whose conditions hold, resolve the system's alerts that cleared;
     returns (conditions, ids resolved). `skip`: parks whose own server raises and clears their alerts
-    (a head office's park servers: their alerts come with the replication)."""
+    (a head office's park servers: their alerts come with the replication), but for the link with that
+    server (`peers`, the replicating servers; `home`: this server's own parks)."""
     now = now or utcnow()
     holding = [c for c in conditions(session, cfg, now) if c.site_id not in skip]
+    if peers:
+        holding += link_conditions(session, cfg, peers, home, now)
     raise_alerts(session, [AlertRaise(c.site_id, c.place, c.kind, c.value, now) for c in holding])
     keys = {(c.site_id, c.place, c.kind) for c in holding}
     resolved: list[int] = []
     for alert in session.scalars(select(Alert).where(Alert.kind.in_(KINDS), Alert.resolved_at.is_(None))):
-        if (alert.site_id, alert.gate, alert.kind) not in keys and alert.site_id not in skip:
+        ours = alert.site_id not in skip or (alert.kind == "link_down" and alert.gate in (peers or {}))
+        if (alert.site_id, alert.gate, alert.kind) not in keys and ours:
             alert.resolved_at, alert.resolved_by = now, SYSTEM
             resolved.append(alert.id)
     session.flush()
@@ -137,7 +161,7 @@ def check(session: Session, cfg, now: datetime | None = None,
 
 
 def _since(detail: str, timezone: str) -> str:
-    """The stored UTC time of a gate_down alert, as the park's clock shows it."""
+    """The stored UTC time of a gate_down or link_down alert, as the park's clock shows it."""
     try:
         at = datetime.fromisoformat(detail)
     except ValueError:

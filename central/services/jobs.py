@@ -113,14 +113,15 @@ def lagging_gates(session: Session) -> list[tuple[str, str]]:
     return [(s, g) for s, g in rows]
 
 
-def alert_round(sessions, cfg, now: datetime | None = None, skip: Collection[str] = ()) -> list:
+def alert_round(sessions, cfg, now: datetime | None = None, skip: Collection[str] = (),
+                peers: dict[str, tuple[str, ...] | None] | None = None, home: Collection[str] = ()) -> list:
     """The central's own alerts (central.services.alerting): check, then send what is new; returns what was sent.
 
     The notices go out between two transactions: no database lock waits on a webhook."""
     from central.services import alerting
 
     with sessions.begin() as session:
-        alerting.check(session, cfg, now, skip)
+        alerting.check(session, cfg, now, skip, peers, home)
     with sessions() as session:
         notices = alerting.pending(session)
     if not notices:
@@ -140,6 +141,9 @@ def build_scheduler(context):
     sessions = context.sessions
     # A head office's park servers close their parks' days, watch their gates and raise their alerts.
     remote = frozenset(context.config.replication.remote_sites())
+    # ... and the link with each replicating server is watched on both sides (alert "link_down").
+    peers = context.config.replication.peers() if context.config.replication.enabled else {}
+    home = sorted(context.config.home_sites() or ())
 
     def in_tx(fn, *args):
         def run():
@@ -173,7 +177,7 @@ def build_scheduler(context):
     def alerts():
         started, outcome = time.perf_counter(), "ok"
         try:
-            alert_round(sessions, context.config.alerts, None, remote)
+            alert_round(sessions, context.config.alerts, None, remote, peers, home)
         except Exception:
             outcome = "failed"
             log.exception("scheduled job alerts failed")

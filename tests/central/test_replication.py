@@ -655,3 +655,40 @@ def test_head_office_does_not_configure_a_park_servers_gates_and_says_where_to(p
     assert "由该景区自己的服务器（lake）管理" in page
     with ho.sessions() as db:
         assert db.execute(text("SELECT mode FROM gates WHERE name = 'g1'")).scalar() == "normal"
+
+
+def test_a_link_silent_too_long_is_an_alert_on_both_sides_and_recovers(pair):
+    from central.config import AlertsConfig
+    from central.models import Alert
+    from central.services import alerting
+
+    ho, park = pair
+    sell(park)
+    ship(park, ho)
+    ship(ho, park)
+    quiet = AlertsConfig(link_quiet_s=60)
+    sides = ((ho, ho.config.replication.remote_sites(), ()), (park, set(), (PARK,)))
+
+    def check(s, skip, home):
+        with s.sessions.begin() as db:
+            alerting.check(db, quiet, skip=skip, peers=s.config.replication.peers(), home=home)
+        with s.sessions() as db:
+            return db.execute(select(Alert.site_id, Alert.gate, Alert.resolved_at).where(Alert.kind == "link_down")).all()
+
+    for s, skip, home in sides:
+        assert check(s, skip, home) == []  # heard from a moment ago
+        with s.sessions.begin() as db:
+            db.execute(text("UPDATE repl_applied SET applied_at = now() - interval '10 minutes'"))
+            db.execute(text("UPDATE repl_peers SET acked_at = now() - interval '10 minutes'"))
+    (at_ho,), (at_park,) = check(ho, *sides[0][1:]), check(park, *sides[1][1:])
+    assert at_ho[:2] == (PARK, "lake") and at_park[:2] == (PARK, "ho") and at_ho[2] is None is at_park[2]
+    with ho.sessions() as db:
+        alert = db.scalar(select(Alert).where(Alert.kind == "link_down"))
+        words = alerting.alert_text(alert, "zh", "Asia/Shanghai")
+    assert "没有收到服务器 lake" in words and PARK in words
+    ship(park, ho)
+    ship(ho, park)  # the link is back
+    resolved = {(s.name, gate): at for s, skip, home in sides for _site, gate, at in check(s, skip, home)}
+    assert resolved[("ho", "lake")] is not None and resolved[("lake", "ho")] is not None
+    ship(park, ho)  # the park's own alert about head office travels up, resolved: it is the park's to clear
+    assert {gate: at is not None for _site, gate, at in check(ho, *sides[0][1:])} == {"lake": True, "ho": True}
