@@ -673,7 +673,8 @@ def test_a_link_silent_too_long_is_an_alert_on_both_sides_and_recovers(pair):
         with s.sessions.begin() as db:
             alerting.check(db, quiet, skip=skip, peers=s.config.replication.peers(), home=home)
         with s.sessions() as db:
-            return db.execute(select(Alert.site_id, Alert.gate, Alert.resolved_at).where(Alert.kind == "link_down")).all()
+            return db.execute(select(Alert.site_id, Alert.gate, Alert.resolved_at)
+                              .where(Alert.kind == "link_down")).all()
 
     for s, skip, home in sides:
         assert check(s, skip, home) == []  # heard from a moment ago
