@@ -16,22 +16,23 @@ from protocol.messages import PassageEvent, encode
 
 
 def publish_passages(broker, site: str, gate: str, count: int) -> list[str]:
-    """A gate at the park publishes `count` passages (QoS 1, every PUBACK awaited)."""
+    """A gate at the park publishes `count` free passages (QoS 1, every PUBACK awaited)."""
+    return publish_events(broker, site, gate, [
+        PassageEvent(id=new_event_id(), site=site, gate=gate, zone=1, at=utcnow(), direction="in",
+                     credential_kind="none", passed=True, mode="free") for _ in range(count)])
+
+
+def publish_events(broker, site: str, gate: str, events: list[PassageEvent]) -> list[str]:
+    """A gate publishes these events on its topic (QoS 1, every PUBACK awaited); returns their ids."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gate}-{uuid.uuid4().hex[:6]}")
     client.connect(broker.host, broker.port)
     client.loop_start()
-    ids = []
-    infos = []
-    for _ in range(count):
-        event = PassageEvent(id=new_event_id(), site=site, gate=gate, zone=1, at=utcnow(), direction="in",
-                             credential_kind="none", passed=True, mode="free")
-        ids.append(event.id)
-        infos.append(client.publish(topics.event(site, gate), encode(event), qos=1))
+    infos = [client.publish(topics.event(site, gate), encode(event), qos=1) for event in events]
     for info in infos:
         info.wait_for_publish(30)
     client.disconnect()
     client.loop_stop()
-    return ids
+    return [event.id for event in events]
 
 
 def wait_rows(ctx, site: str, expected: int, timeout: float = 60) -> int:

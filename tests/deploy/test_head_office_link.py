@@ -12,9 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from central.bus.bridge import bridge_config
@@ -46,10 +44,10 @@ from central.services.tickets import (
     refund_ticket,
     ticket_code,
 )
-from protocol import topics
 from protocol.ids import new_event_id
-from protocol.messages import PassageEvent, encode
+from protocol.messages import PassageEvent
 from protocol.ticket_code import KeyRing, PublicKey
+from tests.deploy.helpers import publish_events
 from tests.support.proxy import CuttableLink
 from tests.support.services import create_pg_database, drop_pg_database, pg_admin_url, pg_reachable
 from tests.support.waiting import poll
@@ -92,21 +90,10 @@ def _server(name: str, number: int, site: str, broker, db_url: str, tmp_path, **
 
 def _pass(broker, site: str, gate: str, refs: list[str], ticket_type: int | None = 1) -> list[str]:
     """A park's gate reports entries (QoS 1, every PUBACK awaited); "" is a free entry."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gate}-{uuid.uuid4().hex[:6]}")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    ids, infos = [], []
-    for ref in refs:
-        event = PassageEvent(id=new_event_id(), site=site, gate=gate, zone=1, at=utcnow(), direction="in",
-                             credential_kind="qr" if ref else "none", credential_ref=ref, passed=True,
-                             mode="normal" if ref else "free", ticket_type=ticket_type if ref else None)
-        ids.append(event.id)
-        infos.append(client.publish(topics.event(site, gate), encode(event), qos=1))
-    for info in infos:
-        info.wait_for_publish(30)
-    client.disconnect()
-    client.loop_stop()
-    return ids
+    return publish_events(broker, site, gate, [
+        PassageEvent(id=new_event_id(), site=site, gate=gate, zone=1, at=utcnow(), direction="in",
+                     credential_kind="qr" if ref else "none", credential_ref=ref, passed=True,
+                     mode="normal" if ref else "free", ticket_type=ticket_type if ref else None) for ref in refs])
 
 
 def _sell(server: Server, site: str, channel: str) -> Ticket:

@@ -24,6 +24,7 @@ from central.services.users import create_user
 from tests.central.conftest import make_config, prepare
 from tests.reliability.conftest import ROOT, _env, stop_process
 from tests.security.pki import Pair, TestCA
+from tests.support.proxy import pump
 from tests.support.services import free_port, wait_port
 
 PASSWORD = "pw-staff-Secret9"
@@ -60,19 +61,7 @@ class TlsTerminator:
         threading.Thread(target=self._pipe, args=(up, tls), daemon=True).start()
         self._pipe(tls, up)
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    _pipe = staticmethod(pump)
 
     def close(self) -> None:
         self._stop.set()
