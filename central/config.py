@@ -121,6 +121,7 @@ class ReplicationConfig:
     batch: int = 500  # changes per message
     interval_ms: int = 200  # how often the outbox is read for new changes
     resend_s: int = 10  # a peer that acknowledged nothing this long gets the unacknowledged changes again
+    keep_days: int = 7  # confirmed changes are kept this long: a peer restored from a backup gets them again
 
     @property
     def enabled(self) -> bool:

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import msgspec
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,6 +46,7 @@ class Batch(msgspec.Struct, frozen=True):
 class Ack(msgspec.Struct, frozen=True):
     origin: str
     applied: int
+    gap: bool = False  # the answer to a batch past what it holds
 
 
 _batch = msgspec.json.Decoder(Batch)
@@ -151,7 +153,9 @@ class Replicator:
                     raise msgspec.ValidationError("the acknowledgement names another server")
                 self._heard(peer)
                 with self.sessions.begin() as session:
-                    acked = replication.acknowledged(session, origin, ack.applied)
+                    acked = replication.acknowledged(session, origin, ack.applied, behind=ack.gap)
+                if ack.gap and acked < peer.acked:  # it lost what it had confirmed: all again from there
+                    peer.acked, peer.sent, peer.flight = acked, acked, []
                 self._acked(peer, acked)
             elif kind == "changes":
                 self._apply(origin, peer, _batch.decode(message.payload))
@@ -174,7 +178,7 @@ class Replicator:
         for key in ("parked", "conflicts"):
             self.stats[key] += getattr(result, key)
         self.stats["applied_rows"] += result.rows
-        self._publish(ack_topic(origin, self.me), _encode(Ack(self.me, result.applied)))
+        self._publish(ack_topic(origin, self.me), _encode(Ack(self.me, result.applied, result.gap)))
 
     # --- sending -----------------------------------------------------------------------------
     def _acked(self, peer: PeerState, acked: int) -> None:
@@ -234,7 +238,7 @@ class Replicator:
                 peer.flight.append(batch.upto)
                 self.stats["sent_batches"] += 1
         with self.sessions.begin() as session:
-            replication.prune(session, self.peers)
+            replication.prune(session, self.peers, timedelta(days=r.keep_days))
 
     def _publish(self, topic: str, payload: bytes) -> bool:
         try:

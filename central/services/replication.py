@@ -33,7 +33,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 from sqlalchemy import Connection, func, select, text
@@ -206,6 +206,11 @@ def setup(conn: Connection, number: int) -> dict[str, int]:
         conn.execute(text(f"CREATE TRIGGER repl_capture_insert AFTER INSERT ON {t.name} "
                           f"REFERENCING NEW TABLE AS repl_new FOR EACH STATEMENT "
                           f"EXECUTE FUNCTION repl_capture_inserts('{_site_sql(t)}', '{t.name}', '{local}')"))
+    # Positions continue above any this database gave before, even restored from a backup (its sequence
+    # then restarts lower, and the other server, which holds those positions, would take new changes for
+    # old ones): they start at the clock's microseconds, far above a count of changes.
+    conn.execute(text("SELECT setval('repl_pos', greatest((SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                      "FROM repl_pos), floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint))"))
     starts = {t.name: value for t in TABLES if (value := _stride(conn, t, number)) is not None}
     seed(conn, tables=("signing_keys",))  # registered at the first start, before the capture: the gates need them
     return starts
@@ -309,19 +314,25 @@ def pending(session: Session, sites: Sequence[str] | None, after: int, limit: in
     return Pending(after, top, [(r[0], r[1], r[2], r[3]) for r in rows])
 
 
-def acknowledged(session: Session, peer: str, applied: int) -> int:
-    """Record a peer's acknowledgement (only forward); returns what it has confirmed."""
+def acknowledged(session: Session, peer: str, applied: int, behind: bool = False) -> int:
+    """Record a peer's acknowledgement (only forward, unless `behind`: it answered a batch past what it
+    holds, so it lost changes it had confirmed, restored from a backup, and gets them again); returns what
+    it has confirmed."""
     row = session.get(ReplicationPeer, peer, with_for_update=True)
     if row is None:
         row = ReplicationPeer(peer=peer, acked_seq=0)
         session.add(row)
     row.acked_at = utcnow()  # heard from, even when it confirms nothing new
+    if behind and applied < row.acked_seq:
+        log.warning("replication: %s holds our changes up to %s only, not %s (restored?): sending them again",
+                    peer, applied, row.acked_seq)
+        row.acked_seq = applied
     row.acked_seq = max(row.acked_seq, applied)
     return row.acked_seq
 
 
-def prune(session: Session, peers: Iterable[str]) -> int:
-    """Forget changes every peer confirmed."""
+def prune(session: Session, peers: Iterable[str], keep: timedelta = timedelta(days=7)) -> int:
+    """Forget changes every peer confirmed `keep` ago (kept meanwhile for a peer restored from a backup)."""
     names = list(peers)
     if not names:
         return 0
@@ -330,7 +341,8 @@ def prune(session: Session, peers: Iterable[str]) -> int:
     low = min(acked.get(name, 0) for name in names)
     if low <= 0:
         return 0
-    return rowcount(session.execute(text("DELETE FROM repl_outbox WHERE pos <= :low"), {"low": low}))
+    return rowcount(session.execute(text("DELETE FROM repl_outbox WHERE pos <= :low AND at < :before"),
+                                    {"low": low, "before": utcnow() - keep}))
 
 
 @dataclass(frozen=True)

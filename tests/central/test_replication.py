@@ -693,3 +693,53 @@ def test_a_link_silent_too_long_is_an_alert_on_both_sides_and_recovers(pair):
     assert resolved[("ho", "lake")] is not None and resolved[("lake", "ho")] is not None
     ship(park, ho)  # the park's own alert about head office travels up, resolved: it is the park's to clear
     assert {gate: at is not None for _site, gate, at in check(ho, *sides[0][1:])} == {"lake": True, "ho": True}
+
+
+def test_a_server_restored_from_a_backup_gets_again_what_it_lost_and_its_new_changes_count(pair, mosquitto):
+    """The park's database is restored from a backup taken before head office's last sales reached it and
+    before its own last desk sales went up: its replicator (started as `park-central replicate` starts
+    it) gets head office's sales again, a seed at head office gives it back its own, and the changes it
+    makes from then on are not mistaken at head office for ones it already holds."""
+    from dataclasses import replace
+
+    from central.bus.replicator import Replicator
+
+    ho, park = pair
+    names = uuid.uuid4().hex[:6]
+    on_broker = MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id=f"r{names}")
+    ho_cfg = replace(ho.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "h"),
+                     replication=replace(ho.config.replication, server=f"ho{names}", parks=(f"lake{names}:{PARK}",)))
+    park_cfg = replace(park.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "p"),
+                       replication=replace(park.config.replication, server=f"lake{names}", head_office=f"ho{names}"))
+    sender = Replicator(ho_cfg, ho.sessions).start()
+    receiver = Replicator(park_cfg, park.sessions).start()
+    try:
+        first = sell(ho)
+        poll(lambda: status(park, first.id) == "valid", 30, what="the first sale at the park")
+        with park.sessions() as db:  # the backup is taken here
+            applied = db.get(ReplicationApplied, f"ho{names}").seq
+            position = db.execute(text("SELECT last_value FROM repl_pos")).scalar()
+            confirmed = db.execute(text("SELECT acked_seq FROM repl_peers")).scalar()
+        later = [sell(ho) for _ in range(3)]
+        desk = [sell(park) for _ in range(5)]
+        poll(lambda: all(status(park, t.id) == "valid" for t in later), 30, what="the later sales at the park")
+        poll(lambda: all(status(ho, t.id) == "valid" for t in desk), 30, what="the park's sales at head office")
+        receiver.stop()
+        with park.sessions.begin() as db:  # the restore: the park's database as it was at the backup
+            db.execute(text("DELETE FROM tickets WHERE id = ANY(:ids)"), {"ids": [t.id for t in later + desk]})
+            db.execute(text("DELETE FROM repl_outbox WHERE pos > :p OR pos IS NULL"), {"p": position})
+            db.execute(text("SELECT setval('repl_pos', :p)"), {"p": position})
+            db.execute(text("UPDATE repl_applied SET seq = :s"), {"s": applied})
+            db.execute(text("UPDATE repl_peers SET acked_seq = :c"), {"c": confirmed})
+        with park.ctx.engine.begin() as conn:
+            replication.setup(conn, 2)
+        receiver = Replicator(park_cfg, park.sessions).start()
+        poll(lambda: all(status(park, t.id) == "valid" for t in later), 60, what="head office's sales again")
+        after_restore = sell(park)
+        poll(lambda: status(ho, after_restore.id) == "valid", 30, what="the park's new sale at head office")
+        with ho.sessions.begin() as db:
+            replication.seed(db, [PARK], tables=["tickets"])  # what the park had sent, back to it
+        poll(lambda: all(status(park, t.id) == "valid" for t in desk), 30, what="the park's own sales back")
+    finally:
+        sender.stop()
+        receiver.stop()
