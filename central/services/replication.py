@@ -414,8 +414,12 @@ def _upsert_sql(table: str, at_home: bool) -> str:
     names = ", ".join([*cols, *local])
     values = ", ".join([*cols, *local.values()])  # a new row's own bookkeeping starts afresh
     action = ("DO UPDATE SET " + ", ".join(f"{c} = {v}" for c, v in sets.items())) if sets else "DO NOTHING"
-    return (f"INSERT INTO {table} ({names}) SELECT {values} FROM jsonb_populate_recordset(NULL::{table}, "
-            f"CAST(:rows AS jsonb)) ON CONFLICT ({', '.join(key)}) {action}")
+    # A row changed twice in one run (a zone's counts, a ticket sold and refunded): its last image only, as
+    # ON CONFLICT cannot change one row twice in a statement.
+    keys = ", ".join(key)
+    last = (f"(SELECT DISTINCT ON ({keys}) * FROM jsonb_populate_recordset(NULL::{table}, CAST(:rows AS jsonb)) "
+            f"WITH ORDINALITY AS x ORDER BY {keys}, ordinality DESC) AS r")
+    return f"INSERT INTO {table} ({names}) SELECT {values} FROM {last} ON CONFLICT ({keys}) {action}"
 
 
 @functools.cache

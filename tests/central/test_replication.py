@@ -743,3 +743,14 @@ def test_a_server_restored_from_a_backup_gets_again_what_it_lost_and_its_new_cha
     finally:
         sender.stop()
         receiver.stop()
+
+
+def test_a_row_changed_twice_in_one_batch_applies_as_its_last_change(pair):
+    ho, park = pair
+    ticket = sell(ho)
+    with ho.sessions.begin() as db:
+        refund_ticket(db, ticket.id)
+    batch = pending_for(ho, park)
+    assert [c[1] for c in batch.changes].count("tickets") == 2  # its sale and its refund, one batch
+    done = deliver(ho, park, batch)
+    assert (done.parked, status(park, ticket.id)) == (0, "refunded")
