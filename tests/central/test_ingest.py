@@ -89,7 +89,11 @@ def test_thousands_of_events_from_several_gates_give_exact_counts_events_and_con
     now = utcnow()
     with ctx.sessions.begin() as db:
         single = define_ticket_type(db, site, TicketTypeSpec(name="Single", entries=1))
-        tickets = issue_tickets(db, site, [IssueRequest(ticket_type=single.id)] * (per_gate * len(ENTRY_GATES) + 2))
+        # valid around now, not for the park's calendar day: the events go back minutes, past the park's midnight
+        # when the run is just after it (16:00 UTC)
+        around_now = IssueRequest(ticket_type=single.id, valid_from=now - timedelta(hours=2),
+                                  valid_to=now + timedelta(hours=22))
+        tickets = issue_tickets(db, site, [around_now] * (per_gate * len(ENTRY_GATES) + 2))
         ticket_ids = [t.id for t in tickets]
     shared_ticket, refunded_ticket = ticket_ids[-2], ticket_ids[-1]
     with ctx.sessions.begin() as db:

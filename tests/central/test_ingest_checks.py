@@ -32,9 +32,12 @@ def park(any_db_url, tmp_path):
         single = define_ticket_type(db, site, TicketTypeSpec(name="Single", entries=1))
         cave_only = define_ticket_type(db, site, TicketTypeSpec(name="Cave", entries=1, zones=[2]))
         in_three_days = (utcnow() + timedelta(days=3)).date()
-        tickets = issue_tickets(db, site, [IssueRequest(ticket_type=single.id)] * 4
-                                + [IssueRequest(ticket_type=single.id, headcount=4)]
-                                + [IssueRequest(ticket_type=cave_only.id)]
+        # Valid around now, not for the park's calendar day: just after the park's midnight (16:00 UTC)
+        # the events of a few minutes ago would be yesterday's, before a today ticket's validity.
+        today = {"valid_from": utcnow() - timedelta(hours=2), "valid_to": utcnow() + timedelta(hours=22)}
+        tickets = issue_tickets(db, site, [IssueRequest(ticket_type=single.id, **today)] * 4
+                                + [IssueRequest(ticket_type=single.id, headcount=4, **today)]
+                                + [IssueRequest(ticket_type=cave_only.id, **today)]
                                 + [IssueRequest(ticket_type=single.id, visit_date=in_three_days)])
         person = create_person(db, site, "Holder")
         annual = create_pass(db, site, person_id=person.id, valid_from=utcnow() - timedelta(days=1),
