@@ -337,6 +337,21 @@ def test_places_booked_on_both_sides_count_on_both_sides(pair):
         assert not db.scalars(select(ReplicationParked)).all()
 
 
+def on_broker(pair, broker) -> tuple[CentralConfig, CentralConfig, str]:
+    """The pair's configs on a real broker, under server names of this test's own (the broker is shared):
+    (head office's, the park's, the names' suffix)."""
+    from dataclasses import replace
+
+    ho, park = pair
+    names = uuid.uuid4().hex[:6]
+    mqtt = MqttConfig(host=broker.host, port=broker.port, client_id=f"r{names}")
+    ho_cfg = replace(ho.config, mqtt=replace(mqtt, client_id=mqtt.client_id + "h"),
+                     replication=replace(ho.config.replication, server=f"ho{names}", parks=(f"lake{names}:{PARK}",)))
+    park_cfg = replace(park.config, mqtt=replace(mqtt, client_id=mqtt.client_id + "p"),
+                       replication=replace(park.config.replication, server=f"lake{names}", head_office=f"ho{names}"))
+    return ho_cfg, park_cfg, names
+
+
 # --- the replicator: what arrives is checked -------------------------------------------------------
 
 
@@ -347,16 +362,7 @@ def test_the_replicator_ignores_what_is_not_a_peers_batch_and_goes_on(pair, mosq
     from central.bus.replicator import Replicator, changes_topic
 
     ho, park = pair
-    from dataclasses import replace
-
-    on_broker = MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id=f"r{uuid.uuid4().hex[:6]}")
-    topic_root = uuid.uuid4().hex[:6]  # this test's own server names on the shared broker
-    ho_cfg = replace(ho.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "h"),
-                     replication=replace(ho.config.replication, server=f"ho{topic_root}",
-                                         parks=(f"lake{topic_root}:{PARK}",)))
-    park_cfg = replace(park.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "p"),
-                       replication=replace(park.config.replication, server=f"lake{topic_root}",
-                                           head_office=f"ho{topic_root}"))
+    ho_cfg, park_cfg, topic_root = on_broker(pair, mosquitto)
     replicators = [Replicator(ho_cfg, ho.sessions).start(), Replicator(park_cfg, park.sessions).start()]
     try:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"x{uuid.uuid4().hex[:6]}")
@@ -495,17 +501,10 @@ def test_managers_see_each_link_in_their_language(pair, language, linked, silent
 def test_batches_lost_on_the_way_are_sent_again(pair, mosquitto):
     """Head office's replicator sends while nobody at the park listens (a broker that lost its queue):
     the park's server, once there, gets every change all the same, once."""
-    from dataclasses import replace
-
     from central.bus.replicator import Replicator
 
     ho, park = pair
-    names = uuid.uuid4().hex[:6]
-    on_broker = MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id=f"r{names}")
-    ho_cfg = replace(ho.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "h"),
-                     replication=replace(ho.config.replication, server=f"ho{names}", parks=(f"lake{names}:{PARK}",)))
-    park_cfg = replace(park.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "p"),
-                       replication=replace(park.config.replication, server=f"lake{names}", head_office=f"ho{names}"))
+    ho_cfg, park_cfg, names = on_broker(pair, mosquitto)
     sender = Replicator(ho_cfg, ho.sessions).start()
     receiver = None
     try:
@@ -700,17 +699,10 @@ def test_a_server_restored_from_a_backup_gets_again_what_it_lost_and_its_new_cha
     before its own last desk sales went up: its replicator (started as `park-central replicate` starts
     it) gets head office's sales again, a seed at head office gives it back its own, and the changes it
     makes from then on are not mistaken at head office for ones it already holds."""
-    from dataclasses import replace
-
     from central.bus.replicator import Replicator
 
     ho, park = pair
-    names = uuid.uuid4().hex[:6]
-    on_broker = MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id=f"r{names}")
-    ho_cfg = replace(ho.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "h"),
-                     replication=replace(ho.config.replication, server=f"ho{names}", parks=(f"lake{names}:{PARK}",)))
-    park_cfg = replace(park.config, mqtt=replace(on_broker, client_id=on_broker.client_id + "p"),
-                       replication=replace(park.config.replication, server=f"lake{names}", head_office=f"ho{names}"))
+    ho_cfg, park_cfg, names = on_broker(pair, mosquitto)
     sender = Replicator(ho_cfg, ho.sessions).start()
     receiver = Replicator(park_cfg, park.sessions).start()
     try:
