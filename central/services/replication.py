@@ -177,14 +177,14 @@ $fn$
 """
 
 
-def _site_sql(t: Table) -> str:
-    """The row's park as SQL over the transition table's row `n`."""
+def _site_sql(t: Table, row: str = "n") -> str:
+    """The row's park as SQL over the row `row` (the transition table's in the trigger, the table's in a seed)."""
     if t.site is None:
         return "NULL::text"
     if t.site in ("person", "booking"):
         parent = "persons" if t.site == "person" else "bookings"
-        return f"(SELECT p.site_id FROM {parent} p WHERE p.id = n.{t.site}_id)"
-    return f"n.{t.site}::text"
+        return f"(SELECT p.site_id FROM {parent} p WHERE p.id = {row}.{t.site}_id)"
+    return f"{row}.{t.site}::text"
 
 
 def setup(conn: Connection, number: int) -> dict[str, int]:
@@ -245,14 +245,8 @@ def seed(session: Session | Connection, sites: Sequence[str] | None = None,
             continue
         local = ", ".join(f"'{c}'" for c, _ in t.keep_local)
         row = f"to_jsonb(r) - ARRAY[{local}]::text[]"
-        if t.site is None:
-            site_expr, where = "NULL", "TRUE"
-        elif t.site in ("person", "booking"):
-            parent = "persons" if t.site == "person" else "bookings"
-            site_expr = f"(SELECT p.site_id FROM {parent} p WHERE p.id = r.{t.site}_id)"
-            where = f"{site_expr} = ANY(:sites)" if sites is not None else "TRUE"
-        else:
-            site_expr, where = f"r.{t.site}", (f"r.{t.site} = ANY(:sites)" if sites is not None else "TRUE")
+        site_expr = _site_sql(t, "r")
+        where = f"{site_expr} = ANY(:sites)" if sites is not None and t.site is not None else "TRUE"
         result = session.execute(text(
             f"INSERT INTO repl_outbox (tbl, op, site_id, row) SELECT '{t.name}', 'U', {site_expr}, {row} "
             f"FROM {t.name} r WHERE {where} ORDER BY {', '.join('r.' + k for k in t.key)}"),
